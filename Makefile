@@ -1,0 +1,43 @@
+# Accord — the two commands of the README, and what they need.
+#   make run    runs the agent on a demo PKI, loopback only
+#   make test   runs every test (units, integration, real peers)
+SHELL := /bin/bash
+.DEFAULT_GOAL := run
+CARGO ?= cargo
+DEMO_DIR ?= target/demo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test deps-run deps-test build lint unit e2e demo
+
+deps-run:
+	@scripts/deps.sh run
+
+deps-test:
+	@scripts/deps.sh test
+
+build:
+	$(CARGO) build --locked
+
+$(DEMO_DIR)/policy.toml: | build
+	target/debug/accord pki demo $(DEMO_DIR)
+
+demo: $(DEMO_DIR)/policy.toml
+
+run: deps-run build demo
+	@echo "Accord demo agent on 127.0.0.1:5988 (Ctrl-C to stop). From another terminal:"
+	@echo "  target/debug/accord connect 127.0.0.1 --ca $(DEMO_DIR)/ca.pem --cert $(DEMO_DIR)/technician.pem --key $(DEMO_DIR)/technician.key --ticket DEMO-1 --reason 'Essai'"
+	target/debug/accord agent --policy $(DEMO_DIR)/policy.toml
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit:
+	ACCORD_REQUIRE_PEERS=1 $(CARGO) test --locked --all-targets
+
+# Tests against real peers, run as scripts because they drive whole programs.
+e2e: build
+	@for t in tests/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t" || exit 1; done
+
+test: deps-test lint unit e2e
+	@echo "all tests passed"

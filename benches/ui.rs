@@ -1,0 +1,431 @@
+//! UI figures (issue 6): request → first prompt frame, "Terminer" → the
+//! technician's socket closed, and an idle agent's frames, CPU and RSS.
+//!
+//! Runs the real core (`app::serve`), the real windows on this (main)
+//! thread and the real tray, on `$DISPLAY`, or on an Xvfb + openbox it
+//! starts itself. The technician is the real `accord connect` code in a
+//! thread; prompts are answered through the hub, "Terminer" is a real click
+//! (xdotool) on the banner. Run with `cargo bench --bench ui`;
+//! `ACCORD_BENCH_ROUNDS` (default 5) and `ACCORD_BENCH_IDLE_S` (default 60).
+
+use accord::broker::{Activity, MemoryJournal, SessionControl};
+use accord::connect::ConnectConfig;
+use accord::protocol::Mode;
+use accord::ui::banner::SessionActions;
+use accord::ui::windows::{self, FRAMES, LAST_PROMPT_LATENCY_US, WindowsConfig};
+use accord::ui::{Hub, Lang, Strings, UiPrompter};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// First-frame and kill-switch times (ms), idle frames, CPU, RSS (kB), idle s.
+type DriverResult = Result<(Vec<f64>, Vec<f64>, u64, Duration, u64, u64), String>;
+
+/// When "Terminer" was handled, to time the kill switch from the click.
+static END_PRESSED: Mutex<Option<Instant>> = Mutex::new(None);
+
+struct TimedActions(SessionControl);
+
+impl SessionActions for TimedActions {
+    fn end(&self) {
+        if let Ok(mut t) = END_PRESSED.lock() {
+            *t = Some(Instant::now());
+        }
+        self.0.end();
+    }
+    fn set_view_only(&self) {
+        self.0.set_view_only();
+    }
+}
+
+/// Logged layout lines, read back to click where a person would.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn env_u64(k: &str, d: u64) -> u64 {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn start_display(children: &mut Vec<Child>) -> Result<(), String> {
+    if std::env::var_os("DISPLAY").is_some() {
+        return Ok(());
+    }
+    let disp = ":89";
+    let x = Command::new("Xvfb")
+        .args([disp, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("Xvfb: {e} (install xvfb, or set DISPLAY)"))?;
+    children.push(x);
+    // SAFETY: single-threaded at this point; nothing else reads the env yet.
+    unsafe { std::env::set_var("DISPLAY", disp) };
+    for _ in 0..100 {
+        if Command::new("xdpyinfo")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Ok(wm) = Command::new("openbox").stderr(Stdio::null()).spawn() {
+        children.push(wm);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// A minimal RFB server (security None) standing in for the VNC server.
+fn rfb_stub() -> Result<SocketAddr, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut c = c;
+                let mut b = [0u8; 4096];
+                let _ = c.write_all(b"RFB 003.008\n");
+                let _ = c.read_exact(&mut b[..12]);
+                let _ = c.write_all(&[1, 1]);
+                let _ = c.read_exact(&mut b[..1]);
+                let _ = c.write_all(&0u32.to_be_bytes());
+                let _ = c.read_exact(&mut b[..1]);
+                let mut si = vec![
+                    0, 64, 0, 48, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0,
+                ];
+                si.extend_from_slice(&4u32.to_be_bytes());
+                si.extend_from_slice(b"stub");
+                let _ = c.write_all(&si);
+                while matches!(c.read(&mut b), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the struct we own.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn layout_pos(log: &LogBuf, from: usize, label: &str) -> Option<(i64, i64)> {
+    let text = log
+        .0
+        .lock()
+        .ok()
+        .map(|v| String::from_utf8_lossy(&v[from..]).into_owned())?;
+    let needle = format!("button {label:?} centre ");
+    let line = text.lines().rev().find(|l| l.contains(&needle))?;
+    let rest = &line[line.find(&needle)? + needle.len()..];
+    let mut it = rest.split_whitespace();
+    let x = it
+        .next()?
+        .trim_matches(|c: char| !c.is_ascii_digit() && c != '-')
+        .parse()
+        .ok()?;
+    let y = it
+        .next()?
+        .trim_matches(|c: char| !c.is_ascii_digit() && c != '-')
+        .parse()
+        .ok()?;
+    Some((x, y))
+}
+
+fn xdotool(args: &[&str]) -> Option<String> {
+    let out = Command::new("xdotool").args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut children = Vec::new();
+    start_display(&mut children)?;
+    let log = LogBuf::default();
+    let writer = log.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("warn,accord::ui::layout=debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let rounds = env_u64("ACCORD_BENCH_ROUNDS", 5);
+    let idle_s = env_u64("ACCORD_BENCH_IDLE_S", 60);
+
+    let dir = tempfile::tempdir()?;
+    let pki = accord::tls::demo::write(dir.path())?;
+    let upstream = rfb_stub()?;
+    let port = free_port()?;
+    let mut policy = accord::policy::Policy::load(&pki.policy)?;
+    policy.listen.address = format!("127.0.0.1:{port}").parse()?;
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(upstream);
+    policy.consent.arm_delay = Duration::from_millis(300);
+    let policy = Arc::new(policy);
+    // SAFETY: set before the runtime and the UI threads start.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", dir.path()) };
+
+    let hub = Hub::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let handle = rt.handle().clone();
+    let quit = Arc::new(tokio::sync::Notify::new());
+    let (tx, rx) = std::sync::mpsc::channel::<SessionControl>();
+    let core = {
+        let (hub, quit, prompter, policy) = (
+            hub.clone(),
+            quit.clone(),
+            UiPrompter::new(hub.clone()),
+            policy.clone(),
+        );
+        std::thread::spawn(move || {
+            rt.block_on(accord::app::serve(
+                policy,
+                Arc::new(MemoryJournal::default()),
+                prompter,
+                move |c| {
+                    let _ = tx.send(c);
+                },
+                async move { quit.notified().await },
+            ));
+            hub.quit();
+        })
+    };
+    let control = rx.recv()?;
+    let strings = Arc::new(Strings::load(Lang::Fr)?);
+    accord::ui::tray::spawn(
+        handle.clone(),
+        control.state(),
+        control.clone(),
+        hub.clone(),
+        strings.clone(),
+        quit.clone(),
+    );
+    {
+        let (control, hub) = (control.clone(), hub.clone());
+        handle.spawn(async move {
+            let mut st = control.state();
+            loop {
+                let s = match &st.borrow_and_update().activity {
+                    Activity::InSession(i) => Some((**i).clone()),
+                    _ => None,
+                };
+                hub.set_session(s);
+                if st.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    // The technician and the clinician's hand, in another thread.
+    let driver = {
+        let (hub, log, control, quit) = (hub.clone(), log.clone(), control.clone(), quit.clone());
+        let cfg = ConnectConfig {
+            host: "127.0.0.1".into(),
+            port,
+            cert: pki.technician_cert.clone(),
+            key: pki.technician_key.clone(),
+            ca: pki.ca.clone(),
+            ticket: "BENCH-1".into(),
+            reason: "Mesure".into(),
+            mode: Mode::Control,
+            listen: "127.0.0.1:0".parse()?,
+        };
+        std::thread::spawn(move || -> DriverResult {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            let mut first_frame = Vec::new();
+            let mut kill = Vec::new();
+            for round in 0..rounds {
+                let mark = log.0.lock().map(|v| v.len()).unwrap_or(0);
+                LAST_PROMPT_LATENCY_US.store(0, Ordering::Relaxed);
+                let cfg = cfg.clone();
+                let session = rt.spawn(async move {
+                    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let acc = accord::connect::ask(&cfg, &mut |_| {})
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    acc.serve(listener, &mut |_| {})
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<Instant, String>(Instant::now())
+                });
+                // Wait for the first frame of the prompt, then answer.
+                let t0 = Instant::now();
+                while LAST_PROMPT_LATENCY_US.load(Ordering::Relaxed) == 0 {
+                    if t0.elapsed() > Duration::from_secs(20) {
+                        return Err("no prompt frame".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                first_frame.push(LAST_PROMPT_LATENCY_US.load(Ordering::Relaxed) as f64 / 1000.0);
+                let id = hub
+                    .lock()
+                    .prompts
+                    .first()
+                    .map(|p| p.req.id)
+                    .ok_or("no prompt")?;
+                hub.answer(id, accord::broker::Answer::Control);
+                // Banner: find it, click "Terminer" where it is drawn.
+                let mut pos = None;
+                for _ in 0..200 {
+                    pos = layout_pos(&log, mark, "Terminer");
+                    if pos.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let (x, y) = pos.ok_or("banner never drawn")?;
+                let wid = xdotool(&[
+                    "search",
+                    "--sync",
+                    "--onlyvisible",
+                    "--name",
+                    "session en cours",
+                ])
+                .and_then(|s| s.lines().next().map(str::to_string))
+                .ok_or("no banner window")?;
+                std::thread::sleep(Duration::from_millis(300));
+                if let Ok(mut t) = END_PRESSED.lock() {
+                    *t = None;
+                }
+                xdotool(&[
+                    "mousemove",
+                    "--window",
+                    &wid,
+                    &x.to_string(),
+                    &y.to_string(),
+                    "click",
+                    "1",
+                ]);
+                let closed = rt
+                    .block_on(async {
+                        tokio::time::timeout(Duration::from_secs(10), session).await
+                    })
+                    .map_err(|_| "session did not end")?
+                    .map_err(|e| e.to_string())??;
+                let pressed = END_PRESSED
+                    .lock()
+                    .ok()
+                    .and_then(|t| *t)
+                    .ok_or("Terminer not handled")?;
+                kill.push(closed.saturating_duration_since(pressed).as_secs_f64() * 1000.0);
+                eprintln!(
+                    "round {round}: first frame {:.1} ms, Terminer→closed {:.2} ms",
+                    first_frame[first_frame.len() - 1],
+                    kill[kill.len() - 1]
+                );
+                // Let the banner close before the next round.
+                let mut st = control.state();
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(5),
+                        st.wait_for(|s| s.activity == Activity::Idle),
+                    )
+                    .await
+                    .is_ok()
+                });
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            // Idle: no window, tray only.
+            std::thread::sleep(Duration::from_secs(1));
+            let (f0, c0) = (FRAMES.load(Ordering::Relaxed), cpu_time());
+            std::thread::sleep(Duration::from_secs(idle_s));
+            let (f1, c1) = (FRAMES.load(Ordering::Relaxed), cpu_time());
+            let rss = rss_kb();
+            quit.notify_one();
+            Ok((first_frame, kill, f1 - f0, c1 - c0, rss, idle_s))
+        })
+    };
+
+    let cfg = WindowsConfig {
+        strings,
+        actions: Arc::new(TimedActions(control.clone())),
+        shortcut: "Ctrl+Alt+Pause".into(),
+    };
+    windows::run(&hub, &cfg)?;
+    let result = driver.join().map_err(|_| "driver panicked")?;
+    let _ = core.join();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let (mut first, mut kill, frames, cpu, rss, idle_s) = result?;
+    println!("| measure | value | target |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| request → first prompt frame, median of {} (max) | {:.1} ms ({:.1} ms) | ≤ 100 ms |",
+        first.len(),
+        median(&mut first),
+        first.iter().cloned().fold(0.0, f64::max)
+    );
+    println!(
+        "| \"Terminer\" → technician socket closed, median (max) | {:.2} ms ({:.2} ms) | ≤ 20 ms |",
+        median(&mut kill),
+        kill.iter().cloned().fold(0.0, f64::max)
+    );
+    println!("| frames painted while idle over {idle_s} s | {frames} | 0 |");
+    println!(
+        "| CPU while idle over {idle_s} s | {:.1} ms ({:.3} %) | no repaint loop |",
+        cpu.as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() * 100.0 / idle_s as f64
+    );
+    println!(
+        "| RSS after the rounds, idle (agent + this bench) | {:.1} MB | ≤ 40 MB |",
+        rss as f64 / 1024.0
+    );
+    Ok(())
+}

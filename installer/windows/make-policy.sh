@@ -1,0 +1,9 @@
+#!/bin/sh
+# Writes the Windows policy shipped in the MSI (installer/windows/policy.toml)
+# from the Linux one (assets/policy.toml): same keys, same comments, with the
+# /etc/accord/ paths moved to C:\ProgramData\Accord\ (TOML literal strings).
+# installer/msi-test.sh fails when the committed file is out of date.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:-$here/policy.toml}
+sed -E "s#\"/etc/accord/([^\"]*)\"#'C:\\\\ProgramData\\\\Accord\\\\\\1'#g" "$here/../../assets/policy.toml" > "$out"

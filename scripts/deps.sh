@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a make target needs, only those missing.
+# Usage: scripts/deps.sh run|test
+set -euo pipefail
+
+run_pkgs=(
+  # What the agent's window and tray load at run time (winit/glutin dlopen them).
+  libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libxkbcommon0
+  libgl1 libegl1 libgl1-mesa-dri dbus
+  # A VNC server to share the screen, and openssl for `make run`'s demo.
+  x11vnc
+)
+test_pkgs=(
+  "${run_pkgs[@]}"
+  # Real peers for the end-to-end tests.
+  xvfb openbox xdotool x11-utils xinput xclip imagemagick dbus-x11
+  tigervnc-standalone-server tigervnc-tools
+  rsyslog rsyslog-gnutls
+  python3-venv python3-pip
+  procps psmisc iproute2 curl ca-certificates
+)
+
+case "${1:-}" in
+  run) want=("${run_pkgs[@]}") ;;
+  test) want=("${test_pkgs[@]}") ;;
+  *) echo "usage: $0 run|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "installing missing Debian packages: ${missing[*]}" >&2
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

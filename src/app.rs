@@ -1,0 +1,140 @@
+//! Wiring of a running agent: audit journal, broker, listener, control
+//! socket, signals. The UI (when present) runs on the main thread and talks
+//! to this through the `Prompter` it implements and the `SessionControl` it
+//! holds.
+
+use crate::agent::Agent;
+use crate::broker::{Broker, Journal, Prompter, SessionControl};
+use crate::policy::Policy;
+use std::sync::Arc;
+
+/// Errors that stop the agent from starting at all.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the core of the agent until `shutdown` resolves: listener, control
+/// socket, broker. Returns once every session has ended and been recorded.
+pub async fn serve<P: Prompter>(
+    policy: Arc<Policy>,
+    journal: Arc<dyn Journal>,
+    prompter: P,
+    on_ready: impl FnOnce(SessionControl),
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let policy_for_forward = policy.clone();
+    let journal_for_forward = journal.clone();
+    let broker = Broker::new(policy, journal, prompter);
+    let agent = Agent::bind(broker).await;
+    let ctl = agent.control();
+    #[cfg(unix)]
+    let control = {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            let path = crate::platform::control_socket_path();
+            if let Err(e) = crate::control::serve(&path, ctl).await {
+                tracing::warn!("local control unavailable: {e}");
+            }
+        })
+    };
+    on_ready(ctl);
+    let (stop_forward, forward_stopped) = tokio::sync::oneshot::channel::<()>();
+    let forwarder = {
+        let policy = policy_for_forward.clone();
+        let journal = journal_for_forward.clone();
+        tokio::spawn(async move {
+            forward(&policy, journal.as_ref(), async {
+                let _ = forward_stopped.await;
+            })
+            .await
+        })
+    };
+    agent.run(shutdown).await;
+    // Give the forwarder the agent_stopped record, then stop it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let _ = stop_forward.send(());
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), forwarder).await;
+    #[cfg(unix)]
+    control.abort();
+}
+
+/// Opens the audit journal named by the policy. A log that cannot be opened
+/// does not stop the agent (the tray must still say what is wrong), but every
+/// request is then refused: consent without a trace is not allowed.
+pub fn open_journal(policy: &Policy) -> Arc<dyn Journal> {
+    let path = policy.audit_path();
+    match crate::audit::journal::AuditJournal::open(&path) {
+        Ok((j, _report)) => Arc::new(j),
+        Err(e) => {
+            let why = format!("audit log {} unusable: {e}", path.display());
+            tracing::error!("{why}; every request will be refused");
+            Arc::new(crate::broker::UnavailableJournal(why))
+        }
+    }
+}
+
+/// Forwards the log to the hospital's collector (T11), if the policy says
+/// where, until `shutdown`. Never blocks consent: it reads the log itself.
+async fn forward(
+    policy: &Policy,
+    journal: &dyn Journal,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (Some(target), Some(ca), Some(wake)) = (
+        &policy.audit.forward,
+        &policy.audit.forward_ca,
+        journal.wake(),
+    ) else {
+        return shutdown.await;
+    };
+    let cfg = crate::audit::forward::ForwardConfig {
+        host: target.host.clone(),
+        port: target.port,
+        ca_file: ca.clone(),
+        client_cert: policy
+            .audit
+            .forward_cert
+            .clone()
+            .zip(policy.audit.forward_key.clone()),
+    };
+    let log = policy.audit_path();
+    let mut cursor = log.clone().into_os_string();
+    cursor.push(".cursor");
+    crate::audit::forward::run(cfg, log, cursor.into(), wake, shutdown).await;
+}
+
+/// `accord agent`: the whole agent, blocking until it stops. The windows run
+/// on this (the main) thread, the core on a runtime thread; see
+/// [`crate::ui::agent`]. Fails closed: without a display every request is
+/// refused and the function returns an error once the agent is stopped.
+pub fn run_agent(policy: Policy) -> Result<(), AppError> {
+    let journal = open_journal(&policy);
+    crate::ui::run_agent(policy, journal)
+}

@@ -1,0 +1,71 @@
+//! The broker's [`Journal`] backed by the hash-chained [`Log`]: every event
+//! is durable before `record` returns, and the forwarder is woken after each
+//! append. A log found tampered at open keeps recording (the break is itself
+//! on record) but makes the broker refuse every request.
+
+use super::{Log, OpenReport};
+use crate::broker::{Event, Journal, JournalError};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+pub struct AuditJournal {
+    log: Mutex<Log>,
+    tampered: Option<String>,
+    /// Woken after each append so the forwarder sends at once.
+    pub wake: Arc<Notify>,
+}
+
+impl AuditJournal {
+    /// Opens (creating or recovering) the log at `path`.
+    pub fn open(path: &Path) -> Result<(AuditJournal, OpenReport), super::AuditError> {
+        let (log, report) = Log::open(path)?;
+        let tampered = report
+            .tampered
+            .as_ref()
+            .map(|e| format!("the audit log {} was altered: {e}", path.display()));
+        if let Some(t) = &tampered {
+            tracing::error!("{t}; requests will be refused until IT investigates");
+        }
+        if let Some(r) = &report.recovered {
+            tracing::warn!(
+                "audit log had a torn last record ({} bytes), moved to {}",
+                r.torn_bytes,
+                r.torn_path.display()
+            );
+        }
+        Ok((
+            AuditJournal {
+                log: Mutex::new(log),
+                tampered,
+                wake: Arc::new(Notify::new()),
+            },
+            report,
+        ))
+    }
+}
+
+impl Journal for AuditJournal {
+    fn record(&self, event: &Event) -> Result<(), JournalError> {
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| JournalError("audit log lock poisoned".into()))?;
+        log.append(event.to_fields())
+            .map_err(|e| JournalError(e.to_string()))?;
+        drop(log);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        match &self.tampered {
+            Some(t) => Err(t.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn wake(&self) -> Option<Arc<Notify>> {
+        Some(self.wake.clone())
+    }
+}

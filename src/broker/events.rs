@@ -1,0 +1,396 @@
+//! What the core reports: audit events (T11, T12, E3) and the state the UI
+//! shows (O7). The broker and sessions produce them; the audit log records
+//! them through a [`Journal`]; the UI watches [`AgentState`].
+
+use crate::protocol::{Mode, RefusalCode};
+use crate::tls::Identity;
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+use uuid::Uuid;
+
+/// Why a session ended (audit `why`, and what the clinician is told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The clinician pressed "Terminer", the shortcut, the tray, or `accord end`.
+    User,
+    /// The technician closed their connection.
+    Technician,
+    /// No bytes either way for `idle_timeout_s` (T10).
+    Idle,
+    MaxDuration,
+    ScreenLocked,
+    /// The local VNC server closed, failed, or refused the handshake.
+    Upstream,
+    AgentStopped,
+    /// The UI died: nobody can follow or stop the session any more (O7, O8).
+    UiLost,
+    /// The technician's RFB stream could not be parsed safely (fail closed).
+    Protocol,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::User => "user",
+            EndReason::Technician => "technician",
+            EndReason::Idle => "idle",
+            EndReason::MaxDuration => "max_duration",
+            EndReason::ScreenLocked => "screen_locked",
+            EndReason::Upstream => "upstream",
+            EndReason::AgentStopped => "agent_stopped",
+            EndReason::UiLost => "ui_lost",
+            EndReason::Protocol => "protocol",
+        }
+    }
+}
+
+/// Who made a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecidedBy {
+    User,
+    Timeout,
+    Policy,
+    Agent,
+}
+
+impl DecidedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecidedBy::User => "user",
+            DecidedBy::Timeout => "timeout",
+            DecidedBy::Policy => "policy",
+            DecidedBy::Agent => "agent",
+        }
+    }
+}
+
+/// One audit event (DESIGN.md, "Audit record").
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    AgentStarted {
+        version: String,
+        listen: Option<SocketAddr>,
+        /// Why the agent does not listen (missing certificates...), if so.
+        not_listening: Option<String>,
+        policy: Option<String>,
+    },
+    AgentStopped,
+    RequestRejected {
+        peer: SocketAddr,
+        /// `tls`, `bad_request`, `busy`, `rate_limited`, `policy`, `agent_shutting_down`.
+        why: &'static str,
+        technician: Option<Identity>,
+        detail: String,
+    },
+    Decision {
+        session: Uuid,
+        technician: Identity,
+        peer: SocketAddr,
+        ticket: String,
+        reason: String,
+        asked: Mode,
+        /// `Some(mode)` = accepted in that mode.
+        granted: Option<Mode>,
+        by: DecidedBy,
+        why: Option<RefusalCode>,
+    },
+    SessionStarted {
+        session: Uuid,
+        technician: Identity,
+        mode: Mode,
+        upstream: String,
+    },
+    ModeChanged {
+        session: Uuid,
+        from: Mode,
+        to: Mode,
+        by: &'static str,
+    },
+    SessionEnded {
+        session: Uuid,
+        why: EndReason,
+        duration: Duration,
+        bytes_to_server: u64,
+        bytes_to_technician: u64,
+        detail: Option<String>,
+    },
+}
+
+fn identity_json(id: &Identity) -> Value {
+    json!({"subject": id.subject, "fingerprint": id.fingerprint})
+}
+
+impl Event {
+    /// The event name, as written in the log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::AgentStarted { .. } => "agent_started",
+            Event::AgentStopped => "agent_stopped",
+            Event::RequestRejected { .. } => "request_rejected",
+            Event::Decision { .. } => "decision",
+            Event::SessionStarted { .. } => "session_started",
+            Event::ModeChanged { .. } => "mode_changed",
+            Event::SessionEnded { .. } => "session_ended",
+        }
+    }
+
+    /// The record's fields in DESIGN.md order (the log adds `seq`, `ts`,
+    /// `prev`, `hash`).
+    pub fn to_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("event".into(), self.name().into());
+        match self {
+            Event::AgentStarted {
+                version,
+                listen,
+                not_listening,
+                policy,
+            } => {
+                m.insert("version".into(), version.clone().into());
+                m.insert(
+                    "listen".into(),
+                    listen
+                        .map(|a| a.to_string())
+                        .map_or(Value::Null, Value::from),
+                );
+                if let Some(n) = not_listening {
+                    m.insert("not_listening".into(), n.clone().into());
+                }
+                m.insert(
+                    "policy".into(),
+                    policy.clone().map_or(Value::Null, Value::from),
+                );
+            }
+            Event::AgentStopped => {}
+            Event::RequestRejected {
+                peer,
+                why,
+                technician,
+                detail,
+            } => {
+                if let Some(t) = technician {
+                    m.insert("technician".into(), identity_json(t));
+                }
+                m.insert("peer".into(), peer.to_string().into());
+                m.insert("why".into(), (*why).into());
+                m.insert("detail".into(), detail.clone().into());
+            }
+            Event::Decision {
+                session,
+                technician,
+                peer,
+                ticket,
+                reason,
+                asked,
+                granted,
+                by,
+                why,
+            } => {
+                m.insert("session".into(), session.to_string().into());
+                m.insert("technician".into(), identity_json(technician));
+                m.insert("peer".into(), peer.to_string().into());
+                m.insert("ticket".into(), ticket.clone().into());
+                m.insert("reason".into(), reason.clone().into());
+                m.insert("asked".into(), asked.as_str().into());
+                m.insert(
+                    "decision".into(),
+                    if granted.is_some() {
+                        "accepted"
+                    } else {
+                        "refused"
+                    }
+                    .into(),
+                );
+                if let Some(g) = granted {
+                    m.insert("mode".into(), g.as_str().into());
+                }
+                m.insert("by".into(), by.as_str().into());
+                if let Some(w) = why {
+                    m.insert("why".into(), w.as_str().into());
+                }
+            }
+            Event::SessionStarted {
+                session,
+                technician,
+                mode,
+                upstream,
+            } => {
+                m.insert("session".into(), session.to_string().into());
+                m.insert("technician".into(), identity_json(technician));
+                m.insert("mode".into(), mode.as_str().into());
+                m.insert("upstream".into(), upstream.clone().into());
+            }
+            Event::ModeChanged {
+                session,
+                from,
+                to,
+                by,
+            } => {
+                m.insert("session".into(), session.to_string().into());
+                m.insert("from".into(), from.as_str().into());
+                m.insert("mode".into(), to.as_str().into());
+                m.insert("by".into(), (*by).into());
+            }
+            Event::SessionEnded {
+                session,
+                why,
+                duration,
+                bytes_to_server,
+                bytes_to_technician,
+                detail,
+            } => {
+                m.insert("session".into(), session.to_string().into());
+                m.insert("why".into(), why.as_str().into());
+                m.insert(
+                    "duration_ms".into(),
+                    u64::try_from(duration.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .into(),
+                );
+                m.insert("bytes_to_server".into(), (*bytes_to_server).into());
+                m.insert("bytes_to_technician".into(), (*bytes_to_technician).into());
+                if let Some(d) = detail {
+                    m.insert("detail".into(), d.clone().into());
+                }
+            }
+        }
+        m
+    }
+}
+
+/// Why an event could not be recorded.
+#[derive(Debug, thiserror::Error)]
+#[error("audit log: {0}")]
+pub struct JournalError(pub String);
+
+/// Where events go. `record` returns only once the event is durable: the
+/// broker tells the technician a decision, and a session relays its first
+/// byte, only after that (consent without a trace is not allowed).
+pub trait Journal: Send + Sync + 'static {
+    fn record(&self, event: &Event) -> Result<(), JournalError>;
+    /// `Err(why)` when the log cannot be trusted (tampering detected):
+    /// the broker then refuses every request.
+    fn health(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Notified after each durable record, for a forwarder reading the log.
+    fn wake(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+}
+
+/// The journal when the audit log cannot be opened (permissions, disk):
+/// consent without a trace is not allowed, so every request is refused.
+pub struct UnavailableJournal(pub String);
+
+impl Journal for UnavailableJournal {
+    fn record(&self, _event: &Event) -> Result<(), JournalError> {
+        Err(JournalError(self.0.clone()))
+    }
+    fn health(&self) -> Result<(), String> {
+        Err(self.0.clone())
+    }
+}
+
+/// A journal that keeps events in memory (tests, and `--no-audit` never
+/// exists: the agent always opens the real log).
+#[derive(Default)]
+pub struct MemoryJournal {
+    pub events: std::sync::Mutex<Vec<Event>>,
+    /// When set, every `record` fails (tests of "no trace ⇒ no consent").
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl Journal for MemoryJournal {
+    fn record(&self, event: &Event) -> Result<(), JournalError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(JournalError("disk full (simulated)".into()));
+        }
+        if let Ok(mut v) = self.events.lock() {
+            v.push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// The request as the clinician is asked about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PromptRequest {
+    pub id: Uuid,
+    pub technician: Identity,
+    pub peer: SocketAddr,
+    /// Typed by the technician: shown as such, never as identity.
+    pub ticket: String,
+    pub reason: String,
+    pub asked: Mode,
+    /// Whether "Allow control" may be offered (asked control and policy allows).
+    pub control_offered: bool,
+    /// When the broker refuses on its own.
+    pub deadline: Instant,
+    pub timeout: Duration,
+    /// Buttons stay inactive this long after the prompt shows.
+    pub arm_delay: Duration,
+}
+
+/// A running session, as the banner shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub technician: Identity,
+    pub ticket: String,
+    pub reason: String,
+    pub mode: Mode,
+    pub started: SystemTime,
+    pub started_at: Instant,
+}
+
+/// Whether the agent accepts connections.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Listening {
+    Starting,
+    On(SocketAddr),
+    /// Not listening, and why (shown in the tray and the log).
+    Off(String),
+}
+
+/// What the agent is doing now.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Activity {
+    Idle,
+    Asking(Box<PromptRequest>),
+    InSession(Box<SessionInfo>),
+}
+
+/// The whole state the UI and `accord status` show.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentState {
+    pub listening: Listening,
+    pub activity: Activity,
+    /// Set when requests are refused whatever happens (tampered log, UI lost).
+    pub blocked: Option<String>,
+}
+
+impl Default for AgentState {
+    fn default() -> Self {
+        AgentState {
+            listening: Listening::Starting,
+            activity: Activity::Idle,
+            blocked: None,
+        }
+    }
+}
+
+/// A decision or session end the UI may want to notify about.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Notice {
+    SessionStarted(SessionInfo),
+    SessionEnded {
+        info: SessionInfo,
+        why: EndReason,
+    },
+    /// A prompt reached its deadline without an answer.
+    PromptTimedOut {
+        technician: Identity,
+    },
+}

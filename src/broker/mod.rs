@@ -1,0 +1,557 @@
+//! The consent state machine (O6, O7, O8).
+//!
+//! One prompt and one session at a time; any other request is `busy` at once.
+//! The broker never accepts on its own: it asks a [`Prompter`] and enforces the
+//! deadline itself, so a prompter that never answers, errors or disappears
+//! means refused. Every decision is on record ([`Journal`]) before the
+//! technician hears of it.
+
+pub mod events;
+
+pub use events::{
+    Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening,
+    MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
+};
+
+use crate::policy::Policy;
+use crate::protocol::{Decision, Mode, RefusalCode, Request};
+use crate::session::{self, LiveSession};
+use crate::tls::Identity;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{broadcast, watch};
+use uuid::Uuid;
+
+/// The clinician's answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Control,
+    ViewOnly,
+    Refused,
+}
+
+/// The prompter could not ask (no display, window failed, UI thread gone).
+#[derive(Debug, thiserror::Error)]
+#[error("the user interface cannot ask: {0}")]
+pub struct PromptError(pub String);
+
+/// Who asks the clinician. The UI implements it; tests script it.
+pub trait Prompter: Send + Sync + 'static {
+    /// Shows the request and resolves with the clinician's answer. The broker
+    /// drops the future at the deadline, on shutdown, or when the technician
+    /// goes away: the prompt must then disappear.
+    fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send;
+
+    /// Resolves when the UI is gone for good (thread died, window cannot
+    /// open). The broker then ends the session (`ui_lost`) and refuses every
+    /// request (`policy`): nobody could follow or stop a session (O7, O8).
+    fn closed(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+}
+
+enum Busy {
+    Prompting,
+    InSession,
+}
+
+struct Inner {
+    busy: Option<Busy>,
+    /// Prompt times per technician fingerprint, for the hourly rate limit.
+    prompts: HashMap<String, VecDeque<Instant>>,
+    current: Option<LiveSession>,
+    current_info: Option<SessionInfo>,
+}
+
+struct Shared {
+    policy: Arc<Policy>,
+    journal: Arc<dyn Journal>,
+    state: watch::Sender<AgentState>,
+    notices: broadcast::Sender<Notice>,
+    inner: Mutex<Inner>,
+    shutdown: watch::Sender<bool>,
+    ui_lost: watch::Sender<bool>,
+}
+
+/// The broker: shared by every connection task.
+pub struct Broker<P: Prompter> {
+    shared: Arc<Shared>,
+    prompter: P,
+}
+
+/// The UI's handle on the running session (O8: end it; O6: restrict it).
+#[derive(Clone)]
+pub struct SessionControl {
+    shared: Arc<Shared>,
+}
+
+/// How a request ended, for the connection task and tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Refused(RefusalCode),
+    Ended(EndReason),
+}
+
+/// Clears the busy slot and the displayed activity even if the task is
+/// cancelled midway, so the agent can never stay stuck "busy".
+struct BusyGuard<'a> {
+    shared: &'a Shared,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.busy = None;
+            inner.current = None;
+            inner.current_info = None;
+        }
+        self.shared
+            .state
+            .send_modify(|s| s.activity = Activity::Idle);
+    }
+}
+
+impl<P: Prompter> Broker<P> {
+    pub fn new(policy: Arc<Policy>, journal: Arc<dyn Journal>, prompter: P) -> Arc<Self> {
+        let (state, _) = watch::channel(AgentState::default());
+        let (notices, _) = broadcast::channel(32);
+        let (shutdown, _) = watch::channel(false);
+        let (ui_lost, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            policy,
+            journal,
+            state,
+            notices,
+            inner: Mutex::new(Inner {
+                busy: None,
+                prompts: HashMap::new(),
+                current: None,
+                current_info: None,
+            }),
+            shutdown,
+            ui_lost,
+        });
+        Arc::new(Broker { shared, prompter })
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.shared.policy
+    }
+
+    pub fn control(&self) -> SessionControl {
+        SessionControl {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub fn prompter(&self) -> &P {
+        &self.prompter
+    }
+
+    /// Records an event; the caller decides what a failure means.
+    pub fn record(&self, ev: &Event) -> Result<(), JournalError> {
+        self.shared.journal.record(ev)
+    }
+
+    /// Sets whether the agent listens (shown in the tray and `accord status`).
+    pub fn set_listening(&self, l: Listening) {
+        self.shared.state.send_modify(|s| s.listening = l);
+    }
+
+    /// Refuses pending prompts (`agent_shutting_down`) and ends the session
+    /// (`agent_stopped`). Idempotent.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        self.control().end_with(EndReason::AgentStopped);
+    }
+
+    /// Watches the prompter; when it is gone, blocks requests and ends the
+    /// session with `ui_lost`. Run it as its own task.
+    pub async fn watch_prompter(self: Arc<Self>) {
+        self.prompter.closed().await;
+        tracing::error!("user interface lost: ending any session and refusing requests");
+        self.shared.ui_lost.send_replace(true);
+        self.shared.state.send_modify(|s| {
+            s.blocked = Some("the user interface is not available".into());
+        });
+        self.control().end_with(EndReason::UiLost);
+    }
+
+    fn reject(&self, peer: SocketAddr, why: RefusalCode, tech: &Identity, detail: &str) {
+        let ev = Event::RequestRejected {
+            peer,
+            why: why.as_str(),
+            technician: Some(tech.clone()),
+            detail: detail.to_string(),
+        };
+        if let Err(e) = self.shared.journal.record(&ev) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Checks the one-at-a-time rule, the blocks and the rate limit, and takes
+    /// the busy slot. Nothing is shown to the clinician before this passes.
+    fn admit(&self, tech: &Identity) -> Result<BusyGuard<'_>, (RefusalCode, String)> {
+        if *self.shared.shutdown.borrow() {
+            return Err((RefusalCode::AgentShuttingDown, "agent shutting down".into()));
+        }
+        if *self.shared.ui_lost.borrow() {
+            return Err((
+                RefusalCode::Policy,
+                "user interface unavailable: nobody could answer".into(),
+            ));
+        }
+        if let Err(why) = self.shared.journal.health() {
+            return Err((RefusalCode::Policy, format!("audit log unusable: {why}")));
+        }
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
+        if inner.busy.is_some() {
+            return Err((
+                RefusalCode::Busy,
+                "a prompt or session is already active".into(),
+            ));
+        }
+        let max = self
+            .shared
+            .policy
+            .consent
+            .max_prompts_per_technician_per_hour as usize;
+        let now = Instant::now();
+        let times = inner.prompts.entry(tech.fingerprint.clone()).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(3600))
+        {
+            times.pop_front();
+        }
+        if times.len() >= max {
+            return Err((
+                RefusalCode::RateLimited,
+                format!("{} prompts in the last hour (limit {max})", times.len()),
+            ));
+        }
+        times.push_back(now);
+        inner.busy = Some(Busy::Prompting);
+        Ok(BusyGuard {
+            shared: &self.shared,
+        })
+    }
+
+    /// Handles one authenticated, parsed request to the end: prompt, decision,
+    /// session. `tech_stream` is the technician's TLS stream, positioned right
+    /// after the request line.
+    pub async fn handle<S>(
+        &self,
+        mut tech_stream: S,
+        technician: Identity,
+        peer: SocketAddr,
+        request: Request,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let guard = match self.admit(&technician) {
+            Ok(g) => g,
+            Err((code, detail)) => {
+                self.reject(peer, code, &technician, &detail);
+                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+                return Outcome::Refused(code);
+            }
+        };
+        let policy = &self.shared.policy;
+        let id = Uuid::new_v4();
+        let control_offered = request.mode == Mode::Control && policy.consent.allow_control;
+        let prompt = PromptRequest {
+            id,
+            technician: technician.clone(),
+            peer,
+            ticket: request.ticket.clone(),
+            reason: request.reason.clone(),
+            asked: request.mode,
+            control_offered,
+            deadline: Instant::now() + policy.consent.timeout,
+            timeout: policy.consent.timeout,
+            arm_delay: policy.consent.arm_delay,
+        };
+        self.shared
+            .state
+            .send_modify(|s| s.activity = Activity::Asking(Box::new(prompt.clone())));
+
+        let answer = self.ask(prompt, &mut tech_stream).await;
+        let (granted, by, why) = match answer {
+            Ok(Answer::Control) if control_offered => (Some(Mode::Control), DecidedBy::User, None),
+            // Never more than was offered, whatever the prompter says.
+            Ok(Answer::Control) | Ok(Answer::ViewOnly) => (Some(Mode::View), DecidedBy::User, None),
+            Ok(Answer::Refused) => (None, DecidedBy::User, Some(RefusalCode::User)),
+            Err(code @ RefusalCode::Timeout) => (None, DecidedBy::Timeout, Some(code)),
+            Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
+            Err(code) => (None, DecidedBy::Policy, Some(code)),
+        };
+        if why == Some(RefusalCode::Timeout) {
+            let _ = self.shared.notices.send(Notice::PromptTimedOut {
+                technician: technician.clone(),
+            });
+        }
+        let decision_ev = Event::Decision {
+            session: id,
+            technician: technician.clone(),
+            peer,
+            ticket: request.ticket.clone(),
+            reason: request.reason.clone(),
+            asked: request.mode,
+            granted,
+            by,
+            why,
+        };
+        if let Err(e) = self.shared.journal.record(&decision_ev) {
+            tracing::error!("{e}: refusing the request");
+            let code = RefusalCode::Policy;
+            send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+            return Outcome::Refused(code);
+        }
+        let Some(mode) = granted else {
+            let code = why.unwrap_or(RefusalCode::User);
+            send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+            return Outcome::Refused(code);
+        };
+        self.run_session(guard, tech_stream, technician, request, id, mode)
+            .await
+    }
+
+    /// Asks the prompter under the deadline. While waiting, a technician who
+    /// hangs up or a shutdown ends the prompt.
+    async fn ask<S>(&self, prompt: PromptRequest, tech: &mut S) -> Result<Answer, RefusalCode>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let mut ui_lost = self.shared.ui_lost.subscribe();
+        let deadline = tokio::time::Instant::now() + prompt.timeout;
+        tokio::select! {
+            r = self.prompter.ask(prompt) => match r {
+                Ok(a) => Ok(a),
+                Err(e) => {
+                    tracing::error!("{e}: refusing");
+                    Err(RefusalCode::Policy)
+                }
+            },
+            _ = tokio::time::sleep_until(deadline) => Err(RefusalCode::Timeout),
+            _ = shutdown.wait_for(|v| *v) => Err(RefusalCode::AgentShuttingDown),
+            _ = ui_lost.wait_for(|v| *v) => Err(RefusalCode::Policy),
+            // A technician who gives up (or sends bytes before the decision,
+            // which the protocol forbids) withdraws the request.
+            _ = wait_readable_or_closed(tech) => Err(RefusalCode::BadRequest),
+        }
+    }
+
+    async fn run_session<S>(
+        &self,
+        guard: BusyGuard<'_>,
+        mut tech_stream: S,
+        technician: Identity,
+        request: Request,
+        id: Uuid,
+        mode: Mode,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let policy = self.shared.policy.clone();
+        let started_at = Instant::now();
+        let ended =
+            |why: EndReason, detail: Option<String>, up: u64, down: u64| Event::SessionEnded {
+                session: id,
+                why,
+                duration: started_at.elapsed(),
+                bytes_to_server: up,
+                bytes_to_technician: down,
+                detail,
+            };
+        let upstream = match session::prepare(&policy.upstream).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::warn!("upstream {}: {e}", policy.upstream.vnc);
+                if let Err(e) = self.shared.journal.record(&ended(
+                    EndReason::Upstream,
+                    Some(e.to_string()),
+                    0,
+                    0,
+                )) {
+                    tracing::error!("{e}");
+                }
+                let code = RefusalCode::UpstreamUnreachable;
+                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+                return Outcome::Refused(code);
+            }
+        };
+        let info = SessionInfo {
+            id,
+            technician: technician.clone(),
+            ticket: request.ticket,
+            reason: request.reason,
+            mode,
+            started: SystemTime::now(),
+            started_at,
+        };
+        let (live, handles) = LiveSession::new(mode);
+        if let Err(e) = self.shared.journal.record(&Event::SessionStarted {
+            session: id,
+            technician,
+            mode,
+            upstream: policy.upstream.vnc.to_string(),
+        }) {
+            tracing::error!("{e}: not starting the session");
+            let code = RefusalCode::Policy;
+            send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+            return Outcome::Refused(code);
+        }
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.busy = Some(Busy::InSession);
+            inner.current = Some(live);
+            inner.current_info = Some(info.clone());
+        }
+        // A shutdown or lost UI between the decision and now must still end it.
+        if *self.shared.shutdown.borrow() {
+            self.control().end_with(EndReason::AgentStopped);
+        }
+        if *self.shared.ui_lost.borrow() {
+            self.control().end_with(EndReason::UiLost);
+        }
+        self.shared
+            .state
+            .send_modify(|s| s.activity = Activity::InSession(Box::new(info.clone())));
+        let _ = self
+            .shared
+            .notices
+            .send(Notice::SessionStarted(info.clone()));
+        send_decision(&mut tech_stream, &Decision::Accepted { mode, session: id }).await;
+
+        let limits = session::Limits {
+            idle_timeout: policy.session.idle_timeout,
+            max_duration: policy.session.max_duration,
+        };
+        let result = session::run(tech_stream, upstream, handles, limits).await;
+        if let Err(e) = self.shared.journal.record(&ended(
+            result.why,
+            result.detail.clone(),
+            result.bytes_to_server,
+            result.bytes_to_technician,
+        )) {
+            tracing::error!("{e}");
+        }
+        let _ = self.shared.notices.send(Notice::SessionEnded {
+            info,
+            why: result.why,
+        });
+        drop(guard);
+        Outcome::Ended(result.why)
+    }
+}
+
+/// Resolves when the peer sends anything or closes; never consumes bytes
+/// needed later in a legitimate exchange, because nothing may arrive before
+/// the decision.
+async fn wait_readable_or_closed<S: AsyncRead + Unpin>(s: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let mut b = [0u8; 1];
+    let _ = s.read(&mut b).await;
+}
+
+async fn send_decision<S: AsyncWrite + Unpin>(s: &mut S, d: &Decision) {
+    let line = crate::protocol::encode_decision(d);
+    if let Err(e) = s.write_all(&line).await {
+        tracing::debug!("could not send the decision: {e}");
+        return;
+    }
+    let _ = s.flush().await;
+    if matches!(d, Decision::Refused { .. }) {
+        let _ = s.shutdown().await;
+    }
+}
+
+impl SessionControl {
+    /// The kill switch (O8): closes both legs at once. No-op without a session.
+    pub fn end(&self) {
+        self.end_with(EndReason::User);
+    }
+
+    /// Ends the session with a given reason (screen lock, shutdown...).
+    pub fn end_with(&self, why: EndReason) {
+        if let Ok(inner) = self.shared.inner.lock() {
+            if let Some(live) = &inner.current {
+                live.end(why);
+            }
+        }
+    }
+
+    /// Restricts a control session to viewing (O6). Recorded as `mode_changed`.
+    pub fn set_view_only(&self) {
+        let changed = match self.shared.inner.lock() {
+            Ok(mut inner) => {
+                let id = inner.current_info.as_ref().map(|i| i.id);
+                match (&inner.current, id) {
+                    (Some(live), Some(id)) if live.set_mode(Mode::View) => {
+                        if let Some(info) = inner.current_info.as_mut() {
+                            info.mode = Mode::View;
+                        }
+                        Some(id)
+                    }
+                    _ => None,
+                }
+            }
+            Err(_) => None,
+        };
+        let Some(id) = changed else { return };
+        if let Err(e) = self.shared.journal.record(&Event::ModeChanged {
+            session: id,
+            from: Mode::Control,
+            to: Mode::View,
+            by: "user",
+        }) {
+            tracing::error!("{e}");
+        }
+        self.shared.state.send_modify(|s| {
+            if let Activity::InSession(info) = &mut s.activity {
+                info.mode = Mode::View;
+            }
+        });
+    }
+
+    /// Holds the technician's input back while a prompt granting more rights
+    /// is on screen, so they can never click "Allow" for themselves.
+    pub fn hold_input(&self, hold: bool) {
+        if let Ok(inner) = self.shared.inner.lock() {
+            if let Some(live) = &inner.current {
+                live.hold_input(hold);
+            }
+        }
+    }
+
+    /// The agent's state, for the tray, banner and `accord status`.
+    pub fn state(&self) -> watch::Receiver<AgentState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Session started/ended and unanswered prompts, for notifications.
+    pub fn notices(&self) -> broadcast::Receiver<Notice> {
+        self.shared.notices.subscribe()
+    }
+
+    /// Marks the UI as gone: ends the session (`ui_lost`) and refuses
+    /// requests from now on.
+    pub fn ui_lost(&self) {
+        self.shared.ui_lost.send_replace(true);
+        self.shared.state.send_modify(|s| {
+            s.blocked = Some("the user interface is not available".into());
+        });
+        self.end_with(EndReason::UiLost);
+    }
+}

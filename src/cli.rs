@@ -1,0 +1,112 @@
+//! The command line (DESIGN.md, "Command line"). Kept in the library so the
+//! man page and shell completions are generated from the same definition.
+
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Accord — consented, traced remote assistance (téléassistance).
+#[derive(Parser, Debug)]
+#[command(name = "accord", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent: tray, listener, prompt, banner (the default).
+    Agent(AgentArgs),
+    /// Ask for a session on a workstation, then tunnel a local VNC viewer.
+    Connect(ConnectArgs),
+    /// End the running session (the kill switch, from a shell).
+    End,
+    /// Show whether a session runs, with whom, in which mode.
+    Status,
+    /// Read and check the audit log.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Check a policy file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Certificates for trying Accord out.
+    #[command(subcommand)]
+    Pki(PkiCommand),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AgentArgs {
+    /// Policy file (default: the machine-wide /etc/accord/policy.toml).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The workstation, HOST or HOST:PORT (default port 5988).
+    #[arg(value_name = "HOST[:PORT]")]
+    pub target: String,
+    /// Your technician certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub cert: PathBuf,
+    /// Your private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// The CA that signed the workstation agents' certificates.
+    #[arg(long, value_name = "FILE")]
+    pub ca: PathBuf,
+    /// Helpdesk ticket number (shown to the user, at most 64 characters).
+    #[arg(long, value_name = "T")]
+    pub ticket: String,
+    /// Why you ask (shown to the user, at most 280 characters).
+    #[arg(long, value_name = "R")]
+    pub reason: String,
+    /// Ask only to see the screen.
+    #[arg(long)]
+    pub view_only: bool,
+    /// Where your VNC viewer connects (loopback only).
+    #[arg(long, value_name = "ADDR", default_value = crate::connect::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Check the hash chain: exit 0 and a summary, or exit 1 and the first bad record.
+    Verify {
+        /// Log file (default: this user's audit log).
+        file: Option<PathBuf>,
+    },
+    /// Show requests, decisions and sessions.
+    Show {
+        /// Log file (default: this user's audit log).
+        file: Option<PathBuf>,
+        /// One JSON object per line, for tools.
+        #[arg(long)]
+        json: bool,
+        /// Only from this instant on (RFC 3339, e.g. 2026-11-27T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Validate; print the effective policy and the PGSSI-S conformity report.
+    Check {
+        /// Policy file (default: the machine-wide one).
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PkiCommand {
+    /// Write a demo CA, agent and technician certificates and a loopback policy.
+    Demo {
+        /// Directory to write into (created if missing).
+        dir: PathBuf,
+    },
+}
+
+/// The clap command, for man pages and completions.
+pub fn command() -> clap::Command {
+    Cli::command()
+}

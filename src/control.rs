@@ -1,0 +1,196 @@
+//! The local control socket behind `accord end` and `accord status` (O8: a
+//! second way to stop a session, from a shell). Same user only: the socket is
+//! 0600 in the user's runtime directory and the peer's uid is checked.
+
+use crate::broker::{Activity, AgentState, Listening, SessionControl};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// What can go wrong talking to the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no agent is running for this user ({path}: {source})")]
+    NotRunning {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("control socket {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the agent's answer is not understood: {0}")]
+    Answer(String),
+}
+
+/// The JSON `accord status` prints (and the tray could show).
+pub fn status_json(s: &AgentState) -> Value {
+    let listening = match &s.listening {
+        Listening::On(a) => json!({"listening": true, "address": a.to_string()}),
+        Listening::Off(why) => json!({"listening": false, "why": why}),
+        Listening::Starting => json!({"listening": false, "why": "starting"}),
+    };
+    let activity = match &s.activity {
+        Activity::Idle => json!({"state": "idle"}),
+        Activity::Asking(p) => json!({
+            "state": "asking",
+            "technician": p.technician.subject,
+            "ticket": p.ticket,
+            "asked": p.asked.as_str(),
+        }),
+        Activity::InSession(i) => json!({
+            "state": "session",
+            "session": i.id.to_string(),
+            "technician": i.technician.subject,
+            "fingerprint": i.technician.fingerprint,
+            "ticket": i.ticket,
+            "mode": i.mode.as_str(),
+            "elapsed_s": i.started_at.elapsed().as_secs(),
+        }),
+    };
+    json!({"agent": listening, "activity": activity, "blocked": s.blocked})
+}
+
+/// One human line for `accord status`.
+pub fn status_text(v: &Value) -> String {
+    let act = &v["activity"];
+    let who = act["technician"].as_str().unwrap_or("?");
+    let line = match act["state"].as_str() {
+        Some("session") => format!(
+            "session in progress with {who} ({}), ticket {}, {} s",
+            act["mode"].as_str().unwrap_or("?"),
+            act["ticket"].as_str().unwrap_or("?"),
+            act["elapsed_s"].as_u64().unwrap_or(0)
+        ),
+        Some("asking") => format!("asking the user about a request from {who}"),
+        _ => "no session".to_string(),
+    };
+    let listen = match v["agent"]["listening"].as_bool() {
+        Some(true) => format!(
+            "listening on {}",
+            v["agent"]["address"].as_str().unwrap_or("?")
+        ),
+        _ => format!(
+            "NOT listening: {}",
+            v["agent"]["why"].as_str().unwrap_or("?")
+        ),
+    };
+    match v["blocked"].as_str() {
+        Some(b) => format!("{line}; {listen}; requests refused: {b}"),
+        None => format!("{line}; {listen}"),
+    }
+}
+
+#[cfg(unix)]
+mod imp {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::{UnixListener, UnixStream};
+
+    /// Binds the socket (0600, directory 0700) and serves until dropped.
+    pub async fn serve(path: &Path, ctl: SessionControl) -> Result<(), ControlError> {
+        let io = |source| ControlError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        // A socket left by a crashed agent: only remove it if nobody answers.
+        if path.exists() {
+            if UnixStream::connect(path).await.is_ok() {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another agent is already running for this user",
+                )));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            match stream.peer_cred() {
+                Ok(c) if c.uid() == me => {}
+                _ => continue,
+            }
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                let _ = handle(stream, ctl).await;
+            });
+        }
+    }
+
+    async fn handle(stream: UnixStream, ctl: SessionControl) -> std::io::Result<()> {
+        let (r, mut w) = stream.into_split();
+        let mut line = String::new();
+        let mut r = BufReader::new(r).take_line_limit();
+        tokio::time::timeout(Duration::from_secs(5), r.read_line(&mut line))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
+        let answer = match line.trim() {
+            "status" => status_json(&ctl.state().borrow()),
+            "end" => {
+                let was = matches!(ctl.state().borrow().activity, Activity::InSession(_));
+                ctl.end();
+                json!({"ended": was})
+            }
+            _ => json!({"error": "unknown command"}),
+        };
+        w.write_all(format!("{answer}\n").as_bytes()).await?;
+        w.shutdown().await
+    }
+
+    trait TakeLine: Sized {
+        fn take_line_limit(self) -> tokio::io::Take<Self>;
+    }
+    impl<R: tokio::io::AsyncRead> TakeLine for BufReader<R> {
+        fn take_line_limit(self) -> tokio::io::Take<Self> {
+            tokio::io::AsyncReadExt::take(self, 256)
+        }
+    }
+
+    /// Sends one command to the running agent and returns its JSON answer.
+    pub async fn call(path: &Path, command: &str) -> Result<Value, ControlError> {
+        let shown = path.display().to_string();
+        let mut s = UnixStream::connect(path)
+            .await
+            .map_err(|source| ControlError::NotRunning {
+                path: shown.clone(),
+                source,
+            })?;
+        let io = |source| ControlError::Io {
+            path: shown.clone(),
+            source,
+        };
+        s.write_all(format!("{command}\n").as_bytes())
+            .await
+            .map_err(io)?;
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            BufReader::new(s).read_line(&mut line),
+        )
+        .await
+        .map_err(|_| ControlError::Answer("no answer within 5 s".into()))?
+        .map_err(io)?;
+        serde_json::from_str(&line).map_err(|e| ControlError::Answer(e.to_string()))
+    }
+}
+
+#[cfg(unix)]
+pub use imp::{call, serve};

@@ -1,0 +1,20 @@
+//! Accord: consented, traced remote assistance for hospital workstations.
+//!
+//! The core (`policy`, `protocol`, `tls`, `broker`, `session`, `agent`,
+//! `connect`, `control`) never depends on the UI; the UI reaches it through a
+//! [`broker::Prompter`] it implements and a [`broker::SessionControl`] it holds.
+
+pub mod agent;
+pub mod app;
+pub mod audit;
+pub mod broker;
+pub mod cli;
+pub mod connect;
+pub mod control;
+pub mod platform;
+pub mod policy;
+pub mod protocol;
+pub mod rfb;
+pub mod session;
+pub mod tls;
+pub mod ui;

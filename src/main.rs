@@ -1,0 +1,185 @@
+//! `accord`: command-line parsing and dispatch only.
+
+use accord::cli::{Cli, Command, LogCommand, PkiCommand, PolicyCommand};
+use accord::connect::{self, ConnectConfig};
+use accord::policy::Policy;
+use accord::protocol::Mode;
+use anyhow::Context as _;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ACCORD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("accord: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Agent(Default::default())) {
+        Command::Agent(args) => {
+            let path = args.policy.unwrap_or_else(accord::platform::policy_path);
+            let policy = Policy::load(&path)?;
+            accord::app::run_agent(policy)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Connect(a) => {
+            let (host, port) = match connect::parse_target(&a.target) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("accord connect: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let cfg = ConnectConfig {
+                host,
+                port,
+                cert: a.cert,
+                key: a.key,
+                ca: a.ca,
+                ticket: a.ticket,
+                reason: a.reason,
+                mode: if a.view_only {
+                    Mode::View
+                } else {
+                    Mode::Control
+                },
+                listen: a.listen,
+            };
+            let rt = runtime()?;
+            let mut progress = |p: connect::Progress| eprintln!("accord connect: {p}");
+            match rt.block_on(connect::run(&cfg, &mut progress)) {
+                Ok(()) => {
+                    eprintln!("accord connect: session ended");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("accord connect: {e}");
+                    Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)))
+                }
+            }
+        }
+        Command::End | Command::Status => {
+            let end = matches!(cli_command_name(), Some("end"));
+            let rt = runtime()?;
+            let path = accord::platform::control_socket_path();
+            let v = rt.block_on(accord::control::call(
+                &path,
+                if end { "end" } else { "status" },
+            ))?;
+            if end {
+                if v["ended"].as_bool() == Some(true) {
+                    println!("session ended");
+                } else {
+                    println!("no session to end");
+                }
+            } else {
+                println!("{}", accord::control::status_text(&v));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Log(cmd) => log_command(cmd),
+        Command::Policy(PolicyCommand::Check { file }) => {
+            let path = file.unwrap_or_else(accord::platform::policy_path);
+            match Policy::load(&path) {
+                Ok(p) => {
+                    println!("# {}: valid. Effective policy:\n", path.display());
+                    print!("{}", p.to_toml());
+                    println!();
+                    print!("{}", p.conformity_report());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(2))
+                }
+            }
+        }
+        Command::Pki(PkiCommand::Demo { dir }) => {
+            let pki = accord::tls::demo::write(&dir)?;
+            println!(
+                "wrote a demo PKI in {}:\n  CA          {}\n  agent       {} (+ key, 0600)\n  technician  {} (+ key, 0600)\n  policy      {}\n\
+                 Run the agent:  accord agent --policy {}\n\
+                 Ask for a session:  accord connect 127.0.0.1 --ca {} --cert {} --key {} --ticket DEMO-1 --reason \"Essai\"",
+                pki.dir.display(),
+                pki.ca.display(),
+                pki.agent_cert.display(),
+                pki.technician_cert.display(),
+                pki.policy.display(),
+                pki.policy.display(),
+                pki.ca.display(),
+                pki.technician_cert.display(),
+                pki.technician_key.display(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `End` and `Status` share a code path; tell them apart by argv.
+fn cli_command_name() -> Option<&'static str> {
+    std::env::args().nth(1).and_then(|a| match a.as_str() {
+        "end" => Some("end"),
+        "status" => Some("status"),
+        _ => None,
+    })
+}
+
+fn default_log_path() -> PathBuf {
+    Policy::load(&accord::platform::policy_path())
+        .map(|p| p.audit_path())
+        .unwrap_or_else(|_| accord::platform::data_dir().join("audit.jsonl"))
+}
+
+fn log_command(cmd: LogCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        LogCommand::Verify { file } => {
+            let path = file.unwrap_or_else(default_log_path);
+            match accord::audit::verify_file(&path) {
+                Ok(s) => {
+                    println!("{} records, chain intact, head {}", s.records, s.head_hash);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{}: {e}", path.display());
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        LogCommand::Show { file, json, since } => {
+            let path = file.unwrap_or_else(default_log_path);
+            let since = since
+                .map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| {
+                            format!("--since {s:?}: expected RFC 3339, e.g. 2026-11-27T00:00:00Z")
+                        })
+                })
+                .transpose()?;
+            let records = accord::audit::read_records(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            print!("{}", accord::audit::show::render(&records, since, json));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,1007 @@
+//! The machine-wide policy: parse, validate, then act.
+//!
+//! IT deploys one TOML file per workstation. Every key has a safe default and
+//! every unknown key is an error, because a typo (`alow_control`) must never
+//! silently leave a weaker setting in force. Errors name the file, the line and
+//! the key, and say what would be valid. Only a [`Policy`] (validated) can be
+//! used by the rest of Accord; the raw form never leaves this module.
+
+use serde::Deserialize;
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A validated policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Where it came from, for messages (`None` = built-in defaults).
+    pub source: Option<PathBuf>,
+    pub listen: Listen,
+    pub technicians: Technicians,
+    pub upstream: Upstream,
+    pub consent: Consent,
+    pub session: SessionLimits,
+    pub audit: Audit,
+    pub ui: Ui,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listen {
+    pub address: SocketAddr,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Technicians {
+    pub ca: PathBuf,
+    /// Empty = every certificate issued by `ca` is accepted.
+    pub allow: Vec<AllowEntry>,
+}
+
+/// One allow-list entry (T8: filter by certificate).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AllowEntry {
+    /// `sha256:<64 hex>` of the technician's certificate (DER).
+    Fingerprint(String),
+    /// An exact subject as Accord prints it, e.g. `CN=Jeanne Martin,O=Helpdesk CHU`.
+    Subject(String),
+}
+
+/// Where the local VNC server listens. Loopback or a Unix socket only: a
+/// remote upstream would turn Accord into a relay into the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamAddr::Tcp(a) => write!(f, "{a}"),
+            UpstreamAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Upstream {
+    pub vnc: UpstreamAddr,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Consent {
+    pub timeout: Duration,
+    pub arm_delay: Duration,
+    pub allow_control: bool,
+    pub max_prompts_per_technician_per_hour: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionLimits {
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+    pub end_on_screen_lock: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audit {
+    /// `None` = the platform's per-user data directory.
+    pub path: Option<PathBuf>,
+    /// `tls://host:port` of the hospital's syslog collector (RFC 5425).
+    pub forward: Option<ForwardTarget>,
+    pub forward_ca: Option<PathBuf>,
+    /// Optional client certificate for collectors that require one.
+    pub forward_cert: Option<PathBuf>,
+    pub forward_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    Auto,
+    Fr,
+    En,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ui {
+    pub language: Language,
+    /// Second kill switch, reachable even when the technician holds the pointer.
+    pub kill_shortcut: String,
+}
+
+/// One problem in a policy file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+/// Everything wrong with a policy file (all problems, not only the first).
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(.path, .problems))]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(path: &str, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match p.line {
+            Some(l) => {
+                let _ = write!(out, "{path}:{l}: {}: {}", p.key, p.message);
+            }
+            None => {
+                let _ = write!(out, "{path}: {}: {}", p.key, p.message);
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------- raw form
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    technicians: RawTechnicians,
+    #[serde(default)]
+    upstream: RawUpstream,
+    #[serde(default)]
+    consent: RawConsent,
+    #[serde(default)]
+    session: RawSession,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+type S<T> = Option<Spanned<T>>;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: S<String>,
+    cert: S<String>,
+    key: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTechnicians {
+    ca: S<String>,
+    allow: S<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    vnc: S<String>,
+    password_file: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConsent {
+    timeout_s: S<i64>,
+    arm_delay_ms: S<i64>,
+    allow_control: S<bool>,
+    max_prompts_per_technician_per_hour: S<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    idle_timeout_s: S<i64>,
+    max_duration_s: S<i64>,
+    end_on_screen_lock: S<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    path: S<String>,
+    forward: S<String>,
+    forward_ca: S<String>,
+    forward_cert: S<String>,
+    forward_key: S<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    language: S<String>,
+    kill_shortcut: S<String>,
+}
+
+/// Range of each integer key: (min, max, default). Kept in one table so the
+/// documentation (`accord policy check`) and validation cannot disagree.
+pub mod limits {
+    pub const TIMEOUT_S: (i64, i64, i64) = (10, 600, 60);
+    pub const ARM_DELAY_MS: (i64, i64, i64) = (300, 10_000, 1000);
+    pub const MAX_PROMPTS: (i64, i64, i64) = (1, 100, 6);
+    pub const IDLE_TIMEOUT_S: (i64, i64, i64) = (30, 86_400, 900);
+    pub const MAX_DURATION_S: (i64, i64, i64) = (60, 86_400, 7200);
+}
+
+/// Defaults for the platform's machine-wide paths.
+fn etc(name: &str) -> PathBuf {
+    crate::platform::config_dir().join(name)
+}
+
+struct Checker<'a> {
+    src: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.src.len());
+        self.src.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn problem<T>(&mut self, v: &Spanned<T>, key: &str, message: impl Into<String>) {
+        let line = Some(self.line_of(v.span().start));
+        self.problems.push(Problem {
+            line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    fn int(&mut self, v: &S<i64>, key: &str, (min, max, default): (i64, i64, i64)) -> i64 {
+        match v {
+            None => default,
+            Some(s) => {
+                let n = *s.get_ref();
+                if n < min || n > max {
+                    self.problem(
+                        s,
+                        key,
+                        format!("{n} is out of range (valid: {min} to {max}, default {default})"),
+                    );
+                    default
+                } else {
+                    n
+                }
+            }
+        }
+    }
+
+    fn path(&mut self, v: &S<String>, key: &str, default: PathBuf) -> PathBuf {
+        match v {
+            None => default,
+            Some(s) if s.get_ref().trim().is_empty() => {
+                self.problem(s, key, "must not be empty (a file path)");
+                default
+            }
+            Some(s) => PathBuf::from(s.get_ref()),
+        }
+    }
+
+    /// Empty string = not set (the DESIGN.md defaults use `""` for "none").
+    fn opt_path(&mut self, v: &S<String>) -> Option<PathBuf> {
+        v.as_ref()
+            .map(|s| s.get_ref().trim())
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+}
+
+fn secs(n: i64) -> Duration {
+    Duration::from_secs(u64::try_from(n).unwrap_or(0))
+}
+
+impl Policy {
+    /// The built-in defaults (DESIGN.md), with the platform's paths.
+    pub fn defaults() -> Policy {
+        match Self::parse_str("", None) {
+            Ok(p) => p,
+            // The empty document has no problems by construction; keep the
+            // type honest without a panic path.
+            Err(_) => unreachable_defaults(),
+        }
+    }
+
+    /// Reads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse_str(&src, Some(path))
+    }
+
+    /// Validates a policy text; `path` only names it in messages.
+    pub fn parse_str(src: &str, path: Option<&Path>) -> Result<Policy, PolicyError> {
+        let name = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "<policy>".into());
+        let raw: RawPolicy = match toml::from_str(src) {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.span().map(|s| {
+                    let end = s.start.min(src.len());
+                    src.as_bytes()[..end]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count()
+                        + 1
+                });
+                let message = e.message().to_string();
+                let key = message
+                    .split('`')
+                    .nth(1)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "syntax".into());
+                return Err(PolicyError::Invalid {
+                    path: name,
+                    problems: vec![Problem {
+                        line,
+                        key,
+                        message: message.replace('\n', " "),
+                    }],
+                });
+            }
+        };
+        let mut c = Checker {
+            src,
+            problems: Vec::new(),
+        };
+
+        let address = match &raw.listen.address {
+            None => SocketAddr::from(([0, 0, 0, 0], 5988)),
+            Some(s) => match s.get_ref().parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    c.problem(
+                        s,
+                        "listen.address",
+                        format!(
+                            "{:?} is not an IP:port address (e.g. \"0.0.0.0:5988\")",
+                            s.get_ref()
+                        ),
+                    );
+                    SocketAddr::from(([0, 0, 0, 0], 5988))
+                }
+            },
+        };
+        let listen = Listen {
+            address,
+            cert: c.path(&raw.listen.cert, "listen.cert", etc("agent.pem")),
+            key: c.path(&raw.listen.key, "listen.key", etc("agent.key")),
+        };
+
+        let mut allow = Vec::new();
+        if let Some(list) = &raw.technicians.allow {
+            for e in list.get_ref() {
+                match parse_allow(e.get_ref()) {
+                    Some(a) => allow.push(a),
+                    None => c.problem(
+                        e,
+                        "technicians.allow",
+                        format!(
+                            "{:?} is neither \"sha256:<64 hex digits>\" nor a subject starting with \"CN=\"",
+                            e.get_ref()
+                        ),
+                    ),
+                }
+            }
+        }
+        let technicians = Technicians {
+            ca: c.path(
+                &raw.technicians.ca,
+                "technicians.ca",
+                etc("technicians-ca.pem"),
+            ),
+            allow,
+        };
+
+        let vnc = match &raw.upstream.vnc {
+            None => UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 5900))),
+            Some(s) => match parse_upstream(s.get_ref()) {
+                Ok(u) => u,
+                Err(msg) => {
+                    c.problem(s, "upstream.vnc", msg);
+                    UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 5900)))
+                }
+            },
+        };
+        let upstream = Upstream {
+            vnc,
+            password_file: c.opt_path(&raw.upstream.password_file),
+        };
+
+        let consent = Consent {
+            timeout: secs(c.int(
+                &raw.consent.timeout_s,
+                "consent.timeout_s",
+                limits::TIMEOUT_S,
+            )),
+            arm_delay: Duration::from_millis(
+                u64::try_from(c.int(
+                    &raw.consent.arm_delay_ms,
+                    "consent.arm_delay_ms",
+                    limits::ARM_DELAY_MS,
+                ))
+                .unwrap_or(1000),
+            ),
+            allow_control: raw
+                .consent
+                .allow_control
+                .as_ref()
+                .map(|s| *s.get_ref())
+                .unwrap_or(true),
+            max_prompts_per_technician_per_hour: u32::try_from(c.int(
+                &raw.consent.max_prompts_per_technician_per_hour,
+                "consent.max_prompts_per_technician_per_hour",
+                limits::MAX_PROMPTS,
+            ))
+            .unwrap_or(6),
+        };
+
+        let idle = c.int(
+            &raw.session.idle_timeout_s,
+            "session.idle_timeout_s",
+            limits::IDLE_TIMEOUT_S,
+        );
+        let max = c.int(
+            &raw.session.max_duration_s,
+            "session.max_duration_s",
+            limits::MAX_DURATION_S,
+        );
+        if idle > max {
+            if let Some(s) = &raw.session.idle_timeout_s {
+                c.problem(
+                    s,
+                    "session.idle_timeout_s",
+                    format!("{idle} is longer than session.max_duration_s ({max})"),
+                );
+            }
+        }
+        let session = SessionLimits {
+            idle_timeout: secs(idle),
+            max_duration: secs(max),
+            end_on_screen_lock: raw
+                .session
+                .end_on_screen_lock
+                .as_ref()
+                .map(|s| *s.get_ref())
+                .unwrap_or(true),
+        };
+
+        let forward = match &raw.audit.forward {
+            Some(s) if !s.get_ref().trim().is_empty() => match parse_forward(s.get_ref()) {
+                Ok(t) => Some(t),
+                Err(msg) => {
+                    c.problem(s, "audit.forward", msg);
+                    None
+                }
+            },
+            _ => None,
+        };
+        let audit = Audit {
+            path: c.opt_path(&raw.audit.path),
+            forward,
+            forward_ca: c.opt_path(&raw.audit.forward_ca),
+            forward_cert: c.opt_path(&raw.audit.forward_cert),
+            forward_key: c.opt_path(&raw.audit.forward_key),
+        };
+        if audit.forward.is_some() && audit.forward_ca.is_none() {
+            if let Some(s) = &raw.audit.forward {
+                c.problem(
+                    s,
+                    "audit.forward",
+                    "needs audit.forward_ca (the CA that signed the collector's certificate)",
+                );
+            }
+        }
+        if audit.forward_cert.is_some() != audit.forward_key.is_some() {
+            let s = raw
+                .audit
+                .forward_cert
+                .as_ref()
+                .or(raw.audit.forward_key.as_ref());
+            if let Some(s) = s {
+                c.problem(
+                    s,
+                    "audit.forward_cert",
+                    "audit.forward_cert and audit.forward_key go together",
+                );
+            }
+        }
+
+        let language = match &raw.ui.language {
+            None => Language::Auto,
+            Some(s) => match s.get_ref().as_str() {
+                "auto" => Language::Auto,
+                "fr" => Language::Fr,
+                "en" => Language::En,
+                other => {
+                    c.problem(
+                        s,
+                        "ui.language",
+                        format!("{other:?} is not one of \"auto\", \"fr\", \"en\""),
+                    );
+                    Language::Auto
+                }
+            },
+        };
+        let kill_shortcut = match &raw.ui.kill_shortcut {
+            None => "Ctrl+Alt+Pause".to_string(),
+            Some(s) if s.get_ref().trim().is_empty() => {
+                c.problem(
+                    s,
+                    "ui.kill_shortcut",
+                    "must not be empty (e.g. \"Ctrl+Alt+Pause\")",
+                );
+                "Ctrl+Alt+Pause".to_string()
+            }
+            Some(s) => s.get_ref().clone(),
+        };
+
+        if !c.problems.is_empty() {
+            return Err(PolicyError::Invalid {
+                path: name,
+                problems: c.problems,
+            });
+        }
+        Ok(Policy {
+            source: path.map(Path::to_path_buf),
+            listen,
+            technicians,
+            upstream,
+            consent,
+            session,
+            audit,
+            ui: Ui {
+                language,
+                kill_shortcut,
+            },
+        })
+    }
+
+    /// The effective policy as TOML (every key, defaults filled in).
+    pub fn to_toml(&self) -> String {
+        let allow: Vec<String> = self
+            .technicians
+            .allow
+            .iter()
+            .map(|a| match a {
+                AllowEntry::Fingerprint(f) => format!("{f:?}"),
+                AllowEntry::Subject(s) => format!("{s:?}"),
+            })
+            .collect();
+        let opt = |p: &Option<PathBuf>| {
+            format!(
+                "{:?}",
+                p.as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )
+        };
+        let lang = match self.ui.language {
+            Language::Auto => "auto",
+            Language::Fr => "fr",
+            Language::En => "en",
+        };
+        format!(
+            "[listen]\naddress = \"{}\"\ncert = {:?}\nkey = {:?}\n\n\
+             [technicians]\nca = {:?}\nallow = [{}]\n\n\
+             [upstream]\nvnc = \"{}\"\npassword_file = {}\n\n\
+             [consent]\ntimeout_s = {}\narm_delay_ms = {}\nallow_control = {}\nmax_prompts_per_technician_per_hour = {}\n\n\
+             [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\n\n\
+             [audit]\npath = {}\nforward = {:?}\nforward_ca = {}\nforward_cert = {}\nforward_key = {}\n\n\
+             [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n",
+            self.listen.address,
+            self.listen.cert.display().to_string(),
+            self.listen.key.display().to_string(),
+            self.technicians.ca.display().to_string(),
+            allow.join(", "),
+            self.upstream.vnc,
+            opt(&self.upstream.password_file),
+            self.consent.timeout.as_secs(),
+            self.consent.arm_delay.as_millis(),
+            self.consent.allow_control,
+            self.consent.max_prompts_per_technician_per_hour,
+            self.session.idle_timeout.as_secs(),
+            self.session.max_duration.as_secs(),
+            self.session.end_on_screen_lock,
+            opt(&self.audit.path),
+            self.audit
+                .forward
+                .as_ref()
+                .map(|f| format!("tls://{}:{}", f.host, f.port))
+                .unwrap_or_default(),
+            opt(&self.audit.forward_ca),
+            opt(&self.audit.forward_cert),
+            opt(&self.audit.forward_key),
+            lang,
+            self.ui.kill_shortcut,
+        )
+    }
+
+    /// Where the audit log lives.
+    pub fn audit_path(&self) -> PathBuf {
+        self.audit
+            .path
+            .clone()
+            .unwrap_or_else(|| crate::platform::data_dir().join("audit.jsonl"))
+    }
+
+    /// The PGSSI-S conformity report: one line per rule Accord serves, with
+    /// its palier and what this policy does about it.
+    pub fn conformity_report(&self) -> String {
+        let mut rows: Vec<(&str, &str, bool, String)> = Vec::new();
+        rows.push((
+            "O6",
+            "1",
+            true,
+            format!(
+                "explicit consent prompt for every session; {}",
+                if self.consent.allow_control {
+                    "clinician may restrict to view only"
+                } else {
+                    "control forbidden by policy: view only at most"
+                }
+            ),
+        ));
+        rows.push((
+            "O7",
+            "2",
+            self.session.end_on_screen_lock,
+            format!(
+                "always-on-top banner during sessions; end on screen lock: {}",
+                if self.session.end_on_screen_lock {
+                    "yes"
+                } else {
+                    "NO"
+                }
+            ),
+        ));
+        rows.push((
+            "O8",
+            "1",
+            true,
+            format!(
+                "one-click \"Terminer\" in the banner, shortcut {}, `accord end`",
+                self.ui.kill_shortcut
+            ),
+        ));
+        rows.push((
+            "T5/T7",
+            "2/1",
+            true,
+            "TLS 1.3 only, client certificate required and verified against technicians.ca".into(),
+        ));
+        rows.push((
+            "T8",
+            "1",
+            !self.technicians.allow.is_empty(),
+            if self.technicians.allow.is_empty() {
+                "any certificate of technicians.ca accepted (no allow-list; consider technicians.allow)".into()
+            } else {
+                format!("allow-list of {} certificate(s)", self.technicians.allow.len())
+            },
+        ));
+        let idle = self.session.idle_timeout.as_secs();
+        rows.push((
+            "T10",
+            "2",
+            idle <= 900,
+            format!(
+                "idle sessions closed after {idle} s{}; hard limit {} s",
+                if idle > 900 {
+                    " (longer than the 900 s default)"
+                } else {
+                    ""
+                },
+                self.session.max_duration.as_secs()
+            ),
+        ));
+        rows.push((
+            "T11",
+            "1",
+            self.audit.forward.is_some(),
+            match &self.audit.forward {
+                Some(f) => format!("audit forwarded to tls://{}:{} (RFC 5425)", f.host, f.port),
+                None => {
+                    "NOT centralised: set audit.forward to the hospital's syslog collector".into()
+                }
+            },
+        ));
+        rows.push((
+            "T12",
+            "2",
+            true,
+            format!(
+                "local hash-chained audit log at {}",
+                self.audit_path().display()
+            ),
+        ));
+        rows.push((
+            "E3",
+            "1",
+            true,
+            "technician identity = verified certificate subject and SHA-256 fingerprint".into(),
+        ));
+        let mut out = String::from("PGSSI-S conformity (rule, palier, status):\n");
+        for (rule, palier, ok, text) in rows {
+            let _ = writeln!(
+                out,
+                "  {rule:<6} P{palier:<4} {:<8} {text}",
+                if ok { "ok" } else { "warning" }
+            );
+        }
+        out
+    }
+}
+
+/// Unreachable in practice (the empty policy is valid); a plain value keeps
+/// `defaults()` total without `unwrap`.
+fn unreachable_defaults() -> Policy {
+    Policy {
+        source: None,
+        listen: Listen {
+            address: SocketAddr::from(([0, 0, 0, 0], 5988)),
+            cert: etc("agent.pem"),
+            key: etc("agent.key"),
+        },
+        technicians: Technicians {
+            ca: etc("technicians-ca.pem"),
+            allow: Vec::new(),
+        },
+        upstream: Upstream {
+            vnc: UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 5900))),
+            password_file: None,
+        },
+        consent: Consent {
+            timeout: Duration::from_secs(60),
+            arm_delay: Duration::from_millis(1000),
+            allow_control: true,
+            max_prompts_per_technician_per_hour: 6,
+        },
+        session: SessionLimits {
+            idle_timeout: Duration::from_secs(900),
+            max_duration: Duration::from_secs(7200),
+            end_on_screen_lock: true,
+        },
+        audit: Audit {
+            path: None,
+            forward: None,
+            forward_ca: None,
+            forward_cert: None,
+            forward_key: None,
+        },
+        ui: Ui {
+            language: Language::Auto,
+            kill_shortcut: "Ctrl+Alt+Pause".into(),
+        },
+    }
+}
+
+fn parse_allow(s: &str) -> Option<AllowEntry> {
+    let t = s.trim();
+    if let Some(hex) = t.strip_prefix("sha256:") {
+        let hex = hex.to_ascii_lowercase();
+        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(AllowEntry::Fingerprint(format!("sha256:{hex}")));
+        }
+        return None;
+    }
+    if t.starts_with("CN=") && t.len() > 3 {
+        return Some(AllowEntry::Subject(t.to_string()));
+    }
+    None
+}
+
+fn parse_upstream(s: &str) -> Result<UpstreamAddr, String> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        if p.is_empty() || !p.starts_with('/') {
+            return Err(format!(
+                "{s:?}: a Unix socket needs an absolute path, e.g. \"unix:/run/user/1000/vnc.sock\""
+            ));
+        }
+        return Ok(UpstreamAddr::Unix(PathBuf::from(p)));
+    }
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.ip().is_loopback() => Ok(UpstreamAddr::Tcp(a)),
+        Ok(a) => Err(format!(
+            "{a} is not a loopback address: the VNC server must only be reachable locally (127.0.0.1:5900 or unix:/path)"
+        )),
+        Err(_) => Err(format!(
+            "{s:?} is not \"IP:port\" or \"unix:/path\" (e.g. \"127.0.0.1:5900\")"
+        )),
+    }
+}
+
+fn parse_forward(s: &str) -> Result<ForwardTarget, String> {
+    let bad = || format!("{s:?} is not \"tls://host:port\" (e.g. \"tls://siem.example:6514\")");
+    let rest = s.strip_prefix("tls://").ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok(ForwardTarget {
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(src: &str) -> Vec<Problem> {
+        match Policy::parse_str(src, Some(Path::new("/etc/accord/policy.toml"))) {
+            Err(PolicyError::Invalid { problems, .. }) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_default() {
+        let p = Policy::parse_str("", None).unwrap();
+        assert_eq!(p.listen.address, "0.0.0.0:5988".parse().unwrap());
+        assert!(p.listen.cert.ends_with("agent.pem"));
+        assert!(p.listen.key.ends_with("agent.key"));
+        assert!(p.technicians.ca.ends_with("technicians-ca.pem"));
+        assert!(p.technicians.allow.is_empty());
+        assert_eq!(
+            p.upstream.vnc,
+            UpstreamAddr::Tcp("127.0.0.1:5900".parse().unwrap())
+        );
+        assert_eq!(p.upstream.password_file, None);
+        assert_eq!(p.consent.timeout, Duration::from_secs(60));
+        assert_eq!(p.consent.arm_delay, Duration::from_millis(1000));
+        assert!(p.consent.allow_control);
+        assert_eq!(p.consent.max_prompts_per_technician_per_hour, 6);
+        assert_eq!(p.session.idle_timeout, Duration::from_secs(900));
+        assert_eq!(p.session.max_duration, Duration::from_secs(7200));
+        assert!(p.session.end_on_screen_lock);
+        assert_eq!(p.audit.path, None);
+        assert_eq!(p.audit.forward, None);
+        assert_eq!(p.audit.forward_ca, None);
+        assert_eq!(p.ui.language, Language::Auto);
+        assert_eq!(p.ui.kill_shortcut, "Ctrl+Alt+Pause");
+        assert_eq!(p, Policy::defaults());
+    }
+
+    #[test]
+    fn the_design_example_is_valid_and_round_trips() {
+        let src = r#"
+[listen]
+address = "0.0.0.0:5988"
+cert = "/etc/accord/agent.pem"
+key  = "/etc/accord/agent.key"
+[technicians]
+ca = "/etc/accord/technicians-ca.pem"
+allow = ["sha256:00112233445566778899aabbccddeeff00112233445566778899AABBCCDDEEFF", "CN=Jeanne Martin,O=Helpdesk CHU"]
+[upstream]
+vnc = "unix:/run/user/1000/vnc.sock"
+password_file = ""
+[consent]
+timeout_s = 60
+arm_delay_ms = 1000
+allow_control = false
+max_prompts_per_technician_per_hour = 6
+[session]
+idle_timeout_s = 900
+max_duration_s = 7200
+end_on_screen_lock = true
+[audit]
+path = ""
+forward = "tls://siem.example:6514"
+forward_ca = "/etc/accord/siem-ca.pem"
+[ui]
+language = "fr"
+"#;
+        let p = Policy::parse_str(src, None).unwrap();
+        assert_eq!(p.technicians.allow.len(), 2);
+        assert_eq!(
+            p.technicians.allow[0],
+            AllowEntry::Fingerprint(
+                "sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into()
+            )
+        );
+        assert!(!p.consent.allow_control);
+        assert_eq!(
+            p.audit.forward,
+            Some(ForwardTarget {
+                host: "siem.example".into(),
+                port: 6514
+            })
+        );
+        let again = Policy::parse_str(&p.to_toml(), None).unwrap();
+        assert_eq!(again, p);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = Policy::parse_str(
+            "[consent]\ntimeout_s = 60\nalow_control = true\n",
+            Some(Path::new("/etc/accord/policy.toml")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("/etc/accord/policy.toml:3: "), "{err}");
+        assert!(err.contains("alow_control"), "{err}");
+        let err = Policy::parse_str("[consnet]\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("consnet"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_and_bad_values() {
+        let p = problems(
+            "[consent]\n\ntimeout_s = 5\narm_delay_ms = 0\n[session]\nidle_timeout_s = -1\n",
+        );
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert_eq!(p[0].line, Some(3));
+        assert_eq!(p[0].key, "consent.timeout_s");
+        assert!(
+            p[0].message.contains("valid: 10 to 600"),
+            "{}",
+            p[0].message
+        );
+        assert_eq!(p[1].key, "consent.arm_delay_ms");
+        assert_eq!(p[2].line, Some(6));
+
+        let p = problems("[upstream]\nvnc = \"10.0.0.5:5900\"\n");
+        assert!(p[0].message.contains("not a loopback"), "{p:?}");
+        let p = problems("[consent]\ntimeout_s = \"sixty\"\n");
+        assert_eq!(p[0].line, Some(2), "{p:?}");
+        let p = problems("[technicians]\nallow = [\"sha256:12\"]\n");
+        assert_eq!(p[0].key, "technicians.allow");
+        let p = problems("[audit]\nforward = \"udp://x:514\"\n");
+        assert_eq!(p[0].key, "audit.forward");
+        let p = problems("[audit]\nforward = \"tls://x:6514\"\n");
+        assert!(p[0].message.contains("forward_ca"));
+        let p = problems("[ui]\nlanguage = \"de\"\n");
+        assert_eq!(p[0].key, "ui.language");
+        let p = problems("[session]\nidle_timeout_s = 3000\nmax_duration_s = 600\n");
+        assert!(p[0].message.contains("longer than"));
+    }
+
+    #[test]
+    fn conformity_report_names_every_rule() {
+        let r = Policy::defaults().conformity_report();
+        for rule in ["O6", "O7", "O8", "T5/T7", "T8", "T10", "T11", "T12", "E3"] {
+            assert!(r.contains(rule), "{rule} missing in {r}");
+        }
+        assert!(r.contains("NOT centralised"));
+    }
+}

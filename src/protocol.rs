@@ -1,0 +1,408 @@
+//! Request and decision frames between `accord connect` and the agent (sans-IO).
+//!
+//! Everything the technician types reaches the clinician's screen, so the
+//! parser is strict: one JSON line of at most [`MAX_LINE`] bytes, known fields
+//! only, bounded lengths, and no control characters or bidi overrides (which
+//! could make "Imprimante" display as something else). Anything else is
+//! `bad_request`, decided before any prompt is shown.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Largest request line, `\n` included (DESIGN.md, wire protocol step 1).
+pub const MAX_LINE: usize = 4096;
+/// Time the technician has to send the request line after TLS is up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest ticket, in characters.
+pub const MAX_TICKET: usize = 64;
+/// Longest reason, in characters.
+pub const MAX_REASON: usize = 280;
+/// The only protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// What the technician asks for, and what the clinician grants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Keyboard and mouse reach the workstation.
+    Control,
+    /// The technician only sees the screen.
+    View,
+}
+
+impl Mode {
+    /// The wire and audit spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Control => "control",
+            Mode::View => "view",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A validated request: the only type the broker accepts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub ticket: String,
+    pub reason: String,
+    pub mode: Mode,
+}
+
+/// Why a request was refused; the wire spelling is fixed by DESIGN.md.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    User,
+    Timeout,
+    Busy,
+    RateLimited,
+    Policy,
+    BadRequest,
+    UpstreamUnreachable,
+    AgentShuttingDown,
+}
+
+impl RefusalCode {
+    /// The wire and audit spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::User => "user",
+            RefusalCode::Timeout => "timeout",
+            RefusalCode::Busy => "busy",
+            RefusalCode::RateLimited => "rate_limited",
+            RefusalCode::Policy => "policy",
+            RefusalCode::BadRequest => "bad_request",
+            RefusalCode::UpstreamUnreachable => "upstream_unreachable",
+            RefusalCode::AgentShuttingDown => "agent_shutting_down",
+        }
+    }
+}
+
+impl fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The agent's answer, sent once the decision is on record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Accepted { mode: Mode, session: Uuid },
+    Refused { why: RefusalCode },
+}
+
+/// Why a request line was rejected. All of them are `bad_request` on the wire;
+/// the detail goes to the audit log.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("request line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("request line is not valid JSON for this protocol: {0}")]
+    Json(String),
+    #[error("unsupported protocol version {0}")]
+    Version(u32),
+    #[error("{field} is longer than {max} characters")]
+    FieldTooLong { field: &'static str, max: usize },
+    #[error("{field} is empty")]
+    Empty { field: &'static str },
+    #[error("{field} contains a forbidden character U+{code:04X}")]
+    ForbiddenChar { field: &'static str, code: u32 },
+    #[error("connection closed before a complete request line")]
+    Incomplete,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    v: u32,
+    ticket: String,
+    reason: String,
+    mode: Mode,
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    v: u32,
+    ticket: &'a str,
+    reason: &'a str,
+    mode: Mode,
+}
+
+/// Accumulates bytes until a full line (sans-IO): the socket code feeds it and
+/// enforces the 10 s deadline; this owns the size limit.
+#[derive(Default, Debug)]
+pub struct LineReader {
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds received bytes. Returns the line (without `\n`) and the bytes that
+    /// followed it, once a `\n` arrives; `Ok(None)` while more is needed.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, RequestError> {
+        let room = MAX_LINE.saturating_sub(self.buf.len());
+        if let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            if pos + 1 > room {
+                return Err(RequestError::TooLong);
+            }
+            let mut line = std::mem::take(&mut self.buf);
+            line.extend_from_slice(&bytes[..pos]);
+            return Ok(Some((line, bytes[pos + 1..].to_vec())));
+        }
+        // No newline yet: a full-size buffer without one can never become valid.
+        if bytes.len() >= room {
+            return Err(RequestError::TooLong);
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(None)
+    }
+}
+
+/// Characters that must never reach the prompt: controls (they can move the
+/// cursor or fake line breaks) and bidi controls (they can reorder what is
+/// displayed, e.g. U+202E turns "gpj.exe" around).
+pub fn forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), RequestError> {
+    if value.trim().is_empty() {
+        return Err(RequestError::Empty { field });
+    }
+    if value.chars().count() > max {
+        return Err(RequestError::FieldTooLong { field, max });
+    }
+    if let Some(c) = value.chars().find(|&c| forbidden_char(c)) {
+        return Err(RequestError::ForbiddenChar {
+            field,
+            code: c as u32,
+        });
+    }
+    Ok(())
+}
+
+/// Parses and validates one request line (without its `\n`).
+pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
+    if line.len() >= MAX_LINE {
+        return Err(RequestError::TooLong);
+    }
+    let raw: RawRequest =
+        serde_json::from_slice(line).map_err(|e| RequestError::Json(e.to_string()))?;
+    if raw.v != VERSION {
+        return Err(RequestError::Version(raw.v));
+    }
+    check_text("ticket", &raw.ticket, MAX_TICKET)?;
+    check_text("reason", &raw.reason, MAX_REASON)?;
+    Ok(Request {
+        ticket: raw.ticket,
+        reason: raw.reason,
+        mode: raw.mode,
+    })
+}
+
+/// The request line as `accord connect` sends it, `\n` included.
+pub fn encode_request(req: &Request) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&WireRequest {
+        v: VERSION,
+        ticket: &req.ticket,
+        reason: &req.reason,
+        mode: req.mode,
+    })
+    .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireDecision {
+    v: u32,
+    decision: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    session: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    why: Option<RefusalCode>,
+}
+
+/// The decision line as the agent sends it, `\n` included.
+pub fn encode_decision(d: &Decision) -> Vec<u8> {
+    let wire = match d {
+        Decision::Accepted { mode, session } => WireDecision {
+            v: VERSION,
+            decision: "accepted".into(),
+            mode: Some(*mode),
+            session: Some(*session),
+            why: None,
+        },
+        Decision::Refused { why } => WireDecision {
+            v: VERSION,
+            decision: "refused".into(),
+            mode: None,
+            session: None,
+            why: Some(*why),
+        },
+    };
+    let mut out = serde_json::to_vec(&wire).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// Why `accord connect` could not understand the agent's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum DecisionError {
+    #[error("the agent's answer is not valid JSON: {0}")]
+    Json(String),
+    #[error("the agent's answer is incomplete or unknown: {0}")]
+    Shape(String),
+}
+
+/// Parses the agent's decision line. Unknown extra fields are ignored so that
+/// a newer agent may add some (DESIGN.md: a field may be added).
+pub fn parse_decision(line: &[u8]) -> Result<Decision, DecisionError> {
+    let w: WireDecision =
+        serde_json::from_slice(line).map_err(|e| DecisionError::Json(e.to_string()))?;
+    match (w.decision.as_str(), w.mode, w.session, w.why) {
+        ("accepted", Some(mode), Some(session), _) => Ok(Decision::Accepted { mode, session }),
+        ("refused", _, _, Some(why)) => Ok(Decision::Refused { why }),
+        (other, ..) => Err(DecisionError::Shape(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(s: &str) -> Result<Request, RequestError> {
+        parse_request(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_the_design_example() {
+        let r =
+            line(r#"{"v":1,"ticket":"INC-4711","reason":"Imprimante","mode":"control"}"#).unwrap();
+        assert_eq!(r.ticket, "INC-4711");
+        assert_eq!(r.reason, "Imprimante");
+        assert_eq!(r.mode, Mode::Control);
+        let back = encode_request(&r);
+        assert_eq!(parse_request(&back[..back.len() - 1]).unwrap(), r);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        assert!(matches!(line("not json"), Err(RequestError::Json(_))));
+        assert!(matches!(
+            line(r#"{"v":1,"ticket":"a","reason":"b","mode":"admin"}"#),
+            Err(RequestError::Json(_))
+        ));
+        assert!(matches!(
+            line(r#"{"v":1,"ticket":"a","reason":"b","mode":"view","extra":1}"#),
+            Err(RequestError::Json(_))
+        ));
+        assert_eq!(
+            line(r#"{"v":2,"ticket":"a","reason":"b","mode":"view"}"#),
+            Err(RequestError::Version(2))
+        );
+        assert_eq!(
+            line(r#"{"v":1,"ticket":" ","reason":"b","mode":"view"}"#),
+            Err(RequestError::Empty { field: "ticket" })
+        );
+    }
+
+    #[test]
+    fn limits_field_lengths_in_characters() {
+        let ok = format!(
+            r#"{{"v":1,"ticket":"{}","reason":"{}","mode":"view"}}"#,
+            "é".repeat(64),
+            "é".repeat(280)
+        );
+        assert!(line(&ok).is_ok());
+        let long = format!(
+            r#"{{"v":1,"ticket":"{}","reason":"b","mode":"view"}}"#,
+            "x".repeat(65)
+        );
+        assert_eq!(
+            line(&long),
+            Err(RequestError::FieldTooLong {
+                field: "ticket",
+                max: 64
+            })
+        );
+    }
+
+    #[test]
+    fn refuses_bidi_and_control_characters() {
+        for bad in ["\\u202e", "\\u2066", "\\u2069", "\\u0007", "\\n", "\\u200f"] {
+            let l = format!(r#"{{"v":1,"ticket":"T","reason":"a{bad}b","mode":"view"}}"#);
+            assert!(
+                matches!(
+                    line(&l),
+                    Err(RequestError::ForbiddenChar {
+                        field: "reason",
+                        ..
+                    })
+                ),
+                "{bad} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn line_reader_limits_and_keeps_leftover() {
+        let mut r = LineReader::new();
+        assert_eq!(r.push(b"abc").unwrap(), None);
+        let (l, rest) = r.push(b"def\nRFB").unwrap().unwrap();
+        assert_eq!(l, b"abcdef");
+        assert_eq!(rest, b"RFB");
+
+        let mut r = LineReader::new();
+        assert!(r.push(&[b'a'; 4095]).unwrap().is_none());
+        // 4095 bytes + "\n" = 4096: allowed.
+        assert!(r.push(b"\n").unwrap().is_some());
+
+        let mut r = LineReader::new();
+        assert!(r.push(&[b'a'; 4095]).unwrap().is_none());
+        assert_eq!(r.push(b"a"), Err(RequestError::TooLong));
+        let mut r = LineReader::new();
+        let mut big = vec![b'a'; 4096];
+        big.push(b'\n');
+        assert_eq!(r.push(&big), Err(RequestError::TooLong));
+    }
+
+    #[test]
+    fn decisions_round_trip() {
+        let id = Uuid::new_v4();
+        for d in [
+            Decision::Accepted {
+                mode: Mode::View,
+                session: id,
+            },
+            Decision::Refused {
+                why: RefusalCode::RateLimited,
+            },
+        ] {
+            let l = encode_decision(&d);
+            assert_eq!(parse_decision(&l[..l.len() - 1]).unwrap(), d);
+        }
+        let l = encode_decision(&Decision::Refused {
+            why: RefusalCode::AgentShuttingDown,
+        });
+        assert_eq!(
+            std::str::from_utf8(&l).unwrap(),
+            "{\"v\":1,\"decision\":\"refused\",\"why\":\"agent_shutting_down\"}\n"
+        );
+    }
+}

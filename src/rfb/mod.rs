@@ -1,0 +1,71 @@
+//! The RFB (VNC) protocol core: both handshakes, the client→server message
+//! framer and the view-only filter, as sans-IO state machines (bytes in,
+//! messages, verdicts and bytes out; no sockets, no clock, no async).
+//!
+//! The rule this module enforces: **view-only that a viewer can bypass is
+//! worthless.** The technician's viewer is treated as hostile. So Accord
+//! terminates the handshake on both legs (the viewer never negotiates with
+//! the local server), parses every client→server message with its exact
+//! length, and forwards only what it re-serialised from parsed fields, never
+//! the raw input bytes. Anything whose length cannot be known (an unknown
+//! message type, an unknown sub-type) ends the session: once the filter and
+//! the server disagree about where a message ends, the bytes of an innocent
+//! forwarded message could be read by the server as a KeyEvent.
+//!
+//! For the same reason, pseudo-encodings that would change the framing of
+//! client messages in a way this parser does not follow (ExtendedMouseButtons,
+//! −316, makes some PointerEvents 7 bytes long) are removed from SetEncodings
+//! in every mode, so the server never switches them on.
+//!
+//! Memory is bounded whatever the peer sends: every length field is checked
+//! against a cap before anything is allocated or waited for.
+//!
+//! Submodules: [`wire`] (bounds-checked reading), [`messages`] (the
+//! client→server messages and their serialisation), [`framer`] (bytes →
+//! messages), [`filter`] (per-session policy), [`handshake`] (both legs'
+//! handshakes) and [`auth`] (VNC authentication's DES response).
+
+pub mod auth;
+pub mod filter;
+pub mod framer;
+pub mod handshake;
+pub mod messages;
+mod wire;
+
+#[cfg(test)]
+mod proptests;
+
+pub use filter::{Action, DropCounts, Filter, FilterCtx, INPUT_EXTENSION_ENCODINGS};
+pub use framer::{ClientFramer, EndWhy, Verdict};
+pub use handshake::{
+    HandshakeError, ServerInit, TechnicianHandshake, TechnicianProgress, UpstreamHandshake,
+    UpstreamProgress, Version,
+};
+pub use messages::{ClientMessage, MessageKind, PixelFormat, QemuAudio, Screen};
+
+/// Largest ClientCutText (or extended-clipboard payload) accepted. Clipboard
+/// is the one client message a viewer can make large; a quarter of a MiB is
+/// plenty for text and keeps a hostile viewer from making Accord buffer more.
+pub const MAX_CUT_TEXT: usize = 256 * 1024;
+
+/// Largest SetEncodings list accepted. Real viewers send a few dozen; a
+/// longer list is only a way to make Accord buffer and copy more.
+pub const MAX_ENCODINGS: usize = 1024;
+
+/// Largest ClientFence payload, as the Fence extension specifies.
+pub const MAX_FENCE_PAYLOAD: usize = 64;
+
+/// Largest single client message the framer will ever wait for, in bytes
+/// (ClientCutText header + [`MAX_CUT_TEXT`]; every other message is smaller).
+pub const MAX_MESSAGE_LEN: usize = 8 + MAX_CUT_TEXT;
+
+/// The read size the session should use when feeding [`ClientFramer`]: the
+/// framer's buffer is capped at [`MAX_MESSAGE_LEN`] + `READ_CHUNK`.
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Longest failure-reason string accepted from the server during the
+/// handshake (it came from the network, so it is bounded like anything else).
+pub const MAX_REASON_LEN: usize = 64 * 1024;
+
+/// Longest desktop name accepted in ServerInit.
+pub const MAX_NAME_LEN: usize = 64 * 1024;

@@ -1,0 +1,367 @@
+//! One live session: the relay between the technician and the local VNC
+//! server, its mode, the kill switch and the idle / max-duration timers.
+//!
+//! O8: the clinician can end the session at any moment with one action — the
+//! kill switch closes both legs at once, even while a write is blocked,
+//! because each direction runs in its own task that is aborted. T10: a session
+//! with no bytes either way for `idle_timeout_s` ends by itself.
+
+use crate::broker::EndReason;
+use crate::policy::{self, UpstreamAddr};
+use crate::protocol::Mode;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Time allowed to reach the local VNC server.
+pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection to the local VNC server (TCP loopback or Unix socket).
+pub enum Upstream {
+    Tcp(TcpStream),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixStream),
+}
+
+impl Upstream {
+    /// Connects to `[upstream].vnc`.
+    pub async fn connect(cfg: &policy::Upstream) -> io::Result<Upstream> {
+        let fut = async {
+            match &cfg.vnc {
+                UpstreamAddr::Tcp(a) => {
+                    let s = TcpStream::connect(a).await?;
+                    s.set_nodelay(true)?;
+                    Ok(Upstream::Tcp(s))
+                }
+                #[cfg(unix)]
+                UpstreamAddr::Unix(p) => {
+                    Ok(Upstream::Unix(tokio::net::UnixStream::connect(p).await?))
+                }
+                #[cfg(not(unix))]
+                UpstreamAddr::Unix(_) => Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "Unix sockets are not supported on this platform",
+                )),
+            }
+        };
+        tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, fut)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connection timed out"))?
+    }
+}
+
+impl AsyncRead for Upstream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(unix)]
+            Upstream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upstream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Upstream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(unix)]
+            Upstream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(unix)]
+            Upstream::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Upstream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(unix)]
+            Upstream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The broker's side of a running session: how to end it or change its mode.
+pub struct LiveSession {
+    end: watch::Sender<Option<EndReason>>,
+    mode: watch::Sender<Mode>,
+    hold: watch::Sender<bool>,
+}
+
+/// The relay's side of the same channels.
+pub struct Handles {
+    pub end: watch::Receiver<Option<EndReason>>,
+    pub mode: watch::Receiver<Mode>,
+    pub hold: watch::Receiver<bool>,
+}
+
+impl LiveSession {
+    pub fn new(mode: Mode) -> (LiveSession, Handles) {
+        let (end, end_rx) = watch::channel(None);
+        let (mode, mode_rx) = watch::channel(mode);
+        let (hold, hold_rx) = watch::channel(false);
+        (
+            LiveSession { end, mode, hold },
+            Handles {
+                end: end_rx,
+                mode: mode_rx,
+                hold: hold_rx,
+            },
+        )
+    }
+
+    /// First reason wins: a later "end" cannot rewrite why it ended.
+    pub fn end(&self, why: EndReason) {
+        self.end.send_if_modified(|cur| {
+            if cur.is_none() {
+                *cur = Some(why);
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Returns whether the mode changed. Only control → view is possible: more
+    /// rights need a new consent.
+    pub fn set_mode(&self, to: Mode) -> bool {
+        self.mode.send_if_modified(|m| {
+            if *m == Mode::Control && to == Mode::View {
+                *m = Mode::View;
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    pub fn hold_input(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+}
+
+/// Timers of a session (T10).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+}
+
+/// How a session ended, with what the audit log needs.
+#[derive(Clone, Debug)]
+pub struct SessionResult {
+    pub why: EndReason,
+    pub detail: Option<String>,
+    pub bytes_to_server: u64,
+    pub bytes_to_technician: u64,
+}
+
+/// Shared counters: bytes each way and the instant of the last byte (as
+/// milliseconds since the session start), read by the idle timer.
+#[derive(Default)]
+struct Counters {
+    to_server: AtomicU64,
+    to_technician: AtomicU64,
+    last_activity_ms: AtomicU64,
+}
+
+impl Counters {
+    fn touch(&self, start: Instant) {
+        let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+/// What ended one direction of the relay.
+type DirResult = (EndReason, Option<String>);
+
+/// The server leg, connected and past its RFB handshake, before the
+/// technician is told "accepted".
+pub struct Prepared {
+    upstream: Upstream,
+    server_init: Vec<u8>,
+    leftover: Vec<u8>,
+}
+
+/// Connects to the local VNC server and runs Accord's handshake with it.
+pub async fn prepare(cfg: &policy::Upstream) -> Result<Prepared, rfb_io::SetupError> {
+    let password = match &cfg.password_file {
+        Some(p) => Some(rfb_io::read_password(p)?),
+        None => None,
+    };
+    let mut upstream = Upstream::connect(cfg)
+        .await
+        .map_err(rfb_io::SetupError::Connect)?;
+    let (server_init, leftover) = rfb_io::upstream_handshake(&mut upstream, password).await?;
+    Ok(Prepared {
+        upstream,
+        server_init,
+        leftover,
+    })
+}
+
+/// Relays until one side closes, the kill switch, or a timer. The
+/// technician's stream comes right after the decision line.
+pub async fn run<T>(
+    mut tech: T,
+    prepared: Prepared,
+    handles: Handles,
+    limits: Limits,
+) -> SessionResult
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let start = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let Handles {
+        mut end,
+        mode,
+        hold,
+    } = handles;
+    let Prepared {
+        upstream,
+        server_init,
+        leftover: server_leftover,
+    } = prepared;
+    let max_deadline = start + limits.max_duration;
+    let result = |why, detail, c: &Counters| SessionResult {
+        why,
+        detail,
+        bytes_to_server: c.to_server.load(Ordering::Relaxed),
+        bytes_to_technician: c.to_technician.load(Ordering::Relaxed),
+    };
+
+    // The viewer's handshake happens when the technician starts their
+    // viewer: the kill switch and the timers already apply.
+    let viewer_leftover = tokio::select! {
+        r = rfb_io::technician_handshake(&mut tech, &server_init) => match r {
+            Ok(l) => l,
+            Err((why, detail)) => return result(why, detail, &counters),
+        },
+        why = ended(&mut end) => return result(why, None, &counters),
+        _ = tokio::time::sleep_until(start + limits.idle_timeout) => {
+            return result(EndReason::Idle, Some("no viewer connected".into()), &counters)
+        }
+        _ = tokio::time::sleep_until(max_deadline) => return result(EndReason::MaxDuration, None, &counters),
+    };
+    counters.touch(start);
+
+    let (tech_r, mut tech_w) = tokio::io::split(tech);
+    let (up_r, up_w) = tokio::io::split(upstream);
+    if !server_leftover.is_empty() {
+        if let Err(e) = tech_w.write_all(&server_leftover).await {
+            return result(EndReason::Technician, Some(e.to_string()), &counters);
+        }
+    }
+
+    let c = counters.clone();
+    let mut to_server = tokio::spawn(async move {
+        rfb_io::client_to_server(tech_r, up_w, mode, hold, viewer_leftover, move |n| {
+            c.to_server.fetch_add(n as u64, Ordering::Relaxed);
+            c.touch(start);
+        })
+        .await
+    });
+    let c = counters.clone();
+    let mut to_technician = tokio::spawn(async move {
+        copy_plain(up_r, tech_w, move |n| {
+            c.to_technician.fetch_add(n as u64, Ordering::Relaxed);
+            c.touch(start);
+        })
+        .await
+    });
+
+    // Which task already returned: a JoinHandle must not be awaited twice.
+    let mut done = (false, false);
+    let (why, detail) = loop {
+        let last = Duration::from_millis(counters.last_activity_ms.load(Ordering::Relaxed));
+        let idle_deadline = start + last + limits.idle_timeout;
+        tokio::select! {
+            r = &mut to_server => {
+                done.0 = true;
+                break joined(r, EndReason::Technician);
+            }
+            r = &mut to_technician => {
+                done.1 = true;
+                break joined(r, EndReason::Upstream);
+            }
+            why = ended(&mut end) => break (why, None),
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                let now_last = Duration::from_millis(counters.last_activity_ms.load(Ordering::Relaxed));
+                if now_last == last {
+                    break (EndReason::Idle, None);
+                }
+            }
+            _ = tokio::time::sleep_until(max_deadline) => break (EndReason::MaxDuration, None),
+        }
+    };
+    // Both legs close at once: aborting drops the stream halves held by the
+    // tasks, whatever they were blocked on.
+    to_technician.abort();
+    to_server.abort();
+    if !done.1 {
+        let _ = to_technician.await;
+    }
+    if !done.0 {
+        let _ = to_server.await;
+    }
+    result(why, detail, &counters)
+}
+
+/// Resolves with the end reason once the kill switch (or any other ending)
+/// is pulled. A dropped sender means the broker is gone: agent stopped.
+async fn ended(end: &mut watch::Receiver<Option<EndReason>>) -> EndReason {
+    match end.wait_for(Option::is_some).await {
+        Ok(v) => (*v).unwrap_or(EndReason::AgentStopped),
+        Err(_) => EndReason::AgentStopped,
+    }
+}
+
+fn joined(r: Result<DirResult, tokio::task::JoinError>, default: EndReason) -> DirResult {
+    match r {
+        Ok(v) => v,
+        Err(e) => (default, Some(format!("relay task failed: {e}"))),
+    }
+}
+
+/// Server → technician: relayed unparsed. The technician's viewer is the one
+/// parsing these bytes; nothing in them can act on the workstation.
+async fn copy_plain<R, W>(mut r: R, mut w: W, mut on_bytes: impl FnMut(usize)) -> DirResult
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) => return (EndReason::Upstream, Some("the VNC server closed".into())),
+            Ok(n) => {
+                if let Err(e) = w.write_all(&buf[..n]).await {
+                    return (EndReason::Technician, Some(e.to_string()));
+                }
+                on_bytes(n);
+            }
+            Err(e) => return (EndReason::Upstream, Some(e.to_string())),
+        }
+    }
+}
+
+pub mod rfb_io;

@@ -1,0 +1,164 @@
+//! `accord agent` with its UI: the core on a tokio runtime in a background
+//! thread, the windows on the main thread (winit wants the main thread), the
+//! tray on its own thread, notifications and the state watcher as tasks.
+//!
+//! Start-up order follows "fail closed": the hub exists before the core, so
+//! a display that is missing is known (and every request refused) before the
+//! listener accepts anything.
+
+use super::hub::{DeadOnDrop, Hub, UiPrompter};
+use super::strings::Strings;
+use super::windows::{self, WindowsConfig};
+use super::{hotkey, notify, tray};
+use crate::app::AppError;
+use crate::broker::{Activity, Journal, SessionControl};
+use crate::policy::Policy;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Why no window can open here, if that is already known without trying.
+pub fn display_missing() -> Option<String> {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+        if !set("DISPLAY") {
+            return Some(if set("WAYLAND_DISPLAY") {
+                "Wayland without XWayland (DISPLAY unset): Accord needs X11 for an always-on-top prompt"
+                    .into()
+            } else {
+                "no display (DISPLAY unset)".into()
+            });
+        }
+    }
+    None
+}
+
+/// Copies the session the core reports into the hub (the banner's source).
+async fn watch_session(control: SessionControl, hub: Arc<Hub>) {
+    let mut state = control.state();
+    loop {
+        let session = match &state.borrow_and_update().activity {
+            Activity::InSession(info) => Some((**info).clone()),
+            _ => None,
+        };
+        hub.set_session(session);
+        if state.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Runs the agent until SIGINT/SIGTERM or "Quitter". Returns an error if the
+/// UI was lost (the core kept refusing requests until the end).
+pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppError> {
+    let strings = Arc::new(
+        Strings::for_policy(policy.ui.language).map_err(|e| AppError::Other(e.to_string()))?,
+    );
+    let shortcut = policy.ui.kill_shortcut.clone();
+    let policy = Arc::new(policy);
+    let hub = Hub::new();
+    if let Some(why) = display_missing() {
+        hub.mark_dead(why);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("accord-core")
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    let handle = rt.handle().clone();
+    let quit = Arc::new(Notify::new());
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SessionControl>();
+
+    let core = {
+        let (hub, quit, prompter) = (hub.clone(), quit.clone(), UiPrompter::new(hub.clone()));
+        std::thread::Builder::new()
+            .name("accord-runtime".into())
+            .spawn(move || {
+                rt.block_on(crate::app::serve(
+                    policy,
+                    journal,
+                    prompter,
+                    move |ctl| {
+                        let _ = ready_tx.send(ctl);
+                    },
+                    async move {
+                        tokio::select! {
+                            _ = crate::app::termination_signal() => {}
+                            _ = quit.notified() => {}
+                        }
+                    },
+                ));
+                // Every session has ended and been recorded: windows close.
+                hub.quit();
+                rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            })
+            .map_err(|e| AppError::Other(format!("cannot start the core thread: {e}")))?
+    };
+
+    let Ok(control) = ready_rx.recv() else {
+        let _ = core.join();
+        return Err(AppError::Other(
+            "the core stopped before it was ready".into(),
+        ));
+    };
+    handle.spawn(watch_session(control.clone(), hub.clone()));
+    handle.spawn(notify::run(control.clone(), hub.clone(), strings.clone()));
+    tray::spawn(
+        handle.clone(),
+        control.state(),
+        control.clone(),
+        hub.clone(),
+        strings.clone(),
+        quit.clone(),
+    );
+
+    let mut lost = hub.lock().dead.clone();
+    if lost.is_none() {
+        let _shortcut = match hotkey::register(&shortcut, control.clone()) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; \"Terminer\" on the banner and the tray still end the session"
+                );
+                None
+            }
+        };
+        let cfg = WindowsConfig {
+            strings,
+            actions: Arc::new(control.clone()),
+            shortcut,
+        };
+        let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Marks the UI dead if this thread unwinds (panic) or the
+            // window loop fails.
+            let mut guard = DeadOnDrop {
+                hub: hub.clone(),
+                armed: true,
+            };
+            let r = windows::run(&hub, &cfg);
+            guard.armed = false;
+            r
+        }));
+        match ui_result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                hub.mark_dead(format!("cannot open a window: {e}"));
+            }
+            Err(_) => hub.mark_dead("the user interface thread panicked"),
+        }
+        lost = hub.lock().dead.clone();
+    }
+    if let Some(why) = &lost {
+        tracing::error!(
+            "no user interface ({why}): every request is refused and no session can run; stop the agent with SIGTERM"
+        );
+    }
+    let _ = core.join();
+    match lost {
+        Some(why) => Err(AppError::Other(format!(
+            "the user interface was lost: {why}"
+        ))),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,248 @@
+//! The authorization prompt (O6: explicit authorization, restricted access).
+//!
+//! Order matters: who asks (from the verified certificate) comes first, then
+//! what the technician typed (ticket, reason), labelled as such so that a
+//! technician cannot pass a typed name off as an identity; then what is
+//! asked, then the countdown. The buttons stay inactive for `arm_delay` after
+//! the prompt first paints, so a click or an Enter meant for another window
+//! cannot accept. No button is the default and Enter does nothing: accepting
+//! always takes a deliberate click (or Tab to the button, then Space). The
+//! buttons sit in a bottom panel that the text above never pushes away: long
+//! text wraps and scrolls.
+//!
+//! Time is egui's input time, not the wall clock, so tests drive it.
+
+use super::strings::{Strings, fill, local_clock};
+use crate::broker::{Answer, PromptRequest};
+use crate::protocol::Mode;
+use egui::{Button, Color32, ProgressBar, RichText, ScrollArea};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Past the deadline the broker refuses on its own and records a timeout;
+/// the prompt waits this much longer before it refuses itself (a backstop),
+/// so the audit record says `timeout`, not `user`.
+pub const EXPIRY_GRACE: Duration = Duration::from_secs(1);
+
+/// One prompt on screen.
+pub struct PromptState {
+    pub req: PromptRequest,
+    pub strings: Arc<Strings>,
+    /// egui time of the first frame that showed the prompt.
+    shown_at: Option<f64>,
+    /// Time left until the deadline when the prompt first showed.
+    left_at_show: Duration,
+    /// Local wall-clock time of the deadline, computed once.
+    deadline_clock: Option<String>,
+    /// Set once an answer was given, so it is given only once.
+    pub answered: Option<Answer>,
+    /// The armed buttons' positions were logged (for the real-window test).
+    layout_logged: bool,
+}
+
+impl PromptState {
+    pub fn new(req: PromptRequest, strings: Arc<Strings>) -> PromptState {
+        PromptState {
+            req,
+            strings,
+            shown_at: None,
+            left_at_show: Duration::ZERO,
+            deadline_clock: None,
+            answered: None,
+            layout_logged: false,
+        }
+    }
+
+    /// Seconds since the prompt first painted (0 before).
+    fn age(&self, now: f64) -> f64 {
+        self.shown_at.map_or(0.0, |t| (now - t).max(0.0))
+    }
+
+    /// Whether the buttons accept clicks at egui time `now`.
+    pub fn armed(&self, now: f64) -> bool {
+        self.shown_at.is_some() && self.age(now) >= self.req.arm_delay.as_secs_f64()
+    }
+
+    /// Time left before the deadline at egui time `now`.
+    pub fn left(&self, now: f64) -> Duration {
+        self.left_at_show
+            .saturating_sub(Duration::from_secs_f64(self.age(now)))
+    }
+
+    fn expired(&self, now: f64) -> bool {
+        self.age(now) >= (self.left_at_show + EXPIRY_GRACE).as_secs_f64()
+    }
+}
+
+/// Draws the prompt and returns the clinician's answer, if any this frame.
+/// Closing the window is handled by the caller (it means refused).
+pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
+    let now = ui.input(|i| i.time);
+    if st.shown_at.is_none() {
+        st.shown_at = Some(now);
+        st.left_at_show = st.req.deadline.saturating_duration_since(Instant::now());
+        st.deadline_clock = local_clock(SystemTime::now() + st.left_at_show);
+    }
+    if st.answered.is_some() {
+        return None;
+    }
+    let s = st.strings.clone();
+    let p = &s.prompt;
+    let armed = st.armed(now);
+    let mut answer = None;
+
+    egui::Panel::bottom("accord_prompt_buttons").show(ui, |ui| {
+        ui.add_space(6.0);
+        if !armed {
+            let delay = st.req.arm_delay.as_secs_f64().max(0.001);
+            let progress = (st.age(now) / delay).clamp(0.0, 1.0) as f32;
+            // Labelled by its text, which says why the buttons wait.
+            ui.add(ProgressBar::new(progress).text(p.arming.as_str()));
+        }
+        let left = st.left(now);
+        let secs = left.as_secs_f64().ceil().to_string();
+        let countdown = match &st.deadline_clock {
+            Some(clock) => fill(&p.countdown, &[("secs", &secs), ("clock", clock)]),
+            None => fill(&p.countdown_no_clock, &[("secs", &secs)]),
+        };
+        ui.label(countdown);
+        let total = st.req.timeout.as_secs_f64().max(0.001);
+        let bar = ui.add(
+            ProgressBar::new((left.as_secs_f64() / total).clamp(0.0, 1.0) as f32)
+                .desired_height(4.0),
+        );
+        bar.widget_info(|| {
+            egui::WidgetInfo::labeled(egui::Role::ProgressIndicator, true, &p.countdown_label)
+        });
+        ui.add_space(6.0);
+        // A press that began while the buttons were inactive (meant for
+        // another window, or a double click that opened this one) does not
+        // become a click when they arm.
+        let armed_at = st.shown_at.unwrap_or(now) + st.req.arm_delay.as_secs_f64();
+        let pressed_after_arming = ui
+            .input(|i| i.pointer.press_start_time())
+            .is_none_or(|t| t >= armed_at);
+        ui.horizontal_wrapped(|ui| {
+            let size = egui::vec2(0.0, 32.0);
+            let mut buttons = Vec::with_capacity(3);
+            if st.req.control_offered {
+                buttons.push((Answer::Control, p.allow_control.as_str()));
+            }
+            buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
+            buttons.push((Answer::Refused, p.refuse.as_str()));
+            for (a, label) in buttons {
+                let r = ui.add_enabled(armed, Button::new(label).min_size(size));
+                if armed && !st.layout_logged {
+                    log_layout(ui, label, r.rect);
+                }
+                if r.clicked() && pressed_after_arming {
+                    answer = Some(a);
+                    eprintln!("DBG click {a:?} armed={armed}");
+                }
+            }
+            if armed {
+                st.layout_logged = true;
+            }
+        });
+        ui.add_space(6.0);
+    });
+
+    egui::CentralPanel::default_margins().show(ui, |ui| {
+        ScrollArea::vertical()
+            .auto_shrink([false, false])
+            .show(ui, |ui| details_ui(ui, st));
+    });
+
+    // Refusing is always safe, even before the buttons arm.
+    if answer.is_none() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
+        answer = Some(Answer::Refused);
+        eprintln!("DBG esc");
+    }
+    if answer.is_none() && st.expired(now) {
+        answer = Some(Answer::Refused);
+        eprintln!("DBG expired");
+    }
+    if answer.is_none() {
+        // Animate the arming progress; then only the countdown needs a frame,
+        // once a second.
+        let wake = if armed {
+            Duration::from_millis(1000 - (st.age(now).fract() * 1000.0) as u64 % 1000)
+        } else {
+            Duration::from_millis(33)
+        };
+        ui.ctx().request_repaint_after(wake);
+    }
+    st.answered = answer;
+    answer
+}
+
+fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
+    let s = &st.strings.prompt;
+    let req = &st.req;
+    let id = &req.technician;
+    ui.heading(s.heading.as_str());
+    ui.add_space(8.0);
+
+    ui.group(|ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new(s.who.as_str()).strong());
+        let unknown = s.unknown.as_str();
+        let name = id.common_name.as_deref().unwrap_or(&id.subject);
+        field(ui, &s.name, name, true);
+        field(
+            ui,
+            &s.organization,
+            id.organization.as_deref().unwrap_or(unknown),
+            false,
+        );
+        field(ui, &s.fingerprint, &id.short_fingerprint(), false);
+    });
+    ui.add_space(6.0);
+
+    ui.group(|ui| {
+        ui.set_width(ui.available_width());
+        ui.label(RichText::new(s.typed.as_str()).italics());
+        field(ui, &s.ticket, &req.ticket, false);
+        field(ui, &s.reason, &req.reason, false);
+    });
+    ui.add_space(6.0);
+
+    let asked = match req.asked {
+        Mode::Control => s.asked_control.as_str(),
+        Mode::View => s.asked_view.as_str(),
+    };
+    let colour = match req.asked {
+        Mode::Control => Color32::from_rgb(0xc0, 0x39, 0x2b),
+        Mode::View => ui.visuals().text_color(),
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new(s.asked.as_str()).strong());
+        ui.label(RichText::new(asked).color(colour).strong());
+    });
+    if req.asked == Mode::Control && !req.control_offered {
+        ui.label(s.control_restricted.as_str());
+    }
+}
+
+/// `label : value`, the value wrapped (long or odd text never widens the
+/// window) and shown as plain text.
+fn field(ui: &mut egui::Ui, label: &str, value: &str, strong: bool) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(label);
+        let v = RichText::new(value);
+        ui.add(egui::Label::new(if strong { v.strong() } else { v }).wrap());
+    });
+}
+
+/// Logs where a button is, in window pixels, at debug level: the real-window
+/// test (`tests/ui_window.sh`) clicks there with xdotool like a person would.
+pub fn log_layout(ui: &egui::Ui, label: &str, rect: egui::Rect) {
+    let ppp = ui.ctx().pixels_per_point();
+    let c = rect.center();
+    tracing::debug!(
+        target: "accord::ui::layout",
+        "button {label:?} centre {} {}",
+        (c.x * ppp).round() as i64,
+        (c.y * ppp).round() as i64
+    );
+}

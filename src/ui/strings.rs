@@ -1,0 +1,358 @@
+//! Every text the clinician reads, from one table per language
+//! (`assets/i18n/fr.toml`, `assets/i18n/en.toml`), embedded in the binary.
+//!
+//! The tables are parsed into typed structs with `deny_unknown_fields` and no
+//! defaults, so a key missing from one language is a test failure, not an
+//! empty button in production. French is the default on French locales
+//! because a clinician must understand what they consent to (O6).
+
+use crate::broker::EndReason;
+use crate::policy::Language;
+use crate::protocol::Mode;
+use serde::Deserialize;
+
+const FR: &str = include_str!("../../assets/i18n/fr.toml");
+const EN: &str = include_str!("../../assets/i18n/en.toml");
+
+/// The language actually used (after `auto` is resolved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Fr,
+    En,
+}
+
+impl Lang {
+    /// `[ui].language` wins; `auto` follows the locale (`LC_ALL`, then
+    /// `LC_MESSAGES`, then `LANG`, as POSIX orders them): French on `fr*`,
+    /// English otherwise.
+    pub fn resolve(policy: Language) -> Lang {
+        match policy {
+            Language::Fr => Lang::Fr,
+            Language::En => Lang::En,
+            Language::Auto => Lang::from_locale(|k| std::env::var(k).ok()),
+        }
+    }
+
+    /// The locale rule with the environment passed in (testable).
+    pub fn from_locale(get: impl Fn(&str) -> Option<String>) -> Lang {
+        let locale = ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .filter_map(|k| get(k))
+            .find(|v| !v.is_empty())
+            .unwrap_or_default();
+        if locale.to_ascii_lowercase().starts_with("fr") {
+            Lang::Fr
+        } else {
+            Lang::En
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptStrings {
+    pub title: String,
+    pub heading: String,
+    pub who: String,
+    pub name: String,
+    pub organization: String,
+    pub fingerprint: String,
+    pub unknown: String,
+    pub typed: String,
+    pub ticket: String,
+    pub reason: String,
+    pub asked: String,
+    pub asked_control: String,
+    pub asked_view: String,
+    pub control_restricted: String,
+    pub countdown: String,
+    pub countdown_no_clock: String,
+    pub countdown_label: String,
+    pub arming: String,
+    pub arming_label: String,
+    pub allow_control: String,
+    pub allow_view: String,
+    pub refuse: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BannerStrings {
+    pub title: String,
+    pub text: String,
+    pub text_no_org: String,
+    pub mode_control: String,
+    pub mode_view: String,
+    pub view_only: String,
+    pub end: String,
+    pub drag: String,
+    pub shortcut_hint: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrayStrings {
+    pub tooltip_idle: String,
+    pub tooltip_asking: String,
+    pub tooltip_session: String,
+    pub tooltip_blocked: String,
+    pub tooltip_not_listening: String,
+    pub end_session: String,
+    pub history: String,
+    pub quit: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryStrings {
+    pub title: String,
+    pub heading: String,
+    pub empty: String,
+    pub close: String,
+    pub accepted_control: String,
+    pub accepted_view: String,
+    pub timed_out: String,
+    pub ended: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyStrings {
+    pub started_summary: String,
+    pub started_body: String,
+    pub ended_summary: String,
+    pub ended_body: String,
+    pub timed_out_summary: String,
+    pub timed_out_body: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhyStrings {
+    pub user: String,
+    pub technician: String,
+    pub idle: String,
+    pub max_duration: String,
+    pub screen_locked: String,
+    pub upstream: String,
+    pub agent_stopped: String,
+    pub ui_lost: String,
+    pub protocol: String,
+}
+
+/// One language's table.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strings {
+    pub prompt: PromptStrings,
+    pub banner: BannerStrings,
+    pub tray: TrayStrings,
+    pub history: HistoryStrings,
+    pub notify: NotifyStrings,
+    pub why: WhyStrings,
+}
+
+/// A table that does not parse (only possible if `assets/i18n` is broken,
+/// which the tests catch before a release).
+#[derive(Debug, thiserror::Error)]
+#[error("string table {lang:?}: {msg}")]
+pub struct StringsError {
+    pub lang: Lang,
+    pub msg: String,
+}
+
+impl Strings {
+    /// Parses the embedded table of `lang`.
+    pub fn load(lang: Lang) -> Result<Strings, StringsError> {
+        let src = match lang {
+            Lang::Fr => FR,
+            Lang::En => EN,
+        };
+        toml::from_str(src).map_err(|e| StringsError {
+            lang,
+            msg: e.to_string(),
+        })
+    }
+
+    /// The table for a policy's `[ui].language`; English if French were
+    /// broken, and the reverse, so a bad table never leaves the UI mute.
+    pub fn for_policy(language: Language) -> Result<Strings, StringsError> {
+        let lang = Lang::resolve(language);
+        Strings::load(lang).or_else(|e| {
+            tracing::error!("{e}");
+            Strings::load(match lang {
+                Lang::Fr => Lang::En,
+                Lang::En => Lang::Fr,
+            })
+        })
+    }
+
+    pub fn mode(&self, mode: Mode) -> &str {
+        match mode {
+            Mode::Control => &self.banner.mode_control,
+            Mode::View => &self.banner.mode_view,
+        }
+    }
+
+    pub fn why(&self, why: EndReason) -> &str {
+        let w = &self.why;
+        match why {
+            EndReason::User => &w.user,
+            EndReason::Technician => &w.technician,
+            EndReason::Idle => &w.idle,
+            EndReason::MaxDuration => &w.max_duration,
+            EndReason::ScreenLocked => &w.screen_locked,
+            EndReason::Upstream => &w.upstream,
+            EndReason::AgentStopped => &w.agent_stopped,
+            EndReason::UiLost => &w.ui_lost,
+            EndReason::Protocol => &w.protocol,
+        }
+    }
+}
+
+/// Replaces `{key}` placeholders. Values are inserted verbatim and never
+/// re-scanned, so a technician typing `{name}` in a reason cannot change
+/// what another placeholder shows.
+pub fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                let key = &after[..end];
+                match values.iter().find(|(k, _)| *k == key) {
+                    Some((_, v)) => out.push_str(v),
+                    None => {
+                        out.push('{');
+                        out.push_str(key);
+                        out.push('}');
+                    }
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `mm:ss`, or `h:mm:ss` past an hour (banner elapsed time).
+pub fn clock_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{:02}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Local wall-clock `HH:MM:SS` of a moment, for the prompt's deadline and the
+/// history. `None` when the local time cannot be known.
+pub fn local_clock(t: std::time::SystemTime) -> Option<String> {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    local_hms(i64::try_from(secs).ok()?)
+}
+
+#[cfg(unix)]
+fn local_hms(secs: i64) -> Option<String> {
+    #[allow(clippy::useless_conversion, reason = "time_t is i32 on some targets")]
+    let t: libc::time_t = secs.try_into().ok()?;
+    // SAFETY: `localtime_r` only writes into the `tm` we own; both pointers
+    // are valid for the duration of the call.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        tm
+    };
+    Some(format!(
+        "{:02}:{:02}:{:02}",
+        tm.tm_hour, tm.tm_min, tm.tm_sec
+    ))
+}
+
+#[cfg(not(unix))]
+fn local_hms(secs: i64) -> Option<String> {
+    let s = secs.rem_euclid(86_400);
+    Some(format!(
+        "{:02}:{:02}:{:02} UTC",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_tables_parse_and_fix_the_design_labels() {
+        let fr = Strings::load(Lang::Fr).unwrap();
+        let en = Strings::load(Lang::En).unwrap();
+        assert_eq!(fr.prompt.title, "Accord — demande d'assistance");
+        assert_eq!(en.prompt.title, "Accord — assistance request");
+        assert_eq!(fr.prompt.allow_control, "Autoriser le contrôle");
+        assert_eq!(fr.prompt.allow_view, "Autoriser l'affichage seul");
+        assert_eq!(fr.prompt.refuse, "Refuser");
+        assert_eq!(en.prompt.allow_control, "Allow control");
+        assert_eq!(en.prompt.allow_view, "Allow view only");
+        assert_eq!(en.prompt.refuse, "Refuse");
+        assert_eq!(fr.banner.title, "Accord — session en cours");
+        assert_eq!(en.banner.title, "Accord — session in progress");
+        assert_eq!(fr.banner.view_only, "Passer en affichage seul");
+        assert_eq!(fr.banner.end, "Terminer");
+        assert_eq!(en.banner.view_only, "Switch to view only");
+        assert_eq!(en.banner.end, "End session");
+    }
+
+    #[test]
+    fn locale_picks_french_on_fr_only() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Lang::from_locale(env(&[("LANG", "fr_FR.UTF-8")])), Lang::Fr);
+        assert_eq!(Lang::from_locale(env(&[("LANG", "en_US.UTF-8")])), Lang::En);
+        assert_eq!(Lang::from_locale(env(&[])), Lang::En);
+        assert_eq!(
+            Lang::from_locale(env(&[("LC_ALL", "en_GB"), ("LANG", "fr_FR")])),
+            Lang::En
+        );
+        assert_eq!(
+            Lang::from_locale(env(&[
+                ("LC_ALL", ""),
+                ("LC_MESSAGES", "fr_CA"),
+                ("LANG", "C")
+            ])),
+            Lang::Fr
+        );
+        assert_eq!(Lang::resolve(Language::En), Lang::En);
+        assert_eq!(Lang::resolve(Language::Fr), Lang::Fr);
+    }
+
+    #[test]
+    fn fill_does_not_rescan_values() {
+        assert_eq!(
+            fill("{name} ({org})", &[("name", "{org}"), ("org", "CHU")]),
+            "{org} (CHU)"
+        );
+        assert_eq!(fill("a {x} b {", &[]), "a {x} b {");
+        assert_eq!(clock_duration(std::time::Duration::from_secs(192)), "03:12");
+        assert_eq!(
+            clock_duration(std::time::Duration::from_secs(3723)),
+            "1:02:03"
+        );
+    }
+}

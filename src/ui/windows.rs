@@ -1,0 +1,320 @@
+//! The main thread: opens a window only when there is something to show.
+//!
+//! eframe shows its root window even when asked to start hidden (egui
+//! #3654, #8459), so the agent has no root window while idle: the main
+//! thread sleeps on the hub's condition variable (no event loop turning, no
+//! repaint, no timer), and each need opens one window whose root viewport
+//! *is* what must be seen: the prompt, the banner, or the history. When the
+//! need is gone the window closes and `run_native` returns (eframe keeps its
+//! winit event loop for the next one, `run_and_return`).
+//!
+//! Always-on-top set at creation is ignored by some window managers until
+//! the window has painted, so it is sent again after the first frames.
+
+use super::banner::{BannerState, SessionActions, banner_ui};
+use super::hub::Hub;
+use super::prompt::{PromptState, prompt_ui};
+use super::strings::Strings;
+use crate::broker::Answer;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// Frames painted since start, all windows together (benchmark: an idle
+/// agent must paint none).
+pub static FRAMES: AtomicU64 = AtomicU64::new(0);
+/// Microseconds from the request reaching the broker to the end of the
+/// first frame of its prompt, for the last prompt shown (benchmark).
+pub static LAST_PROMPT_LATENCY_US: AtomicU64 = AtomicU64::new(0);
+
+/// What the windows need besides the hub.
+#[derive(Clone)]
+pub struct WindowsConfig {
+    pub strings: Arc<Strings>,
+    pub actions: Arc<dyn SessionActions>,
+    pub shortcut: String,
+}
+
+enum Kind {
+    Prompt(Box<PromptState>),
+    Banner(Box<BannerState>),
+    History,
+}
+
+/// Runs windows until the core quits. `Err` when a window cannot be opened
+/// (no display, no GL): the caller marks the UI dead.
+pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
+    loop {
+        let kind = {
+            let mut g = hub.wait_until(|s| {
+                s.quit
+                    || s.dead.is_some()
+                    || !s.prompts.is_empty()
+                    || s.session.is_some()
+                    || s.history_requested
+            });
+            if g.quit || g.dead.is_some() {
+                return Ok(());
+            }
+            if let Some(p) = g.prompts.first() {
+                Kind::Prompt(Box::new(PromptState::new(
+                    p.req.clone(),
+                    cfg.strings.clone(),
+                )))
+            } else if let Some(info) = g.session.clone() {
+                Kind::Banner(Box::new(BannerState::new(
+                    info,
+                    cfg.strings.clone(),
+                    cfg.actions.clone(),
+                    cfg.shortcut.clone(),
+                )))
+            } else {
+                g.history_requested = false;
+                Kind::History
+            }
+        };
+        open(hub, cfg, kind)?;
+    }
+}
+
+fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
+    let s = &cfg.strings;
+    let (viewport, centered) = match &kind {
+        Kind::Prompt(_) => (
+            egui::ViewportBuilder::default()
+                .with_title(s.prompt.title.as_str())
+                .with_inner_size([560.0, 470.0])
+                .with_min_inner_size([420.0, 360.0])
+                .with_resizable(true)
+                .with_minimize_button(false)
+                .with_maximize_button(false)
+                .with_always_on_top()
+                .with_active(true)
+                .with_window_type(egui::X11WindowType::Dialog)
+                .with_app_id("accord"),
+            true,
+        ),
+        Kind::Banner(_) => (
+            egui::ViewportBuilder::default()
+                .with_title(s.banner.title.as_str())
+                .with_inner_size([900.0, 44.0])
+                .with_decorations(false)
+                .with_resizable(false)
+                .with_minimize_button(false)
+                .with_maximize_button(false)
+                .with_close_button(false)
+                .with_always_on_top()
+                .with_active(false)
+                .with_taskbar(true)
+                .with_app_id("accord"),
+            false,
+        ),
+        Kind::History => (
+            egui::ViewportBuilder::default()
+                .with_title(s.history.title.as_str())
+                .with_inner_size([520.0, 380.0])
+                .with_app_id("accord"),
+            true,
+        ),
+    };
+    let options = eframe::NativeOptions {
+        viewport,
+        centered,
+        run_and_return: true,
+        persist_window: false,
+        ..Default::default()
+    };
+    let app = Window {
+        hub: hub.clone(),
+        cfg: cfg.clone(),
+        kind,
+        frames: 0,
+        opened: Instant::now(),
+        placed: false,
+        latency_logged: false,
+    };
+    let title = match &app.kind {
+        Kind::Prompt(_) => s.prompt.title.clone(),
+        Kind::Banner(_) => s.banner.title.clone(),
+        Kind::History => s.history.title.clone(),
+    };
+    let result = eframe::run_native(
+        &title,
+        options,
+        Box::new(|cc| {
+            cc.egui_ctx.set_theme(egui::Theme::Light);
+            hub.lock().ctx = Some(cc.egui_ctx.clone());
+            Ok(Box::new(app) as Box<dyn eframe::App>)
+        }),
+    );
+    hub.lock().ctx = None;
+    result.map_err(|e| e.to_string())
+}
+
+struct Window {
+    hub: Arc<Hub>,
+    cfg: WindowsConfig,
+    kind: Kind,
+    frames: u64,
+    opened: Instant,
+    placed: bool,
+    latency_logged: bool,
+}
+
+impl Window {
+    fn close(ui: &egui::Ui) {
+        ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+    }
+
+    /// Re-asserts stacking and focus once the window exists for the window
+    /// manager (see the module comment).
+    fn assert_on_top(&mut self, ui: &egui::Ui, focus: bool) {
+        let age = self.opened.elapsed();
+        if self.frames == 2 || (self.frames > 2 && !self.placed && age.as_millis() >= 300) {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
+                    egui::WindowLevel::AlwaysOnTop,
+                ));
+            if focus {
+                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
+            }
+            if age.as_millis() >= 300 {
+                self.placed = true;
+            }
+        }
+        if !self.placed {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl eframe::App for Window {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        FRAMES.fetch_add(1, Ordering::Relaxed);
+        self.frames += 1;
+        let quit = {
+            let g = self.hub.lock();
+            g.quit || g.dead.is_some()
+        };
+        if quit {
+            Self::close(ui);
+            return;
+        }
+        let close_requested = ui.input(|i| i.viewport().close_requested());
+        match &mut self.kind {
+            Kind::Prompt(st) => {
+                let first = !self.latency_logged;
+                if prompt_window_ui(ui, &self.hub, st) == Shown::Close {
+                    Self::close(ui);
+                    return;
+                }
+                if first {
+                    self.latency_logged = true;
+                    log_latency(&st.req);
+                }
+                self.assert_on_top(ui, true);
+            }
+            Kind::Banner(st) => {
+                let current = self.hub.lock().session.clone();
+                match current {
+                    Some(info) if info.id == st.info.id => st.info = info,
+                    _ => {
+                        Self::close(ui);
+                        return;
+                    }
+                }
+                if close_requested {
+                    // The banner goes only with the session (O7).
+                    ui.ctx()
+                        .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                }
+                if ui.input(|i| i.viewport().minimized) == Some(true) {
+                    ui.ctx()
+                        .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                }
+                if self.frames == 1 {
+                    // Top centre of the screen the window opened on.
+                    if let Some(m) = ui.input(|i| i.viewport().monitor_size) {
+                        let w = 900.0_f32.min(m.x);
+                        ui.ctx()
+                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
+                                w, 44.0,
+                            )));
+                        ui.ctx()
+                            .send_viewport_cmd(egui::ViewportCommand::OuterPosition(egui::pos2(
+                                ((m.x - w) / 2.0).max(0.0),
+                                0.0,
+                            )));
+                    }
+                }
+                if let Some(a) = banner_ui(ui, st) {
+                    tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
+                }
+                self.assert_on_top(ui, false);
+            }
+            Kind::History => {
+                let wanted_again = std::mem::take(&mut self.hub.lock().history_requested);
+                if wanted_again {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
+                }
+                let busy = {
+                    let g = self.hub.lock();
+                    !g.prompts.is_empty() || g.session.is_some()
+                };
+                // A prompt or a session always wins over the history.
+                if busy
+                    || close_requested
+                    || super::history::history_ui(ui, &self.hub, &self.cfg.strings)
+                {
+                    Self::close(ui);
+                }
+            }
+        }
+    }
+}
+
+/// Whether a window stays after this frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    Keep,
+    Close,
+}
+
+/// One frame of the prompt window: the prompt, plus what the window itself
+/// means. A prompt the broker withdrew closes; closing the window refuses
+/// (O6); an answer goes to the hub, which hands it to the broker.
+pub fn prompt_window_ui(ui: &mut egui::Ui, hub: &Hub, st: &mut PromptState) -> Shown {
+    let id = st.req.id;
+    let still_pending = hub.lock().prompts.iter().any(|p| p.req.id == id);
+    if !still_pending {
+        // Withdrawn (deadline, shutdown, technician gone): the prompt must
+        // not stay on screen offering an answer nobody waits for.
+        return Shown::Close;
+    }
+    if ui.input(|i| i.viewport().close_requested()) {
+        tracing::info!("prompt {id}: window closed, which refuses");
+        hub.answer(id, Answer::Refused);
+        return Shown::Close;
+    }
+    match prompt_ui(ui, st) {
+        Some(a) => {
+            tracing::info!("prompt {id}: clinician answered {a:?}");
+            hub.answer(id, a);
+            Shown::Close
+        }
+        None => Shown::Keep,
+    }
+}
+
+fn log_latency(req: &crate::broker::PromptRequest) {
+    if let Some(t) = req.deadline.checked_sub(req.timeout) {
+        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+        LAST_PROMPT_LATENCY_US.store(us, Ordering::Relaxed);
+        tracing::info!(
+            "prompt {} shown {:.1} ms after the request reached the broker",
+            req.id,
+            us as f64 / 1000.0
+        );
+    }
+}

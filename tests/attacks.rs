@@ -1,0 +1,234 @@
+//! Attacks that must be refused before any prompt: each test asserts the
+//! prompter was never asked (a clinician must not even be disturbed).
+
+mod common;
+
+use common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn agent(pki: &Pki) -> RunningAgent {
+    let stub = RfbStub::start().await;
+    RunningAgent::start(pki.policy(stub.addr), ScriptedPrompter::new([])).await
+}
+
+/// Sends a raw request line over a valid mutual-TLS connection and returns
+/// the agent's answer line.
+async fn raw_request(pki: &Pki, a: &RunningAgent, bytes: &[u8]) -> String {
+    let mut s = raw_tls(a.addr, &pki.ca_path, &pki.tech_cert, &pki.tech_key).await;
+    let _ = s.write_all(bytes).await;
+    let _ = s.flush().await;
+    String::from_utf8_lossy(&read_to_end(&mut s).await).into_owned()
+}
+
+async fn assert_tls_rejected<F>(pki: &Pki, a: &RunningAgent, config: F)
+where
+    F: FnOnce() -> Arc<rustls::ClientConfig>,
+{
+    let tcp = TcpStream::connect(a.addr).await.unwrap();
+    let outcome = match tokio_rustls::TlsConnector::from(config())
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+    {
+        Err(_) => Vec::new(),
+        Ok(mut s) => {
+            let _ = s
+                .write_all(b"{\"v\":1,\"ticket\":\"T\",\"reason\":\"r\",\"mode\":\"view\"}\n")
+                .await;
+            read_to_end(&mut s).await
+        }
+    };
+    assert!(
+        outcome.is_empty(),
+        "got an answer: {:?}",
+        String::from_utf8_lossy(&outcome)
+    );
+    a.wait_event("request_rejected", "why", "tls").await;
+    assert_eq!(a.prompter.asked(), 0);
+    let _ = pki;
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(pki: &Pki) -> rustls::RootCertStore {
+    let mut r = rustls::RootCertStore::empty();
+    for c in accord::tls::load_certs(&pki.ca_path).unwrap() {
+        r.add(c).unwrap();
+    }
+    r
+}
+
+#[tokio::test]
+async fn no_client_certificate() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    assert_tls_rejected(&pki, &a, || {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots(&pki))
+                .with_no_client_auth(),
+        )
+    })
+    .await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca() {
+    let pki = Pki::new();
+    let other = Pki::new();
+    let mut a = agent(&pki).await;
+    // Trusts the agent, but presents a technician certificate of another CA.
+    assert_tls_rejected(&pki, &a, || {
+        accord::tls::client_config(&pki.ca_path, &other.tech_cert, &other.tech_key).unwrap()
+    })
+    .await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn expired_certificate() {
+    let pki = Pki::new();
+    let (cert, key) = pki.technician("expired", "Ancien Technicien", -1);
+    let mut a = agent(&pki).await;
+    assert_tls_rejected(&pki, &a, || {
+        accord::tls::client_config(&pki.ca_path, &cert, &key).unwrap()
+    })
+    .await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn tls12_client() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    assert_tls_rejected(&pki, &a, || {
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .unwrap()
+                .with_root_certificates(roots(&pki))
+                .with_client_auth_cert(
+                    accord::tls::load_certs(&pki.tech_cert).unwrap(),
+                    accord::tls::load_key(&pki.tech_key).unwrap(),
+                )
+                .unwrap(),
+        )
+    })
+    .await;
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn non_tls_bytes() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    let mut s = TcpStream::connect(a.addr).await.unwrap();
+    s.write_all(b"RFB 003.008\n{\"v\":1,\"ticket\":\"T\",\"reason\":\"r\",\"mode\":\"control\"}\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
+    assert!(!String::from_utf8_lossy(&out).contains("decision"));
+    a.wait_event("request_rejected", "why", "tls").await;
+    assert_eq!(a.prompter.asked(), 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_request_line() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    let mut big = br#"{"v":1,"ticket":"T","reason":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 5000));
+    big.extend_from_slice(b"\",\"mode\":\"view\"}\n");
+    let answer = raw_request(&pki, &a, &big).await;
+    assert!(answer.contains("\"why\":\"bad_request\""), "{answer}");
+    assert_eq!(a.prompter.asked(), 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn slow_request_is_cut_after_10_seconds() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    let mut s = raw_tls(a.addr, &pki.ca_path, &pki.tech_cert, &pki.tech_key).await;
+    s.write_all(b"{\"v\":1,").await.unwrap();
+    s.flush().await.unwrap();
+    let t = std::time::Instant::now();
+    let answer = String::from_utf8_lossy(&read_to_end(&mut s).await).into_owned();
+    assert!(answer.contains("bad_request"), "{answer}");
+    assert!(t.elapsed() >= Duration::from_secs(9), "{:?}", t.elapsed());
+    assert_eq!(a.prompter.asked(), 0);
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_request_lines() {
+    let pki = Pki::new();
+    let mut a = agent(&pki).await;
+    let cases: [&[u8]; 6] = [
+        // Bidi override in the reason: "Imprimante" could display reversed text.
+        "{\"v\":1,\"ticket\":\"INC-1\",\"reason\":\"Imprimante \u{202E}exe.tnatropmi\",\"mode\":\"control\"}\n".as_bytes(),
+        b"{\"v\":1,\"ticket\":\"INC-1\",\"reason\":\"a\\u2066b\",\"mode\":\"view\"}\n",
+        b"this is not json\n",
+        b"{\"v\":1,\"ticket\":\"INC-1\",\"reason\":\"r\",\"mode\":\"admin\"}\n",
+        b"{\"v\":1,\"ticket\":\"INC-1\\u0007\",\"reason\":\"r\",\"mode\":\"view\"}\n",
+        // Pipelined bytes after the request, before any decision.
+        b"{\"v\":1,\"ticket\":\"INC-1\",\"reason\":\"r\",\"mode\":\"view\"}\nRFB 003.008\n",
+    ];
+    for case in cases {
+        let answer = raw_request(&pki, &a, case).await;
+        assert!(
+            answer.contains("\"why\":\"bad_request\""),
+            "{:?} → {answer}",
+            String::from_utf8_lossy(case)
+        );
+    }
+    assert_eq!(a.prompter.asked(), 0);
+    let rejected = a
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "request_rejected" && r["why"] == "bad_request")
+        .count();
+    assert_eq!(rejected, cases.len());
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn prompt_flood_is_busy_not_a_queue() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let mut a =
+        RunningAgent::start(pki.policy(stub.addr), ScriptedPrompter::new([Step::Never])).await;
+    let cfg = pki.connect_config(a.addr, accord::protocol::Mode::View);
+    let first = tokio::spawn(connect_tunnel(cfg.clone()));
+    while a.prompter.asked() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut floods = Vec::new();
+    for _ in 0..20 {
+        floods.push(tokio::spawn(connect_tunnel(cfg.clone())));
+    }
+    for f in floods {
+        let (r, _) = f.await.unwrap();
+        assert!(
+            matches!(
+                r,
+                Err(accord::connect::ConnectError::Refused(
+                    accord::protocol::RefusalCode::Busy
+                ))
+            ),
+            "{r:?}"
+        );
+    }
+    assert_eq!(a.prompter.asked(), 1, "one prompt on screen, never a queue");
+    a.stop().await;
+    let _ = first.await;
+}

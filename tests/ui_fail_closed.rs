@@ -1,0 +1,152 @@
+//! Fail closed (O6, O7, O8): a UI that cannot show a window, or whose thread
+//! dies, means refused requests and an ended session, never a session
+//! nobody can see or stop. Driven through the real listener, broker and
+//! `accord connect` code with the UI's own prompter; the "UI thread" here is
+//! a plain thread holding the same drop guard as the real one.
+
+mod common;
+
+use accord::agent::Agent;
+use accord::broker::{Activity, Answer, Broker, MemoryJournal};
+use accord::protocol::Mode;
+use accord::ui::{DeadOnDrop, Hub, UiPrompter};
+use common::{Pki, RfbStub, connect_tunnel, rfb_viewer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+struct Running {
+    addr: SocketAddr,
+    journal: Arc<MemoryJournal>,
+    ctl: accord::broker::SessionControl,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(pki: &Pki, upstream: SocketAddr, hub: &Arc<Hub>) -> Running {
+    let journal = Arc::new(MemoryJournal::default());
+    let policy = Arc::new(pki.policy(upstream));
+    let broker = Broker::new(policy, journal.clone(), UiPrompter::new(hub.clone()));
+    let agent = Agent::bind(broker).await;
+    let addr = agent.local_addr().expect("agent listening");
+    let ctl = agent.control();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        journal,
+        ctl,
+        stop,
+        task,
+    }
+}
+
+fn records(j: &MemoryJournal) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    j.events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_fields())
+        .collect()
+}
+
+async fn wait_for(j: &MemoryJournal, event: &str, field: &str, value: &str) {
+    for _ in 0..500 {
+        if records(j)
+            .iter()
+            .any(|r| r["event"] == event && r.get(field).and_then(|v| v.as_str()) == Some(value))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no {event} with {field}={value}: {:?}", records(j));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_display_refuses_every_request_by_policy() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let hub = Hub::new();
+    // What `run_agent` does when DISPLAY is unset or the window cannot open.
+    hub.mark_dead("no display (DISPLAY unset)");
+    let agent = start(&pki, stub.addr, &hub).await;
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
+    let err = r.expect_err("refused");
+    assert_eq!(err.exit_code(), 6, "refused by policy: {err}");
+    assert!(agent.ctl.state().borrow().blocked.is_some());
+    assert_eq!(
+        *stub.connections.lock().unwrap(),
+        0,
+        "nothing reached the screen"
+    );
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_fails_while_asking_refuses_that_request() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let hub = Hub::new();
+    let agent = start(&pki, stub.addr, &hub).await;
+    // The UI thread sees the prompt, then its window fails to open.
+    let ui = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            drop(hub.wait_until(|s| !s.prompts.is_empty()));
+            hub.mark_dead("cannot open a window: no GL");
+        })
+    };
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
+    ui.join().unwrap();
+    assert_eq!(r.expect_err("refused").exit_code(), 6);
+    wait_for(&agent.journal, "decision", "by", "policy").await;
+    // And the next one is refused before any prompt.
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::View)).await;
+    assert_eq!(r.expect_err("refused").exit_code(), 6);
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ui_thread_that_panics_ends_the_session_with_ui_lost() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let hub = Hub::new();
+    let agent = start(&pki, stub.addr, &hub).await;
+    let ui = {
+        let hub = hub.clone();
+        let mut state = agent.ctl.state();
+        let rt = tokio::runtime::Handle::current();
+        std::thread::spawn(move || {
+            let _guard = DeadOnDrop {
+                hub: hub.clone(),
+                armed: true,
+            };
+            let id = hub.wait_until(|s| !s.prompts.is_empty()).prompts[0].req.id;
+            assert!(hub.answer(id, Answer::Control));
+            rt.block_on(state.wait_for(|s| matches!(s.activity, Activity::InSession(_))))
+                .unwrap();
+            panic!("simulated crash of the UI thread during a session");
+        })
+    };
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
+    let local = r.expect("accepted");
+    let (mut viewer, _init) = rfb_viewer(local).await.unwrap();
+    assert!(ui.join().is_err(), "the UI thread panicked");
+    assert!(hub.is_dead());
+    wait_for(&agent.journal, "session_ended", "why", "ui_lost").await;
+    // The technician's side is closed.
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), viewer.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the tunnel closed");
+    // No new session while the UI is gone.
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::View)).await;
+    assert_eq!(r.expect_err("refused").exit_code(), 6);
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
+}

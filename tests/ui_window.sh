@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Real-window test of the clinician's side (issue 6): the real `accord`
+# binary on an Xvfb display under openbox, asked by the real `accord connect`,
+# answered with real clicks (xdotool), with screenshots.
+#
+#   round 0: no display at all            -> connect exits 6 (refused by policy)
+#   round 1: prompt, click "Refuser"      -> connect exits 3, status idle
+#   round 2: prompt, "Autoriser le contrôle", banner, click "Terminer"
+#                                         -> connect exits 0, status idle
+#
+# Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png,
+# banner.png. Run as root on a fresh Debian 12 it installs what it needs.
+# Usage: bash tests/ui_window.sh   (from .ci/run, after `cargo build`)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${ACCORD_BIN:-$ROOT/target/debug/accord}
+OUT=${UI_WINDOW_OUT:-$ROOT/target/ui-window}
+DISP=${UI_WINDOW_DISPLAY:-:87}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+PIDS=()
+
+log() { echo "ui_window: $*" >&2; }
+fail() {
+  log "FAIL: $*"
+  for f in "$WORK"/*.log; do [ -f "$f" ] && { echo "---- $f" >&2; tail -n 40 "$f" >&2; }; done
+  exit 1
+}
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# ---- what the test and the binary need (Debian package names) ----
+need_pkgs=()
+for pair in Xvfb:xvfb openbox:openbox xdotool:xdotool xwininfo:x11-utils xdpyinfo:x11-utils \
+            import:imagemagick dbus-launch:dbus-x11 python3:python3; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
+done
+# Runtime libraries eframe (glow, x11), winit and global-hotkey load.
+for pair in libGL.so.1:libgl1 libEGL.so.1:libegl1 libxkbcommon-x11.so.0:libxkbcommon-x11-0 \
+            libXcursor.so.1:libxcursor1 libXrandr.so.2:libxrandr2 libXi.so.6:libxi6 \
+            libX11-xcb.so.1:libx11-xcb1 libdbus-1.so.3:libdbus-1-3; do
+  ldconfig -p | grep -q "${pair%%:*}" || need_pkgs+=("${pair#*:}")
+done
+ls /usr/lib/*/dri/swrast_dri.so >/dev/null 2>&1 || ls /usr/lib/*/dri/*swrast* >/dev/null 2>&1 \
+  || need_pkgs+=(libgl1-mesa-dri)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  log "installing: ${need_pkgs[*]}"
+  if [ "$(id -u)" -ne 0 ]; then fail "missing ${need_pkgs[*]} and not root"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+[ -x "$BIN" ] || (cd "$ROOT" && cargo build --bin accord)
+
+# ---- a demo PKI, a policy in French, a stand-in for the local VNC server ----
+"$BIN" pki demo "$WORK/pki" >/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+AGENT_PORT=$(free_port)
+VNC_PORT=$(free_port)
+POLICY=$WORK/pki/policy.toml
+sed -i "s/127.0.0.1:5988/127.0.0.1:$AGENT_PORT/; s/127.0.0.1:5900/127.0.0.1:$VNC_PORT/" "$POLICY"
+cat >>"$POLICY" <<EOF
+
+[consent]
+timeout_s = 30
+arm_delay_ms = 1000
+
+[ui]
+language = "fr"
+EOF
+
+cat >"$WORK/rfb_stub.py" <<'EOF'
+# Minimal RFB 3.8 server (security None) standing in for x11vnc.
+import socket, struct, sys, threading
+def serve(c):
+    try:
+        c.sendall(b"RFB 003.008\n"); c.recv(12); c.sendall(b"\x01\x01"); c.recv(1)
+        c.sendall(struct.pack(">I", 0)); c.recv(1)
+        name = b"stub"
+        c.sendall(struct.pack(">HH", 64, 48) + bytes([32,24,0,1,0,255,0,255,0,255,16,8,0,0,0,0])
+                  + struct.pack(">I", len(name)) + name)
+        while c.recv(4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        c.close()
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+EOF
+python3 "$WORK/rfb_stub.py" "$VNC_PORT" &
+PIDS+=($!)
+
+export XDG_RUNTIME_DIR=$WORK/run
+mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
+export ACCORD_LOG=info,accord::ui::layout=debug
+connect() { # connect NAME TICKET [--view-only]
+  local name=$1 ticket=$2; shift 2
+  "$BIN" connect "127.0.0.1:$AGENT_PORT" --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/technician.pem" \
+    --key "$WORK/pki/technician.key" --ticket "$ticket" --reason "Test" \
+    --listen "127.0.0.1:$(free_port)" "$@" >"$WORK/$name.log" 2>&1
+}
+wait_status() { # wait_status PATTERN
+  local i
+  for i in $(seq 1 100); do
+    if "$BIN" status 2>/dev/null | grep -q "$1"; then return 0; fi
+    sleep 0.1
+  done
+  "$BIN" status || true
+  return 1
+}
+start_agent() { # start_agent LOGNAME
+  "$BIN" agent --policy "$POLICY" >"$WORK/$1.log" 2>&1 &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+  wait_status "listening on" || fail "agent did not start"
+}
+stop_agent() {
+  kill -TERM "$AGENT_PID" 2>/dev/null || true
+  wait "$AGENT_PID" 2>/dev/null || true
+}
+
+# ---- round 0: no display -> fail closed ----
+log "round 0: no display"
+( unset DISPLAY WAYLAND_DISPLAY; start_agent agent0
+  wait_status "requests refused" || fail "no-display agent is not blocked"
+  set +e; connect c0 UI-0; rc=$?; set -e
+  [ "$rc" -eq 6 ] || fail "without a display, connect exited $rc, expected 6 (policy)"
+  stop_agent )
+log "round 0: ok (refused by policy, status blocked)"
+
+# ---- the display ----
+Xvfb "$DISP" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+PIDS+=($!)
+export DISPLAY=$DISP
+for _ in $(seq 1 100); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done
+xdpyinfo >/dev/null 2>&1 || fail "Xvfb did not start"
+eval "$(dbus-launch --sh-syntax)"
+PIDS+=("$DBUS_SESSION_BUS_PID")
+openbox >"$WORK/openbox.log" 2>&1 &
+PIDS+=($!)
+sleep 0.5
+start_agent agent
+
+# Clicks the button whose centre the agent logged (window pixels).
+click_button() { # click_button WINDOW LABEL
+  local wid=$1 label=$2 pos i
+  for i in $(seq 1 50); do
+    pos=$(tail -n "+$((MARK + 1))" "$WORK/agent.log" | grep -a "button \"$label\" centre" | tail -n 1 | sed -E 's/.*centre (-?[0-9]+) (-?[0-9]+).*/\1 \2/' || true)
+    [ -n "$pos" ] && break
+    sleep 0.1
+  done
+  [ -n "$pos" ] || fail "no position logged for \"$label\""
+  # shellcheck disable=SC2086
+  xdotool mousemove --window "$wid" $pos click 1
+}
+find_window() { # find_window NAME-REGEX
+  timeout 20 xdotool search --sync --onlyvisible --name "$1" 2>/dev/null | head -n 1
+}
+
+# ---- round 1: refuse ----
+log "round 1: prompt, then Refuser"
+MARK=$(wc -l <"$WORK/agent.log")
+connect c1 UI-1 --view-only &
+C1=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || fail "no prompt window"
+wait_status "asking the user" || fail "status does not say asking"
+sleep 0.4
+import -window root "$OUT/prompt.png"
+xwininfo -id "$WID" >"$WORK/prompt-xwininfo.log"
+grep -q "Map State: IsViewable" "$WORK/prompt-xwininfo.log" || fail "prompt not viewable"
+ACTIVE=$(xdotool getactivewindow 2>/dev/null || echo none)
+[ "$ACTIVE" = "$WID" ] || log "note: active window $ACTIVE, prompt $WID"
+sleep 1.0 # the arm delay
+click_button "$WID" "Refuser"
+set +e; wait "$C1"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "refused prompt: connect exited $rc, expected 3"
+wait_status "no session" || fail "status not idle after refusal"
+for _ in $(seq 1 50); do xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1 || break; sleep 0.1; done
+if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then fail "prompt still shown"; fi
+log "round 1: ok (exit 3, prompt gone)"
+
+# ---- round 2: accept control, banner, Terminer ----
+log "round 2: prompt, Autoriser le contrôle, banner, Terminer"
+MARK=$(wc -l <"$WORK/agent.log")
+connect c2 UI-2 &
+C2=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || fail "no prompt window (round 2)"
+sleep 1.4
+click_button "$WID" "Autoriser le contrôle"
+BID=$(find_window "session en cours") || true
+[ -n "$BID" ] || fail "no banner window"
+wait_status "session in progress" || fail "status does not say in session"
+sleep 1.2
+import -window root "$OUT/banner.png"
+eval "$(xdotool getwindowgeometry --shell "$BID")"
+log "banner at x=$X y=$Y ${WIDTH}x${HEIGHT}"
+[ "$Y" -le 40 ] || fail "banner not at the top (y=$Y)"
+kill -0 "$C2" 2>/dev/null || fail "connect ended before Terminer"
+click_button "$BID" "Terminer"
+set +e; wait "$C2"; rc=$?; set -e
+[ "$rc" -eq 0 ] || fail "ended session: connect exited $rc, expected 0"
+wait_status "no session" || fail "status not idle after Terminer"
+for _ in $(seq 1 50); do xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1 || break; sleep 0.1; done
+if xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1; then fail "banner still shown"; fi
+log "round 2: ok (exit 0, banner gone)"
+grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
+
+stop_agent
+log "screenshots: $OUT/prompt.png $OUT/banner.png"
+echo "3 passed, 0 failed"
