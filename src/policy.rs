@@ -480,14 +480,14 @@ impl Policy {
             "session.max_duration_s",
             limits::MAX_DURATION_S,
         );
-        if idle > max {
-            if let Some(s) = &raw.session.idle_timeout_s {
-                c.problem(
-                    s,
-                    "session.idle_timeout_s",
-                    format!("{idle} is longer than session.max_duration_s ({max})"),
-                );
-            }
+        if idle > max
+            && let Some(s) = &raw.session.idle_timeout_s
+        {
+            c.problem(
+                s,
+                "session.idle_timeout_s",
+                format!("{idle} is longer than session.max_duration_s ({max})"),
+            );
         }
         let session = SessionLimits {
             idle_timeout: secs(idle),
@@ -517,14 +517,15 @@ impl Policy {
             forward_cert: c.opt_path(&raw.audit.forward_cert),
             forward_key: c.opt_path(&raw.audit.forward_key),
         };
-        if audit.forward.is_some() && audit.forward_ca.is_none() {
-            if let Some(s) = &raw.audit.forward {
-                c.problem(
-                    s,
-                    "audit.forward",
-                    "needs audit.forward_ca (the CA that signed the collector's certificate)",
-                );
-            }
+        if audit.forward.is_some()
+            && audit.forward_ca.is_none()
+            && let Some(s) = &raw.audit.forward
+        {
+            c.problem(
+                s,
+                "audit.forward",
+                "needs audit.forward_ca (the CA that signed the collector's certificate)",
+            );
         }
         if audit.forward_cert.is_some() != audit.forward_key.is_some() {
             let s = raw

@@ -136,6 +136,9 @@ struct WireRequest<'a> {
     mode: Mode,
 }
 
+/// A complete line (without `\n`) and the bytes received after it.
+pub type LineAndRest = (Vec<u8>, Vec<u8>);
+
 /// Accumulates bytes until a full line (sans-IO): the socket code feeds it and
 /// enforces the 10 s deadline; this owns the size limit.
 #[derive(Default, Debug)]
@@ -150,7 +153,7 @@ impl LineReader {
 
     /// Feeds received bytes. Returns the line (without `\n`) and the bytes that
     /// followed it, once a `\n` arrives; `Ok(None)` while more is needed.
-    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, RequestError> {
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Option<LineAndRest>, RequestError> {
         let room = MAX_LINE.saturating_sub(self.buf.len());
         if let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
             if pos + 1 > room {

@@ -485,10 +485,10 @@ impl SessionControl {
 
     /// Ends the session with a given reason (screen lock, shutdown...).
     pub fn end_with(&self, why: EndReason) {
-        if let Ok(inner) = self.shared.inner.lock() {
-            if let Some(live) = &inner.current {
-                live.end(why);
-            }
+        if let Ok(inner) = self.shared.inner.lock()
+            && let Some(live) = &inner.current
+        {
+            live.end(why);
         }
     }
 
@@ -528,10 +528,10 @@ impl SessionControl {
     /// Holds the technician's input back while a prompt granting more rights
     /// is on screen, so they can never click "Allow" for themselves.
     pub fn hold_input(&self, hold: bool) {
-        if let Ok(inner) = self.shared.inner.lock() {
-            if let Some(live) = &inner.current {
-                live.hold_input(hold);
-            }
+        if let Ok(inner) = self.shared.inner.lock()
+            && let Some(live) = &inner.current
+        {
+            live.hold_input(hold);
         }
     }
 

@@ -266,10 +266,10 @@ where
 
     let (tech_r, mut tech_w) = tokio::io::split(tech);
     let (up_r, up_w) = tokio::io::split(upstream);
-    if !server_leftover.is_empty() {
-        if let Err(e) = tech_w.write_all(&server_leftover).await {
-            return result(EndReason::Technician, Some(e.to_string()), &counters);
-        }
+    if !server_leftover.is_empty()
+        && let Err(e) = tech_w.write_all(&server_leftover).await
+    {
+        return result(EndReason::Technician, Some(e.to_string()), &counters);
     }
 
     let c = counters.clone();

@@ -137,7 +137,6 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
                 }
                 if r.clicked() && pressed_after_arming {
                     answer = Some(a);
-                    eprintln!("DBG click {a:?} armed={armed}");
                 }
             }
             if armed {
@@ -156,11 +155,9 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     // Refusing is always safe, even before the buttons arm.
     if answer.is_none() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
         answer = Some(Answer::Refused);
-        eprintln!("DBG esc");
     }
     if answer.is_none() && st.expired(now) {
         answer = Some(Answer::Refused);
-        eprintln!("DBG expired");
     }
     if answer.is_none() {
         // Animate the arming progress; then only the countdown needs a frame,
