@@ -7,7 +7,9 @@ CARGO ?= cargo
 DEMO_DIR ?= target/demo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test deps-run deps-test build lint unit e2e demo
+include installer/deb.mk
+
+.PHONY: run test deps-run deps-test build lint unit e2e demo fuzz-ci
 
 deps-run:
 	@scripts/deps.sh run
@@ -39,5 +41,8 @@ unit:
 e2e: build
 	@for t in tests/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t" || exit 1; done
 
-test: deps-test lint unit e2e
+fuzz-ci:
+	scripts/fuzz-ci.sh 60
+
+test: deps-test lint unit e2e fuzz-ci deb-test msi-test
 	@echo "all tests passed"

@@ -134,7 +134,16 @@ async fn forward(
 /// on this (the main) thread, the core on a runtime thread; see
 /// [`crate::ui::agent`]. Fails closed: without a display every request is
 /// refused and the function returns an error once the agent is stopped.
+#[cfg(feature = "ui")]
 pub fn run_agent(policy: Policy) -> Result<(), AppError> {
     let journal = open_journal(&policy);
     crate::ui::run_agent(policy, journal)
+}
+
+/// Without the UI nobody can consent: the agent does not start.
+#[cfg(not(feature = "ui"))]
+pub fn run_agent(_policy: Policy) -> Result<(), AppError> {
+    Err(AppError::Other(
+        "built without the `ui` feature: nobody could consent, so the agent does not run".into(),
+    ))
 }

@@ -17,4 +17,5 @@ pub mod protocol;
 pub mod rfb;
 pub mod session;
 pub mod tls;
+#[cfg(feature = "ui")]
 pub mod ui;
