@@ -47,7 +47,7 @@ for t in $targets; do
     failed+=("$t")
   fi
   execs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -Eo '[0-9]+$' | tail -1 || true)
-  cov=$(grep -Eo '#[0-9]+ +DONE +cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 || true)
+  cov=$(grep -Eo '#[0-9]+[[:space:]]+DONE[[:space:]]+cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 || true)
   summary+=("$t: $status, ${execs:-?} executions in ${secs}s; ${cov:-no final stats}")
   if [ "$status" = FAILED ]; then
     tail -60 "$log"

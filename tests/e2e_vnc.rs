@@ -513,6 +513,20 @@ fn png_rgb(f: &Path) -> Vec<u8> {
     out.stdout
 }
 
+/// Copies the named files of the test's directory to
+/// target/tmp/e2e-failures/ when `ok` is false, to look at after a failure.
+fn keep_on_failure(peers: &Peers, names: &[&str], ok: bool) {
+    if ok {
+        return;
+    }
+    let dst = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-failures");
+    let _ = std::fs::create_dir_all(&dst);
+    for n in names {
+        let _ = std::fs::copy(peers.path(n), dst.join(n));
+    }
+    eprintln!("kept {names:?} in {}", dst.display());
+}
+
 /// Number of pixels that differ between two RGB buffers of W×H.
 fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
     assert_eq!(
@@ -560,12 +574,11 @@ impl XiWatch {
                     .unwrap_or(rest)
                     .to_string();
                 out.push(XiEvent { name, detail: None });
-            } else if let Some(d) = line.trim().strip_prefix("detail:") {
-                if let Some(e) = out.last_mut() {
-                    if e.detail.is_none() {
-                        e.detail = d.trim().parse().ok();
-                    }
-                }
+            } else if let Some(d) = line.trim().strip_prefix("detail:")
+                && let Some(e) = out.last_mut()
+                && e.detail.is_none()
+            {
+                e.detail = d.trim().parse().ok();
             }
         }
         out.retain(|e| {
@@ -656,7 +669,7 @@ impl Peers {
         panic!("no free X display found for {name}");
     }
 
-    /// Xvfb, with a recognisable full-screen picture as root background.
+    /// Xvfb (its root window is painted by [`Peers::x11vnc`]).
     fn xvfb(&mut self) -> Display {
         let geometry = format!("{W}x{H}x24");
         let (d, _) = self.start_x("Xvfb", |n| {
@@ -665,7 +678,6 @@ impl Peers {
                 .args(["-screen", "0", &geometry, "-nolisten", "tcp"]);
             c
         });
-        self.paint(d);
         d
     }
 
@@ -716,6 +728,9 @@ impl Peers {
                 ]);
             let idx = self.spawn("x11vnc", c);
             if self.wait_rfb(idx, port) {
+                // Painted once x11vnc is up: its start-up resets the root
+                // window's background (seen with x11vnc 0.9.16 on Xvfb).
+                self.paint(d);
                 return (port, idx);
             }
         }
@@ -1072,6 +1087,12 @@ async fn control_mode_input_reaches_the_display() {
     );
     // And the picture through the tunnel is the display's.
     let want = d.screenshot_rgb(peers.dir.path());
+    let pattern = png_rgb(&peers.path("pattern.png"));
+    assert_eq!(
+        differing_pixels(&pattern, &want),
+        0,
+        "the display shows the test picture"
+    );
     assert_eq!(
         differing_pixels(&png_rgb(&shot), &want),
         0,
@@ -1123,6 +1144,12 @@ async fn view_only_leaves_the_display_untouched_but_screenshots_work() {
     assert!(ev.is_empty(), "no input event reached the display: {ev:?}");
     assert_eq!(d.clipboard(), clip_before, "the clipboard is unchanged");
     let want = d.screenshot_rgb(peers.dir.path());
+    let pattern = png_rgb(&peers.path("pattern.png"));
+    assert_eq!(
+        differing_pixels(&pattern, &want),
+        0,
+        "the display shows the test picture"
+    );
     assert_eq!(
         differing_pixels(&png_rgb(&shot), &want),
         0,
@@ -1320,6 +1347,12 @@ async fn vnc_auth_upstream_with_the_password_file() {
         "the paste reached the display: {clip}"
     );
     let want = d.screenshot_rgb(peers.dir.path());
+    let pattern = png_rgb(&peers.path("pattern.png"));
+    assert_eq!(
+        differing_pixels(&pattern, &want),
+        0,
+        "the display shows the test picture"
+    );
     assert_eq!(
         differing_pixels(&png_rgb(&shot), &want),
         0,
@@ -1466,6 +1499,11 @@ async fn hostile_raw_client_in_view_only_cannot_touch_the_display() {
     // The display is still the same picture.
     let after = d.screenshot_rgb(peers.dir.path());
     let pat = png_rgb(&peers.path("pattern.png"));
+    keep_on_failure(
+        &peers,
+        &[&format!("root-{}.png", d.0), "pattern.png"],
+        differing_pixels(&pat, &after) == 0,
+    );
     assert_eq!(differing_pixels(&pat, &after), 0);
     agent.stop().await;
 }
