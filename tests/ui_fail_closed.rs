@@ -118,6 +118,7 @@ async fn a_ui_thread_that_panics_ends_the_session_with_ui_lost() {
     let stub = RfbStub::start().await;
     let hub = Hub::new();
     let agent = start(&pki, stub.addr, &hub).await;
+    let (go, crash) = std::sync::mpsc::channel::<()>();
     let ui = {
         let hub = hub.clone();
         let mut state = agent.ctl.state();
@@ -131,12 +132,15 @@ async fn a_ui_thread_that_panics_ends_the_session_with_ui_lost() {
             assert!(hub.answer(id, Answer::Control));
             rt.block_on(state.wait_for(|s| matches!(s.activity, Activity::InSession(_))))
                 .unwrap();
+            // Crash once the technician's viewer is connected.
+            let _ = crash.recv();
             panic!("simulated crash of the UI thread during a session");
         })
     };
     let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
     let local = r.expect("accepted");
     let (mut viewer, _init) = rfb_viewer(local).await.unwrap();
+    go.send(()).unwrap();
     assert!(ui.join().is_err(), "the UI thread panicked");
     assert!(hub.is_dead());
     wait_for(&agent.journal, "session_ended", "why", "ui_lost").await;

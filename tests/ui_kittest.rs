@@ -99,25 +99,22 @@ fn prompt_shows_who_asks_first_then_what_they_typed_and_the_mode() {
 
 #[test]
 fn buttons_ignore_clicks_during_the_arm_delay_and_accept_after() {
+    // Building the harness and each queued event step time by 0.25 s.
     let req = request(
         Mode::Control,
         true,
         Duration::from_secs(60),
-        Duration::from_secs(1),
+        Duration::from_secs(3),
     );
     let mut h = prompt_harness(req, Lang::Fr);
     h.run_steps(1);
     h.get_by_label_contains("les boutons s'activent");
-    eprintln!("t0 {} {:?}", h.ctx.input(|i| i.time), h.state().1);
     h.get_by_label("Autoriser le contrôle").click();
     h.run_steps(1);
-    eprintln!("t1 {} {:?}", h.ctx.input(|i| i.time), h.state().1);
     h.get_by_label("Refuser").click();
     h.run_steps(1);
-    eprintln!("t2 {} {:?}", h.ctx.input(|i| i.time), h.state().1);
     h.key_press(egui::Key::Enter);
     h.run_steps(1);
-    eprintln!("t3 {} {:?}", h.ctx.input(|i| i.time), h.state().1);
     assert!(
         h.state().1.is_empty(),
         "no answer while disarmed: {:?}",
@@ -132,6 +129,32 @@ fn buttons_ignore_clicks_during_the_arm_delay_and_accept_after() {
     h.get_by_label("Autoriser le contrôle").click();
     h.run_steps(1);
     assert_eq!(h.state().1, vec![Answer::Control]);
+}
+
+#[test]
+fn a_press_begun_before_arming_does_not_click_after() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    let pos = h.get_by_label("Autoriser le contrôle").rect().center();
+    let button = |pressed| egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::default(),
+    };
+    h.event(egui::Event::PointerMoved(pos));
+    h.event(button(true));
+    h.run_steps(1);
+    advance(&mut h, 2.5);
+    h.event(button(false));
+    h.run_steps(2);
+    assert!(h.state().1.is_empty(), "{:?}", h.state().1);
 }
 
 #[test]
@@ -491,4 +514,69 @@ fn english_banner_renders() {
     );
     h.get_by_label("Switch to view only");
     h.get_by_label("End session");
+}
+
+// ---- tray, notifications, history ----
+
+#[test]
+fn tray_status_and_notifications_say_who_and_why() {
+    use accord::broker::{Activity, AgentState, EndReason, Listening, Notice};
+    use accord::ui::tray::{TrayLook, decode_png, status_line};
+    let fr = strings(Lang::Fr);
+    let mut st = AgentState {
+        listening: Listening::On("127.0.0.1:5988".parse().unwrap()),
+        ..AgentState::default()
+    };
+    assert_eq!(TrayLook::of(&st), TrayLook::Idle);
+    assert_eq!(status_line(&st, &fr), "Accord — aucune session");
+    let info = session(Mode::Control, Duration::ZERO);
+    st.activity = Activity::InSession(Box::new(info.clone()));
+    assert_eq!(TrayLook::of(&st), TrayLook::InSession);
+    assert_eq!(
+        status_line(&st, &fr),
+        "Accord — session en cours avec Jeanne Martin (contrôle)"
+    );
+    st.blocked = Some("interface perdue".into());
+    assert!(status_line(&st, &fr).contains("refusées"));
+    for png in [
+        &include_bytes!("../assets/icons/tray-idle.png")[..],
+        include_bytes!("../assets/icons/tray-asking.png"),
+        include_bytes!("../assets/icons/tray-session.png"),
+    ] {
+        let (rgba, w, h) = decode_png(png).unwrap();
+        assert_eq!(rgba.len() as u32, w * h * 4);
+    }
+    let ended = Notice::SessionEnded {
+        info,
+        why: EndReason::Technician,
+    };
+    let (summary, body, line) = accord::ui::notify::texts(&ended, &fr, SystemTime::now());
+    assert_eq!(summary, "Assistance à distance terminée");
+    assert_eq!(
+        body,
+        "Session avec Jeanne Martin terminée : par le technicien."
+    );
+    assert!(line.contains("session avec Jeanne Martin terminée (par le technicien)"));
+}
+
+#[test]
+fn history_lists_newest_first_and_closes() {
+    let hub = Hub::new();
+    hub.lock().history.push_back("10:00:00 — première".into());
+    hub.lock().history.push_back("10:05:00 — seconde".into());
+    let fr = strings(Lang::Fr);
+    let mut h = Harness::builder().with_size([520.0, 380.0]).build_ui_state(
+        move |ui, closed: &mut bool| {
+            if accord::ui::history::history_ui(ui, &hub, &fr) {
+                *closed = true;
+            }
+        },
+        false,
+    );
+    h.run_steps(1);
+    let y = |l: &str| h.get_by_label(l).rect().top();
+    assert!(y("10:05:00 — seconde") < y("10:00:00 — première"));
+    h.get_by_label("Fermer").click();
+    h.run_steps(1);
+    assert!(*h.state());
 }

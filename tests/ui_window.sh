@@ -8,8 +8,9 @@
 #   round 2: prompt, "Autoriser le contrôle", banner, click "Terminer"
 #                                         -> connect exits 0, status idle
 #
-# Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png,
-# banner.png. Run as root on a fresh Debian 12 it installs what it needs.
+# Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
+# (view-only request, disarmed), prompt-control.png (armed), banner.png.
+# Run as root on a fresh Debian 12, it installs what it needs.
 # Usage: bash tests/ui_window.sh   (from .ci/run, after `cargo build`)
 set -euo pipefail
 
@@ -198,6 +199,7 @@ C2=$!
 WID=$(find_window "demande d'assistance") || true
 [ -n "$WID" ] || fail "no prompt window (round 2)"
 sleep 1.4
+import -window root "$OUT/prompt-control.png"
 click_button "$WID" "Autoriser le contrôle"
 BID=$(find_window "session en cours") || true
 [ -n "$BID" ] || fail "no banner window"
@@ -208,6 +210,15 @@ eval "$(xdotool getwindowgeometry --shell "$BID")"
 log "banner at x=$X y=$Y ${WIDTH}x${HEIGHT}"
 [ "$Y" -le 40 ] || fail "banner not at the top (y=$Y)"
 kill -0 "$C2" 2>/dev/null || fail "connect ended before Terminer"
+# The tray (StatusNotifierItem over D-Bus, no tray host needed to read it).
+if command -v busctl >/dev/null 2>&1; then
+  SNI="org.kde.StatusNotifierItem-$AGENT_PID-1"
+  TIP=$(busctl --user get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
+  case "$TIP" in
+    *"session en cours"*) log "tray: $SNI says a session is in progress" ;;
+    *) fail "tray tooltip does not show the session: $TIP" ;;
+  esac
+fi
 click_button "$BID" "Terminer"
 set +e; wait "$C2"; rc=$?; set -e
 [ "$rc" -eq 0 ] || fail "ended session: connect exited $rc, expected 0"
@@ -218,5 +229,5 @@ log "round 2: ok (exit 0, banner gone)"
 grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
 
 stop_agent
-log "screenshots: $OUT/prompt.png $OUT/banner.png"
+log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png"
 echo "3 passed, 0 failed"

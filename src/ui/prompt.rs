@@ -93,7 +93,12 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
 
     egui::Panel::bottom("accord_prompt_buttons").show(ui, |ui| {
         ui.add_space(6.0);
-        if !armed {
+        if armed {
+            // Same height as the bar it replaces: the buttons must not jump
+            // under the pointer at the moment they become active.
+            let h = ui.spacing().interact_size.y;
+            ui.allocate_space(egui::vec2(ui.available_width(), h));
+        } else {
             let delay = st.req.arm_delay.as_secs_f64().max(0.001);
             let progress = (st.age(now) / delay).clamp(0.0, 1.0) as f32;
             // Labelled by its text, which says why the buttons wait.

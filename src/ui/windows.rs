@@ -148,6 +148,13 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
         }),
     );
     hub.lock().ctx = None;
+    // The window's GL buffers were freed: give the memory back to the
+    // system, an idle agent should stay small.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     result.map_err(|e| e.to_string())
 }
 
@@ -212,6 +219,13 @@ impl eframe::App for Window {
                 if first {
                     self.latency_logged = true;
                     log_latency(&st.req);
+                }
+                if ui.input(|i| i.viewport().minimized) == Some(true) {
+                    // Some window managers offer "iconify" whatever the
+                    // hints say: the prompt comes back until answered.
+                    ui.ctx()
+                        .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
                 }
                 self.assert_on_top(ui, true);
             }
