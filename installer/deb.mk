@@ -21,7 +21,9 @@ DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
 DEB_FILE := $(DEB_DIR)/accord_$(CRATE_VERSION)-1_$(DEB_ARCH).deb
 # the "newer build" of the upgrade test: same tree, bumped version
 DEB_UPGRADE_VERSION := $(CRATE_VERSION)-1+upgradetest1
-DEB_UPGRADE_FILE := $(DEB_DIR)/upgrade/accord_$(DEB_UPGRADE_VERSION)_$(DEB_ARCH).deb
+DEB_UPGRADE_FILE := $(DEB_DIR)/accord_$(DEB_UPGRADE_VERSION)_$(DEB_ARCH).deb
+# cargo-deb removes older .debs of the package from its output dir: the test copies them aside
+DEB_TEST_DEBS := $(PKG_TARGET_DIR)/deb-test-debs
 export DEB_TEST_CACHE ?= $(PKG_TARGET_DIR)/debootstrap-cache
 export DEB_TEST_WORK ?= $(PKG_TARGET_DIR)/deb-test
 export MSI_TEST_WORK ?= $(PKG_TARGET_DIR)/msi-test
@@ -58,9 +60,11 @@ deb-lint: deb deb-tools
 	@echo "deb-lint: lintian clean (no error, no warning)"
 
 deb-test: deb-lint deb-tools
-	mkdir -p $(dir $(DEB_UPGRADE_FILE))
+	rm -rf $(DEB_TEST_DEBS); mkdir -p $(DEB_TEST_DEBS)
+	cp $(DEB_FILE) $(DEB_TEST_DEBS)/
 	$(PKG_CARGO) deb --no-build --deb-version $(DEB_UPGRADE_VERSION) -o $(DEB_UPGRADE_FILE)
-	installer/deb-test.sh $(DEB_FILE) $(DEB_UPGRADE_FILE)
+	cp $(DEB_UPGRADE_FILE) $(DEB_TEST_DEBS)/
+	installer/deb-test.sh $(DEB_TEST_DEBS)/$(notdir $(DEB_FILE)) $(DEB_TEST_DEBS)/$(notdir $(DEB_UPGRADE_FILE))
 
 msi-test: msi-tools
 	installer/msi-test.sh
