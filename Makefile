@@ -35,7 +35,8 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 unit:
-	ACCORD_REQUIRE_PEERS=1 $(CARGO) test --locked --all-targets
+	# Benches are programs that print figures (`cargo bench`), not tests.
+	ACCORD_REQUIRE_PEERS=1 $(CARGO) test --locked --lib --bins --tests
 
 # Tests against real peers, run as scripts because they drive whole programs.
 e2e: build
