@@ -43,29 +43,40 @@ pub struct AgentArgs {
 #[derive(Args, Debug)]
 pub struct ConnectArgs {
     /// The workstation, HOST or HOST:PORT (default port 5988).
-    #[arg(value_name = "HOST[:PORT]")]
-    pub target: String,
-    /// Your technician certificate (PEM).
+    #[arg(value_name = "HOST[:PORT]", required_unless_present = "whoami")]
+    pub target: Option<String>,
+    /// Your technician certificate (PEM). Default: $ACCORD_CERT, then `cert`
+    /// in ~/.config/accord/connect.toml.
     #[arg(long, value_name = "FILE")]
-    pub cert: PathBuf,
-    /// Your private key (PEM).
+    pub cert: Option<PathBuf>,
+    /// Your private key (PEM). Default: $ACCORD_KEY, then the profile's `key`.
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// The CA that signed the workstation agents' certificates.
+    pub key: Option<PathBuf>,
+    /// The CA that signed the workstation agents' certificates. Default:
+    /// $ACCORD_CA, then the profile's `ca`.
     #[arg(long, value_name = "FILE")]
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     /// Helpdesk ticket number (shown to the user, at most 64 characters).
-    #[arg(long, value_name = "T")]
-    pub ticket: String,
+    #[arg(long, value_name = "T", required_unless_present = "whoami")]
+    pub ticket: Option<String>,
     /// Why you ask (shown to the user, at most 280 characters).
-    #[arg(long, value_name = "R")]
-    pub reason: String,
+    #[arg(long, value_name = "R", required_unless_present = "whoami")]
+    pub reason: Option<String>,
     /// Ask only to see the screen.
     #[arg(long)]
     pub view_only: bool,
     /// Where your VNC viewer connects (loopback only).
     #[arg(long, value_name = "ADDR", default_value = crate::connect::DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
+    /// Start the VNC viewer once accepted, on a free loopback port: `auto`
+    /// (TigerVNC, Remmina, gvncviewer) or a command with {host} and {port}.
+    /// Closing the viewer ends the session.
+    #[arg(long, value_name = "auto|COMMAND", num_args = 0..=1, default_missing_value = "auto")]
+    pub viewer: Option<String>,
+    /// Print who you are to the workstation (certificate subject and the
+    /// verification code the user sees), then exit.
+    #[arg(long)]
+    pub whoami: bool,
 }
 
 #[derive(Subcommand, Debug)]

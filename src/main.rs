@@ -1,6 +1,6 @@
 //! `accord`: command-line parsing and dispatch only.
 
-use accord::cli::{Cli, Command, LogCommand, PkiCommand, PolicyCommand};
+use accord::cli::{Cli, Command, ConnectArgs, LogCommand, PkiCommand, PolicyCommand};
 use accord::connect::{self, ConnectConfig};
 use accord::policy::Policy;
 use accord::protocol::Mode;
@@ -43,42 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accord::app::run_agent(policy)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Connect(a) => {
-            let (host, port) = match connect::parse_target(&a.target) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("accord connect: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            let cfg = ConnectConfig {
-                host,
-                port,
-                cert: a.cert,
-                key: a.key,
-                ca: a.ca,
-                ticket: a.ticket,
-                reason: a.reason,
-                mode: if a.view_only {
-                    Mode::View
-                } else {
-                    Mode::Control
-                },
-                listen: a.listen,
-            };
-            let rt = runtime()?;
-            let mut progress = |p: connect::Progress| eprintln!("accord connect: {p}");
-            match rt.block_on(connect::run(&cfg, &mut progress)) {
-                Ok(()) => {
-                    eprintln!("accord connect: session ended");
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    eprintln!("accord connect: {e}");
-                    Ok(ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2)))
-                }
-            }
-        }
+        Command::Connect(a) => Ok(connect_command(a)),
         Command::End | Command::Status => {
             let end = matches!(cli_command_name(), Some("end"));
             let rt = runtime()?;
@@ -133,6 +98,105 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `accord connect`: every failure is printed as a sentence with what to do,
+/// and the exit code is the one DESIGN.md fixes for it.
+fn connect_command(a: ConnectArgs) -> ExitCode {
+    use connect::text::{self, Lang, Reporter};
+    use std::io::IsTerminal;
+    let lang = Lang::from_env();
+    let stderr = std::io::stderr();
+    let tty = stderr.is_terminal();
+    let mut out = Reporter::new(stderr, lang, tty);
+    let fail = |out: &mut Reporter<std::io::Stderr>, e: connect::ConnectError| {
+        let msg = match &e {
+            connect::ConnectError::Refused(c) => text::refusal(out.lang(), *c).to_string(),
+            connect::ConnectError::Handshake(f) => text::tls_failure(out.lang(), f),
+            other => other.to_string(),
+        };
+        out.line(&msg);
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    };
+    let creds = match connect::profile::resolve(connect::profile::Given {
+        cert: a.cert,
+        key: a.key,
+        ca: a.ca,
+    }) {
+        Ok(c) => c,
+        Err(e) => return fail(&mut out, e),
+    };
+    if a.whoami {
+        return match connect::whoami(&creds.cert) {
+            Ok(id) => {
+                let (subject, code) = match lang {
+                    Lang::Fr => ("Technicien", "Code de vérification"),
+                    Lang::En => ("Technician", "Verification code"),
+                };
+                let colon = if lang == Lang::Fr { "\u{a0}:" } else { ":" };
+                println!("{subject}{colon} {}", id.subject);
+                println!("{code}{colon} {}", id.short_fingerprint());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&mut out, e),
+        };
+    }
+    let (Some(target), Some(ticket), Some(reason)) = (a.target, a.ticket, a.reason) else {
+        // clap requires them without --whoami.
+        return fail(
+            &mut out,
+            connect::ConnectError::Usage("HOST, --ticket and --reason are required".into()),
+        );
+    };
+    let (host, port) = match connect::parse_target(&target) {
+        Ok(t) => t,
+        Err(e) => return fail(&mut out, e),
+    };
+    let cfg = ConnectConfig {
+        host,
+        port,
+        cert: creds.cert,
+        key: creds.key,
+        ca: creds.ca,
+        ticket,
+        reason,
+        mode: if a.view_only {
+            Mode::View
+        } else {
+            Mode::Control
+        },
+        listen: a.listen,
+    };
+    let viewer = a
+        .viewer
+        .as_deref()
+        .map(connect::viewer::ViewerChoice::parse);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.line(&format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    // The reporter is shared by the progress callback and the final line.
+    let out = std::sync::Mutex::new(out);
+    let mut progress = |p: connect::Progress| {
+        if let Ok(mut o) = out.lock() {
+            o.progress(&p);
+        }
+    };
+    let r = rt.block_on(connect::run(&cfg, viewer.as_ref(), &mut progress));
+    let mut out = match out.into_inner() {
+        Ok(o) => o,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    match r {
+        Ok(()) => {
+            out.line(text::session_ended(lang));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&mut out, e),
     }
 }
 

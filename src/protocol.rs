@@ -68,6 +68,10 @@ pub enum RefusalCode {
     BadRequest,
     UpstreamUnreachable,
     AgentShuttingDown,
+    /// Nobody at the workstation can answer (no active graphical session,
+    /// locked, or ambiguous). Sent by the service once it asks the seat's
+    /// active user only; `accord connect` knows it already (exit 8).
+    NoUser,
 }
 
 impl RefusalCode {
@@ -82,6 +86,7 @@ impl RefusalCode {
             RefusalCode::BadRequest => "bad_request",
             RefusalCode::UpstreamUnreachable => "upstream_unreachable",
             RefusalCode::AgentShuttingDown => "agent_shutting_down",
+            RefusalCode::NoUser => "no_user",
         }
     }
 }
@@ -97,6 +102,15 @@ impl fmt::Display for RefusalCode {
 pub enum Decision {
     Accepted { mode: Mode, session: Uuid },
     Refused { why: RefusalCode },
+}
+
+/// A line from the agent before or at the decision (DESIGN.md, wire steps 1b
+/// and 2). `Pending` is sent once the clinician is being asked, so that the
+/// technician's countdown is the workstation's real deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentLine {
+    Pending { deadline: Duration, asked: Mode },
+    Decision(Decision),
 }
 
 /// Why a request line was rejected. All of them are `bad_request` on the wire;
@@ -264,6 +278,34 @@ pub fn encode_decision(d: &Decision) -> Vec<u8> {
     out
 }
 
+#[derive(Serialize, Deserialize)]
+struct WirePending {
+    v: u32,
+    pending: PendingBody,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PendingBody {
+    deadline_s: u64,
+    asked: Mode,
+}
+
+/// The "pending" line (wire step 1b), `\n` included: the clinician is being
+/// asked and has `deadline` (whole seconds, rounded up) to answer.
+pub fn encode_pending(deadline: Duration, asked: Mode) -> Vec<u8> {
+    let deadline_s = deadline.as_millis().div_ceil(1000);
+    let mut out = serde_json::to_vec(&WirePending {
+        v: VERSION,
+        pending: PendingBody {
+            deadline_s: u64::try_from(deadline_s).unwrap_or(u64::MAX),
+            asked,
+        },
+    })
+    .unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
 /// Why `accord connect` could not understand the agent's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum DecisionError {
@@ -283,6 +325,32 @@ pub fn parse_decision(line: &[u8]) -> Result<Decision, DecisionError> {
         ("refused", _, _, Some(why)) => Ok(Decision::Refused { why }),
         (other, ..) => Err(DecisionError::Shape(other.to_string())),
     }
+}
+
+/// Longest deadline a pending line may announce: the policy allows at most
+/// 600 s; anything beyond is a broken or hostile agent, not a countdown.
+pub const MAX_PENDING_DEADLINE: Duration = Duration::from_secs(3600);
+
+/// Parses one line from the agent: a pending notice or the decision.
+pub fn parse_agent_line(line: &[u8]) -> Result<AgentLine, DecisionError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| DecisionError::Json(e.to_string()))?;
+    if v.get("pending").is_some() {
+        let p: WirePending =
+            serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+        let deadline = Duration::from_secs(p.pending.deadline_s);
+        if deadline > MAX_PENDING_DEADLINE {
+            return Err(DecisionError::Shape(format!(
+                "pending deadline of {} s",
+                p.pending.deadline_s
+            )));
+        }
+        return Ok(AgentLine::Pending {
+            deadline,
+            asked: p.pending.asked,
+        });
+    }
+    parse_decision(line).map(AgentLine::Decision)
 }
 
 #[cfg(test)]
@@ -383,6 +451,39 @@ mod tests {
         let mut big = vec![b'a'; 4096];
         big.push(b'\n');
         assert_eq!(r.push(&big), Err(RequestError::TooLong));
+    }
+
+    #[test]
+    fn pending_is_the_design_frame() {
+        let l = encode_pending(Duration::from_millis(24_200), Mode::Control);
+        assert_eq!(
+            std::str::from_utf8(&l).unwrap(),
+            "{\"v\":1,\"pending\":{\"deadline_s\":25,\"asked\":\"control\"}}\n"
+        );
+        assert_eq!(
+            parse_agent_line(&l[..l.len() - 1]).unwrap(),
+            AgentLine::Pending {
+                deadline: Duration::from_secs(25),
+                asked: Mode::Control
+            }
+        );
+        let d = encode_decision(&Decision::Refused {
+            why: RefusalCode::NoUser,
+        });
+        assert_eq!(
+            parse_agent_line(&d[..d.len() - 1]).unwrap(),
+            AgentLine::Decision(Decision::Refused {
+                why: RefusalCode::NoUser
+            })
+        );
+        for bad in [
+            r#"{"v":1,"pending":{"deadline_s":99999,"asked":"view"}}"#,
+            r#"{"v":1,"pending":{"deadline_s":-1,"asked":"view"}}"#,
+            r#"{"v":1,"pending":{"asked":"view"}}"#,
+            r#"{"v":1,"pending":"soon"}"#,
+        ] {
+            assert!(parse_agent_line(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

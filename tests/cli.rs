@@ -84,6 +84,28 @@ fn policy_check_names_file_line_and_key() {
     assert!(text(&out.stderr).contains("cannot read"));
 }
 
+/// Runs `accord` off the async runtime (the in-process agent keeps running),
+/// with extra environment variables.
+async fn accord_env(args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_accord"))
+            .args(&args)
+            .env("ACCORD_LOG", "warn")
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .envs(env)
+            .output()
+            .expect("run accord")
+    })
+    .await
+    .unwrap()
+}
+
+fn owned(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 fn connect_args<'a>(pki: &'a Pki, port: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "connect",
@@ -132,7 +154,7 @@ async fn connect_exit_codes() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains("waiting for the user's answer… 59 s left"),
+        err.contains("waiting for the user's answer (view only asked)… 2 s left"),
         "{err}"
     );
     assert!(err.contains("the user refused"), "{err}");
@@ -183,4 +205,240 @@ fn version_and_help() {
     for cmd in ["agent", "connect", "end", "status", "log", "policy", "pki"] {
         assert!(text(&out.stdout).contains(cmd), "{cmd}");
     }
+}
+
+/// The countdown is the workstation's own deadline (its "pending" line), not
+/// an assumed 60 s; a refusal says what to do next.
+#[tokio::test(flavor = "multi_thread")]
+async fn countdown_is_the_workstations_deadline() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let mut policy = pki.policy(stub.addr);
+    policy.consent.timeout = Duration::from_secs(25);
+    let prompter =
+        ScriptedPrompter::new([Step::Answer(Answer::Refused, Duration::from_millis(1500))]);
+    let mut agent = RunningAgent::start(policy, prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let out = accord_env(owned(&connect_args(&pki, &target, &[])), vec![]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("waiting for the user's answer (control asked)… 25 s left"),
+        "{err}"
+    );
+    assert!(!err.contains("59 s"), "{err}");
+    assert!(err.contains("Call them"), "{err}");
+
+    // In French when the locale is French.
+    agent
+        .prompter
+        .script
+        .lock()
+        .unwrap()
+        .push_back(Step::Answer(Answer::Refused, Duration::from_millis(200)));
+    let out = accord_env(
+        owned(&connect_args(&pki, &target, &["--view-only"])),
+        vec![("LC_ALL".into(), "fr_FR.UTF-8".into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "En attente de la réponse de l'utilisateur (affichage seul demandé)… 25\u{a0}s"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("l'utilisateur a refusé"), "{err}");
+    agent.stop().await;
+}
+
+/// `--cert/--key/--ca` come from the environment or the profile file, and
+/// `--whoami` prints what the clinician will see.
+#[tokio::test(flavor = "multi_thread")]
+async fn technician_profile_environment_and_whoami() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter = ScriptedPrompter::new([
+        Step::Answer(Answer::Refused, Duration::from_millis(100)),
+        Step::Answer(Answer::Refused, Duration::from_millis(100)),
+    ]);
+    let mut agent = RunningAgent::start(pki.policy(stub.addr), prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let cfg_home = tempfile::tempdir().unwrap();
+    let bare = owned(&[
+        "connect",
+        &target,
+        "--ticket",
+        "INC-1",
+        "--reason",
+        "Imprimante",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let home = (
+        "XDG_CONFIG_HOME".to_string(),
+        cfg_home.path().display().to_string(),
+    );
+
+    // Nothing anywhere: a usage error that says where to put them.
+    let out = accord_env(bare.clone(), vec![home.clone()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ACCORD_CERT"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(agent.prompter.asked(), 0);
+
+    // From the environment.
+    let env = vec![
+        home.clone(),
+        ("ACCORD_CERT".into(), pki.tech_cert.display().to_string()),
+        ("ACCORD_KEY".into(), pki.tech_key.display().to_string()),
+        ("ACCORD_CA".into(), pki.ca_path.display().to_string()),
+    ];
+    let out = accord_env(bare.clone(), env).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    // From ~/.config/accord/connect.toml, paths relative to the file.
+    let dir = cfg_home.path().join("accord");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (from, to) in [
+        (&pki.tech_cert, "me.pem"),
+        (&pki.tech_key, "me.key"),
+        (&pki.ca_path, "ca.pem"),
+    ] {
+        std::fs::copy(from, dir.join(to)).unwrap();
+    }
+    std::fs::write(
+        dir.join("connect.toml"),
+        "cert = \"me.pem\"\nkey = \"me.key\"\nca = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let out = accord_env(bare, vec![home.clone()]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert_eq!(agent.prompter.asked(), 2);
+
+    // --whoami: the subject and the code the clinician sees.
+    let out = accord_env(owned(&["connect", "--whoami"]), vec![home]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let der = rustls::pki_types::CertificateDer::from(
+        rustls::pki_types::pem::PemObject::from_pem_slice(&std::fs::read(&pki.tech_cert).unwrap())
+            .map(|c: rustls::pki_types::CertificateDer<'static>| c.to_vec())
+            .unwrap(),
+    );
+    let id = accord::tls::identity_of(&der).unwrap();
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("Technician: {}", id.subject)),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("Verification code: {}", id.short_fingerprint())),
+        "{said}"
+    );
+    agent.stop().await;
+}
+
+/// `--viewer COMMAND`: started once accepted, on a free loopback port; the
+/// tunnel works and closes when the viewer exits, which ends the session.
+#[tokio::test(flavor = "multi_thread")]
+async fn viewer_is_started_and_its_exit_ends_the_session() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter =
+        ScriptedPrompter::new([Step::Answer(Answer::Control, Duration::from_millis(100))]);
+    let agent = RunningAgent::start(pki.policy(stub.addr), prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let out_dir = tempfile::tempdir().unwrap();
+    let record = out_dir.path().join("viewer.txt");
+    // A stand-in viewer: records its arguments, reads the RFB version line
+    // through the tunnel, and exits.
+    let viewer = format!(
+        "echo {{host}} {{port}} > {r}; exec 3<>/dev/tcp/{{host}}/{{port}}; head -c 12 <&3 >> {r}",
+        r = record.display()
+    );
+    let cmd = format!("bash -c '{viewer}'");
+    let out = accord_env(
+        owned(&connect_args(&pki, &target, &["--viewer", &cmd])),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("viewer started: bash -c"), "{err}");
+    assert!(err.contains("session ended"), "{err}");
+    let recorded = std::fs::read_to_string(&record).unwrap();
+    let mut lines = recorded.lines();
+    let first = lines.next().unwrap_or_default();
+    let port: u16 = first
+        .strip_prefix("127.0.0.1 ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("viewer arguments: {recorded:?}"));
+    assert_ne!(port, 0);
+    assert_eq!(lines.next(), Some("RFB 003.008"), "{recorded:?}");
+    // The agent saw the technician leave.
+    agent.wait_event("session_ended", "why", "technician").await;
+
+    // A command without {port} is refused before anyone is asked.
+    let out = accord_env(
+        owned(&connect_args(&pki, &target, &["--viewer", "vncviewer"])),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("{port}"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(agent.prompter.asked(), 1);
+}
+
+/// TLS failures say which side refused which certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_failures_say_which_side_refused() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let agent = RunningAgent::start(pki.policy(stub.addr), ScriptedPrompter::new([])).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let other = accord::tls::demo::Ca::new("Other CA").unwrap();
+    let odir = tempfile::tempdir().unwrap();
+    let other_ca = odir.path().join("other-ca.pem");
+    std::fs::write(&other_ca, &other.pem.cert).unwrap();
+    let (rogue_cert, rogue_key) = write_pem(
+        odir.path(),
+        "rogue",
+        &other.leaf("Rogue", "Nowhere", false, 30).unwrap(),
+    );
+
+    // The workstation's certificate checked against the wrong CA: our side refuses.
+    let mut args = connect_args(&pki, &target, &[]);
+    let ca = other_ca.display().to_string();
+    args[3] = &ca;
+    let out = accord_env(owned(&args), vec![]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not issued by the CA given with --ca"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Our certificate from a CA the workstation does not trust: its side refuses.
+    let mut args = connect_args(&pki, &target, &[]);
+    let (c, k) = (
+        rogue_cert.display().to_string(),
+        rogue_key.display().to_string(),
+    );
+    args[5] = &c;
+    args[7] = &k;
+    let out = accord_env(owned(&args), vec![]).await;
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the workstation refused your certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(agent.prompter.asked(), 0);
 }

@@ -285,6 +285,17 @@ impl<P: Prompter> Broker<P> {
             .state
             .send_modify(|s| s.activity = Activity::Asking(Box::new(prompt.clone())));
 
+        // Wire step 1b: the technician's countdown is this workstation's
+        // real deadline. A technician already gone is noticed by `ask`.
+        let asked = if control_offered {
+            Mode::Control
+        } else {
+            Mode::View
+        };
+        let pending = crate::protocol::encode_pending(policy.consent.timeout, asked);
+        if tech_stream.write_all(&pending).await.is_ok() {
+            let _ = tech_stream.flush().await;
+        }
         let answer = self.ask(prompt, &mut tech_stream).await;
         let (granted, by, why) = match answer {
             Ok(Answer::Control) if control_offered => (Some(Mode::Control), DecidedBy::User, None),

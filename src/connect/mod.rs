@@ -1,8 +1,17 @@
 //! `accord connect`: the technician's side. Asks for a session over mutual
 //! TLS, shows progress while the clinician decides, then serves one local VNC
-//! viewer and tunnels it. No RFB byte flows before the decision.
+//! viewer and tunnels it (or starts the viewer itself, `--viewer`). No RFB
+//! byte flows before the decision.
+//!
+//! Submodules: [`profile`] (where the certificate, key and CA come from),
+//! [`text`] (what each outcome says, in French or English), [`viewer`] (the
+//! viewer started for the technician).
 
-use crate::protocol::{self, Decision, LineReader, Mode, RefusalCode, Request};
+pub mod profile;
+pub mod text;
+pub mod viewer;
+
+use crate::protocol::{self, AgentLine, Decision, LineReader, Mode, RefusalCode, Request};
 use crate::tls::{self, TlsError};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
@@ -17,9 +26,6 @@ use uuid::Uuid;
 pub const DEFAULT_PORT: u16 = 5988;
 /// Default local address for the technician's VNC viewer.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5901";
-/// The agent's default consent timeout: the countdown shown while waiting.
-/// The workstation's policy may differ (10–600 s), so this is only a hint.
-const ASSUMED_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a decision: the policy's maximum timeout plus margin.
 const MAX_WAIT: Duration = Duration::from_secs(660);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,32 +53,84 @@ pub enum ConnectError {
     Tls(#[from] TlsError),
     #[error("network: {0}")]
     Network(String),
-    #[error("refused: {}", refusal_text(*.0))]
+    /// The TLS handshake failed: which side refused, and why.
+    #[error("{}", text::tls_failure(text::Lang::En, .0))]
+    Handshake(TlsFailure),
+    #[error("refused: {}", text::refusal(text::Lang::En, *.0))]
     Refused(RefusalCode),
 }
 
-fn refusal_text(c: RefusalCode) -> &'static str {
-    match c {
-        RefusalCode::User => "the user refused",
-        RefusalCode::Timeout => "no answer in time",
-        RefusalCode::Busy => "the workstation is busy with another request or session",
-        RefusalCode::RateLimited => "too many requests from you in the last hour",
-        RefusalCode::Policy => "the workstation's policy does not allow it",
-        RefusalCode::BadRequest => "the request was not understood",
-        RefusalCode::UpstreamUnreachable => "the workstation's VNC server is not reachable",
-        RefusalCode::AgentShuttingDown => "the agent is shutting down",
+/// Why the mutual-TLS handshake failed, told apart so the technician knows
+/// whom to call: their own certificate refused by the workstation, or the
+/// workstation's certificate refused by them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The workstation refused the technician's certificate; the alert it
+    /// sent (`certificate_expired`, `unknown_ca`, `certificate_revoked`, …).
+    OursRefused(OursRefused),
+    /// The workstation's certificate has expired (or is not yet valid).
+    AgentCertExpired,
+    /// The workstation's certificate was issued by a CA other than `--ca`.
+    AgentCertUnknownIssuer,
+    /// The workstation's certificate is not valid for the host name typed.
+    AgentCertWrongName { host: String },
+    /// Anything else, with rustls' words.
+    Other(String),
+}
+
+/// The alert by which the workstation refused the technician's certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OursRefused {
+    Expired,
+    UnknownCa,
+    Revoked,
+    /// Bad, unsupported or missing certificate: the workstation did not say more.
+    Other,
+}
+
+impl TlsFailure {
+    /// Classifies an I/O error from the TLS stream, if rustls is behind it.
+    /// With TLS 1.3 the server's verdict on the client certificate arrives
+    /// after the client's side of the handshake is done, so this is also
+    /// applied to the first read.
+    pub fn from_io(e: &std::io::Error, host: &str) -> Option<TlsFailure> {
+        use rustls::{AlertDescription as A, CertificateError as C};
+        let err = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+        Some(match err {
+            rustls::Error::AlertReceived(a) => TlsFailure::OursRefused(match a {
+                A::CertificateExpired => OursRefused::Expired,
+                A::UnknownCA => OursRefused::UnknownCa,
+                A::CertificateRevoked => OursRefused::Revoked,
+                _ => OursRefused::Other,
+            }),
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => TlsFailure::AgentCertExpired,
+                C::UnknownIssuer => TlsFailure::AgentCertUnknownIssuer,
+                C::NotValidForName | C::NotValidForNameContext { .. } => {
+                    TlsFailure::AgentCertWrongName {
+                        host: host.to_string(),
+                    }
+                }
+                other => TlsFailure::Other(format!("{other:?}")),
+            },
+            other => TlsFailure::Other(other.to_string()),
+        })
     }
 }
 
 impl ConnectError {
     /// Exit codes of DESIGN.md: 2 usage/configuration, 3 refused by the user,
-    /// 4 no answer in time, 5 busy or rate limited, 6 policy, 7 network/TLS.
+    /// 4 no answer in time, 5 busy or rate limited, 6 policy, 7 network/TLS,
+    /// 8 nobody at the workstation can answer.
     /// `bad_request` is a usage error (2); an unreachable VNC server or a
     /// stopping agent is a network condition (7): retry later.
     pub fn exit_code(&self) -> i32 {
         match self {
             ConnectError::Usage(_) | ConnectError::Tls(_) => 2,
-            ConnectError::Network(_) => 7,
+            ConnectError::Network(_) | ConnectError::Handshake(_) => 7,
             ConnectError::Refused(c) => match c {
                 RefusalCode::User => 3,
                 RefusalCode::Timeout => 4,
@@ -80,9 +138,21 @@ impl ConnectError {
                 RefusalCode::Policy => 6,
                 RefusalCode::BadRequest => 2,
                 RefusalCode::UpstreamUnreachable | RefusalCode::AgentShuttingDown => 7,
+                RefusalCode::NoUser => 8,
             },
         }
     }
+}
+
+/// The technician's identity as the workstation will see it: the subject
+/// and the short fingerprint shown to the clinician (`--whoami`), read from
+/// the certificate itself.
+pub fn whoami(cert: &std::path::Path) -> Result<crate::tls::Identity, ConnectError> {
+    let chain = tls::load_certs(cert)?;
+    let leaf = chain.first().ok_or_else(|| TlsError::NoCert {
+        path: cert.display().to_string(),
+    })?;
+    Ok(tls::identity_of(leaf)?)
 }
 
 /// Splits `HOST[:PORT]` (IPv6 as `[::1]:5988`).
@@ -136,20 +206,29 @@ impl ConnectConfig {
     }
 }
 
-/// What `accord connect` prints while it works.
+/// What `accord connect` prints while it works ([`text::progress`] words it).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Progress {
     Connected {
         agent: String,
     },
+    /// The clinician is being asked; `left` of the workstation's own deadline
+    /// (the agent's "pending" line).
+    Pending {
+        left: Duration,
+        asked: Mode,
+    },
+    /// Waiting without a known deadline (an agent that sends no "pending").
     Waiting {
         elapsed: Duration,
-        left: Option<Duration>,
     },
     Accepted {
         mode: Mode,
         session: Uuid,
         listen: SocketAddr,
+    },
+    ViewerStarted {
+        command: String,
     },
     ViewerConnected {
         from: SocketAddr,
@@ -158,42 +237,7 @@ pub enum Progress {
 
 impl std::fmt::Display for Progress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Progress::Connected { agent } => {
-                write!(
-                    f,
-                    "connected to {agent}; request sent, the user is being asked"
-                )
-            }
-            Progress::Waiting { left: Some(l), .. } => write!(
-                f,
-                "waiting for the user's answer… {} s left",
-                l.as_millis().div_ceil(1000)
-            ),
-            Progress::Waiting {
-                elapsed,
-                left: None,
-            } => write!(
-                f,
-                "waiting for the user's answer… {} s (the workstation allows more than the usual 60 s)",
-                elapsed.as_secs()
-            ),
-            Progress::Accepted {
-                mode,
-                session,
-                listen,
-            } => write!(
-                f,
-                "accepted ({}) — session {session}; point your VNC viewer at {listen}",
-                match mode {
-                    Mode::Control => "control",
-                    Mode::View => "view only",
-                }
-            ),
-            Progress::ViewerConnected { from } => {
-                write!(f, "viewer connected from {from}; tunnel open")
-            }
-        }
+        f.write_str(&text::progress(text::Lang::En, self))
     }
 }
 
@@ -228,10 +272,14 @@ pub async fn ask(
     .map_err(|e| ConnectError::Network(format!("{}:{}: {e}", cfg.host, cfg.port)))?;
     let _ = tcp.set_nodelay(true);
     let connector = tokio_rustls::TlsConnector::from(client);
+    let tls_error = |e: std::io::Error| match TlsFailure::from_io(&e, &cfg.host) {
+        Some(f) => ConnectError::Handshake(f),
+        None => ConnectError::Network(format!("TLS: {e}")),
+    };
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
         .await
         .map_err(|_| ConnectError::Network("TLS handshake timed out".into()))?
-        .map_err(|e| ConnectError::Network(format!("TLS: {e}")))?;
+        .map_err(tls_error)?;
     stream
         .write_all(&protocol::encode_request(&cfg.request()))
         .await
@@ -246,22 +294,41 @@ pub async fn ask(
 
     let started = tokio::time::Instant::now();
     let mut reader = LineReader::new();
+    // The workstation's deadline, once its "pending" line told it.
+    let mut deadline_at: Option<(tokio::time::Instant, Mode)> = None;
     let mut buf = [0u8; 512];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let (line, early) = loop {
+    let (decision, early) = 'wait: loop {
         tokio::select! {
             r = stream.read(&mut buf) => {
-                let n = r.map_err(|e| ConnectError::Network(format!("while waiting: {e}")))?;
+                // The workstation refusing our certificate shows up here
+                // (TLS 1.3 sends its verdict after the client's handshake).
+                let n = r.map_err(|e| match TlsFailure::from_io(&e, &cfg.host) {
+                    Some(f) => ConnectError::Handshake(f),
+                    None => ConnectError::Network(format!("while waiting: {e}")),
+                })?;
                 if n == 0 {
                     return Err(ConnectError::Network("the agent closed the connection without an answer".into()));
                 }
-                match reader.push(&buf[..n]) {
-                    // After "accepted" the agent starts the RFB handshake at
-                    // once: those bytes belong to the viewer.
-                    Ok(Some((line, rest))) => break (line, rest),
-                    Ok(None) => {}
-                    Err(e) => return Err(ConnectError::Network(format!("agent answer: {e}"))),
+                let mut input = buf[..n].to_vec();
+                // One read may hold "pending", the decision and, after
+                // "accepted", the first RFB bytes (they belong to the viewer).
+                while let Some((line, rest)) = reader
+                    .push(&input)
+                    .map_err(|e| ConnectError::Network(format!("agent answer: {e}")))?
+                {
+                    reader = LineReader::new();
+                    match protocol::parse_agent_line(&line)
+                        .map_err(|e| ConnectError::Network(e.to_string()))?
+                    {
+                        AgentLine::Pending { deadline, asked } => {
+                            deadline_at = Some((tokio::time::Instant::now() + deadline, asked));
+                            progress(Progress::Pending { left: deadline, asked });
+                            input = rest;
+                        }
+                        AgentLine::Decision(d) => break 'wait (d, rest),
+                    }
                 }
             }
             _ = tick.tick() => {
@@ -269,11 +336,17 @@ pub async fn ask(
                 if elapsed > MAX_WAIT {
                     return Err(ConnectError::Network("no decision from the agent".into()));
                 }
-                progress(Progress::Waiting { elapsed, left: ASSUMED_TIMEOUT.checked_sub(elapsed) });
+                progress(match deadline_at {
+                    Some((at, asked)) => Progress::Pending {
+                        left: at.saturating_duration_since(tokio::time::Instant::now()),
+                        asked,
+                    },
+                    None => Progress::Waiting { elapsed },
+                });
             }
         }
     };
-    match protocol::parse_decision(&line).map_err(|e| ConnectError::Network(e.to_string()))? {
+    match decision {
         Decision::Refused { why } => Err(ConnectError::Refused(why)),
         Decision::Accepted { mode, session } => Ok(Accepted {
             session,
@@ -291,6 +364,18 @@ impl Accepted {
     pub async fn serve(
         self,
         listener: TcpListener,
+        progress: &mut (dyn FnMut(Progress) + Send),
+    ) -> Result<(), ConnectError> {
+        self.serve_with_viewer(listener, None, progress).await
+    }
+
+    /// [`Accepted::serve`], with the viewer `accord connect` started: the
+    /// tunnel ends when that viewer exits, and the viewer is killed when the
+    /// session ends (its `Child` is `kill_on_drop`).
+    pub async fn serve_with_viewer(
+        self,
+        listener: TcpListener,
+        mut viewer_process: Option<tokio::process::Child>,
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), ConnectError> {
         let Accepted {
@@ -313,6 +398,8 @@ impl Accepted {
                         }
                     }
                 },
+                // The viewer we started gave up before connecting.
+                _ = viewer::exited(&mut viewer_process) => return Ok(()),
             }
         };
         drop(listener);
@@ -324,7 +411,17 @@ impl Accepted {
                 .await
                 .map_err(|e| ConnectError::Network(format!("viewer: {e}")))?;
         }
-        match tokio::io::copy_bidirectional(&mut viewer, &mut stream).await {
+        let tunnel = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut viewer, &mut stream) => r,
+            // The technician closed the viewer: the session ends (the agent
+            // sees the tunnel close and records it as ended by the technician).
+            _ = viewer::exited(&mut viewer_process) => Ok((0, 0)),
+        };
+        if let Some(child) = viewer_process.as_mut() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        match tunnel {
             Ok(_) => Ok(()),
             // A reset by either side is how sessions end (kill switch).
             Err(e)
@@ -343,15 +440,23 @@ impl Accepted {
 }
 
 /// The whole `accord connect`: bind the local end first (so a busy port fails
-/// before the clinician is disturbed), ask, then tunnel.
+/// before the clinician is disturbed), find the viewer to start if asked
+/// (same reason), ask, then tunnel.
 pub async fn run(
     cfg: &ConnectConfig,
+    viewer_choice: Option<&viewer::ViewerChoice>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<(), ConnectError> {
     cfg.validate()?;
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|e| ConnectError::Usage(format!("--listen {}: {e}", cfg.listen)))?;
+    let plan = viewer_choice.map(viewer::ViewerPlan::resolve).transpose()?;
+    let listener = match &plan {
+        // The viewer is ours: any free loopback port will do (in the VNC
+        // display range for viewers that only take a display number).
+        Some(p) => p.bind(cfg.listen.ip()).await?,
+        None => TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| ConnectError::Usage(format!("--listen {}: {e}", cfg.listen)))?,
+    };
     let listen = listener.local_addr().unwrap_or(cfg.listen);
     let accepted = ask(cfg, progress).await?;
     progress(Progress::Accepted {
@@ -359,7 +464,15 @@ pub async fn run(
         session: accepted.session,
         listen,
     });
-    accepted.serve(listener, progress).await
+    let child = match &plan {
+        Some(p) => {
+            let (child, command) = p.spawn(listen)?;
+            progress(Progress::ViewerStarted { command });
+            Some(child)
+        }
+        None => None,
+    };
+    accepted.serve_with_viewer(listener, child, progress).await
 }
 
 #[cfg(test)]
@@ -387,16 +500,67 @@ mod tests {
         assert_eq!(r(RefusalCode::Busy), 5);
         assert_eq!(r(RefusalCode::RateLimited), 5);
         assert_eq!(r(RefusalCode::Policy), 6);
+        assert_eq!(r(RefusalCode::NoUser), 8);
         assert_eq!(ConnectError::Network("x".into()).exit_code(), 7);
         assert_eq!(ConnectError::Usage("x".into()).exit_code(), 2);
     }
 
     #[test]
+    fn tls_errors_are_told_apart() {
+        use rustls::{AlertDescription, CertificateError};
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let f = |e| TlsFailure::from_io(&io(e), "poste-42");
+        assert_eq!(
+            f(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName
+            )),
+            Some(TlsFailure::AgentCertWrongName {
+                host: "poste-42".into()
+            })
+        );
+        assert_eq!(
+            f(rustls::Error::InvalidCertificate(CertificateError::Expired)),
+            Some(TlsFailure::AgentCertExpired)
+        );
+        assert_eq!(
+            f(rustls::Error::AlertReceived(
+                AlertDescription::CertificateRevoked
+            )),
+            Some(TlsFailure::OursRefused(OursRefused::Revoked))
+        );
+        assert_eq!(
+            f(rustls::Error::AlertReceived(
+                AlertDescription::CertificateExpired
+            )),
+            Some(TlsFailure::OursRefused(OursRefused::Expired))
+        );
+        let plain = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(TlsFailure::from_io(&plain, "x"), None);
+        let msg = text::tls_failure(
+            text::Lang::En,
+            &TlsFailure::AgentCertWrongName {
+                host: "poste-42".into(),
+            },
+        );
+        assert!(
+            msg.contains("\"poste-42\"") && msg.contains("host name"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn progress_reads_like_the_issue() {
-        let p = Progress::Waiting {
-            elapsed: Duration::from_secs(18),
-            left: Some(Duration::from_secs(42)),
+        let p = Progress::Pending {
+            left: Duration::from_secs(42),
+            asked: Mode::Control,
         };
-        assert_eq!(p.to_string(), "waiting for the user's answer… 42 s left");
+        assert_eq!(
+            p.to_string(),
+            "waiting for the user's answer (control asked)… 42 s left"
+        );
+        assert_eq!(
+            text::progress(text::Lang::Fr, &p),
+            "En attente de la réponse de l'utilisateur (contrôle demandé)… 42\u{a0}s"
+        );
     }
 }
