@@ -6,30 +6,45 @@
 //! bytes that are not TLS, a technician outside the allow-list, an oversized,
 //! slow or malformed request. One task per connection and one shutdown signal
 //! (mini-redis): Ctrl-C refuses the pending prompt and ends the session.
+//!
+//! Nobody on the network may keep a technician out: connections that are not
+//! yet authenticated are limited *per source* ([`MAX_PENDING_PER_SOURCE`]),
+//! the TLS handshake has a short deadline, and the listener keeps accepting
+//! (a source over its limit has its new connection closed; others are
+//! served). Rejections are recorded within a budget per class — each
+//! technician, each anonymous source — so junk from one place can neither
+//! fill the disk nor hide another's refusals; what is over budget is counted
+//! into the next record of the same class.
 
 use crate::broker::{Broker, Event, Listening, Prompter, SessionControl};
 use crate::policy::Policy;
 use crate::protocol::{self, Decision, LineReader, RefusalCode, RequestError};
 use crate::tls::{self, Identity};
 use rustls::ServerConfig;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-/// Connections being handshaken or read at once; more wait in the kernel's
-/// backlog. Bounds what an unauthenticated flood can cost.
-const MAX_PENDING: usize = 32;
-/// Time allowed for the TLS handshake.
-const TLS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Rejections recorded per minute before they are only counted: a port scan
-/// must not fill the disk with audit records.
-const REJECT_RECORDS_PER_MINUTE: u32 = 30;
+/// Unauthenticated connections (TLS handshake or request reading) from one
+/// source at once. A real technician needs one; a few allow retries.
+pub const MAX_PENDING_PER_SOURCE: usize = 4;
+/// Unauthenticated connections from all sources at once: bounds memory and
+/// tasks whatever the number of sources.
+pub const MAX_PENDING: usize = 256;
+/// Time allowed for the TLS handshake: a real client needs milliseconds.
+pub const TLS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rejections recorded per minute for one class (one technician, one
+/// anonymous source) before they are only counted.
+pub const REJECT_RECORDS_PER_CLASS_PER_MINUTE: u32 = 10;
+/// Rejections of anonymous sources recorded per minute in all: many sources
+/// together must not fill the disk either.
+pub const ANONYMOUS_REJECT_RECORDS_PER_MINUTE: u32 = 60;
 
 /// A bound (or deliberately not listening) agent, ready to run.
 pub struct Agent<P: Prompter> {
@@ -118,7 +133,7 @@ impl<P: Prompter> Agent<P> {
         match listener {
             Some((listener, tls)) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                let permits = Arc::new(Semaphore::new(MAX_PENDING));
+                let gate = PendingGate::new();
                 loop {
                     tokio::select! {
                         _ = &mut shutdown => break,
@@ -132,10 +147,15 @@ impl<P: Prompter> Agent<P> {
                                     continue;
                                 }
                             };
-                            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                                // Too many unauthenticated connections at once.
-                                drop(tcp);
-                                continue;
+                            let permit = match gate.try_enter(peer.ip()) {
+                                Ok(p) => p,
+                                Err(full) => {
+                                    // Closed at once, without TLS: the
+                                    // listener goes on accepting others.
+                                    drop(tcp);
+                                    reject(&broker, &limiter, peer, "tls", None, full.to_string());
+                                    continue;
+                                }
                             };
                             let broker = broker.clone();
                             let acceptor = acceptor.clone();
@@ -168,25 +188,146 @@ impl<P: Prompter> Agent<P> {
     }
 }
 
-/// Counts rejections per minute; beyond the budget they go to `tracing` only.
-#[derive(Default)]
-struct RejectLimiter {
-    minute: std::sync::Mutex<(Option<std::time::Instant>, u32)>,
-    suppressed: AtomicU32,
+/// The unit a flood is counted by: an IPv4 address, or an IPv6 /64 (what one
+/// host usually has, so a host cannot pose as many by changing addresses).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => IpAddr::V4(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = a.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
-impl RejectLimiter {
-    fn allow(&self) -> bool {
-        let Ok(mut m) = self.minute.lock() else {
-            return false;
-        };
-        let now = std::time::Instant::now();
-        match m.0 {
-            Some(t) if now.duration_since(t) < Duration::from_secs(60) => {}
-            _ => *m = (Some(now), 0),
+/// Why a new unauthenticated connection was closed at once.
+#[derive(Debug, thiserror::Error)]
+enum GateFull {
+    #[error("more than {MAX_PENDING_PER_SOURCE} unauthenticated connections from {0}")]
+    Source(IpAddr),
+    #[error("more than {MAX_PENDING} unauthenticated connections in all")]
+    Global,
+}
+
+/// Counts unauthenticated connections per source and in all.
+struct PendingGate {
+    per_source: Mutex<HashMap<IpAddr, usize>>,
+    global: Arc<Semaphore>,
+}
+
+/// One unauthenticated connection's place; freed when dropped (once the
+/// request is read, or the connection is gone).
+struct PendingSlot {
+    gate: Arc<PendingGate>,
+    source: IpAddr,
+    _global: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PendingGate {
+    fn new() -> Arc<PendingGate> {
+        Arc::new(PendingGate {
+            per_source: Mutex::new(HashMap::new()),
+            global: Arc::new(Semaphore::new(MAX_PENDING)),
+        })
+    }
+
+    fn try_enter(self: &Arc<Self>, ip: IpAddr) -> Result<PendingSlot, GateFull> {
+        let source = source_of(ip);
+        let mut map = self.per_source.lock().map_err(|_| GateFull::Global)?;
+        let n = map.entry(source).or_insert(0);
+        if *n >= MAX_PENDING_PER_SOURCE {
+            return Err(GateFull::Source(source));
         }
-        m.1 += 1;
-        m.1 <= REJECT_RECORDS_PER_MINUTE
+        let permit = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| GateFull::Global)?;
+        *n += 1;
+        Ok(PendingSlot {
+            gate: self.clone(),
+            source,
+            _global: permit,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.gate.per_source.lock()
+            && let Some(n) = map.get_mut(&self.source)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// Whose rejections share a budget.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum RejectClass {
+    /// An identified technician (by certificate fingerprint).
+    Technician(String),
+    /// Anyone without a verified certificate, by source.
+    Anonymous(IpAddr),
+}
+
+/// Rejection records per class per minute; beyond the budget they go to
+/// `tracing` only and are counted into the class's next record.
+#[derive(Default)]
+struct RejectLimiter {
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Default)]
+struct LimiterState {
+    window: Option<Instant>,
+    recorded: HashMap<RejectClass, u32>,
+    anonymous_recorded: u32,
+    /// Rejections not recorded, per class, since that class's last record.
+    not_recorded: HashMap<RejectClass, u64>,
+}
+
+/// Most classes remembered with a pending count: a flood from many sources
+/// must not grow this map without bound (the oldest counts are then only in
+/// the service's own log).
+const MAX_COUNTED_CLASSES: usize = 4096;
+
+impl RejectLimiter {
+    /// Whether this rejection is recorded; if so, how many of its class were
+    /// not recorded since its last record.
+    fn admit(&self, class: &RejectClass, now: Instant) -> Option<u64> {
+        let Ok(mut st) = self.state.lock() else {
+            return None;
+        };
+        if st
+            .window
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
+        {
+            st.window = Some(now);
+            st.recorded.clear();
+            st.anonymous_recorded = 0;
+        }
+        let anonymous = matches!(class, RejectClass::Anonymous(_));
+        let n = st.recorded.get(class).copied().unwrap_or(0);
+        let over = n >= REJECT_RECORDS_PER_CLASS_PER_MINUTE
+            || (anonymous && st.anonymous_recorded >= ANONYMOUS_REJECT_RECORDS_PER_MINUTE);
+        if over {
+            if st.not_recorded.len() < MAX_COUNTED_CLASSES || st.not_recorded.contains_key(class) {
+                *st.not_recorded.entry(class.clone()).or_insert(0) += 1;
+            }
+            return None;
+        }
+        st.recorded.insert(class.clone(), n + 1);
+        if anonymous {
+            st.anonymous_recorded += 1;
+        }
+        Some(st.not_recorded.remove(class).unwrap_or(0))
     }
 }
 
@@ -199,16 +340,18 @@ fn reject<P: Prompter>(
     detail: String,
 ) {
     tracing::info!(%peer, why, "request rejected: {detail}");
-    if !limiter.allow() {
-        let n = limiter.suppressed.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(
-            "{n} rejections not recorded in the audit log (more than {REJECT_RECORDS_PER_MINUTE}/min)"
-        );
+    let class = match &technician {
+        Some(t) => RejectClass::Technician(t.fingerprint.clone()),
+        None => RejectClass::Anonymous(source_of(peer.ip())),
+    };
+    let Some(skipped) = limiter.admit(&class, Instant::now()) else {
+        tracing::debug!("rejection of {peer} not recorded (over its class's budget)");
         return;
-    }
-    let n = limiter.suppressed.swap(0, Ordering::Relaxed);
-    let detail = if n > 0 {
-        format!("{detail} ({n} earlier rejections not recorded: rate limit)")
+    };
+    let detail = if skipped > 0 {
+        format!(
+            "{detail} ({skipped} earlier rejections of the same origin not recorded: over budget)"
+        )
     } else {
         detail
     };
@@ -227,7 +370,7 @@ async fn connection<P: Prompter>(
     acceptor: tokio_rustls::TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: PendingSlot,
     limiter: Arc<RejectLimiter>,
 ) {
     let mut stream = match tokio::time::timeout(TLS_TIMEOUT, acceptor.accept(tcp)).await {
@@ -347,4 +490,68 @@ async fn refuse<S: AsyncWrite + Unpin>(s: &mut S, why: RefusalCode) {
         .write_all(&protocol::encode_decision(&Decision::Refused { why }))
         .await;
     let _ = s.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(source_of(a), source_of(b));
+        assert_ne!(source_of(a), source_of(c));
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(source_of(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn gate_limits_each_source_and_frees_on_drop() {
+        let gate = PendingGate::new();
+        let one: IpAddr = "127.0.0.1".parse().unwrap();
+        let two: IpAddr = "127.0.0.2".parse().unwrap();
+        let held: Vec<_> = (0..MAX_PENDING_PER_SOURCE)
+            .map(|_| gate.try_enter(one).unwrap())
+            .collect();
+        assert!(matches!(gate.try_enter(one), Err(GateFull::Source(_))));
+        assert!(gate.try_enter(two).is_ok(), "another source is served");
+        drop(held);
+        assert!(gate.try_enter(one).is_ok());
+        assert!(gate.per_source.lock().unwrap().len() <= 1);
+    }
+
+    #[test]
+    fn rejection_budget_is_per_class_and_counts_the_rest() {
+        let l = RejectLimiter::default();
+        let t0 = Instant::now();
+        let junk = RejectClass::Anonymous("10.0.0.1".parse().unwrap());
+        let tech = RejectClass::Technician("sha256:ab".into());
+        for _ in 0..REJECT_RECORDS_PER_CLASS_PER_MINUTE {
+            assert_eq!(l.admit(&junk, t0), Some(0));
+        }
+        for _ in 0..500 {
+            assert_eq!(l.admit(&junk, t0), None);
+        }
+        // Junk does not hide a technician's refusal.
+        assert_eq!(l.admit(&tech, t0), Some(0));
+        // Next minute: the first record of the class carries the count.
+        let t1 = t0 + Duration::from_secs(61);
+        assert_eq!(l.admit(&junk, t1), Some(500));
+        assert_eq!(l.admit(&junk, t1), Some(0));
+    }
+
+    #[test]
+    fn many_anonymous_sources_share_one_ceiling() {
+        let l = RejectLimiter::default();
+        let t0 = Instant::now();
+        let recorded = (0..1000u32)
+            .filter(|i| {
+                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+                l.admit(&RejectClass::Anonymous(ip), t0).is_some()
+            })
+            .count();
+        assert_eq!(recorded, ANONYMOUS_REJECT_RECORDS_PER_MINUTE as usize);
+    }
 }

@@ -212,12 +212,19 @@ async fn prompt_flood_is_busy_not_a_queue() {
     while a.prompter.asked() == 0 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // In waves as large as one source may have unauthenticated connections
+    // (beyond that, connections are closed before TLS: see the idle flood).
     let mut floods = Vec::new();
-    for _ in 0..20 {
-        floods.push(tokio::spawn(connect_tunnel(cfg.clone())));
+    for _ in 0..20 / accord::agent::MAX_PENDING_PER_SOURCE {
+        let wave: Vec<_> = (0..accord::agent::MAX_PENDING_PER_SOURCE)
+            .map(|_| tokio::spawn(connect_tunnel(cfg.clone())))
+            .collect();
+        for f in wave {
+            floods.push(f.await.unwrap());
+        }
     }
-    for f in floods {
-        let (r, _) = f.await.unwrap();
+    assert_eq!(floods.len(), 20);
+    for (r, _) in floods {
         assert!(
             matches!(
                 r,
@@ -231,4 +238,84 @@ async fn prompt_flood_is_busy_not_a_queue() {
     assert_eq!(a.prompter.asked(), 1, "one prompt on screen, never a queue");
     a.stop().await;
     let _ = first.await;
+}
+
+/// Anyone on the network tried to block the agent: 200 idle TCP connections
+/// from 127.0.0.1 (no certificate needed), then a real technician from
+/// 127.0.0.2. The flood's excess is closed at once and the technician is
+/// served as if nothing happened; the audit log holds a bounded number of
+/// rejections, not 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_flood_from_one_source_does_not_block_another() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter = ScriptedPrompter::new([Step::Answer(
+        accord::broker::Answer::ViewOnly,
+        Duration::from_millis(50),
+    )]);
+    let a = RunningAgent::start(pki.policy(stub.addr), prompter).await;
+
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        flood.push(TcpStream::connect(a.addr).await.unwrap());
+    }
+    // Excess connections are closed without waiting for the TLS deadline.
+    let closed_fast = {
+        let mut n = 0;
+        for s in flood.iter_mut() {
+            let mut b = [0u8; 1];
+            if let Ok(Ok(0) | Err(_)) =
+                tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await
+            {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(
+        closed_fast >= 200 - accord::agent::MAX_PENDING_PER_SOURCE,
+        "only {closed_fast} of the flood closed at once"
+    );
+
+    // The technician, from another source, while the flood's survivors idle.
+    let started = std::time::Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(a.addr).await.unwrap();
+    let cfg = accord::tls::client_config(&pki.ca_path, &pki.tech_cert, &pki.tech_key).unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(cfg)
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    s.write_all(b"{\"v\":1,\"ticket\":\"T\",\"reason\":\"r\",\"mode\":\"view\"}\n")
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 256];
+    while !String::from_utf8_lossy(&got).contains("\"decision\"") {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .expect("technician answered within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&b[..n]);
+    }
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.contains("\"decision\":\"accepted\""), "{answer}");
+    assert_eq!(a.prompter.asked(), 1);
+    eprintln!(
+        "technician from 127.0.0.2 accepted {:?} after a 200-connection flood from 127.0.0.1",
+        started.elapsed()
+    );
+    let rejected = a
+        .events()
+        .iter()
+        .filter(|e| e.as_str() == "request_rejected")
+        .count();
+    assert!(
+        rejected <= accord::agent::REJECT_RECORDS_PER_CLASS_PER_MINUTE as usize,
+        "{rejected} rejection records for one flooding source"
+    );
+    drop(flood);
 }
