@@ -20,7 +20,6 @@ use crate::broker::{Broker, Event, Listening, Prompter, SessionControl};
 use crate::policy::Policy;
 use crate::protocol::{self, Decision, LineReader, RefusalCode, RequestError};
 use crate::tls::{self, Identity};
-use rustls::ServerConfig;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -49,7 +48,7 @@ pub const ANONYMOUS_REJECT_RECORDS_PER_MINUTE: u32 = 60;
 /// A bound (or deliberately not listening) agent, ready to run.
 pub struct Agent<P: Prompter> {
     broker: Arc<Broker<P>>,
-    listener: Option<(TcpListener, Arc<ServerConfig>)>,
+    listener: Option<(TcpListener, Arc<tls::ServerTls>)>,
     not_listening: Option<String>,
 }
 
@@ -60,11 +59,13 @@ impl<P: Prompter> Agent<P> {
     /// install has no self-signed fallback.
     pub async fn bind(broker: Arc<Broker<P>>) -> Agent<P> {
         let policy = broker.policy().clone();
-        let tls = tls::server_config(
+        let tls = tls::ServerTls::load(
             &policy.listen.cert,
             &policy.listen.key,
             &policy.technicians.ca,
-        );
+            policy.technicians.crl.as_deref(),
+        )
+        .map(Arc::new);
         let (listener, not_listening) = match tls {
             Err(e) => (None, Some(format!("certificates not usable: {e}"))),
             Ok(cfg) => match TcpListener::bind(policy.listen.address).await {
@@ -132,7 +133,6 @@ impl<P: Prompter> Agent<P> {
         tokio::pin!(shutdown);
         match listener {
             Some((listener, tls)) => {
-                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                 let gate = PendingGate::new();
                 loop {
                     tokio::select! {
@@ -158,7 +158,9 @@ impl<P: Prompter> Agent<P> {
                                 }
                             };
                             let broker = broker.clone();
-                            let acceptor = acceptor.clone();
+                            // Per connection: a CRL changed on disk applies
+                            // from the next handshake on.
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
                             let limiter = limiter.clone();
                             tasks.spawn(async move {
                                 let _ = tcp.set_nodelay(true);
@@ -376,7 +378,7 @@ async fn connection<P: Prompter>(
     let mut stream = match tokio::time::timeout(TLS_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            reject(&broker, &limiter, peer, "tls", None, e.to_string());
+            reject(&broker, &limiter, peer, tls_why(&e), None, e.to_string());
             return;
         }
         Err(_) => {
@@ -460,6 +462,21 @@ async fn connection<P: Prompter>(
     // Authenticated and well-formed: the connection no longer counts as pending.
     drop(permit);
     broker.handle(stream, identity, peer, request).await;
+}
+
+/// `revoked` for a revoked technician certificate (DESIGN's audit record),
+/// `tls` for every other handshake failure.
+fn tls_why(e: &std::io::Error) -> &'static str {
+    let revoked = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+            )
+        });
+    if revoked { "revoked" } else { "tls" }
 }
 
 async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<protocol::Request, RequestError> {

@@ -39,6 +39,8 @@ pub struct Technicians {
     pub ca: PathBuf,
     /// Empty = every certificate issued by `ca` is accepted.
     pub allow: Vec<AllowEntry>,
+    /// Revocation list of `ca` (PEM or DER); re-read when the file changes.
+    pub crl: Option<PathBuf>,
 }
 
 /// One allow-list entry (T8: filter by certificate).
@@ -197,6 +199,7 @@ struct RawListen {
 struct RawTechnicians {
     ca: S<String>,
     allow: S<Vec<Spanned<String>>>,
+    crl: S<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -425,6 +428,7 @@ impl Policy {
                 etc("technicians-ca.pem"),
             ),
             allow,
+            crl: c.opt_path(&raw.technicians.crl),
         };
 
         let vnc = match &raw.upstream.vnc {
@@ -618,7 +622,7 @@ impl Policy {
         };
         format!(
             "[listen]\naddress = \"{}\"\ncert = {:?}\nkey = {:?}\n\n\
-             [technicians]\nca = {:?}\nallow = [{}]\n\n\
+             [technicians]\nca = {:?}\nallow = [{}]\ncrl = {}\n\n\
              [upstream]\nvnc = \"{}\"\npassword_file = {}\n\n\
              [consent]\ntimeout_s = {}\narm_delay_ms = {}\nallow_control = {}\nmax_prompts_per_technician_per_hour = {}\n\n\
              [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\n\n\
@@ -629,6 +633,7 @@ impl Policy {
             self.listen.key.display().to_string(),
             self.technicians.ca.display().to_string(),
             allow.join(", "),
+            opt(&self.technicians.crl),
             self.upstream.vnc,
             opt(&self.upstream.password_file),
             self.consent.timeout.as_secs(),
@@ -703,7 +708,16 @@ impl Policy {
             "T5/T7",
             "2/1",
             true,
-            "TLS 1.3 only, client certificate required and verified against technicians.ca".into(),
+            "TLS 1.3 only, client certificate required and verified against technicians.ca; no session resumption".into(),
+        ));
+        rows.push((
+            "T7",
+            "2",
+            self.technicians.crl.is_some(),
+            match &self.technicians.crl {
+                Some(p) => format!("revoked technician certificates refused (CRL {}, re-read when it changes)", p.display()),
+                None => "no revocation list: a leaked technician key is accepted until it expires (consider technicians.crl)".into(),
+            },
         ));
         rows.push((
             "T8",
@@ -781,6 +795,7 @@ fn unreachable_defaults() -> Policy {
         technicians: Technicians {
             ca: etc("technicians-ca.pem"),
             allow: Vec::new(),
+            crl: None,
         },
         upstream: Upstream {
             vnc: UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 5900))),

@@ -26,6 +26,8 @@ pub enum TlsError {
     Key { path: String, detail: String },
     #[error("invalid TLS configuration: {0}")]
     Config(String),
+    #[error("{path}: cannot use the revocation list: {detail}")]
+    Crl { path: String, detail: String },
     #[error("certificate cannot be parsed: {0}")]
     Parse(String),
     #[error("cannot write {path}: {source}")]
@@ -188,16 +190,134 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// required and chained to `ca` (the allow-list is checked after the
 /// handshake, on the verified identity).
 pub fn server_config(cert: &Path, key: &Path, ca: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+    server_config_with_crl(cert, key, ca, None)
+}
+
+/// [`server_config`] with the technicians' revocation list. Revocation is
+/// checked on the technician's own certificate (the one a leaked key would
+/// be); a CRL that does not cover its issuer does not refuse it.
+/// Session resumption is off: a resumed TLS session would skip the
+/// certificate checks, including revocation.
+pub fn server_config_with_crl(
+    cert: &Path,
+    key: &Path,
+    ca: &Path,
+    crl: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
+    if let Some(crl) = crl {
+        builder = builder
+            .with_crls(load_crls(crl)?)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    let verifier = builder
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .with_client_cert_verifier(verifier)
         .with_single_cert(load_certs(cert)?, load_key(key)?)
         .map_err(|e| TlsError::Config(format!("{}: {e}", cert.display())))?;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// Reads a revocation list, PEM (`BEGIN X509 CRL`, possibly several) or DER.
+pub fn load_crls(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateRevocationListDer<'static>>, TlsError> {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let err = |detail: String| TlsError::Crl {
+        path: path.display().to_string(),
+        detail,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let is_pem = bytes.windows(10).any(|w| w == b"-----BEGIN");
+    let crls: Vec<_> = if is_pem {
+        CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|e| err(e.to_string()))?
+    } else {
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(err(
+            "no CRL found (expected PEM \"BEGIN X509 CRL\" or DER)".into()
+        ));
+    }
+    // Parse now, so a damaged file is reported here and not at the first
+    // technician's handshake.
+    for c in &crls {
+        <x509_parser::revocation_list::CertificateRevocationList as x509_parser::prelude::FromDer<_>>::from_der(c.as_ref())
+            .map_err(|e| err(format!("not a CRL: {e}")))?;
+    }
+    Ok(crls)
+}
+
+/// The agent's TLS configuration, rebuilt when the revocation list changes
+/// on disk (IT drops a new CRL; no restart needed). If the new file cannot
+/// be used, the last good configuration stays (its revocations still apply)
+/// and the error is logged once per change.
+pub struct ServerTls {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    ca: std::path::PathBuf,
+    crl: Option<std::path::PathBuf>,
+    current: std::sync::Mutex<(Option<FileStamp>, Arc<ServerConfig>)>,
+}
+
+/// What tells a changed file: modification time and length.
+type FileStamp = (std::time::SystemTime, u64);
+
+fn stamp(p: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+impl ServerTls {
+    /// Loads everything once; any error here means the agent does not listen.
+    pub fn load(
+        cert: &Path,
+        key: &Path,
+        ca: &Path,
+        crl: Option<&Path>,
+    ) -> Result<ServerTls, TlsError> {
+        let st = crl.and_then(stamp);
+        let cfg = server_config_with_crl(cert, key, ca, crl)?;
+        Ok(ServerTls {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            ca: ca.to_path_buf(),
+            crl: crl.map(Path::to_path_buf),
+            current: std::sync::Mutex::new((st, cfg)),
+        })
+    }
+
+    /// The configuration for the next connection (re-reads a changed CRL).
+    pub fn config(&self) -> Arc<ServerConfig> {
+        // The data stays consistent even if a holder panicked.
+        let mut cur = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(crl) = &self.crl {
+            let now = stamp(crl);
+            if now != cur.0 {
+                cur.0 = now;
+                match server_config_with_crl(&self.cert, &self.key, &self.ca, Some(crl)) {
+                    Ok(c) => {
+                        tracing::info!("revocation list {} reloaded", crl.display());
+                        cur.1 = c;
+                    }
+                    Err(e) => tracing::error!("{e}; keeping the previous revocation list"),
+                }
+            }
+        }
+        cur.1.clone()
+    }
 }
 
 /// The technician's client configuration: TLS 1.3 only, the agent verified
@@ -320,6 +440,41 @@ pub mod demo {
                 cert: cert.pem(),
                 key: key.serialize_pem(),
             })
+        }
+    }
+
+    impl Ca {
+        /// A revocation list of this CA (PEM) revoking the given certificates
+        /// (PEM), numbered `number` (for tests and for trying revocation out).
+        pub fn crl(&self, revoked: &[&str], number: u64) -> Result<String, TlsError> {
+            let now = time::OffsetDateTime::now_utc();
+            let mut revoked_certs = Vec::new();
+            for pem in revoked {
+                let (_, p) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+                    .map_err(|e| TlsError::Parse(e.to_string()))?;
+                let cert = p.parse_x509().map_err(|e| TlsError::Parse(e.to_string()))?;
+                revoked_certs.push(rcgen::RevokedCertParams {
+                    serial_number: rcgen::SerialNumber::from_slice(
+                        cert.tbs_certificate.raw_serial(),
+                    ),
+                    revocation_time: now - time::Duration::minutes(5),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                });
+            }
+            let params = rcgen::CertificateRevocationListParams {
+                this_update: now - time::Duration::hours(1),
+                next_update: now + time::Duration::days(7),
+                crl_number: rcgen::SerialNumber::from(number),
+                issuing_distribution_point: None,
+                revoked_certs,
+                key_identifier_method: rcgen::KeyIdMethod::Sha256,
+            };
+            Ok(params
+                .signed_by(&self.issuer)
+                .map_err(rc_err)?
+                .pem()
+                .map_err(rc_err)?)
         }
     }
 

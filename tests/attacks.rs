@@ -319,3 +319,113 @@ async fn idle_flood_from_one_source_does_not_block_another() {
     );
     drop(flood);
 }
+
+/// A leaked technician key: its certificate is on the CRL, so the handshake
+/// fails before any prompt (`request_rejected why=revoked`). A new CRL on disk
+/// applies from the next connection, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_certificate_is_refused_and_a_new_crl_applies_at_once() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let leaked = pki
+        .ca
+        .leaf("Paul Fuite", "Helpdesk CHU", false, 30)
+        .unwrap();
+    let (leaked_cert, leaked_key) = write_pem(pki.dir.path(), "leaked", &leaked);
+    let crl = pki.dir.path().join("technicians.crl");
+    std::fs::write(&crl, pki.ca.crl(&[&leaked.cert], 1).unwrap()).unwrap();
+    let mut policy = pki.policy(stub.addr);
+    policy.technicians.crl = Some(crl.clone());
+    let prompter = ScriptedPrompter::new([Step::Answer(
+        accord::broker::Answer::Refused,
+        Duration::from_millis(20),
+    )]);
+    let a = RunningAgent::start(policy, prompter).await;
+
+    let mut cfg = pki.connect_config(a.addr, accord::protocol::Mode::View);
+    cfg.cert = leaked_cert;
+    cfg.key = leaked_key;
+    let r = accord::connect::ask(&cfg, &mut |_| {}).await;
+    assert!(
+        matches!(
+            &r,
+            Err(accord::connect::ConnectError::Handshake(
+                accord::connect::TlsFailure::OursRefused(accord::connect::OursRefused::Revoked)
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    a.wait_event("request_rejected", "why", "revoked").await;
+    assert_eq!(a.prompter.asked(), 0);
+
+    // Everyone else is still served.
+    let cfg = pki.connect_config(a.addr, accord::protocol::Mode::View);
+    let r = accord::connect::ask(&cfg, &mut |_| {}).await;
+    assert!(
+        matches!(
+            r,
+            Err(accord::connect::ConnectError::Refused(
+                accord::protocol::RefusalCode::User
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    assert_eq!(a.prompter.asked(), 1);
+
+    // IT revokes the second one too: no restart needed.
+    let tech_pem = std::fs::read_to_string(&pki.tech_cert).unwrap();
+    std::fs::write(&crl, pki.ca.crl(&[&leaked.cert, &tech_pem], 2).unwrap()).unwrap();
+    let r = accord::connect::ask(&cfg, &mut |_| {}).await;
+    assert!(
+        matches!(
+            r,
+            Err(accord::connect::ConnectError::Handshake(
+                accord::connect::TlsFailure::OursRefused(accord::connect::OursRefused::Revoked)
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    assert_eq!(a.prompter.asked(), 1);
+}
+
+/// A resumed TLS session would skip the certificate checks (revocation
+/// included): the agent issues no tickets, so a client that tries to resume
+/// gets a full handshake every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_sessions_are_never_resumed() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter = ScriptedPrompter::new([
+        Step::Answer(accord::broker::Answer::Refused, Duration::from_millis(10)),
+        Step::Answer(accord::broker::Answer::Refused, Duration::from_millis(10)),
+    ]);
+    let a = RunningAgent::start(pki.policy(stub.addr), prompter).await;
+    // One client configuration, with rustls' default resumption cache.
+    let client = accord::tls::client_config(&pki.ca_path, &pki.tech_cert, &pki.tech_key).unwrap();
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = TcpStream::connect(a.addr).await.unwrap();
+        let mut s = tokio_rustls::TlsConnector::from(client.clone())
+            .connect("127.0.0.1".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        kinds.push(s.get_ref().1.handshake_kind());
+        s.write_all(b"{\"v\":1,\"ticket\":\"T\",\"reason\":\"r\",\"mode\":\"view\"}\n")
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        // Reading to the end processes any ticket the server would send.
+        let answer = read_to_end(&mut s).await;
+        assert!(String::from_utf8_lossy(&answer).contains("refused"));
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Full)
+        ]
+    );
+}
