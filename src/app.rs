@@ -70,7 +70,7 @@ pub async fn serve<P: Prompter>(
         let policy = policy_for_forward.clone();
         let journal = journal_for_forward.clone();
         tokio::spawn(async move {
-            forward(&policy, journal.as_ref(), async {
+            forward(&policy, journal, async {
                 let _ = forward_stopped.await;
             })
             .await
@@ -104,7 +104,7 @@ pub fn open_journal(policy: &Policy) -> Arc<dyn Journal> {
 /// where, until `shutdown`. Never blocks consent: it reads the log itself.
 async fn forward(
     policy: &Policy,
-    journal: &dyn Journal,
+    journal: Arc<dyn Journal>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (Some(target), Some(ca), Some(wake)) = (
@@ -127,7 +127,12 @@ async fn forward(
     let log = policy.audit_path();
     let mut cursor = log.clone().into_os_string();
     cursor.push(".cursor");
-    crate::audit::forward::run(cfg, log, cursor.into(), wake, shutdown).await;
+    let on_reset = move |reason: String| {
+        if let Err(e) = journal.record(&crate::broker::Event::ForwardCursorReset { reason }) {
+            tracing::error!("{e}");
+        }
+    };
+    crate::audit::forward::run(cfg, log, cursor.into(), wake, on_reset, shutdown).await;
 }
 
 /// `accord agent`: the whole agent, blocking until it stops. The windows run

@@ -252,6 +252,7 @@ async fn records_reach_rsyslog_and_survive_its_outage() {
         log_path.clone(),
         dir.join("audit/forward.cursor"),
         wake.clone(),
+        |reason: String| panic!("unexpected cursor reset: {reason}"),
         async move {
             let _ = stop_rx.await;
         },
@@ -316,4 +317,59 @@ async fn records_reach_rsyslog_and_survive_its_outage() {
     let cursor: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("audit/forward.cursor")).unwrap()).unwrap();
     assert_eq!(cursor["seq"], 120);
+
+    // Phase 3: the README's archive procedure. The log is moved away and a
+    // new one starts at seq 1, while the cursor still says 120: nothing of
+    // the new log may be skipped. The forwarder sees the mismatch, records
+    // `forward_cursor_reset` and sends the new log from its start.
+    drop(log);
+    std::fs::rename(&log_path, dir.join("audit/audit.jsonl.1")).unwrap();
+    let (log, _) = Log::open(&log_path).unwrap();
+    let log = Arc::new(std::sync::Mutex::new(log));
+    for i in 0..5 {
+        append(&mut log.lock().unwrap(), 1000 + i);
+    }
+    let before = parse_received(&std::fs::read_to_string(collector.out()).unwrap()).len();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let cfg = ForwardConfig::parse(&format!("tls://127.0.0.1:{port}"), dir.join("ca.pem")).unwrap();
+    let (journal, wake2) = (log.clone(), Arc::new(Notify::new()));
+    let task = tokio::spawn(forward::run(
+        cfg,
+        log_path.clone(),
+        dir.join("audit/forward.cursor"),
+        wake2.clone(),
+        move |reason: String| {
+            let mut m = Map::new();
+            m.insert("event".into(), json!("forward_cursor_reset"));
+            m.insert("reason".into(), json!(reason));
+            journal.lock().unwrap().append(m).unwrap();
+        },
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let new_lines = tokio::task::block_in_place(|| {
+        wait_for(Duration::from_secs(30), || {
+            let all = parse_received(&std::fs::read_to_string(collector.out()).unwrap());
+            let lines = log_lines(&log_path);
+            let tail: Vec<String> = all.iter().skip(before).map(|r| r.msg.clone()).collect();
+            (lines.len() == 6 && tail.len() >= 6).then_some((tail, lines))
+        })
+    });
+    let (tail, lines) = new_lines.expect("the new log did not reach rsyslog within 30 s");
+    assert_eq!(&tail[..6], &lines[..], "the new log, whole and in order");
+    let reset: serde_json::Value = serde_json::from_str(&lines[5]).unwrap();
+    assert_eq!(reset["event"], "forward_cursor_reset");
+    assert!(
+        reset["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cursor is at seq 120"),
+        "{reset}"
+    );
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("forwarder did not stop on shutdown")
+        .unwrap();
 }

@@ -20,6 +20,13 @@
 //! any failure everything after the cursor is sent again, so the collector
 //! may see a record twice and deduplicates by `seq` + `hash`, both carried in
 //! the structured data.
+//!
+//! The cursor is bound to the log: before each pass, the record at the
+//! cursor's `seq` must exist in the current file with the cursor's `hash`.
+//! Otherwise (the log was archived and a new one started, the cursor was
+//! forged or belongs to another log) nothing may be silently skipped:
+//! forwarding restarts from the file's first record and the reason is
+//! recorded (`forward_cursor_reset`).
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -173,6 +180,112 @@ impl Cursor {
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     }
+}
+
+/// Why a cursor does not belong to the current log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CursorMismatch {
+    /// The log has no record with the cursor's `seq` (it ends before).
+    Missing { seq: u64, last: u64 },
+    /// The record with the cursor's `seq` has another hash.
+    OtherHash { seq: u64 },
+}
+
+impl std::fmt::Display for CursorMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CursorMismatch::Missing { seq, last } => write!(
+                f,
+                "the cursor is at seq {seq} but the log ends at seq {last} (log archived and restarted?)"
+            ),
+            CursorMismatch::OtherHash { seq } => write!(
+                f,
+                "the record at seq {seq} does not have the cursor's hash (log replaced, or cursor forged)"
+            ),
+        }
+    }
+}
+
+/// The record (seq, hash, offset after its line) ending just before `offset`,
+/// if `offset` sits right after a complete line.
+fn line_before(file: &mut std::fs::File, offset: u64) -> std::io::Result<Option<(u64, String)>> {
+    use std::io::Read;
+    /// A record line is a few KiB at most; a longer look-back means the
+    /// offset is not where a record ends.
+    const LOOK_BACK: u64 = 64 * 1024;
+    if offset == 0 {
+        return Ok(None);
+    }
+    let start = offset.saturating_sub(LOOK_BACK);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = vec![0u8; usize::try_from(offset - start).unwrap_or(0)];
+    if file.read_exact(&mut buf).is_err() {
+        return Ok(None);
+    }
+    let Some(body) = buf.strip_suffix(b"\n") else {
+        return Ok(None);
+    };
+    let line = match body.iter().rposition(|b| *b == b'\n') {
+        Some(i) => body.get(i + 1..).unwrap_or_default(),
+        None if start == 0 => body,
+        None => return Ok(None),
+    };
+    Ok(seq_prefix(line).zip(split_hash(line).map(|(_, h)| h.to_owned())))
+}
+
+/// Checks that `cursor` points into the log at `log_path`. Returns the
+/// cursor to use (its offset corrected if the record moved), or why it does
+/// not belong to this log.
+pub fn check_cursor(
+    log_path: &Path,
+    cursor: &Cursor,
+) -> std::io::Result<Result<Cursor, CursorMismatch>> {
+    if cursor.seq == 0 {
+        return Ok(Ok(Cursor::default()));
+    }
+    let mut file = std::fs::File::open(log_path)?;
+    if let Some((seq, hash)) = line_before(&mut file, cursor.offset)?
+        && seq == cursor.seq
+    {
+        return Ok(if hash == cursor.hash {
+            Ok(cursor.clone())
+        } else {
+            Err(CursorMismatch::OtherHash { seq })
+        });
+    }
+    // The offset is stale: look for the seq from the start.
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let (mut offset, mut last) = (0u64, 0u64);
+    loop {
+        line.clear();
+        let n = reader.read_until(b'\n', &mut line)?;
+        let Some(complete) = line.strip_suffix(b"\n") else {
+            break;
+        };
+        offset += n as u64;
+        let Some(seq) = seq_prefix(complete) else {
+            continue;
+        };
+        last = last.max(seq);
+        if seq == cursor.seq {
+            let hash = split_hash(complete).map(|(_, h)| h).unwrap_or_default();
+            return Ok(if hash == cursor.hash {
+                Ok(Cursor {
+                    seq,
+                    hash: hash.to_owned(),
+                    offset,
+                })
+            } else {
+                Err(CursorMismatch::OtherHash { seq })
+            });
+        }
+    }
+    Ok(Err(CursorMismatch::Missing {
+        seq: cursor.seq,
+        last,
+    }))
 }
 
 /// Records read from the log, ready to send.
@@ -346,7 +459,25 @@ async fn send_pending(
     cursor: &mut Cursor,
     host: &str,
     status: &mut Status,
+    on_reset: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), ForwardError> {
+    let (path, c) = (log_path.to_path_buf(), cursor.clone());
+    let checked = tokio::task::spawn_blocking(move || check_cursor(&path, &c))
+        .await
+        .map_err(|e| ForwardError::Log(std::io::Error::other(e)))?
+        .map_err(ForwardError::Log)?;
+    match checked {
+        Ok(c) => *cursor = c,
+        Err(why) => {
+            tracing::warn!(log = %log_path.display(), "forward cursor reset: {why}; forwarding the log from its start");
+            *cursor = Cursor::default();
+            if let Err(e) = cursor.store(cursor_path) {
+                tracing::warn!(cursor = %cursor_path.display(), error = %e, "cannot save forward cursor");
+            }
+            // Recorded in the log itself, so it is forwarded too.
+            on_reset(why.to_string());
+        }
+    }
     loop {
         if peer_gone(stream).await {
             return Err(ForwardError::Closed);
@@ -432,12 +563,14 @@ impl Status {
 
 /// Forwards the log at `log_path` to the collector until `shutdown`
 /// completes. Never returns early: every failure is logged and retried
-/// with capped exponential backoff.
+/// with capped exponential backoff. `on_reset` records a
+/// `forward_cursor_reset` with its reason in the log.
 pub async fn run(
     cfg: ForwardConfig,
     log_path: PathBuf,
     cursor_path: PathBuf,
     wake: Arc<Notify>,
+    on_reset: impl Fn(String) + Send + Sync,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -462,6 +595,7 @@ pub async fn run(
                     &mut cursor,
                     &host,
                     &mut status,
+                    &on_reset,
                 )
                 .await?;
                 let mut byte = [0u8; 1];
@@ -548,5 +682,63 @@ mod tests {
         };
         let b = read_batch(&log_path, &odd, "h", 1).unwrap();
         assert_eq!((b.records, b.next.seq), (2, 3));
+    }
+
+    fn log_with(path: &Path, n: usize) {
+        let (mut log, _) = crate::audit::Log::open(path).unwrap();
+        for _ in 0..n {
+            let mut m = serde_json::Map::new();
+            m.insert("event".into(), "x".into());
+            log.append(m).unwrap();
+        }
+    }
+
+    #[test]
+    fn cursor_must_match_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("audit.jsonl");
+        log_with(&log_path, 5);
+        let all = read_batch(&log_path, &Cursor::default(), "h", 1)
+            .unwrap()
+            .next;
+        // The true cursor, and the same with a stale offset: accepted.
+        assert_eq!(check_cursor(&log_path, &all).unwrap(), Ok(all.clone()));
+        let stale = Cursor {
+            offset: 3,
+            ..all.clone()
+        };
+        assert_eq!(check_cursor(&log_path, &stale).unwrap(), Ok(all.clone()));
+        // A forged cursor: right seq, wrong hash.
+        let forged = Cursor {
+            hash: "0".repeat(64),
+            ..all.clone()
+        };
+        assert_eq!(
+            check_cursor(&log_path, &forged).unwrap(),
+            Err(CursorMismatch::OtherHash { seq: 5 })
+        );
+        // A forged cursor far ahead (would skip everything to come).
+        let ahead = Cursor {
+            seq: 1_000_000,
+            ..all.clone()
+        };
+        assert_eq!(
+            check_cursor(&log_path, &ahead).unwrap(),
+            Err(CursorMismatch::Missing {
+                seq: 1_000_000,
+                last: 5
+            })
+        );
+        // Archived: the log is moved away and a new one starts at seq 1.
+        std::fs::rename(&log_path, dir.path().join("audit.jsonl.1")).unwrap();
+        log_with(&log_path, 2);
+        assert_eq!(
+            check_cursor(&log_path, &all).unwrap(),
+            Err(CursorMismatch::Missing { seq: 5, last: 2 })
+        );
+        // A new log as long as the old: same seq, other hash.
+        std::fs::remove_file(&log_path).unwrap();
+        log_with(&log_path, 6);
+        assert!(check_cursor(&log_path, &all).unwrap().is_err());
     }
 }

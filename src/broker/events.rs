@@ -115,6 +115,12 @@ pub enum Event {
         bytes_to_technician: u64,
         detail: Option<String>,
     },
+    /// The forwarder's cursor did not match the log (log archived and
+    /// restarted, cursor forged or from another log): forwarding restarted
+    /// from the log's first record.
+    ForwardCursorReset {
+        reason: String,
+    },
 }
 
 fn identity_json(id: &Identity) -> Value {
@@ -127,6 +133,7 @@ impl Event {
         match self {
             Event::AgentStarted { .. } => "agent_started",
             Event::AgentStopped => "agent_stopped",
+            Event::ForwardCursorReset { .. } => "forward_cursor_reset",
             Event::RequestRejected { .. } => "request_rejected",
             Event::Decision { .. } => "decision",
             Event::SessionStarted { .. } => "session_started",
@@ -163,6 +170,9 @@ impl Event {
                 );
             }
             Event::AgentStopped => {}
+            Event::ForwardCursorReset { reason } => {
+                m.insert("reason".into(), json!(reason));
+            }
             Event::RequestRejected {
                 peer,
                 why,
