@@ -123,6 +123,7 @@ async fn forward(
             .forward_cert
             .clone()
             .zip(policy.audit.forward_key.clone()),
+        sd_id: policy.audit.sd_id.clone(),
     };
     let log = policy.audit_path();
     let mut cursor = log.clone().into_os_string();

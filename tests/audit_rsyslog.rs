@@ -148,6 +148,7 @@ fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 /// One received message: the header fields we check and MSG.
 #[derive(Debug)]
 struct Received {
+    /// From the structured data (MSGID is the event name).
     msgid: u64,
     sd_hash: String,
     msg: String,
@@ -156,17 +157,29 @@ struct Received {
 fn parse_received(text: &str) -> Vec<Received> {
     text.lines()
         .map(|l| {
-            // <85>1 TS HOST accord PID MSGID [SD] MSG
+            // <PRI>1 TS HOST accord PID EVENT [SD] MSG
             let mut parts = l.splitn(7, ' ');
-            assert_eq!(parts.next(), Some("<85>1"), "{l}");
+            let pri = parts.next().unwrap();
+            assert!(["<85>1", "<84>1", "<86>1", "<81>1"].contains(&pri), "{l}");
             let _ts = parts.next().unwrap();
             let _host = parts.next().unwrap();
             assert_eq!(parts.next(), Some("accord"), "{l}");
             let _pid = parts.next().unwrap();
-            let msgid: u64 = parts.next().unwrap().parse().unwrap();
+            let event = parts.next().unwrap();
             let rest = parts.next().unwrap();
             let (sd, msg) = rest.split_once("] {").unwrap();
             let sd_hash = sd.split("hash=\"").nth(1).unwrap()[..64].to_owned();
+            let msgid: u64 = sd
+                .split("seq=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_str(&format!("{{{msg}")).unwrap();
+            assert_eq!(v["event"].as_str(), Some(event), "{l}");
             Received {
                 msgid,
                 sd_hash,

@@ -44,7 +44,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::chain::{seq_prefix, split_hash};
-use super::syslog::frame_record;
+use super::syslog::{Origin, frame_record};
 
 /// How often the log is looked at without a wake, in case one was missed
 /// (e.g. records appended by a previous run).
@@ -106,6 +106,8 @@ pub struct ForwardConfig {
     pub ca_file: PathBuf,
     /// Certificate chain and key, for collectors that authenticate senders.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// The SD-ID of the structured data (`[audit] sd_id`).
+    pub sd_id: String,
 }
 
 impl ForwardConfig {
@@ -141,6 +143,7 @@ impl ForwardConfig {
             port,
             ca_file,
             client_cert: None,
+            sd_id: super::syslog::SD_ID.to_owned(),
         })
     }
 }
@@ -301,12 +304,7 @@ struct Batch {
 }
 
 /// Reads up to [`BATCH_RECORDS`] complete records after `cursor`.
-fn read_batch(
-    log_path: &Path,
-    cursor: &Cursor,
-    hostname: &str,
-    pid: u32,
-) -> std::io::Result<Batch> {
+fn read_batch(log_path: &Path, cursor: &Cursor, origin: &Origin<'_>) -> std::io::Result<Batch> {
     let mut file = std::fs::File::open(log_path)?;
     let len = file.metadata()?.len();
     // Trust the saved offset only if it still sits at a line boundary within
@@ -339,7 +337,7 @@ fn read_batch(
         };
         let seq = seq_prefix(complete);
         if seq.is_some_and(|s| s > cursor.seq) {
-            match frame_record(complete, hostname, pid) {
+            match frame_record(complete, origin) {
                 Some((seq, frame)) => {
                     batch.frames.extend_from_slice(&frame);
                     batch.records += 1;
@@ -458,6 +456,7 @@ async fn send_pending(
     cursor_path: &Path,
     cursor: &mut Cursor,
     host: &str,
+    sd_id: &str,
     status: &mut Status,
     on_reset: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), ForwardError> {
@@ -482,12 +481,23 @@ async fn send_pending(
         if peer_gone(stream).await {
             return Err(ForwardError::Closed);
         }
-        let (path, from, h) = (log_path.to_path_buf(), cursor.clone(), host.to_owned());
-        let batch =
-            tokio::task::spawn_blocking(move || read_batch(&path, &from, &h, std::process::id()))
-                .await
-                .map_err(|e| ForwardError::Log(std::io::Error::other(e)))?
-                .map_err(ForwardError::Log)?;
+        let (path, from, h, sd) = (
+            log_path.to_path_buf(),
+            cursor.clone(),
+            host.to_owned(),
+            sd_id.to_owned(),
+        );
+        let batch = tokio::task::spawn_blocking(move || {
+            let origin = Origin {
+                hostname: &h,
+                pid: std::process::id(),
+                sd_id: &sd,
+            };
+            read_batch(&path, &from, &origin)
+        })
+        .await
+        .map_err(|e| ForwardError::Log(std::io::Error::other(e)))?
+        .map_err(ForwardError::Log)?;
         if batch.skipped > 0 {
             tracing::warn!(log = %log_path.display(), lines = batch.skipped, "damaged audit lines not forwarded (run `accord log verify`)");
         }
@@ -594,6 +604,7 @@ pub async fn run(
                     &cursor_path,
                     &mut cursor,
                     &host,
+                    &cfg.sd_id,
                     &mut status,
                     &on_reset,
                 )
@@ -635,6 +646,12 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    const T: Origin<'static> = Origin {
+        hostname: "h",
+        pid: 1,
+        sd_id: crate::audit::syslog::SD_ID,
+    };
+
     #[test]
     fn parse_addresses() {
         let ca = PathBuf::from("ca.pem");
@@ -666,13 +683,13 @@ mod tests {
             m.insert("event".into(), "x".into());
             log.append(m).unwrap();
         }
-        let b = read_batch(&log_path, &Cursor::default(), "h", 1).unwrap();
+        let b = read_batch(&log_path, &Cursor::default(), &T).unwrap();
         assert_eq!((b.records, b.next.seq), (3, 3));
         assert_eq!(b.next.offset, std::fs::metadata(&log_path).unwrap().len());
         let cpath = dir.path().join("cursor");
         b.next.store(&cpath).unwrap();
         assert_eq!(Cursor::load(&cpath), b.next);
-        let again = read_batch(&log_path, &b.next, "h", 1).unwrap();
+        let again = read_batch(&log_path, &b.next, &T).unwrap();
         assert_eq!(again.records, 0);
         // An offset that is not on a line boundary falls back to seq.
         let odd = Cursor {
@@ -680,7 +697,7 @@ mod tests {
             hash: String::new(),
             offset: 5,
         };
-        let b = read_batch(&log_path, &odd, "h", 1).unwrap();
+        let b = read_batch(&log_path, &odd, &T).unwrap();
         assert_eq!((b.records, b.next.seq), (2, 3));
     }
 
@@ -698,9 +715,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("audit.jsonl");
         log_with(&log_path, 5);
-        let all = read_batch(&log_path, &Cursor::default(), "h", 1)
-            .unwrap()
-            .next;
+        let all = read_batch(&log_path, &Cursor::default(), &T).unwrap().next;
         // The true cursor, and the same with a stale offset: accepted.
         assert_eq!(check_cursor(&log_path, &all).unwrap(), Ok(all.clone()));
         let stale = Cursor {

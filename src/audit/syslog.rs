@@ -3,17 +3,21 @@
 //! (T12: a copy of the trace outside the workstation).
 //!
 //! Choices, fixed here so that collector rules can rely on them:
-//! - facility `authpriv` (10), severity `notice` (5), so PRI is `<85>`:
-//!   consent and access decisions are authorisation records, and stock
-//!   syslog configurations file `authpriv` in a root-only file, which suits
-//!   records naming people;
-//! - APP-NAME `accord`, PROCID the agent's pid, MSGID the record's `seq`;
+//! - facility `authpriv` (10): consent and access decisions are
+//!   authorisation records, and stock syslog configurations file `authpriv`
+//!   in a root-only file, which suits records naming people; severity by
+//!   event ([`severity`]): tampering detected is `alert`, a recovered log or
+//!   a reset forwarding cursor `warning`, the agent starting or stopping
+//!   `info`, every decision, refusal and session `notice`;
+//! - APP-NAME `accord`, PROCID the agent's pid, MSGID the event name
+//!   (`decision`, `session_ended`, …) so that SIEM rules select on it;
 //! - TIMESTAMP is the record's own `ts` (the event time, not the sending
 //!   time, which may be much later after an outage);
 //! - one SD-ELEMENT `[accord@32473 seq="…" hash="…" event="…"]` so a
-//!   collector can deduplicate (at-least-once delivery) and filter without
-//!   parsing JSON. 32473 is the documentation PEN of RFC 5612; a deployment
-//!   that needs its own registers one and changes [`SD_ID`];
+//!   collector can deduplicate (at-least-once delivery, by `seq` + `hash`)
+//!   and filter without parsing JSON. 32473 is the documentation PEN of
+//!   RFC 5612, the default of `[audit] sd_id`: a hospital sets its own
+//!   registered enterprise number there;
 //! - MSG is the JSON line exactly as in the log, without a BOM, so the
 //!   collector's copy can be hash-checked byte for byte.
 
@@ -21,10 +25,30 @@ use serde::Deserialize;
 
 use super::chain::{seq_prefix, split_hash};
 
-/// PRI for authpriv.notice: 10 * 8 + 5.
-pub const PRI: u8 = 85;
+/// Facility authpriv (RFC 5424 §6.2.1).
+pub const FACILITY: u8 = 10;
 pub const APP_NAME: &str = "accord";
-pub const SD_ID: &str = "accord@32473";
+/// Default SD-ID (the documentation enterprise number of RFC 5612).
+pub const SD_ID: &str = crate::policy::DEFAULT_SD_ID;
+
+/// RFC 5424 severity of an audit event.
+pub fn severity(event: &str) -> u8 {
+    match event {
+        "audit_tampering_detected" => 1,               // alert
+        "log_recovered" | "forward_cursor_reset" => 4, // warning
+        "agent_started" | "agent_stopped" => 6,        // informational
+        _ => 5,                                        // notice: decisions, refusals, sessions
+    }
+}
+
+/// Where a message comes from: the header fields that are not in the record.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub hostname: &'a str,
+    pub pid: u32,
+    /// The SD-ID (`[audit] sd_id`), already validated.
+    pub sd_id: &'a str,
+}
 
 /// Escapes an SD-PARAM value (RFC 5424 §6.3.3): `"`, `\` and `]` get a
 /// backslash; nothing else may be escaped.
@@ -62,23 +86,30 @@ struct EventOnly<'a> {
 }
 
 /// Builds the RFC 5424 message for one record line (without its `\n`).
-pub fn rfc5424(record_line: &str, seq: u64, hostname: &str, ts: &str, pid: u32) -> String {
-    let mut sd = format!("[{SD_ID} seq=\"{seq}\"");
+pub fn rfc5424(record_line: &str, seq: u64, ts: &str, origin: &Origin<'_>) -> String {
+    let mut sd = format!("[{} seq=\"{seq}\"", origin.sd_id);
     if let Some((_, hash)) = split_hash(record_line.as_bytes()) {
         sd.push_str(" hash=\"");
         sd.push_str(&escape_param(hash));
         sd.push('"');
     }
-    if let Ok(EventOnly { event: Some(event) }) = serde_json::from_str(record_line) {
-        sd.push_str(" event=\"");
-        sd.push_str(&escape_param(&event));
-        sd.push('"');
-    }
+    let event = match serde_json::from_str(record_line) {
+        Ok(EventOnly { event: Some(event) }) => {
+            sd.push_str(" event=\"");
+            sd.push_str(&escape_param(&event));
+            sd.push('"');
+            Some(event)
+        }
+        _ => None,
+    };
     sd.push(']');
+    let pri = FACILITY * 8 + severity(event.as_deref().unwrap_or_default());
     format!(
-        "<{PRI}>1 {} {} {APP_NAME} {pid} {seq} {sd} {record_line}",
+        "<{pri}>1 {} {} {APP_NAME} {} {} {sd} {record_line}",
         header_field(ts, 64),
-        header_field(hostname, 255),
+        header_field(origin.hostname, 255),
+        origin.pid,
+        header_field(event.as_deref().unwrap_or_default(), 32),
     )
 }
 
@@ -101,14 +132,14 @@ struct TsOnly<'a> {
 /// The frame for a log line as the forwarder sends it, with its `seq`;
 /// `None` for a line that has no readable `seq` or is not UTF-8 (only a
 /// damaged line, which `verify` reports).
-pub fn frame_record(line: &[u8], hostname: &str, pid: u32) -> Option<(u64, Vec<u8>)> {
+pub fn frame_record(line: &[u8], origin: &Origin<'_>) -> Option<(u64, Vec<u8>)> {
     let seq = seq_prefix(line)?;
     let text = std::str::from_utf8(line).ok()?;
     let ts = serde_json::from_str::<TsOnly<'_>>(text)
         .ok()
         .and_then(|t| t.ts)
         .unwrap_or_default();
-    Some((seq, octet_frame(&rfc5424(text, seq, hostname, &ts, pid))))
+    Some((seq, octet_frame(&rfc5424(text, seq, &ts, origin))))
 }
 
 #[cfg(test)]
