@@ -3,7 +3,7 @@
 # debootstrap --variant=minbase bookworm into a folder, chroot, and check what
 # hospital IT relies on (issue 5):
 #   - apt-get install ./accord_*.deb resolves every dependency from the mirror
-#   - accord --version; accord policy check /etc/accord/policy.toml
+#   - accord --version; accord policy check /etc/accord/policy.toml (exit 1: no certificates yet)
 #   - desktop-file-validate on both desktop files; the dlopen()ed X11/GL
 #     libraries are all present after install (Depends is complete)
 #   - an IT-modified policy survives an upgrade to a newer build, both when the
@@ -111,9 +111,12 @@ lap "install"
 VOUT=$(in_root accord --version) || die "accord --version"
 echo "$VOUT" | grep -q "${V1%%-*}" || die "accord --version says '$VOUT', package is $V1"
 ok "accord --version: $VOUT"
-in_root accord policy check /etc/accord/policy.toml > "$WORK/policy-check.log" 2>&1 \
-    || { cat "$WORK/policy-check.log"; die "accord policy check /etc/accord/policy.toml"; }
-ok "accord policy check /etc/accord/policy.toml (exit 0)"
+# Fresh install: the policy is valid, but IT has not installed the
+# certificates yet, so the check says the agent would not listen (exit 1).
+rc=0; in_root accord policy check /etc/accord/policy.toml > "$WORK/policy-check.log" 2>&1 || rc=$?
+[ "$rc" = 1 ] && grep -q 'ERROR *listen.cert' "$WORK/policy-check.log" \
+    || { cat "$WORK/policy-check.log"; die "accord policy check on a fresh install: exit $rc, expected 1 naming listen.cert"; }
+ok "accord policy check /etc/accord/policy.toml: valid, certificates missing (exit 1)"
 for d in /etc/xdg/autostart/accord.desktop /usr/share/applications/accord.desktop; do
     out=$(in_root desktop-file-validate "$d" 2>&1) || die "desktop-file-validate $d: $out"
     [ -z "$out" ] || die "desktop-file-validate $d: $out"
@@ -159,7 +162,8 @@ AUDIT_SUM=$(sha256sum < "$ROOT/home/nurse/.local/share/accord/audit.jsonl")
 sed -i -e 's/^timeout_s = .*/timeout_s = 45/' -e 's/^allow_control = .*/allow_control = false/' \
     "$ROOT/etc/accord/policy.toml"
 grep -q '^timeout_s = 45$' "$ROOT/etc/accord/policy.toml" || die "could not edit the policy (key timeout_s missing?)"
-in_root accord policy check /etc/accord/policy.toml > /dev/null 2>&1 || die "IT-modified policy rejected"
+rc=0; in_root accord policy check /etc/accord/policy.toml > /dev/null 2>&1 || rc=$?
+[ "$rc" -le 1 ] || die "IT-modified policy rejected (exit $rc)"
 POLICY_SUM=$(sha256sum < "$ROOT/etc/accord/policy.toml")
 
 # --- 5. upgrade to a newer build (same shipped policy) -------------------------------

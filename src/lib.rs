@@ -13,6 +13,7 @@ pub mod connect;
 pub mod control;
 pub mod platform;
 pub mod policy;
+pub mod preflight;
 pub mod protocol;
 pub mod rfb;
 pub mod session;

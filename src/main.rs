@@ -72,7 +72,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     print!("{}", p.to_toml());
                     println!();
                     print!("{}", p.conformity_report());
-                    Ok(ExitCode::SUCCESS)
+                    // The files it names, as this user sees them.
+                    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                    let findings = accord::preflight::check(&p, now);
+                    println!(
+                        "\nFiles and certificates (as user {}):",
+                        accord::platform::user_name()
+                    );
+                    print!("{}", accord::preflight::render(&findings));
+                    if accord::preflight::would_run(&findings) {
+                        Ok(ExitCode::SUCCESS)
+                    } else {
+                        println!(
+                            "\nWith these errors the agent would not listen (or would refuse every request)."
+                        );
+                        Ok(ExitCode::from(1))
+                    }
                 }
                 Err(e) => {
                     eprintln!("{e}");

@@ -43,6 +43,32 @@ pub fn runtime_dir() -> PathBuf {
     }
 }
 
+/// The name of the user this process runs as (for messages): the login name
+/// from the password database, else the uid.
+#[cfg(unix)]
+pub fn user_name() -> String {
+    // SAFETY: getuid cannot fail; getpwuid returns NULL or a pointer to a
+    // static record whose pw_name is a NUL-terminated string, read at once
+    // and copied (this process is single-threaded where it is used, in
+    // `accord policy check`).
+    unsafe {
+        let uid = libc::getuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid {uid}");
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// The name of the user this process runs as (for messages).
+#[cfg(windows)]
+pub fn user_name() -> String {
+    std::env::var("USERNAME").unwrap_or_else(|_| "?".into())
+}
+
 /// The local control endpoint (`accord end`, `accord status`).
 #[cfg(unix)]
 pub fn control_socket_path() -> PathBuf {

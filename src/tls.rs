@@ -374,8 +374,32 @@ pub mod demo {
 
     impl Ca {
         pub fn new(name: &str) -> Result<Ca, TlsError> {
+            Self::build(name, None)
+        }
+
+        /// A CA whose own certificate expired yesterday (for checks that
+        /// must notice it).
+        pub fn expired(name: &str) -> Result<Ca, TlsError> {
+            let now = time::OffsetDateTime::now_utc();
+            Self::build(
+                name,
+                Some((
+                    now - time::Duration::days(400),
+                    now - time::Duration::days(1),
+                )),
+            )
+        }
+
+        fn build(
+            name: &str,
+            validity: Option<(time::OffsetDateTime, time::OffsetDateTime)>,
+        ) -> Result<Ca, TlsError> {
             let key = KeyPair::generate().map_err(rc_err)?;
             let mut p = CertificateParams::new(Vec::<String>::new()).map_err(rc_err)?;
+            if let Some((from, to)) = validity {
+                p.not_before = from;
+                p.not_after = to;
+            }
             p.distinguished_name = DistinguishedName::new();
             p.distinguished_name
                 .push(DnType::OrganizationName, "Accord demo");

@@ -442,3 +442,66 @@ async fn tls_failures_say_which_side_refused() {
     );
     assert_eq!(agent.prompter.asked(), 0);
 }
+
+/// `accord policy check` checks what the policy names, not only its syntax:
+/// a missing key, a key of another certificate, an expired CA make the agent
+/// unable to listen (exit 1); a certificate about to expire is a warning.
+#[test]
+fn policy_check_checks_the_files_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("demo");
+    assert!(
+        accord(&["pki", "demo", d.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let policy = d.join("policy.toml");
+    let check = || {
+        let out = accord(&["policy", "check", policy.to_str().unwrap()]);
+        (out.status.code(), text(&out.stdout))
+    };
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("listen.key") && out.contains("matches the certificate"),
+        "{out}"
+    );
+
+    // The key of another certificate.
+    let key = std::fs::read(d.join("agent.key")).unwrap();
+    std::fs::copy(d.join("technician.key"), d.join("agent.key")).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("is not the key of listen.cert"), "{out}");
+    assert!(out.contains("would not listen"), "{out}");
+
+    // No key at all.
+    std::fs::remove_file(d.join("agent.key")).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("ERROR    listen.key"), "{out}");
+    std::fs::write(d.join("agent.key"), key).unwrap();
+
+    // An expired technicians' CA.
+    let old = accord::tls::demo::Ca::expired("Old CA").unwrap();
+    std::fs::write(d.join("ca.pem"), &old.pem.cert).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("technicians' CA") && out.contains("expired on"),
+        "{out}"
+    );
+
+    // An agent certificate expiring in 10 days: a warning, still runs.
+    let ca = accord::tls::demo::Ca::new("Fresh CA").unwrap();
+    std::fs::write(d.join("ca.pem"), &ca.pem.cert).unwrap();
+    let soon = ca.leaf("localhost", "Test", true, 10).unwrap();
+    std::fs::write(d.join("agent.pem"), &soon.cert).unwrap();
+    std::fs::write(d.join("agent.key"), &soon.key).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning  listen.cert") && out.contains("renew it"),
+        "{out}"
+    );
+}
