@@ -330,9 +330,14 @@ mod tests {
         assert_eq!(sent as u64, INPUT_BURST);
         let wake = o.next_send_at().unwrap();
         assert_eq!(wake - t, Duration::from_nanos(NS_PER_TOKEN));
-        // 100 ms later: 100 more at 1000/s.
-        sent += drain(&mut o, t + Duration::from_millis(100)).len() / 8;
+        // Drained every millisecond for 100 ms: 100 more at 1000/s.
+        for ms in 1..=100 {
+            sent += drain(&mut o, t + Duration::from_millis(ms)).len() / 8;
+        }
         assert_eq!(sent as u64, INPUT_BURST + INPUT_RATE / 10);
+        // After a pause, never more than the burst at once.
+        let later = drain(&mut o, t + Duration::from_secs(10)).len() / 8;
+        assert_eq!(later as u64, INPUT_BURST);
         // A non-input message behind the backlog still waits its turn, but
         // costs no token.
         let mut o = Outbox::new(t);

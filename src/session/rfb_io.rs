@@ -228,19 +228,14 @@ where
         outbox: Outbox::new(now()),
     };
     let mut buf = vec![0u8; READ_CHUNK];
+    if let Err(v) = st.framer.push(&leftover) {
+        st.finish(&mut w).await;
+        return (EndReason::Protocol, Some(v.to_string()));
+    }
     // Whether every parsed message has been taken from the framer (it
     // must be drained before the next push).
-    let mut drained = true;
-    let mut pending = Some(leftover);
+    let mut drained = leftover.is_empty();
     let end = loop {
-        if let Some(bytes) = pending.take()
-            && !bytes.is_empty()
-        {
-            if let Err(v) = st.framer.push(&bytes) {
-                break (EndReason::Protocol, Some(v.to_string()));
-            }
-            drained = false;
-        }
         if !drained {
             match st.pump(&mut mode, &mut hold, &mut events) {
                 Ok(d) => drained = d,
@@ -272,7 +267,10 @@ where
                 Ok(0) => break (EndReason::Technician, None),
                 Ok(n) => {
                     events.read(n);
-                    pending = buf.get(..n).map(<[u8]>::to_vec);
+                    if let Err(v) = st.framer.push(buf.get(..n).unwrap_or_default()) {
+                        break (EndReason::Protocol, Some(v.to_string()));
+                    }
+                    drained = false;
                 }
                 Err(e) => break (EndReason::Technician, Some(e.to_string())),
             },
