@@ -543,7 +543,15 @@ async fn serve_fake(
     use std::sync::atomic::Ordering;
     s.set_nodelay(true)?;
     let (mut r, mut w) = s.into_split();
-    tokio::time::sleep(cfg.hello_delay).await;
+    if !cfg.hello_delay.is_zero() {
+        // Accord says nothing before the version string: a read returns
+        // only when it closes.
+        let mut b = [0u8; 1];
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.hello_delay) => {}
+            _ = r.read(&mut b) => return Ok(()),
+        }
+    }
     w.write_all(b"RFB 003.008\n").await?;
     let mut v = [0u8; 12];
     r.read_exact(&mut v).await?;
@@ -573,7 +581,9 @@ async fn serve_fake(
                     }
                 }
                 Frames::Push(every) => tokio::time::sleep(every).await,
-                Frames::None => return,
+                // Keeps the write half open: dropping it would close the
+                // server's side of the connection.
+                Frames::None => std::future::pending::<()>().await,
             }
             if w.write_all(&frames[(n % 2) as usize]).await.is_err() {
                 return;
