@@ -626,8 +626,9 @@ async fn view_only_switch_releases_then_kill_ends() {
     held_input_is_released(Ending::ViewOnlyThenKill).await;
 }
 
-/// A server that reads nothing cannot delay the end: the release is tried
-/// for a bounded time, then both legs close.
+/// A server that stops reading cannot delay the end: the release is tried
+/// for a bounded time (see also `rfb_io`'s unit test with a writer that
+/// never accepts a byte), then both legs close.
 #[tokio::test]
 async fn a_stuck_server_does_not_delay_the_kill_switch() {
     let pki = Pki::new();
@@ -639,7 +640,8 @@ async fn a_stuck_server_does_not_delay_the_kill_switch() {
     let (local, task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
     let (viewer, _) = rfb_viewer(local.unwrap()).await.unwrap();
     let (mut vr, mut vw) = viewer.into_split();
-    // Fill every buffer on the way with key presses the server never reads.
+    // Key presses the server never reads (paced, so they mostly wait in
+    // Accord, where the end drops them).
     let flood = tokio::spawn(async move {
         let mut k = 0u32;
         loop {

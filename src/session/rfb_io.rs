@@ -403,3 +403,120 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::time::Instant;
+
+    /// A server leg that never takes a byte.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    struct NoEvents;
+    impl ClientEvents for NoEvents {
+        fn read(&mut self, _: usize) {}
+        fn active(&mut self) {}
+    }
+
+    struct Channels {
+        _mode: watch::Sender<Mode>,
+        _hold: watch::Sender<bool>,
+        stop: oneshot::Sender<()>,
+    }
+
+    fn ctl(mode: Mode) -> (ClientCtl, Channels) {
+        let (mode_tx, mode) = watch::channel(mode);
+        let (hold_tx, hold) = watch::channel(false);
+        let (stop_tx, stop) = oneshot::channel();
+        (
+            ClientCtl {
+                mode,
+                hold,
+                stop,
+                clipboard: Clipboard::ToWorkstation,
+            },
+            Channels {
+                _mode: mode_tx,
+                _hold: hold_tx,
+                stop: stop_tx,
+            },
+        )
+    }
+
+    const CTRL_DOWN: [u8; 8] = [4, 1, 0, 0, 0, 0, 0xff, 0xe3];
+    const CTRL_UP: [u8; 8] = [4, 0, 0, 0, 0, 0, 0xff, 0xe3];
+
+    #[tokio::test]
+    async fn a_server_that_takes_nothing_delays_the_end_by_the_release_bound_only() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (ctl, ch) = ctl(Mode::Control);
+        let task = tokio::spawn(client_to_server(tech, Stuck, ctl, Vec::new(), NoEvents));
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = Instant::now();
+        ch.stop.send(()).unwrap();
+        let (why, _) = task.await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(why, EndReason::User);
+        assert!(
+            took >= RELEASE_WAIT - Duration::from_millis(5) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_end_releases_what_is_held_and_closes_the_server_leg() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (server_w, mut server_r) = tokio::io::duplex(4096);
+        let (ctl, ch) = ctl(Mode::Control);
+        let task = tokio::spawn(client_to_server(tech, server_w, ctl, Vec::new(), NoEvents));
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        viewer.write_all(&[5, 1, 0, 10, 0, 20]).await.unwrap();
+        let mut got = vec![0u8; 14];
+        server_r.read_exact(&mut got).await.unwrap();
+        ch.stop.send(()).unwrap();
+        task.await.unwrap();
+        let mut rest = Vec::new();
+        server_r.read_to_end(&mut rest).await.unwrap();
+        let mut want = CTRL_UP.to_vec();
+        want.extend_from_slice(&[5, 0, 0, 10, 0, 20]);
+        assert_eq!(rest, want, "Ctrl up, button released, then EOF");
+    }
+
+    #[tokio::test]
+    async fn clipboard_none_drops_cut_text_in_control() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (server_w, mut server_r) = tokio::io::duplex(4096);
+        let (mut c, ch) = ctl(Mode::Control);
+        c.clipboard = Clipboard::None;
+        let task = tokio::spawn(client_to_server(tech, server_w, c, Vec::new(), NoEvents));
+        viewer
+            .write_all(&[6, 0, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c'])
+            .await
+            .unwrap();
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        let mut got = vec![0u8; 8];
+        server_r.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, CTRL_DOWN, "the cut text never reached the server");
+        drop(ch);
+        task.await.unwrap();
+    }
+}
