@@ -1588,11 +1588,12 @@ fn held_on_display(d: Display) -> Vec<String> {
     down
 }
 
-async fn wait_held(d: Display, want_empty: bool) -> Vec<String> {
+/// Polls `xinput query-state` (5 s at most) until `done` says so.
+async fn wait_held(d: Display, done: impl Fn(&[String]) -> bool) -> Vec<String> {
     let t = Instant::now();
     loop {
         let held = held_on_display(d);
-        if held.is_empty() == want_empty || t.elapsed() > Duration::from_secs(5) {
+        if done(&held) || t.elapsed() > Duration::from_secs(5) {
             return held;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1622,9 +1623,12 @@ async fn every_ending_releases_held_keys_and_buttons() {
         let (mut s, _, _) = raw_viewer(local).await;
         s.write_all(&[4, 1, 0, 0, 0, 0, 0xff, 0xe3]).await.unwrap(); // Control_L
         s.write_all(&[5, 1, 0, 10, 0, 20]).await.unwrap(); // button 1 at (10, 20)
-        let held = wait_held(d, false).await;
+        let both = |h: &[String]| {
+            h.iter().any(|l| l.starts_with("key[37]")) && h.iter().any(|l| l == "button[1]=down")
+        };
+        let held = wait_held(d, both).await;
         assert!(
-            held.iter().any(|l| l.starts_with("key[37]")) && held.contains(&"button[1]=down".into()),
+            both(&held),
             "{how}: Ctrl and button 1 held through the tunnel: {held:?}"
         );
         let why = match how {
@@ -1644,7 +1648,7 @@ async fn every_ending_releases_held_keys_and_buttons() {
         };
         agent.wait_event("session_ended", "why", why).await;
         let _ = task.await;
-        let held = wait_held(d, true).await;
+        let held = wait_held(d, |h| h.is_empty()).await;
         assert!(held.is_empty(), "{how}: still held on the display: {held:?}");
         agent.stop().await;
     }
