@@ -525,9 +525,7 @@ impl Policy {
                     c.problem(
                         s,
                         "session.clipboard",
-                        format!(
-                            "{other:?} is not one of \"none\", \"to_workstation\", \"both\""
-                        ),
+                        format!("{other:?} is not one of \"none\", \"to_workstation\", \"both\""),
                     );
                     Clipboard::ToWorkstation
                 }
@@ -1063,7 +1061,10 @@ language = "fr"
             ("both", Clipboard::Both),
         ] {
             let src = format!("[session]\nclipboard = \"{v}\"\n");
-            assert_eq!(Policy::parse_str(&src, None).unwrap().session.clipboard, want);
+            assert_eq!(
+                Policy::parse_str(&src, None).unwrap().session.clipboard,
+                want
+            );
         }
         let p = problems("[ui]\nlanguage = \"de\"\n");
         assert_eq!(p[0].key, "ui.language");

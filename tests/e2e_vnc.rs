@@ -1552,7 +1552,10 @@ impl TimedXi {
         let t = Instant::now();
         let mut i = 0;
         while xi.motion_since(t).is_empty() {
-            assert!(t.elapsed() < Duration::from_secs(10), "xinput sees no motion");
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "xinput sees no motion"
+            );
             i += 1;
             d.move_pointer(300 + i % 2, 200);
             std::thread::sleep(Duration::from_millis(50));
@@ -1649,7 +1652,10 @@ async fn every_ending_releases_held_keys_and_buttons() {
         agent.wait_event("session_ended", "why", why).await;
         let _ = task.await;
         let held = wait_held(d, |h| h.is_empty()).await;
-        assert!(held.is_empty(), "{how}: still held on the display: {held:?}");
+        assert!(
+            held.is_empty(),
+            "{how}: still held on the display: {held:?}"
+        );
         agent.stop().await;
     }
 }
@@ -1663,8 +1669,11 @@ async fn flood_then(decide: impl FnOnce(&SessionControl)) -> Duration {
     let (port, _x11vnc) = peers.x11vnc(d);
     let xi = TimedXi::start(d);
     let pki = Pki::new();
-    let mut agent =
-        RunningAgent::start(pki.policy(port), ScriptedPrompter::answers([Answer::Control])).await;
+    let mut agent = RunningAgent::start(
+        pki.policy(port),
+        ScriptedPrompter::answers([Answer::Control]),
+    )
+    .await;
     let (local, task) = open_tunnel(&pki, &agent, Mode::Control).await;
     let (s, _, _) = raw_viewer(local).await;
     let (mut r, mut w) = s.into_split();
@@ -1717,7 +1726,10 @@ async fn a_flood_stops_on_the_display_when_switched_to_view_only() {
         return;
     }
     let lag = flood_then(|c| c.set_view_only()).await;
-    assert!(lag < Duration::from_millis(250), "motion {lag:?} after the switch");
+    assert!(
+        lag < Duration::from_millis(250),
+        "motion {lag:?} after the switch"
+    );
 }
 
 /// The same for "Terminer".
@@ -1727,7 +1739,10 @@ async fn a_flood_stops_on_the_display_when_ended() {
         return;
     }
     let lag = flood_then(|c| c.end()).await;
-    assert!(lag < Duration::from_millis(250), "motion {lag:?} after Terminer");
+    assert!(
+        lag < Duration::from_millis(250),
+        "motion {lag:?} after Terminer"
+    );
 }
 
 /// T10 on a changing screen (the root window repainted every 0.5 s, as
@@ -1768,7 +1783,10 @@ async fn a_changing_screen_does_not_keep_an_idle_session_alive() {
         fbur[1] = 1; // incremental from now on
     }
     let took = t.elapsed();
-    println!("changing screen: {updates} updates, session ended after {} ms", took.as_millis());
+    println!(
+        "changing screen: {updates} updates, session ended after {} ms",
+        took.as_millis()
+    );
     assert!(updates >= 3, "the screen kept changing: {updates} updates");
     agent.wait_event("session_ended", "why", "idle").await;
     assert!(took < Duration::from_secs(8), "ended after {took:?}");

@@ -659,7 +659,10 @@ async fn a_stuck_server_does_not_delay_the_kill_switch() {
     let _ = read_to_end(&mut vr).await;
     agent.wait_event("session_ended", "why", "user").await;
     let took = t.elapsed();
-    println!("stuck server: session ended {} ms after the kill switch", took.as_millis());
+    println!(
+        "stuck server: session ended {} ms after the kill switch",
+        took.as_millis()
+    );
     assert!(took < Duration::from_millis(1500), "ended after {took:?}");
     flood.abort();
     let _ = task.await;
@@ -671,8 +674,12 @@ async fn a_stuck_server_does_not_delay_the_kill_switch() {
 #[tokio::test]
 async fn idle_ends_a_session_whose_screen_keeps_changing() {
     let pki = Pki::new();
-    let server =
-        FakeServer::start(FakeConfig::new(64, 48, Frames::Push(Duration::from_millis(50)))).await;
+    let server = FakeServer::start(FakeConfig::new(
+        64,
+        48,
+        Frames::Push(Duration::from_millis(50)),
+    ))
+    .await;
     let mut policy = pki.policy(server.addr);
     policy.session.idle_timeout = Duration::from_millis(700);
     let prompter = ScriptedPrompter::new([Step::Answer(Answer::ViewOnly, Duration::ZERO)]);
@@ -682,7 +689,11 @@ async fn idle_ends_a_session_whose_screen_keeps_changing() {
     let t = Instant::now();
     let got = read_to_end(&mut viewer).await;
     let took = t.elapsed();
-    assert!(got.len() > 64 * 48 * 4 * 3, "updates kept coming: {} B", got.len());
+    assert!(
+        got.len() > 64 * 48 * 4 * 3,
+        "updates kept coming: {} B",
+        got.len()
+    );
     assert!(took < Duration::from_secs(5), "ended after {took:?}");
     let _ = task.await;
     agent.wait_event("session_ended", "why", "idle").await;
@@ -694,8 +705,12 @@ async fn idle_ends_a_session_whose_screen_keeps_changing() {
 #[tokio::test]
 async fn pointer_motion_in_view_only_keeps_the_session_alive() {
     let pki = Pki::new();
-    let server =
-        FakeServer::start(FakeConfig::new(64, 48, Frames::Push(Duration::from_millis(50)))).await;
+    let server = FakeServer::start(FakeConfig::new(
+        64,
+        48,
+        Frames::Push(Duration::from_millis(50)),
+    ))
+    .await;
     let mut policy = pki.policy(server.addr);
     policy.session.idle_timeout = Duration::from_millis(600);
     let prompter = ScriptedPrompter::new([Step::Answer(Answer::ViewOnly, Duration::ZERO)]);
@@ -737,7 +752,9 @@ async fn kill_switch_works_while_connecting_to_the_server() {
     let server = FakeServer::start(cfg).await;
     let prompter = ScriptedPrompter::new([Step::Answer(Answer::Control, Duration::ZERO)]);
     let mut agent = RunningAgent::start(pki.policy(server.addr), prompter).await;
-    let pending = tokio::spawn(connect_tunnel(pki.connect_config(agent.addr, Mode::Control)));
+    let pending = tokio::spawn(connect_tunnel(
+        pki.connect_config(agent.addr, Mode::Control),
+    ));
     wait_until("the upstream connection", || {
         server.accepted.load(std::sync::atomic::Ordering::SeqCst) == 1
     })
@@ -810,7 +827,10 @@ async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
         lag.as_millis()
     );
     assert!(got > 0, "input went through in control");
-    assert!(lag < Duration::from_millis(300), "input arrived {lag:?} after the switch");
+    assert!(
+        lag < Duration::from_millis(300),
+        "input arrived {lag:?} after the switch"
+    );
     drop(vw);
     let _ = reader.await;
     let _ = task.await;

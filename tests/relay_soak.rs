@@ -157,7 +157,10 @@ fn report(label: &str, r: &Run) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn short_pull_stream_never_stalls() {
-    for (i, mode) in [Mode::View, Mode::Control, Mode::View].into_iter().enumerate() {
+    for (i, mode) in [Mode::View, Mode::Control, Mode::View]
+        .into_iter()
+        .enumerate()
+    {
         let r = pull_run(mode, Duration::from_secs(4), false).await;
         report(&format!("run {i} ({mode:?})"), &r);
         assert!(r.frames >= 2, "whole frames arrived: {}", r.frames);
@@ -188,11 +191,18 @@ async fn soak_ten_minutes_both_ways() {
         .unwrap_or(10);
     let mut worst = Duration::ZERO;
     for i in 0..runs {
-        let mode = if i % 2 == 0 { Mode::Control } else { Mode::View };
+        let mode = if i % 2 == 0 {
+            Mode::Control
+        } else {
+            Mode::View
+        };
         let r = pull_run(mode, Duration::from_secs(secs), true).await;
         report(&format!("soak run {i} ({mode:?})"), &r);
         assert!(r.max_gap <= MAX_GAP, "run {i}: gap of {:?}", r.max_gap);
         worst = worst.max(r.max_gap);
     }
-    println!("soak: {runs} × {secs} s, longest gap {} ms", worst.as_millis());
+    println!(
+        "soak: {runs} × {secs} s, longest gap {} ms",
+        worst.as_millis()
+    );
 }

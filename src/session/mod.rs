@@ -9,9 +9,9 @@
 //! technician sends no key, pointer or clipboard message for
 //! `idle_timeout_s` ends by itself, however much the screen changes.
 
-pub use end::EndReason;
 use crate::policy::{self, Clipboard, UpstreamAddr};
 use crate::protocol::Mode;
+pub use end::EndReason;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;

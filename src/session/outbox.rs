@@ -230,11 +230,11 @@ impl Outbox {
         let mut start = 0;
         for &(end, input) in &self.ends {
             let started = start < self.sent;
-            if started || keep(input) {
-                if let Some(b) = self.wire.get(start..end) {
-                    wire.extend_from_slice(b);
-                    ends.push_back((wire.len(), input));
-                }
+            if (started || keep(input))
+                && let Some(b) = self.wire.get(start..end)
+            {
+                wire.extend_from_slice(b);
+                ends.push_back((wire.len(), input));
             }
             start = end;
         }

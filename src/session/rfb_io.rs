@@ -14,8 +14,8 @@ use super::outbox::Outbox;
 use crate::policy::Clipboard;
 use crate::protocol::Mode;
 use crate::rfb::{
-    Action, ClientFramer, Filter, FilterCtx, HandshakeError, MessageKind,
-    READ_CHUNK, TechnicianHandshake, TechnicianProgress, UpstreamHandshake, UpstreamProgress,
+    Action, ClientFramer, Filter, FilterCtx, HandshakeError, MessageKind, READ_CHUNK,
+    TechnicianHandshake, TechnicianProgress, UpstreamHandshake, UpstreamProgress,
 };
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
