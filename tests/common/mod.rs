@@ -431,12 +431,15 @@ impl FakeConfig {
     }
 }
 
+/// What a [`FakeServer`] read from the client, with arrival times.
+pub type Received = Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>;
+
 /// An RFB 3.8 server (security None) on 127.0.0.1:0 that serves Raw
 /// 32 bpp FramebufferUpdates and records, with arrival times, every byte the
 /// client sends after ClientInit.
 pub struct FakeServer {
     pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>,
+    pub received: Received,
     pub accepted: Arc<std::sync::atomic::AtomicU32>,
     pub frames_sent: Arc<std::sync::atomic::AtomicU64>,
     /// Connections closed by the peer so far.
@@ -537,7 +540,7 @@ impl FakeServer {
 async fn serve_fake(
     s: TcpStream,
     cfg: FakeConfig,
-    received: Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>,
+    received: Received,
     frames_sent: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<()> {
     use std::sync::atomic::Ordering;
