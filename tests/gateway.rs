@@ -8,6 +8,7 @@ use accord::broker::Answer;
 use accord::connect::ConnectError;
 use accord::protocol::{Mode, RefusalCode};
 use common::*;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -835,4 +836,103 @@ async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
     let _ = reader.await;
     let _ = task.await;
     agent.stop().await;
+}
+
+/// Established TCP connections whose local port is `port` (the server's
+/// side of each client connection). When Accord closes its side, the
+/// kernel moves the server's side out of ESTABLISHED at once.
+fn established_to(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == "01"
+                && f[1]
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
+}
+
+/// Answers from a list and notes, at each prompt, how many connections to
+/// the VNC server are still open.
+#[derive(Clone)]
+struct PortWatchingPrompter {
+    port: u16,
+    open_at_prompt: Arc<Mutex<Vec<usize>>>,
+    answers: Arc<Mutex<std::collections::VecDeque<Answer>>>,
+}
+
+impl accord::broker::Prompter for PortWatchingPrompter {
+    async fn ask(
+        &self,
+        _req: accord::broker::PromptRequest,
+    ) -> Result<Answer, accord::broker::PromptError> {
+        self.open_at_prompt
+            .lock()
+            .unwrap()
+            .push(established_to(self.port));
+        Ok(self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Answer::Refused))
+    }
+}
+
+/// The busy guard outlives the server leg: after a session ends, the next
+/// prompt appears only once the previous upstream connection is closed,
+/// so no input of the old session can reach the X server during it.
+#[tokio::test]
+async fn no_new_prompt_before_the_old_server_leg_is_closed() {
+    use accord::agent::Agent;
+    use accord::broker::{Broker, MemoryJournal};
+    let pki = Pki::new();
+    let server = FakeServer::start(FakeConfig::new(64, 48, Frames::None)).await;
+    let prompter = PortWatchingPrompter {
+        port: server.addr.port(),
+        open_at_prompt: Arc::default(),
+        answers: Arc::new(Mutex::new([Answer::Control, Answer::Refused].into())),
+    };
+    let broker = Broker::new(
+        Arc::new(pki.policy(server.addr)),
+        Arc::new(MemoryJournal::default()),
+        prompter.clone(),
+    );
+    let agent = Agent::bind(broker).await;
+    let addr = agent.local_addr().unwrap();
+    let ctl = agent.control();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    let (local, tunnel) = connect_tunnel(pki.connect_config(addr, Mode::Control)).await;
+    let (mut viewer, _) = rfb_viewer(local.unwrap()).await.unwrap();
+    viewer.write_all(&CTRL_DOWN).await.unwrap();
+    wait_until("the key", || server.bytes().ends_with(&CTRL_DOWN)).await;
+    assert_eq!(established_to(server.addr.port()), 1);
+    ctl.end();
+    // Ask again at once, and again while busy.
+    let second = loop {
+        let (r, _) = connect_tunnel(pki.connect_config(addr, Mode::View)).await;
+        match r {
+            Err(accord::connect::ConnectError::Refused(RefusalCode::Busy)) => {}
+            other => break other,
+        }
+    };
+    assert_eq!(refused(second), RefusalCode::User);
+    assert_eq!(
+        *prompter.open_at_prompt.lock().unwrap(),
+        [0, 0],
+        "server connections open when each prompt appeared"
+    );
+    assert!(client_messages(&server.bytes()).contains(&CTRL_UP.to_vec()));
+    let _ = read_to_end(&mut viewer).await;
+    let _ = tunnel.await;
+    let _ = stop.send(());
+    task.await.unwrap();
 }
