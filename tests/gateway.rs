@@ -780,12 +780,11 @@ async fn kill_switch_works_while_connecting_to_the_server() {
     agent.stop().await;
 }
 
-/// Input cannot outlive a decision: a viewer floods pointer events at a
+/// Input cannot outlive a decision: a viewer floods pointer (or key) events at a
 /// server that reads slowly; after the switch to view-only nothing more
 /// reaches the server beyond what was already in flight (≤ 100 ms, given
 /// generous room here for a loaded machine).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
+async fn flood_a_slow_server_then_switch(keys: bool) {
     let pki = Pki::new();
     let mut cfg = FakeConfig::new(64, 48, Frames::None);
     cfg.read_per_ms = Some(60); // 60 kB/s: ten pointer events per ms
@@ -804,7 +803,12 @@ async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
             let mut batch = Vec::with_capacity(6 * 256);
             for _ in 0..256 {
                 x = x.wrapping_add(1) % 64;
-                batch.extend_from_slice(&[5, 0, 0, x as u8, 0, 7]);
+                if keys {
+                    // Key transitions are never merged: only pacing bounds them.
+                    batch.extend_from_slice(&[4, (x % 2) as u8, 0, 0, 0, 0, 0, 0x61]);
+                } else {
+                    batch.extend_from_slice(&[5, 0, 0, x as u8, 0, 7]);
+                }
             }
             if vw.write_all(&batch).await.is_err() {
                 break;
@@ -824,7 +828,8 @@ async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
         .unwrap_or_default();
     let got = server.bytes().len();
     println!(
-        "pointer flood: {sent} B sent by the viewer, {got} B reached the server, last {} ms after the switch",
+        "{} flood: {sent} B sent by the viewer, {got} B reached the server, last {} ms after the switch",
+        if keys { "key" } else { "pointer" },
         lag.as_millis()
     );
     assert!(got > 0, "input went through in control");
@@ -836,6 +841,16 @@ async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
     let _ = reader.await;
     let _ = task.await;
     agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_flood_stops_at_the_switch_to_view_only() {
+    flood_a_slow_server_then_switch(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_flood_stops_at_the_switch_to_view_only() {
+    flood_a_slow_server_then_switch(true).await;
 }
 
 /// Established TCP connections whose local port is `port` (the server's
