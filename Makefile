@@ -1,6 +1,8 @@
 # Accord — the two commands of the README, and what they need.
 #   make run    runs the agent on a demo PKI, loopback only
 #   make test   runs every test (units, integration, real peers)
+#   make soak   long relay soaks (not part of make test): 10 × 60 s of
+#               full-speed frames both ways, then 10 min of real x11vnc
 SHELL := /bin/bash
 .DEFAULT_GOAL := run
 CARGO ?= cargo
@@ -9,7 +11,7 @@ export CARGO_TERM_COLOR ?= never
 
 include installer/deb.mk
 
-.PHONY: run test deps-run deps-test build lint unit e2e demo fuzz-ci
+.PHONY: run test deps-run deps-test build lint unit e2e demo fuzz-ci soak
 
 deps-run:
 	@scripts/deps.sh run
@@ -41,6 +43,11 @@ unit:
 # Tests against real peers, run as scripts because they drive whole programs.
 e2e: build
 	@for t in tests/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t" || exit 1; done
+
+# No stall, ever (issue 10): the ignored soak tests, one at a time.
+soak: deps-test
+	$(CARGO) test --locked --test relay_soak -- --ignored --nocapture --test-threads=1
+	ACCORD_REQUIRE_PEERS=1 $(CARGO) test --locked --test e2e_vnc -- --ignored --nocapture --test-threads=1 soak_
 
 fuzz-ci:
 	scripts/fuzz-ci.sh 60

@@ -21,6 +21,8 @@
 //!
 //! Run: `cargo bench --bench relay`. Environment: `ACCORD_BENCH_MIB`
 //! (default 512) and `ACCORD_BENCH_RUNS` (default 3; the median is shown).
+//! Under `cargo test --benches` (no `--bench` argument) every row runs once
+//! on 16 MiB, as a smoke test that no path hangs.
 
 use accord::agent::Agent;
 use accord::broker::{Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter};
@@ -469,14 +471,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` does not.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let mib: u64 = std::env::var("ACCORD_BENCH_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
+        .unwrap_or(if smoke { 16 } else { 512 });
     let runs: usize = std::env::var("ACCORD_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(if smoke { 1 } else { 3 })
         .max(1);
     let per = fbu_message().len() as u64;
     let count = ((mib << 20) / per).max(1) as usize;
@@ -539,7 +543,7 @@ fn main() {
     }
 
     // The framer and filter alone.
-    let n_msgs = 2_000_000;
+    let n_msgs = if smoke { 100_000 } else { 2_000_000 };
     let stream = client_stream(n_msgs);
     println!();
     println!(

@@ -13,7 +13,7 @@ run_pkgs=(
 test_pkgs=(
   "${run_pkgs[@]}"
   # Real peers for the end-to-end tests.
-  xvfb openbox xdotool x11-utils xinput xclip imagemagick dbus-x11
+  xvfb openbox xdotool x11-utils x11-xserver-utils xinput xclip imagemagick dbus-x11
   tigervnc-standalone-server tigervnc-tools
   rsyslog rsyslog-gnutls
   python3-venv python3-pip

@@ -88,6 +88,31 @@ pub struct SessionLimits {
     pub idle_timeout: Duration,
     pub max_duration: Duration,
     pub end_on_screen_lock: bool,
+    pub clipboard: Clipboard,
+}
+
+/// Which way clipboard text may cross, in control mode (view-only never
+/// lets it cross either way). The clinician's clipboard holds patient data,
+/// so nothing of it leaves unless IT says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clipboard {
+    /// No clipboard either way.
+    None,
+    /// The technician may paste into the workstation; nothing comes back.
+    ToWorkstation,
+    /// Both ways.
+    Both,
+}
+
+impl Clipboard {
+    /// The policy spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clipboard::None => "none",
+            Clipboard::ToWorkstation => "to_workstation",
+            Clipboard::Both => "both",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -248,6 +273,7 @@ struct RawSession {
     idle_timeout_s: S<i64>,
     max_duration_s: S<i64>,
     end_on_screen_lock: S<bool>,
+    clipboard: S<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -518,6 +544,22 @@ impl Policy {
                 format!("{idle} is longer than session.max_duration_s ({max})"),
             );
         }
+        let clipboard = match &raw.session.clipboard {
+            None => Clipboard::ToWorkstation,
+            Some(s) => match s.get_ref().as_str() {
+                "none" => Clipboard::None,
+                "to_workstation" => Clipboard::ToWorkstation,
+                "both" => Clipboard::Both,
+                other => {
+                    c.problem(
+                        s,
+                        "session.clipboard",
+                        format!("{other:?} is not one of \"none\", \"to_workstation\", \"both\""),
+                    );
+                    Clipboard::ToWorkstation
+                }
+            },
+        };
         let session = SessionLimits {
             idle_timeout: secs(idle),
             max_duration: secs(max),
@@ -527,6 +569,7 @@ impl Policy {
                 .as_ref()
                 .map(|s| *s.get_ref())
                 .unwrap_or(true),
+            clipboard,
         };
 
         let forward = match &raw.audit.forward {
@@ -665,7 +708,7 @@ impl Policy {
              [technicians]\nca = {:?}\nallow = [{}]\ncrl = {}\n\n\
              [upstream]\nvnc = \"{}\"\npassword_file = {}\n\n\
              [consent]\ntimeout_s = {}\narm_delay_ms = {}\nallow_control = {}\nmax_prompts_per_technician_per_hour = {}\n\n\
-             [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\n\n\
+             [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\nclipboard = \"{}\"\n\n\
              [audit]\npath = {}\nforward = {:?}\nforward_ca = {}\nforward_cert = {}\nforward_key = {}\nsd_id = {:?}\n\n\
              [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n",
             self.listen.address,
@@ -683,6 +726,7 @@ impl Policy {
             self.session.idle_timeout.as_secs(),
             self.session.max_duration.as_secs(),
             self.session.end_on_screen_lock,
+            self.session.clipboard.as_str(),
             opt(&self.audit.path),
             self.audit
                 .forward
@@ -788,6 +832,20 @@ impl Policy {
             ),
         ));
         rows.push((
+            "O6",
+            "1",
+            self.session.clipboard != Clipboard::Both,
+            match self.session.clipboard {
+                Clipboard::None => "clipboard: never shared".into(),
+                Clipboard::ToWorkstation => {
+                    "clipboard: technician may paste in control mode; the workstation's never leaves".into()
+                }
+                Clipboard::Both => {
+                    "clipboard: shared both ways in control mode (the workstation's clipboard may hold patient data)".to_string()
+                }
+            },
+        ));
+        rows.push((
             "T11",
             "1",
             self.audit.forward.is_some(),
@@ -854,6 +912,7 @@ fn unreachable_defaults() -> Policy {
             idle_timeout: Duration::from_secs(900),
             max_duration: Duration::from_secs(7200),
             end_on_screen_lock: true,
+            clipboard: Clipboard::ToWorkstation,
         },
         audit: Audit {
             path: None,
@@ -951,6 +1010,7 @@ mod tests {
         assert_eq!(p.session.idle_timeout, Duration::from_secs(900));
         assert_eq!(p.session.max_duration, Duration::from_secs(7200));
         assert!(p.session.end_on_screen_lock);
+        assert_eq!(p.session.clipboard, Clipboard::ToWorkstation);
         assert_eq!(p.audit.path, None);
         assert_eq!(p.audit.forward, None);
         assert_eq!(p.audit.forward_ca, None);
@@ -1050,6 +1110,21 @@ language = "fr"
         assert_eq!(p[0].key, "audit.forward");
         let p = problems("[audit]\nforward = \"tls://x:6514\"\n");
         assert!(p[0].message.contains("forward_ca"));
+        let p = problems("[session]\nclipboard = \"all\"\n");
+        assert_eq!(p[0].key, "session.clipboard");
+        assert_eq!(p[0].line, Some(2));
+        assert!(p[0].message.contains("to_workstation"), "{}", p[0].message);
+        for (v, want) in [
+            ("none", Clipboard::None),
+            ("to_workstation", Clipboard::ToWorkstation),
+            ("both", Clipboard::Both),
+        ] {
+            let src = format!("[session]\nclipboard = \"{v}\"\n");
+            assert_eq!(
+                Policy::parse_str(&src, None).unwrap().session.clipboard,
+                want
+            );
+        }
         let p = problems("[ui]\nlanguage = \"de\"\n");
         assert_eq!(p[0].key, "ui.language");
         let p = problems("[session]\nidle_timeout_s = 3000\nmax_duration_s = 600\n");

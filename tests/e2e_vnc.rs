@@ -1507,3 +1507,391 @@ async fn hostile_raw_client_in_view_only_cannot_touch_the_display() {
     assert_eq!(differing_pixels(&pat, &after), 0);
     agent.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// Issue 10: release on every ending, input bounded in flight, idle on a
+// changing screen, the 10-minute soak.
+// ---------------------------------------------------------------------------
+
+/// `xinput test-xi2 --root` with the arrival time of every line, to measure
+/// when input reached the X server.
+struct TimedXi {
+    child: std::process::Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Drop for TimedXi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TimedXi {
+    /// Starts it and waits until it sees motion (moving the pointer).
+    fn start(d: Display) -> TimedXi {
+        let mut child = Command::new("stdbuf")
+            .args(["-oL", "xinput", "test-xi2", "--root"])
+            .env("DISPLAY", d.env())
+            .env_remove("XAUTHORITY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("xinput");
+        let out = child.stdout.take().unwrap();
+        let lines: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                sink.lock().unwrap().push((Instant::now(), l));
+            }
+        });
+        let xi = TimedXi { child, lines };
+        let t = Instant::now();
+        let mut i = 0;
+        while xi.motion_since(t).is_empty() {
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "xinput sees no motion"
+            );
+            i += 1;
+            d.move_pointer(300 + i % 2, 200);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        xi
+    }
+
+    /// Arrival times of pointer motion events after `since`.
+    fn motion_since(&self, since: Instant) -> Vec<Instant> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, l)| *t >= since && l.starts_with("EVENT type") && l.contains("Motion)"))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+}
+
+/// What `xinput query-state` says is down on the XTEST devices (the ones
+/// x11vnc injects through).
+fn held_on_display(d: Display) -> Vec<String> {
+    let mut down = Vec::new();
+    for dev in ["Virtual core XTEST keyboard", "Virtual core XTEST pointer"] {
+        let out = d.run("xinput", &["query-state", dev]);
+        down.extend(
+            out.lines()
+                .map(str::trim)
+                .filter(|l| l.ends_with("=down"))
+                .map(str::to_string),
+        );
+    }
+    down
+}
+
+/// Polls `xinput query-state` (5 s at most) until `done` says so.
+async fn wait_held(d: Display, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let t = Instant::now();
+    loop {
+        let held = held_on_display(d);
+        if done(&held) || t.elapsed() > Duration::from_secs(5) {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ctrl and button 1 pressed through the tunnel in control, then the
+/// session ends by the kill switch, a technician hang-up or idle: nothing
+/// stays held on the X server (x11vnc does not release on disconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ending_releases_held_keys_and_buttons() {
+    if !have(BASE) {
+        return;
+    }
+    let mut peers = Peers::new();
+    let d = peers.xvfb();
+    let (port, _x11vnc) = peers.x11vnc(d);
+    let pki = Pki::new();
+    for how in ["kill switch", "hang-up", "idle"] {
+        let mut policy = pki.policy(port);
+        if how == "idle" {
+            policy.session.idle_timeout = Duration::from_secs(1);
+        }
+        let mut agent =
+            RunningAgent::start(policy, ScriptedPrompter::answers([Answer::Control])).await;
+        let (local, task) = open_tunnel(&pki, &agent, Mode::Control).await;
+        let (mut s, _, _) = raw_viewer(local).await;
+        s.write_all(&[4, 1, 0, 0, 0, 0, 0xff, 0xe3]).await.unwrap(); // Control_L
+        s.write_all(&[5, 1, 0, 10, 0, 20]).await.unwrap(); // button 1 at (10, 20)
+        let both = |h: &[String]| {
+            h.iter().any(|l| l.starts_with("key[37]")) && h.iter().any(|l| l == "button[1]=down")
+        };
+        let held = wait_held(d, both).await;
+        assert!(
+            both(&held),
+            "{how}: Ctrl and button 1 held through the tunnel: {held:?}"
+        );
+        let why = match how {
+            "kill switch" => {
+                agent.ctl.end();
+                let _ = read_to_end(&mut s).await;
+                "user"
+            }
+            "hang-up" => {
+                drop(s);
+                "technician"
+            }
+            _ => {
+                let _ = read_to_end(&mut s).await;
+                "idle"
+            }
+        };
+        agent.wait_event("session_ended", "why", why).await;
+        let _ = task.await;
+        let held = wait_held(d, |h| h.is_empty()).await;
+        assert!(
+            held.is_empty(),
+            "{how}: still held on the display: {held:?}"
+        );
+        agent.stop().await;
+    }
+}
+
+/// Floods pointer motion through the tunnel at x11vnc for 2 s, then
+/// `decide`s; returns how long after the decision motion still reached the
+/// X server.
+async fn flood_then(decide: impl FnOnce(&SessionControl)) -> Duration {
+    let mut peers = Peers::new();
+    let d = peers.xvfb();
+    let (port, _x11vnc) = peers.x11vnc(d);
+    let xi = TimedXi::start(d);
+    let pki = Pki::new();
+    let mut agent = RunningAgent::start(
+        pki.policy(port),
+        ScriptedPrompter::answers([Answer::Control]),
+    )
+    .await;
+    let (local, task) = open_tunnel(&pki, &agent, Mode::Control).await;
+    let (s, _, _) = raw_viewer(local).await;
+    let (mut r, mut w) = s.into_split();
+    let reader = tokio::spawn(async move { read_to_end(&mut r).await.len() });
+    let started = Instant::now();
+    let flood = tokio::spawn(async move {
+        let mut sent = 0u64;
+        let mut i = 0u16;
+        while started.elapsed() < Duration::from_secs(4) {
+            let mut batch = Vec::with_capacity(6 * 128);
+            for _ in 0..128 {
+                i = (i + 1) % 400;
+                batch.extend_from_slice(&[5, 0]);
+                batch.extend_from_slice(&(100 + i).to_be_bytes());
+                batch.extend_from_slice(&(100 + i / 2).to_be_bytes());
+            }
+            if w.write_all(&batch).await.is_err() {
+                break;
+            }
+            sent += 128;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = xi.motion_since(started).len();
+    let t = Instant::now();
+    decide(&agent.ctl);
+    let sent = flood.await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = xi.motion_since(t);
+    let lag = after.last().map(|l| *l - t).unwrap_or_default();
+    println!(
+        "pointer flood at x11vnc: {sent} events sent by the viewer, {before} motion events on the display before the decision, {} after, the last {} ms after it",
+        after.len(),
+        lag.as_millis()
+    );
+    assert!(before > 10, "motion reached the display in control");
+    let _ = reader.await;
+    let _ = task.await;
+    agent.stop().await;
+    lag
+}
+
+/// Input cannot outlive a decision: under a flood, motion stops reaching
+/// the X server within 100 ms of "Passer en affichage seul" (the bound
+/// asserted leaves room for a loaded machine; the figure is printed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_stops_on_the_display_when_switched_to_view_only() {
+    if !have(BASE) {
+        return;
+    }
+    let lag = flood_then(|c| c.set_view_only()).await;
+    assert!(
+        lag < Duration::from_millis(250),
+        "motion {lag:?} after the switch"
+    );
+}
+
+/// The same for "Terminer".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_stops_on_the_display_when_ended() {
+    if !have(BASE) {
+        return;
+    }
+    let lag = flood_then(|c| c.end()).await;
+    assert!(
+        lag < Duration::from_millis(250),
+        "motion {lag:?} after Terminer"
+    );
+}
+
+/// T10 on a changing screen (the root window repainted every 0.5 s, as
+/// `xclock -update 1` would): an abandoned session still ends `idle`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changing_screen_does_not_keep_an_idle_session_alive() {
+    if !have(BASE) || !have(&["xsetroot"]) {
+        return;
+    }
+    let mut peers = Peers::new();
+    let d = peers.xvfb();
+    let (port, _x11vnc) = peers.x11vnc(d);
+    let mut c = Command::new("bash");
+    c.args([
+        "-c",
+        "while :; do xsetroot -solid red; sleep 0.25; xsetroot -solid blue; sleep 0.25; done",
+    ])
+    .env("DISPLAY", d.env());
+    peers.spawn("repaint", c);
+    let pki = Pki::new();
+    let mut policy = pki.policy(port);
+    policy.session.idle_timeout = Duration::from_secs(2);
+    let mut agent =
+        RunningAgent::start(policy, ScriptedPrompter::answers([Answer::ViewOnly])).await;
+    let (local, task) = open_tunnel(&pki, &agent, Mode::View).await;
+    let (mut s, _, _) = raw_viewer(local).await;
+    let t = Instant::now();
+    // A viewer that only asks for updates, as an abandoned one does.
+    let mut updates = 0;
+    let mut fbur = vec![3u8, 0, 0, 0, 0, 0];
+    fbur.extend_from_slice(&W.to_be_bytes());
+    fbur.extend_from_slice(&H.to_be_bytes());
+    while s.write_all(&fbur).await.is_ok() {
+        match tokio::time::timeout(Duration::from_secs(10), read_one_update_or_eof(&mut s)).await {
+            Ok(true) => updates += 1,
+            _ => break,
+        }
+        fbur[1] = 1; // incremental from now on
+    }
+    let took = t.elapsed();
+    println!(
+        "changing screen: {updates} updates, session ended after {} ms",
+        took.as_millis()
+    );
+    assert!(updates >= 3, "the screen kept changing: {updates} updates");
+    agent.wait_event("session_ended", "why", "idle").await;
+    assert!(took < Duration::from_secs(8), "ended after {took:?}");
+    let _ = task.await;
+    agent.stop().await;
+}
+
+/// Like [`read_one_update`], but false at end of stream instead of a panic.
+async fn read_one_update_or_eof(s: &mut TcpStream) -> bool {
+    loop {
+        let Ok(t) = s.read_u8().await else {
+            return false;
+        };
+        match t {
+            0 => {
+                let mut head = [0u8; 3];
+                if s.read_exact(&mut head).await.is_err() {
+                    return false;
+                }
+                let n = u16::from_be_bytes([head[1], head[2]]);
+                for _ in 0..n {
+                    let mut r = [0u8; 12];
+                    if s.read_exact(&mut r).await.is_err() {
+                        return false;
+                    }
+                    let w = u16::from_be_bytes([r[4], r[5]]) as usize;
+                    let h = u16::from_be_bytes([r[6], r[7]]) as usize;
+                    let enc = i32::from_be_bytes([r[8], r[9], r[10], r[11]]);
+                    assert_eq!(enc, 0, "only Raw was asked for");
+                    let mut px = vec![0u8; w * h * 4];
+                    if s.read_exact(&mut px).await.is_err() {
+                        return false;
+                    }
+                }
+                return true;
+            }
+            2 => {}
+            3 => {
+                let mut head = [0u8; 7];
+                if s.read_exact(&mut head).await.is_err() {
+                    return false;
+                }
+                let len = u32::from_be_bytes([head[3], head[4], head[5], head[6]]) as usize;
+                let mut text = vec![0u8; len];
+                if s.read_exact(&mut text).await.is_err() {
+                    return false;
+                }
+            }
+            other => panic!("unexpected server message type {other}"),
+        }
+    }
+}
+
+/// `make soak`: a viewer pulling full-screen updates through Accord from
+/// x11vnc on a changing screen for 10 minutes (`ACCORD_SOAK_X11VNC_SECS`),
+/// every update arriving within 1 s of its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "10 minutes: run by `make soak`"]
+async fn soak_x11vnc_ten_minutes() {
+    if !have(BASE) || !have(&["xsetroot"]) {
+        return;
+    }
+    let secs: u64 = std::env::var("ACCORD_SOAK_X11VNC_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let mut peers = Peers::new();
+    let d = peers.xvfb();
+    let (port, _x11vnc) = peers.x11vnc(d);
+    let mut c = Command::new("bash");
+    c.args([
+        "-c",
+        "while :; do xsetroot -solid red; sleep 0.2; xsetroot -solid blue; sleep 0.2; done",
+    ])
+    .env("DISPLAY", d.env());
+    peers.spawn("repaint", c);
+    let pki = Pki::new();
+    let mut policy = pki.policy(port);
+    policy.session.idle_timeout = Duration::from_secs(secs + 60);
+    policy.session.max_duration = Duration::from_secs(secs + 120);
+    let mut agent =
+        RunningAgent::start(policy, ScriptedPrompter::answers([Answer::ViewOnly])).await;
+    let (local, task) = open_tunnel(&pki, &agent, Mode::View).await;
+    let (mut s, _, _) = raw_viewer(local).await;
+    let mut fbur = vec![3u8, 0, 0, 0, 0, 0];
+    fbur.extend_from_slice(&W.to_be_bytes());
+    fbur.extend_from_slice(&H.to_be_bytes());
+    let t0 = Instant::now();
+    let (mut updates, mut worst) = (0u64, Duration::ZERO);
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let t = Instant::now();
+        s.write_all(&fbur).await.unwrap();
+        let ok = tokio::time::timeout(Duration::from_secs(5), read_one_update_or_eof(&mut s))
+            .await
+            .unwrap_or_else(|_| panic!("no update for 5 s after {updates} updates"));
+        assert!(ok, "stream ended after {updates} updates");
+        worst = worst.max(t.elapsed());
+        updates += 1;
+    }
+    println!(
+        "x11vnc soak: {updates} full-screen updates in {secs} s, slowest {} ms",
+        worst.as_millis()
+    );
+    assert!(worst <= Duration::from_secs(1), "an update took {worst:?}");
+    drop(s);
+    let _ = task.await;
+    agent.stop().await;
+}

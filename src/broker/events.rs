@@ -3,47 +3,12 @@
 //! them through a [`Journal`]; the UI watches [`AgentState`].
 
 use crate::protocol::{Mode, RefusalCode};
+pub use crate::session::EndReason;
 use crate::tls::Identity;
 use serde_json::{Map, Value, json};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 use uuid::Uuid;
-
-/// Why a session ended (audit `why`, and what the clinician is told).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndReason {
-    /// The clinician pressed "Terminer", the shortcut, the tray, or `accord end`.
-    User,
-    /// The technician closed their connection.
-    Technician,
-    /// No bytes either way for `idle_timeout_s` (T10).
-    Idle,
-    MaxDuration,
-    ScreenLocked,
-    /// The local VNC server closed, failed, or refused the handshake.
-    Upstream,
-    AgentStopped,
-    /// The UI died: nobody can follow or stop the session any more (O7, O8).
-    UiLost,
-    /// The technician's RFB stream could not be parsed safely (fail closed).
-    Protocol,
-}
-
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndReason::User => "user",
-            EndReason::Technician => "technician",
-            EndReason::Idle => "idle",
-            EndReason::MaxDuration => "max_duration",
-            EndReason::ScreenLocked => "screen_locked",
-            EndReason::Upstream => "upstream",
-            EndReason::AgentStopped => "agent_stopped",
-            EndReason::UiLost => "ui_lost",
-            EndReason::Protocol => "protocol",
-        }
-    }
-}
 
 /// Who made a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

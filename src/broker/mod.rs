@@ -386,7 +386,51 @@ impl<P: Prompter> Broker<P> {
                 bytes_to_technician: down,
                 detail,
             };
-        let upstream = match session::prepare(&policy.upstream).await {
+        let info = SessionInfo {
+            id,
+            technician: technician.clone(),
+            ticket: request.ticket,
+            reason: request.reason,
+            mode,
+            started: SystemTime::now(),
+            started_at,
+        };
+        // The session exists from the moment of acceptance: the kill switch
+        // (banner, shortcut, `accord end`) works while Accord still connects
+        // to the local server, which can take up to 15 s.
+        let (live, mut handles) = LiveSession::new(mode);
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.busy = Some(Busy::InSession);
+            inner.current = Some(live);
+            inner.current_info = Some(info.clone());
+        }
+        // A shutdown or lost UI between the decision and now must still end it.
+        if *self.shared.shutdown.borrow() {
+            self.control().end_with(EndReason::AgentStopped);
+        }
+        if *self.shared.ui_lost.borrow() {
+            self.control().end_with(EndReason::UiLost);
+        }
+        self.shared
+            .state
+            .send_modify(|s| s.activity = Activity::InSession(Box::new(info.clone())));
+        let prepared = tokio::select! {
+            r = session::prepare(&policy.upstream) => r,
+            why = handles.ended() => {
+                let detail = "ended while connecting to the VNC server".to_string();
+                if let Err(e) = self.shared.journal.record(&ended(why, Some(detail), 0, 0)) {
+                    tracing::error!("{e}");
+                }
+                let code = match why {
+                    EndReason::AgentStopped => RefusalCode::AgentShuttingDown,
+                    EndReason::UiLost => RefusalCode::Policy,
+                    _ => RefusalCode::User,
+                };
+                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+                return Outcome::Ended(why);
+            }
+        };
+        let upstream = match prepared {
             Ok(u) => u,
             Err(e) => {
                 tracing::warn!("upstream {}: {e}", policy.upstream.vnc);
@@ -403,16 +447,6 @@ impl<P: Prompter> Broker<P> {
                 return Outcome::Refused(code);
             }
         };
-        let info = SessionInfo {
-            id,
-            technician: technician.clone(),
-            ticket: request.ticket,
-            reason: request.reason,
-            mode,
-            started: SystemTime::now(),
-            started_at,
-        };
-        let (live, handles) = LiveSession::new(mode);
         if let Err(e) = self.shared.journal.record(&Event::SessionStarted {
             session: id,
             technician,
@@ -424,21 +458,6 @@ impl<P: Prompter> Broker<P> {
             send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
             return Outcome::Refused(code);
         }
-        if let Ok(mut inner) = self.shared.inner.lock() {
-            inner.busy = Some(Busy::InSession);
-            inner.current = Some(live);
-            inner.current_info = Some(info.clone());
-        }
-        // A shutdown or lost UI between the decision and now must still end it.
-        if *self.shared.shutdown.borrow() {
-            self.control().end_with(EndReason::AgentStopped);
-        }
-        if *self.shared.ui_lost.borrow() {
-            self.control().end_with(EndReason::UiLost);
-        }
-        self.shared
-            .state
-            .send_modify(|s| s.activity = Activity::InSession(Box::new(info.clone())));
         let _ = self
             .shared
             .notices
@@ -448,6 +467,7 @@ impl<P: Prompter> Broker<P> {
         let limits = session::Limits {
             idle_timeout: policy.session.idle_timeout,
             max_duration: policy.session.max_duration,
+            clipboard: policy.session.clipboard,
         };
         let result = session::run(tech_stream, upstream, handles, limits).await;
         if let Err(e) = self.shared.journal.record(&ended(
@@ -462,6 +482,8 @@ impl<P: Prompter> Broker<P> {
             info,
             why: result.why,
         });
+        // Only now, with the server leg closed by `run`, may another prompt
+        // appear: no input of this session can reach the next one.
         drop(guard);
         Outcome::Ended(result.why)
     }

@@ -1,27 +1,35 @@
 //! One live session: the relay between the technician and the local VNC
 //! server, its mode, the kill switch and the idle / max-duration timers.
 //!
-//! O8: the clinician can end the session at any moment with one action — the
-//! kill switch closes both legs at once, even while a write is blocked,
-//! because each direction runs in its own task that is aborted. T10: a session
-//! with no bytes either way for `idle_timeout_s` ends by itself.
+//! O8: the clinician can end the session at any moment with one action —
+//! from the moment she accepts, while Accord still connects to the server.
+//! Whatever ends it, the keys and buttons the technician holds are released
+//! on the server leg first, within a bound ([`rfb_io::RELEASE_WAIT`]), then
+//! both legs close even if a write is blocked. T10: a session whose
+//! technician sends no key, pointer or clipboard message for
+//! `idle_timeout_s` ends by itself, however much the screen changes.
 
-use crate::broker::EndReason;
-use crate::policy::{self, UpstreamAddr};
+use crate::policy::{self, Clipboard, UpstreamAddr};
 use crate::protocol::Mode;
+pub use end::EndReason;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 /// Time allowed to reach the local VNC server.
 pub const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Send buffer of the server leg. Input in a kernel buffer can no longer be
+/// taken back by a decision, so it is kept small; the backlog waits in
+/// [`outbox::Outbox`] instead (Linux doubles this and applies a minimum).
+pub const UPSTREAM_SNDBUF: u32 = 4096;
 
 /// The connection to the local VNC server (TCP loopback or Unix socket).
 pub enum Upstream {
@@ -36,13 +44,21 @@ impl Upstream {
         let fut = async {
             match &cfg.vnc {
                 UpstreamAddr::Tcp(a) => {
-                    let s = TcpStream::connect(a).await?;
+                    let sock = if a.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    sock.set_send_buffer_size(UPSTREAM_SNDBUF)?;
+                    let s = sock.connect(*a).await?;
                     s.set_nodelay(true)?;
                     Ok(Upstream::Tcp(s))
                 }
                 #[cfg(unix)]
                 UpstreamAddr::Unix(p) => {
-                    Ok(Upstream::Unix(tokio::net::UnixStream::connect(p).await?))
+                    let s = tokio::net::UnixStream::connect(p).await?;
+                    set_unix_sndbuf(&s)?;
+                    Ok(Upstream::Unix(s))
                 }
                 #[cfg(not(unix))]
                 UpstreamAddr::Unix(_) => Err(io::Error::new(
@@ -54,6 +70,27 @@ impl Upstream {
         tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, fut)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connection timed out"))?
+    }
+}
+
+#[cfg(unix)]
+fn set_unix_sndbuf(s: &tokio::net::UnixStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size = libc::c_int::try_from(UPSTREAM_SNDBUF).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid open socket, a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -158,11 +195,12 @@ impl LiveSession {
     }
 }
 
-/// Timers of a session (T10).
+/// Timers and permissions of a session (T10, clipboard).
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub idle_timeout: Duration,
     pub max_duration: Duration,
+    pub clipboard: Clipboard,
 }
 
 /// How a session ended, with what the audit log needs.
@@ -174,8 +212,8 @@ pub struct SessionResult {
     pub bytes_to_technician: u64,
 }
 
-/// Shared counters: bytes each way and the instant of the last byte (as
-/// milliseconds since the session start), read by the idle timer.
+/// Shared counters: bytes each way and the instant of the technician's last
+/// input (as milliseconds since the session start), read by the idle timer.
 #[derive(Default)]
 struct Counters {
     to_server: AtomicU64,
@@ -187,6 +225,23 @@ impl Counters {
     fn touch(&self, start: Instant) {
         let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+}
+
+/// The technician → server relay's reports, into the counters.
+struct ClientCounters {
+    counters: Arc<Counters>,
+    start: Instant,
+}
+
+impl rfb_io::ClientEvents for ClientCounters {
+    fn read(&mut self, n: usize) {
+        self.counters
+            .to_server
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+    fn active(&mut self) {
+        self.counters.touch(self.start);
     }
 }
 
@@ -266,25 +321,38 @@ where
 
     let (tech_r, mut tech_w) = tokio::io::split(tech);
     let (up_r, up_w) = tokio::io::split(upstream);
-    if !server_leftover.is_empty()
-        && let Err(e) = tech_w.write_all(&server_leftover).await
-    {
-        return result(EndReason::Technician, Some(e.to_string()), &counters);
+    if !server_leftover.is_empty() {
+        let sent = async {
+            tech_w.write_all(&server_leftover).await?;
+            tech_w.flush().await
+        };
+        if let Err(e) = sent.await {
+            return result(EndReason::Technician, Some(e.to_string()), &counters);
+        }
     }
 
-    let c = counters.clone();
-    let mut to_server = tokio::spawn(async move {
-        rfb_io::client_to_server(tech_r, up_w, mode, hold, viewer_leftover, move |n| {
-            c.to_server.fetch_add(n as u64, Ordering::Relaxed);
-            c.touch(start);
-        })
-        .await
-    });
+    let (stop, stop_rx) = oneshot::channel();
+    let ctl = rfb_io::ClientCtl {
+        mode,
+        hold,
+        stop: stop_rx,
+        clipboard: limits.clipboard,
+    };
+    let events = ClientCounters {
+        counters: counters.clone(),
+        start,
+    };
+    let mut to_server = tokio::spawn(rfb_io::client_to_server(
+        tech_r,
+        up_w,
+        ctl,
+        viewer_leftover,
+        events,
+    ));
     let c = counters.clone();
     let mut to_technician = tokio::spawn(async move {
-        copy_plain(up_r, tech_w, move |n| {
+        rfb_io::server_to_technician(up_r, tech_w, move |n| {
             c.to_technician.fetch_add(n as u64, Ordering::Relaxed);
-            c.touch(start);
         })
         .await
     });
@@ -313,17 +381,29 @@ where
             _ = tokio::time::sleep_until(max_deadline) => break (EndReason::MaxDuration, None),
         }
     };
-    // Both legs close at once: aborting drops the stream halves held by the
-    // tasks, whatever they were blocked on.
+    // The viewer stops receiving at once; the server leg first gets the
+    // releases of whatever the technician holds (bounded), then closes.
     to_technician.abort();
-    to_server.abort();
+    let _ = stop.send(());
+    if !done.0 {
+        let bound = rfb_io::RELEASE_WAIT + Duration::from_millis(100);
+        if tokio::time::timeout(bound, &mut to_server).await.is_err() {
+            to_server.abort();
+            let _ = to_server.await;
+        }
+    }
     if !done.1 {
         let _ = to_technician.await;
     }
-    if !done.0 {
-        let _ = to_server.await;
-    }
     result(why, detail, &counters)
+}
+
+impl Handles {
+    /// Resolves once the session is ended (kill switch, shutdown...), for
+    /// the phases before [`run`] (upstream connect and handshake).
+    pub async fn ended(&mut self) -> EndReason {
+        ended(&mut self.end).await
+    }
 }
 
 /// Resolves with the end reason once the kill switch (or any other ending)
@@ -342,26 +422,6 @@ fn joined(r: Result<DirResult, tokio::task::JoinError>, default: EndReason) -> D
     }
 }
 
-/// Server → technician: relayed unparsed. The technician's viewer is the one
-/// parsing these bytes; nothing in them can act on the workstation.
-async fn copy_plain<R, W>(mut r: R, mut w: W, mut on_bytes: impl FnMut(usize)) -> DirResult
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) => return (EndReason::Upstream, Some("the VNC server closed".into())),
-            Ok(n) => {
-                if let Err(e) = w.write_all(&buf[..n]).await {
-                    return (EndReason::Technician, Some(e.to_string()));
-                }
-                on_bytes(n);
-            }
-            Err(e) => return (EndReason::Upstream, Some(e.to_string())),
-        }
-    }
-}
-
+mod end;
+pub mod outbox;
 pub mod rfb_io;

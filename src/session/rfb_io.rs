@@ -3,21 +3,23 @@
 //! hears "accepted"), the handshake with the technician's viewer, and the
 //! filtered technician → server direction.
 //!
-//! The server → technician direction is relayed unparsed: those bytes go to
-//! the technician's viewer, which parses them; nothing in them can act on the
-//! workstation, and parsing framebuffer updates would cost most of the relay's
-//! time for no security gain.
+//! The server → technician direction is relayed unparsed for now (a server
+//! framer will cut it into messages); every write to the technician is
+//! flushed before the relay waits for the server again, or the tail of an
+//! update would stay inside rustls and the viewer would freeze mid-frame.
 
 use super::DirResult;
-use crate::broker::EndReason;
+use super::EndReason;
+use super::outbox::Outbox;
+use crate::policy::Clipboard;
 use crate::protocol::Mode;
 use crate::rfb::{
-    Action, ClientFramer, Filter, FilterCtx, HandshakeError, READ_CHUNK, TechnicianHandshake,
-    TechnicianProgress, UpstreamHandshake, UpstreamProgress,
+    Action, ClientFramer, Filter, FilterCtx, HandshakeError, MessageKind, READ_CHUNK,
+    TechnicianHandshake, TechnicianProgress, UpstreamHandshake, UpstreamProgress,
 };
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Time allowed for the local VNC server's handshake.
 pub const UPSTREAM_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,143 +135,388 @@ where
     }
 }
 
-/// Technician → server: parse every message, apply the mode, forward only
-/// what was re-serialised from parsed fields.
-pub async fn client_to_server<R, W>(
+/// How long releasing held keys and buttons may delay the end of a
+/// session: a server that does not read must not hold the kill switch.
+pub const RELEASE_WAIT: Duration = Duration::from_millis(200);
+
+/// Server → technician. Shaped for a server framer: a read buffer with a
+/// consumed offset, slices forwarded from it, and a flush before every read,
+/// so nothing the server sent stays buffered in TLS while Accord waits.
+pub async fn server_to_technician<R, W>(
     mut r: R,
     mut w: W,
-    mode: watch::Receiver<Mode>,
-    hold: watch::Receiver<bool>,
-    leftover: Vec<u8>,
     mut on_bytes: impl FnMut(usize),
 ) -> DirResult
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let view_only = *mode.borrow() == Mode::View;
-    let held = *hold.borrow();
-    let mut relay = Relay {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let (mut start, mut end) = (0usize, 0usize);
+    loop {
+        if start >= end {
+            if let Err(e) = w.flush().await {
+                return (EndReason::Technician, Some(e.to_string()));
+            }
+            end = match r.read(&mut buf).await {
+                Ok(0) => return (EndReason::Upstream, Some("the VNC server closed".into())),
+                Ok(n) => n,
+                Err(e) => return (EndReason::Upstream, Some(e.to_string())),
+            };
+            start = 0;
+        }
+        // Forward(start..end): the whole read until a framer says more.
+        let chunk = buf.get(start..end).unwrap_or_default();
+        match w.write(chunk).await {
+            Ok(0) => return (EndReason::Technician, Some("the viewer closed".into())),
+            Ok(n) => {
+                start += n;
+                on_bytes(n);
+            }
+            Err(e) => return (EndReason::Technician, Some(e.to_string())),
+        }
+    }
+}
+
+/// What the technician → server relay reports as it goes.
+pub trait ClientEvents {
+    /// Bytes read from the technician.
+    fn read(&mut self, n: usize);
+    /// The technician typed, pointed or pasted (T10), even if the message
+    /// was dropped: a viewer sends pointer motion whenever the technician
+    /// moves over it, view-only or not.
+    fn active(&mut self);
+}
+
+/// The session's channels as the technician → server relay sees them.
+pub struct ClientCtl {
+    pub mode: watch::Receiver<Mode>,
+    pub hold: watch::Receiver<bool>,
+    /// Fires (or is dropped) when the session ends for any other reason.
+    pub stop: oneshot::Receiver<()>,
+    pub clipboard: Clipboard,
+}
+
+/// Technician → server: parse every message, apply the mode, forward only
+/// what was re-serialised from parsed fields, through the paced
+/// [`Outbox`]. Whatever ends it, every key and button the technician holds
+/// is released before the upstream write half closes (within
+/// [`RELEASE_WAIT`]).
+pub async fn client_to_server<R, W>(
+    mut r: R,
+    mut w: W,
+    ctl: ClientCtl,
+    leftover: Vec<u8>,
+    mut events: impl ClientEvents,
+) -> DirResult
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ClientCtl {
+        mut mode,
+        mut hold,
+        mut stop,
+        clipboard,
+    } = ctl;
+    let mut st = State {
         framer: ClientFramer::new(),
         filter: Filter::new(),
-        out: Vec::with_capacity(READ_CHUNK),
-        view_only,
-        hold: held,
-        mode,
-        hold_rx: hold,
+        view_only: *mode.borrow_and_update() == Mode::View,
+        hold: *hold.borrow_and_update(),
+        clipboard,
+        outbox: Outbox::new(now()),
     };
-    if let Err(e) = relay.feed(&leftover, &mut w).await {
-        return e;
-    }
     let mut buf = vec![0u8; READ_CHUNK];
-    loop {
+    if let Err(v) = st.framer.push(&leftover) {
+        st.finish(&mut w).await;
+        return (EndReason::Protocol, Some(v.to_string()));
+    }
+    // Whether every parsed message has been taken from the framer (it
+    // must be drained before the next push).
+    let mut drained = leftover.is_empty();
+    let end = loop {
+        if !drained {
+            match st.pump(&mut mode, &mut hold, &mut events) {
+                Ok(d) => drained = d,
+                Err(e) => break e,
+            }
+        }
+        st.outbox.fill(now());
+        let wake = st.outbox.next_send_at().map(tokio::time::Instant::from_std);
+        let unsent = st.outbox.unsent();
+        let writing = !unsent.is_empty();
         tokio::select! {
-            read = r.read(&mut buf) => match read {
-                Ok(0) => return (EndReason::Technician, None),
+            biased;
+            _ = &mut stop => break (EndReason::User, None),
+            Ok(()) = mode.changed() => st.sync(&mut mode, &mut hold),
+            Ok(()) = hold.changed() => st.sync(&mut mode, &mut hold),
+            res = w.write(unsent), if writing => match res {
+                Ok(0) => break (EndReason::Upstream, Some("the VNC server closed".into())),
                 Ok(n) => {
-                    on_bytes(n);
-                    if let Err(e) = relay.feed(&buf[..n], &mut w).await {
-                        return e;
+                    st.outbox.advance(n);
+                    if st.outbox.unsent().is_empty()
+                        && let Err(e) = w.flush().await
+                    {
+                        break (EndReason::Upstream, Some(e.to_string()));
                     }
                 }
-                Err(e) => return (EndReason::Technician, Some(e.to_string())),
+                Err(e) => break (EndReason::Upstream, Some(e.to_string())),
             },
-            // Release held keys and buttons as soon as the mode drops to
-            // view-only or input is held, not at the next technician byte.
-            Ok(()) = relay.mode.changed() => {
-                if let Err(e) = relay.sync_mode(&mut w).await {
-                    return e;
+            read = r.read(&mut buf), if drained => match read {
+                Ok(0) => break (EndReason::Technician, None),
+                Ok(n) => {
+                    events.read(n);
+                    if let Err(v) = st.framer.push(buf.get(..n).unwrap_or_default()) {
+                        break (EndReason::Protocol, Some(v.to_string()));
+                    }
+                    drained = false;
                 }
-            }
-            Ok(()) = relay.hold_rx.changed() => {
-                if let Err(e) = relay.sync_mode(&mut w).await {
-                    return e;
-                }
-            }
+                Err(e) => break (EndReason::Technician, Some(e.to_string())),
+            },
+            _ = sleep_until_opt(wake), if wake.is_some() && !writing => {}
         }
+    };
+    drop(r);
+    st.finish(&mut w).await;
+    end
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
-struct Relay {
+struct State {
     framer: ClientFramer,
     filter: Filter,
-    out: Vec<u8>,
     view_only: bool,
     hold: bool,
-    mode: watch::Receiver<Mode>,
-    hold_rx: watch::Receiver<bool>,
+    clipboard: Clipboard,
+    outbox: Outbox,
 }
 
-impl Relay {
-    /// Reads the current mode and hold flag; on control → view-only (or hold
-    /// switched on) first sends a key-up for every held key and a button
-    /// release, so nothing stays pressed on the workstation.
-    async fn sync_mode<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> Result<(), DirResult> {
-        let view_only = *self.mode.borrow_and_update() == Mode::View;
-        let hold = *self.hold_rx.borrow_and_update();
-        let losing_input = (view_only && !self.view_only) || (hold && !self.hold);
-        self.view_only = self.view_only || view_only;
-        self.hold = hold;
-        if losing_input {
-            self.out.clear();
-            for m in self.filter.release_all() {
-                m.write_to(&mut self.out);
-            }
-            self.flush(w).await?;
-        }
-        Ok(())
-    }
-
-    async fn feed<W: AsyncWrite + Unpin>(
+impl State {
+    /// Takes parsed messages from the framer into the outbox while it has
+    /// room. Returns whether the framer is drained.
+    fn pump(
         &mut self,
-        bytes: &[u8],
-        w: &mut W,
-    ) -> Result<(), DirResult> {
-        self.framer
-            .push(bytes)
-            .map_err(|v| (EndReason::Protocol, Some(v.to_string())))?;
-        self.out.clear();
-        loop {
+        mode: &mut watch::Receiver<Mode>,
+        hold: &mut watch::Receiver<bool>,
+        events: &mut impl ClientEvents,
+    ) -> Result<bool, DirResult> {
+        let mut active = false;
+        let result = loop {
+            if self.outbox.is_full() {
+                break Ok(false);
+            }
             let msg = match self.framer.next_message() {
                 Ok(Some(m)) => m,
-                Ok(None) => break,
-                Err(v) => {
-                    // Forward what was already accepted, then end.
-                    self.flush(w).await?;
-                    return Err((EndReason::Protocol, Some(v.to_string())));
-                }
+                Ok(None) => break Ok(true),
+                Err(v) => break Err((EndReason::Protocol, Some(v.to_string()))),
             };
             // The mode is read for every message: a switch to view-only
             // takes effect between two messages of the same read.
-            if self.mode.has_changed().unwrap_or(false)
-                || self.hold_rx.has_changed().unwrap_or(false)
+            if mode.has_changed().unwrap_or(false) || hold.has_changed().unwrap_or(false) {
+                self.sync(mode, hold);
+            }
+            let kind = msg.kind();
+            active |= matches!(
+                kind,
+                MessageKind::KeyEvent
+                    | MessageKind::PointerEvent
+                    | MessageKind::ClientCutText
+                    | MessageKind::ExtendedClipboard
+                    | MessageKind::QemuKeyEvent
+            );
+            if self.clipboard == Clipboard::None
+                && matches!(
+                    kind,
+                    MessageKind::ClientCutText | MessageKind::ExtendedClipboard
+                )
             {
-                self.flush(w).await?;
-                self.sync_mode(w).await?;
-                self.out.clear();
+                continue;
             }
             let ctx = FilterCtx {
                 view_only: self.view_only,
                 hold_input: self.hold,
             };
             match self.filter.apply(msg, ctx) {
-                Action::Forward(m) => m.write_to(&mut self.out),
+                Action::Forward(m) => self.outbox.push(&m),
                 Action::Drop => {}
-                Action::End(why) => {
-                    self.flush(w).await?;
-                    return Err((EndReason::Protocol, Some(why.to_string())));
-                }
+                Action::End(why) => break Err((EndReason::Protocol, Some(why.to_string()))),
             }
+        };
+        if active {
+            events.active();
         }
-        self.flush(w).await
+        result
     }
 
-    async fn flush<W: AsyncWrite + Unpin>(&mut self, w: &mut W) -> Result<(), DirResult> {
-        if self.out.is_empty() {
-            return Ok(());
+    /// Reads the current mode and hold flag. On control → view-only (or
+    /// hold switched on), the input still waiting in Accord is dropped and
+    /// every held key and button is released, ahead of anything the
+    /// technician sends next.
+    fn sync(&mut self, mode: &mut watch::Receiver<Mode>, hold: &mut watch::Receiver<bool>) {
+        let view_only = *mode.borrow_and_update() == Mode::View;
+        let held = *hold.borrow_and_update();
+        let losing_input = (view_only && !self.view_only) || (held && !self.hold);
+        self.view_only = self.view_only || view_only;
+        self.hold = held;
+        if losing_input {
+            self.outbox.drop_input();
+            self.release();
         }
-        let r = w.write_all(&self.out).await;
-        self.out.clear();
-        r.map_err(|e| (EndReason::Upstream, Some(e.to_string())))
+    }
+
+    fn release(&mut self) {
+        for m in self.filter.release_all() {
+            self.outbox.push_now(&m);
+        }
+    }
+
+    /// The session is over: drop the backlog, finish the message being
+    /// written, release what is held, close the upstream write half; all
+    /// within [`RELEASE_WAIT`].
+    async fn finish<W: AsyncWrite + Unpin>(&mut self, w: &mut W) {
+        self.outbox.abandon();
+        self.release();
+        let outbox = &mut self.outbox;
+        let work = async {
+            while !outbox.unsent().is_empty() {
+                match w.write(outbox.unsent()).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => outbox.advance(n),
+                }
+            }
+            let _ = w.flush().await;
+            let _ = w.shutdown().await;
+        };
+        if tokio::time::timeout(RELEASE_WAIT, work).await.is_err() {
+            tracing::warn!("the VNC server did not take the key and button releases in time");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use tokio::time::Instant;
+
+    /// A server leg that never takes a byte.
+    struct Stuck;
+
+    impl AsyncWrite for Stuck {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            _: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            Poll::Pending
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Pending
+        }
+    }
+
+    struct NoEvents;
+    impl ClientEvents for NoEvents {
+        fn read(&mut self, _: usize) {}
+        fn active(&mut self) {}
+    }
+
+    struct Channels {
+        _mode: watch::Sender<Mode>,
+        _hold: watch::Sender<bool>,
+        stop: oneshot::Sender<()>,
+    }
+
+    fn ctl(mode: Mode) -> (ClientCtl, Channels) {
+        let (mode_tx, mode) = watch::channel(mode);
+        let (hold_tx, hold) = watch::channel(false);
+        let (stop_tx, stop) = oneshot::channel();
+        (
+            ClientCtl {
+                mode,
+                hold,
+                stop,
+                clipboard: Clipboard::ToWorkstation,
+            },
+            Channels {
+                _mode: mode_tx,
+                _hold: hold_tx,
+                stop: stop_tx,
+            },
+        )
+    }
+
+    const CTRL_DOWN: [u8; 8] = [4, 1, 0, 0, 0, 0, 0xff, 0xe3];
+    const CTRL_UP: [u8; 8] = [4, 0, 0, 0, 0, 0, 0xff, 0xe3];
+
+    #[tokio::test]
+    async fn a_server_that_takes_nothing_delays_the_end_by_the_release_bound_only() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (ctl, ch) = ctl(Mode::Control);
+        let task = tokio::spawn(client_to_server(tech, Stuck, ctl, Vec::new(), NoEvents));
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let t = Instant::now();
+        ch.stop.send(()).unwrap();
+        let (why, _) = task.await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(why, EndReason::User);
+        assert!(
+            took >= RELEASE_WAIT - Duration::from_millis(5) && took < Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_end_releases_what_is_held_and_closes_the_server_leg() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (server_w, mut server_r) = tokio::io::duplex(4096);
+        let (ctl, ch) = ctl(Mode::Control);
+        let task = tokio::spawn(client_to_server(tech, server_w, ctl, Vec::new(), NoEvents));
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        viewer.write_all(&[5, 1, 0, 10, 0, 20]).await.unwrap();
+        let mut got = vec![0u8; 14];
+        server_r.read_exact(&mut got).await.unwrap();
+        ch.stop.send(()).unwrap();
+        task.await.unwrap();
+        let mut rest = Vec::new();
+        server_r.read_to_end(&mut rest).await.unwrap();
+        let mut want = CTRL_UP.to_vec();
+        want.extend_from_slice(&[5, 0, 0, 10, 0, 20]);
+        assert_eq!(rest, want, "Ctrl up, button released, then EOF");
+    }
+
+    #[tokio::test]
+    async fn clipboard_none_drops_cut_text_in_control() {
+        let (mut viewer, tech) = tokio::io::duplex(4096);
+        let (server_w, mut server_r) = tokio::io::duplex(4096);
+        let (mut c, ch) = ctl(Mode::Control);
+        c.clipboard = Clipboard::None;
+        let task = tokio::spawn(client_to_server(tech, server_w, c, Vec::new(), NoEvents));
+        viewer
+            .write_all(&[6, 0, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c'])
+            .await
+            .unwrap();
+        viewer.write_all(&CTRL_DOWN).await.unwrap();
+        let mut got = vec![0u8; 8];
+        server_r.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, CTRL_DOWN, "the cut text never reached the server");
+        drop(ch);
+        task.await.unwrap();
     }
 }

@@ -390,3 +390,241 @@ pub async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> 
     let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
     out
 }
+
+/// How a [`FakeServer`] sends framebuffer updates.
+#[derive(Clone, Copy, Debug)]
+pub enum Frames {
+    /// One whole frame per FramebufferUpdateRequest, like a real server:
+    /// the viewer waits for the frame, the server for the next request.
+    Pull,
+    /// A frame every interval, whatever the viewer asks (a clock on screen).
+    Push(Duration),
+    /// No updates at all.
+    None,
+}
+
+/// What a [`FakeServer`] does, for the relay tests.
+#[derive(Clone, Copy, Debug)]
+pub struct FakeConfig {
+    pub width: u16,
+    pub height: u16,
+    pub frames: Frames,
+    /// Bytes the server reads per millisecond (a slow server); `None` =
+    /// as fast as they come.
+    pub read_per_ms: Option<usize>,
+    /// Never reads after ClientInit (a stuck server).
+    pub stuck: bool,
+    /// Waits this long before its version string.
+    pub hello_delay: Duration,
+}
+
+impl FakeConfig {
+    pub fn new(width: u16, height: u16, frames: Frames) -> Self {
+        FakeConfig {
+            width,
+            height,
+            frames,
+            read_per_ms: None,
+            stuck: false,
+            hello_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// What a [`FakeServer`] read from the client, with arrival times.
+pub type Received = Arc<Mutex<Vec<(std::time::Instant, Vec<u8>)>>>;
+
+/// An RFB 3.8 server (security None) on 127.0.0.1:0 that serves Raw
+/// 32 bpp FramebufferUpdates and records, with arrival times, every byte the
+/// client sends after ClientInit.
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    pub received: Received,
+    pub accepted: Arc<std::sync::atomic::AtomicU32>,
+    pub frames_sent: Arc<std::sync::atomic::AtomicU64>,
+    /// Connections closed by the peer so far.
+    pub closed: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// One Raw FramebufferUpdate covering the whole `w`×`h` screen.
+pub fn raw_frame(w: u16, h: u16, seed: u8) -> Vec<u8> {
+    let mut m = vec![0u8, 0, 0, 1, 0, 0, 0, 0];
+    m.extend_from_slice(&w.to_be_bytes());
+    m.extend_from_slice(&h.to_be_bytes());
+    m.extend_from_slice(&0i32.to_be_bytes());
+    let px = w as usize * h as usize * 4;
+    m.extend((0..px).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)));
+    m
+}
+
+/// Lengths of the client messages the fake server needs to follow.
+fn client_msg_len(b: &[u8]) -> Option<usize> {
+    match *b.first()? {
+        0 => Some(20),
+        2 => {
+            let n = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize;
+            Some(4 + 4 * n)
+        }
+        3 => Some(10),
+        4 => Some(8),
+        5 => Some(6),
+        6 => {
+            let n = u32::from_be_bytes([*b.get(4)?, *b.get(5)?, *b.get(6)?, *b.get(7)?]);
+            Some(8 + n as usize)
+        }
+        t => panic!("fake server: unexpected client message type {t}"),
+    }
+}
+
+/// Splits the client's bytes into messages (for assertions).
+pub fn client_messages(mut b: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(len) = client_msg_len(b) {
+        if b.len() < len {
+            break;
+        }
+        out.push(b[..len].to_vec());
+        b = &b[len..];
+    }
+    out
+}
+
+impl FakeServer {
+    pub async fn start(cfg: FakeConfig) -> FakeServer {
+        use std::sync::atomic::Ordering;
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let srv = FakeServer {
+            addr,
+            received: Arc::default(),
+            accepted: Arc::default(),
+            frames_sent: Arc::default(),
+            closed: Arc::default(),
+        };
+        let (received, accepted, frames_sent, closed) = (
+            srv.received.clone(),
+            srv.accepted.clone(),
+            srv.frames_sent.clone(),
+            srv.closed.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let (received, frames_sent, closed) =
+                    (received.clone(), frames_sent.clone(), closed.clone());
+                tokio::spawn(async move {
+                    let _ = serve_fake(s, cfg, received, frames_sent).await;
+                    closed.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        srv
+    }
+
+    /// Every byte received after ClientInit.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// Arrival time of the last byte received.
+    pub fn last_arrival(&self) -> Option<std::time::Instant> {
+        self.received.lock().unwrap().last().map(|(t, _)| *t)
+    }
+}
+
+async fn serve_fake(
+    s: TcpStream,
+    cfg: FakeConfig,
+    received: Received,
+    frames_sent: Arc<std::sync::atomic::AtomicU64>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::Ordering;
+    s.set_nodelay(true)?;
+    let (mut r, mut w) = s.into_split();
+    if !cfg.hello_delay.is_zero() {
+        // Accord says nothing before the version string: a read returns
+        // only when it closes.
+        let mut b = [0u8; 1];
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.hello_delay) => {}
+            _ = r.read(&mut b) => return Ok(()),
+        }
+    }
+    w.write_all(b"RFB 003.008\n").await?;
+    let mut v = [0u8; 12];
+    r.read_exact(&mut v).await?;
+    w.write_all(&[1, 1]).await?;
+    let mut b = [0u8; 1];
+    r.read_exact(&mut b).await?;
+    w.write_all(&0u32.to_be_bytes()).await?;
+    r.read_exact(&mut b).await?; // ClientInit
+    let mut si = Vec::new();
+    si.extend_from_slice(&cfg.width.to_be_bytes());
+    si.extend_from_slice(&cfg.height.to_be_bytes());
+    si.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    si.extend_from_slice(&4u32.to_be_bytes());
+    si.extend_from_slice(b"fake");
+    w.write_all(&si).await?;
+    let frames: Vec<Vec<u8>> = (0..2)
+        .map(|i| raw_frame(cfg.width, cfg.height, i))
+        .collect();
+    let (req_tx, mut req_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let writer = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            match cfg.frames {
+                Frames::Pull => {
+                    if req_rx.recv().await.is_none() {
+                        return;
+                    }
+                }
+                Frames::Push(every) => tokio::time::sleep(every).await,
+                // Keeps the write half open: dropping it would close the
+                // server's side of the connection.
+                Frames::None => std::future::pending::<()>().await,
+            }
+            if w.write_all(&frames[(n % 2) as usize]).await.is_err() {
+                return;
+            }
+            n += 1;
+            frames_sent.store(n, Ordering::Relaxed);
+        }
+    });
+    if cfg.stuck {
+        std::future::pending::<()>().await;
+    }
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = loop {
+        let want = cfg.read_per_ms.unwrap_or(buf.len()).min(buf.len());
+        let n = match r.read(&mut buf[..want]).await {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) => break Err(e),
+        };
+        received
+            .lock()
+            .unwrap()
+            .push((std::time::Instant::now(), buf[..n].to_vec()));
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(len) = client_msg_len(&pending) {
+            if pending.len() < len {
+                break;
+            }
+            if pending[0] == 3 {
+                let _ = req_tx.send(());
+            }
+            pending.drain(..len);
+        }
+        if cfg.read_per_ms.is_some() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    writer.abort();
+    result
+}
