@@ -580,3 +580,172 @@ fn history_lists_newest_first_and_closes() {
     h.run_steps(1);
     assert!(*h.state());
 }
+
+// ---- the keyboard: no answer by stray typing (docs/ui-keyboard.md) ----
+
+/// What a window receives when `text` is typed into it: for each character
+/// a key press, its text, then the key release, like winit delivers them.
+/// Each event is one harness step (0.25 s), so the keys are 0.5 s apart:
+/// continuous typing.
+fn type_text(h: &mut PromptHarness, text: &str) {
+    for c in text.chars() {
+        let key = match c {
+            '\t' => Some(egui::Key::Tab),
+            '\n' => Some(egui::Key::Enter),
+            ' ' => Some(egui::Key::Space),
+            c => egui::Key::from_name(&c.to_ascii_uppercase().to_string()),
+        };
+        let ev = |pressed| egui::Event::Key {
+            key: key.unwrap_or(egui::Key::A),
+            physical_key: None,
+            pressed,
+            repeat: false,
+            modifiers: egui::Modifiers::NONE,
+        };
+        h.event(ev(true));
+        if c != '\t' && c != '\n' {
+            h.event(egui::Event::Text(c.to_string()));
+        }
+        h.event(ev(false));
+    }
+    h.run_steps(1);
+}
+
+fn focused_button(h: &PromptHarness) -> Option<String> {
+    [
+        "Autoriser le contrôle",
+        "Autoriser l'affichage seul",
+        "Refuser",
+    ]
+    .into_iter()
+    .find(|b| h.query_by_label(b).is_some_and(|n| n.is_focused()))
+    .map(str::to_string)
+}
+
+fn no_answer(h: &PromptHarness) {
+    assert!(h.state().1.is_empty(), "answered: {:?}", h.state().1);
+}
+
+#[test]
+fn tab_then_space_or_enter_and_enter_alone_answer_nothing_before_arming() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(4),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Space);
+    h.run_steps(1);
+    no_answer(&h);
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None, "Tab moved the focus while unarmed");
+    // Armed now, but those keys came less than a second before.
+    advance(&mut h, 1.5);
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+}
+
+#[test]
+fn a_typing_stream_across_arming_answers_nothing() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    // ~12 s of text with Tabs, spaces and Returns, starting as the prompt
+    // appears and going on well past the arm delay.
+    type_text(&mut h, "Patient\t12 \n\tok \t\n\n\t\t \tnote:\t \n");
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+    // The same after a pause: a burst with letters is typing, not intent.
+    advance(&mut h, 2.0);
+    type_text(&mut h, "a\t\t\t\n \t\n");
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+    // Only Tabs and Returns, but less than a second after the window got
+    // the keyboard from somebody else: the keys before it went elsewhere.
+    advance(&mut h, 2.0);
+    h.event(egui::Event::WindowFocused(true));
+    type_text(&mut h, "\t\t\t\n\t \n");
+    no_answer(&h);
+    assert!(h.query_by_label_contains("Refus").is_some());
+}
+
+#[test]
+fn after_arming_and_a_pause_tab_to_refuser_then_enter_refuses() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    advance(&mut h, 2.5); // arm delay + 1.5 s of quiet
+    for _ in 0..8 {
+        if focused_button(&h).as_deref() == Some("Refuser") {
+            break;
+        }
+        h.key_press(egui::Key::Tab);
+        h.run_steps(1);
+    }
+    assert_eq!(focused_button(&h).as_deref(), Some("Refuser"));
+    no_answer(&h);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+#[test]
+fn after_a_pause_tab_then_space_allows_what_is_focused() {
+    let req = request(
+        Mode::View,
+        false,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    advance(&mut h, 2.5);
+    h.key_press(egui::Key::Tab);
+    h.run_steps(1);
+    assert_eq!(
+        focused_button(&h).as_deref(),
+        Some("Autoriser l'affichage seul")
+    );
+    h.key_press(egui::Key::Space);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::ViewOnly]);
+}
+
+#[test]
+fn escape_refuses_even_in_the_middle_of_typing() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    type_text(&mut h, "abc\t\t");
+    no_answer(&h);
+    h.key_press(egui::Key::Escape);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}

@@ -20,6 +20,7 @@ pub mod banner;
 pub mod history;
 pub mod hotkey;
 pub mod hub;
+pub mod keygate;
 pub mod notify;
 pub mod prompt;
 pub mod strings;

@@ -5,13 +5,15 @@
 //! technician cannot pass a typed name off as an identity; then what is
 //! asked, then the countdown. The buttons stay inactive for `arm_delay` after
 //! the prompt first paints, so a click or an Enter meant for another window
-//! cannot accept. No button is the default and Enter does nothing: accepting
-//! always takes a deliberate click (or Tab to the button, then Space). The
+//! cannot accept. The prompt never takes the keyboard focus, and keys that
+//! are not deliberate never reach the buttons ([`super::keygate`]): accepting
+//! takes a click, or after a pause Tab to the button then Enter. The
 //! buttons sit in a bottom panel that the text above never pushes away: long
 //! text wraps and scrolls.
 //!
 //! Time is egui's input time, not the wall clock, so tests drive it.
 
+use super::keygate::{KeyGate, Verdict, block_keyboard};
 use super::strings::{Strings, fill, local_clock};
 use crate::broker::{Answer, PromptRequest};
 use crate::protocol::Mode;
@@ -38,6 +40,8 @@ pub struct PromptState {
     pub answered: Option<Answer>,
     /// The armed buttons' positions were logged (for the real-window test).
     layout_logged: bool,
+    /// Tells deliberate keys from stray typing (created on the first frame).
+    keys: Option<KeyGate>,
 }
 
 impl PromptState {
@@ -50,6 +54,7 @@ impl PromptState {
             deadline_clock: None,
             answered: None,
             layout_logged: false,
+            keys: None,
         }
     }
 
@@ -91,6 +96,35 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     let armed = st.armed(now);
     let mut answer = None;
 
+    // Before any widget exists: Escape refuses whatever else happens
+    // (refusing is always safe), and keys that are not deliberate are
+    // removed so that no button sees them (docs/ui-keyboard.md).
+    let (escape, focused, events) = ui.input(|i| {
+        (
+            i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        key: egui::Key::Escape,
+                        pressed: true,
+                        ..
+                    }
+                )
+            }),
+            i.focused,
+            i.events.clone(),
+        )
+    });
+    if escape {
+        answer = Some(Answer::Refused);
+    }
+    let shown_at = st.shown_at.unwrap_or(now);
+    let armed_at = shown_at + st.req.arm_delay.as_secs_f64();
+    let gate = st.keys.get_or_insert_with(|| KeyGate::new(shown_at));
+    if gate.judge(now, focused, armed_at, &events) == Verdict::Block {
+        block_keyboard(ui.ctx());
+    }
+
     egui::Panel::bottom("accord_prompt_buttons").show(ui, |ui| {
         ui.add_space(6.0);
         if armed {
@@ -123,7 +157,6 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
         // A press that began while the buttons were inactive (meant for
         // another window, or a double click that opened this one) does not
         // become a click when they arm.
-        let armed_at = st.shown_at.unwrap_or(now) + st.req.arm_delay.as_secs_f64();
         let pressed_after_arming = ui
             .input(|i| i.pointer.press_start_time())
             .is_none_or(|t| t >= armed_at);
@@ -140,7 +173,7 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
                 if armed && !st.layout_logged {
                     log_layout(ui, label, r.rect);
                 }
-                if r.clicked() && pressed_after_arming {
+                if r.clicked() && pressed_after_arming && answer.is_none() {
                     answer = Some(a);
                 }
             }
@@ -157,10 +190,6 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
             .show(ui, |ui| details_ui(ui, st));
     });
 
-    // Refusing is always safe, even before the buttons arm.
-    if answer.is_none() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
-        answer = Some(Answer::Refused);
-    }
     if answer.is_none() && st.expired(now) {
         answer = Some(Answer::Refused);
     }

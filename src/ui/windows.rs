@@ -89,7 +89,9 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
                 .with_minimize_button(false)
                 .with_maximize_button(false)
                 .with_always_on_top()
-                .with_active(true)
+                // Never take the keyboard on its own: a clinician typing
+                // elsewhere must not type into it (docs/ui-keyboard.md).
+                .with_active(false)
                 .with_window_type(egui::X11WindowType::Dialog)
                 .with_app_id("accord"),
             true,
@@ -173,18 +175,15 @@ impl Window {
         ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
-    /// Re-asserts stacking and focus once the window exists for the window
-    /// manager (see the module comment).
-    fn assert_on_top(&mut self, ui: &egui::Ui, focus: bool) {
+    /// Re-asserts stacking once the window exists for the window manager
+    /// (see the module comment). Never the keyboard focus.
+    fn assert_on_top(&mut self, ui: &egui::Ui) {
         let age = self.opened.elapsed();
         if self.frames == 2 || (self.frames > 2 && !self.placed && age.as_millis() >= 300) {
             ui.ctx()
                 .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
                     egui::WindowLevel::AlwaysOnTop,
                 ));
-            if focus {
-                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
-            }
             if age.as_millis() >= 300 {
                 self.placed = true;
             }
@@ -225,9 +224,8 @@ impl eframe::App for Window {
                     // hints say: the prompt comes back until answered.
                     ui.ctx()
                         .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
                 }
-                self.assert_on_top(ui, true);
+                self.assert_on_top(ui);
             }
             Kind::Banner(st) => {
                 let current = self.hub.lock().session.clone();
@@ -265,7 +263,7 @@ impl eframe::App for Window {
                 if let Some(a) = banner_ui(ui, st) {
                     tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
                 }
-                self.assert_on_top(ui, false);
+                self.assert_on_top(ui);
             }
             Kind::History => {
                 let wanted_again = std::mem::take(&mut self.hub.lock().history_requested);
