@@ -5,6 +5,9 @@
 #
 #   round 0: no display at all            -> connect exits 6 (refused by policy)
 #   round 1: prompt, click "Refuser"      -> connect exits 3, status idle
+#   round 1b: text with Tabs/spaces/Returns typed into an xterm, then into
+#            the prompt (windowactivate), 5 s each -> no answer; click
+#            "Refuser" -> connect exits 3
 #   round 2: prompt, "Autoriser le contrôle", banner, click "Terminer"
 #                                         -> connect exits 0, status idle
 #
@@ -38,7 +41,7 @@ trap cleanup EXIT
 
 # ---- what the test and the binary need (Debian package names) ----
 need_pkgs=()
-for pair in Xvfb:xvfb openbox:openbox xdotool:xdotool xwininfo:x11-utils xdpyinfo:x11-utils \
+for pair in Xvfb:xvfb openbox:openbox xdotool:xdotool xwininfo:x11-utils xdpyinfo:x11-utils xterm:xterm xrandr:x11-xserver-utils \
             import:imagemagick dbus-launch:dbus-x11 python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
 done
@@ -190,6 +193,52 @@ wait_status "no session" || fail "status not idle after refusal"
 for _ in $(seq 1 50); do xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1 || break; sleep 0.1; done
 if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then fail "prompt still shown"; fi
 log "round 1: ok (exit 3, prompt gone)"
+
+# ---- round 1b: stray typing never answers (docs/ui-keyboard.md) ----
+# Text with Tabs, spaces and Returns typed without a break while a control
+# request arrives and for 5 s after: first into an xterm that has the focus,
+# then into the prompt itself after `xdotool windowactivate`.
+log "round 1b: typing stream while the prompt appears"
+xterm -geometry 90x20+40+120 -title accord-typing -e sh -c "cat >'$WORK/typed.txt'" &
+PIDS+=($!)
+XT=$(find_window "accord-typing") || true
+[ -n "$XT" ] || fail "no xterm"
+xdotool windowactivate --sync "$XT" 2>/dev/null || xdotool windowfocus --sync "$XT"
+TYPER=""
+start_typing() { # keys ~40 ms apart, never a 1 s pause, until stop_typing
+  ( while :; do xdotool type --delay 40 $'note patient\t12 \n\tok\t \n\t\t \n'; done ) &
+  TYPER=$!
+  PIDS+=("$TYPER")
+}
+stop_typing() { kill "$TYPER" 2>/dev/null || true; wait "$TYPER" 2>/dev/null || true; }
+answered() { tail -n "+$((MARK + 1))" "$WORK/agent.log" | grep -a "clinician answered\|window closed" || true; }
+MARK=$(wc -l <"$WORK/agent.log")
+start_typing
+sleep 1
+connect c1b UI-1B &
+C1B=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || { stop_typing; fail "no prompt window (round 1b)"; }
+log "prompt $WID shown; active window $(xdotool getactivewindow 2>/dev/null || echo none) (xterm $XT)"
+sleep 5
+kill -0 "$C1B" 2>/dev/null || { stop_typing; fail "typing into the xterm answered the prompt: $(answered)"; }
+[ -z "$(answered)" ] || { stop_typing; fail "typing answered: $(answered)"; }
+log "round 1b: 5 s of typing elsewhere, no answer"
+xdotool windowactivate "$WID" 2>/dev/null || xdotool windowfocus "$WID" 2>/dev/null || true
+sleep 5
+ACTIVE=$(xdotool getactivewindow 2>/dev/null || echo none)
+stop_typing
+log "typing stopped; active window $ACTIVE (prompt $WID)"
+[ "$ACTIVE" = "$WID" ] || log "note: the window manager did not give the prompt the focus"
+kill -0 "$C1B" 2>/dev/null || fail "typing into the prompt answered it: $(answered)"
+[ -z "$(answered)" ] || fail "typing answered: $(answered)"
+grep -q "note patient" "$WORK/typed.txt" || fail "the xterm received no typing (test broken)"
+sleep 1.2
+click_button "$WID" "Refuser"
+set +e; wait "$C1B"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "refused after typing: connect exited $rc, expected 3"
+wait_status "no session" || fail "status not idle after round 1b"
+log "round 1b: ok (10 s of typing, no answer; then Refuser by click, exit 3)"
 
 # ---- round 2: accept control, banner, Terminer ----
 log "round 2: prompt, Autoriser le contrôle, banner, Terminer"

@@ -11,7 +11,11 @@
 //! Always-on-top set at creation is ignored by some window managers until
 //! the window has painted, so it is sent again after the first frames.
 
-use super::banner::{BannerState, SessionActions, banner_ui};
+use super::banner::{
+    BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
+};
+use super::monitors;
+use super::stay::{self, Home, Keeper};
 use super::hub::Hub;
 use super::prompt::{PromptState, prompt_ui};
 use super::strings::Strings;
@@ -37,8 +41,130 @@ pub struct WindowsConfig {
 
 enum Kind {
     Prompt(Box<PromptState>),
-    Banner(Box<BannerState>),
+    Banner(Box<Banners>),
     History,
+}
+
+/// One banner per monitor (O7): the first is the window's root viewport,
+/// the others are immediate viewports drawn in the same frame.
+struct Banners {
+    /// One per monitor, with the keeper that holds it in place.
+    each: Vec<(BannerState, Keeper)>,
+    /// The monitors were not known before opening: place the root banner
+    /// from what egui reports on the first frame.
+    guess_home: bool,
+}
+
+impl Banners {
+    fn new(info: &crate::broker::SessionInfo, cfg: &WindowsConfig) -> Banners {
+        let monitors = match monitors::list() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!("monitors: {e}; one banner, on the screen it opens on");
+                Vec::new()
+            }
+        };
+        let guess_home = monitors.is_empty();
+        let homes: Vec<Home> = if guess_home {
+            vec![Home {
+                monitor: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1024.0, 768.0)),
+            }]
+        } else {
+            monitors
+                .iter()
+                .map(|m| Home {
+                    monitor: egui::Rect::from_min_size(
+                        egui::pos2(m.x as f32, m.y as f32),
+                        egui::vec2(m.width as f32, m.height as f32),
+                    ),
+                })
+                .collect()
+        };
+        let each = homes
+            .into_iter()
+            .map(|h| {
+                (
+                    BannerState::new(
+                        info.clone(),
+                        cfg.strings.clone(),
+                        cfg.actions.clone(),
+                        cfg.shortcut.clone(),
+                    ),
+                    Keeper::new(h),
+                )
+            })
+            .collect();
+        Banners { each, guess_home }
+    }
+}
+
+/// Size and top-centre position of a banner on its monitor.
+fn banner_geometry(home: Home) -> (egui::Vec2, egui::Pos2) {
+    let m = home.monitor;
+    let w = BANNER_MAX_WIDTH.min(m.width());
+    (
+        egui::vec2(w, BANNER_HEIGHT),
+        egui::pos2(m.min.x + ((m.width() - w) / 2.0).max(0.0), m.min.y),
+    )
+}
+
+fn banner_viewport(title: &str, home: Home) -> egui::ViewportBuilder {
+    let (size, pos) = banner_geometry(home);
+    egui::ViewportBuilder::default()
+        .with_title(title)
+        .with_inner_size(size)
+        .with_position(pos)
+        .with_decorations(false)
+        .with_resizable(false)
+        .with_minimize_button(false)
+        .with_maximize_button(false)
+        .with_close_button(false)
+        .with_always_on_top()
+        .with_active(false)
+        .with_taskbar(true)
+        .with_app_id("accord")
+}
+
+/// One frame of one banner viewport: keep it in place and on top, draw it.
+fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) {
+    let (now, outer, minimized, close) = ui.input(|i| {
+        (
+            i.time,
+            i.viewport().outer_rect,
+            i.viewport().minimized,
+            i.viewport().close_requested(),
+        )
+    });
+    if close {
+        // The banner goes only with the session (O7).
+        ui.ctx().send_viewport_cmd(egui::ViewportCommand::CancelClose);
+    }
+    if minimized == Some(true) {
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+    }
+    let a = keeper.tick(now, outer);
+    if let Some(p) = a.move_to {
+        tracing::debug!("banner moved to {outer:?}: back to {p:?}");
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::OuterPosition(p));
+    }
+    if a.raise {
+        // Leaving and re-entering the "above" layer makes the window manager
+        // restack the banner on top of that layer, over a window that was
+        // raised above it; it never takes the keyboard focus.
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::WindowLevel(egui::WindowLevel::Normal));
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
+                egui::WindowLevel::AlwaysOnTop,
+            ));
+    }
+    if let Some(a) = banner_ui(ui, st) {
+        tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
+    }
+    ui.ctx()
+        .request_repaint_after(std::time::Duration::from_secs_f64(stay::REASSERT));
 }
 
 /// Runs windows until the core quits. `Err` when a window cannot be opened
@@ -62,12 +188,7 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
                     cfg.strings.clone(),
                 )))
             } else if let Some(info) = g.session.clone() {
-                Kind::Banner(Box::new(BannerState::new(
-                    info,
-                    cfg.strings.clone(),
-                    cfg.actions.clone(),
-                    cfg.shortcut.clone(),
-                )))
+                Kind::Banner(Box::new(Banners::new(&info, cfg)))
             } else {
                 g.history_requested = false;
                 Kind::History
@@ -96,21 +217,15 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
                 .with_app_id("accord"),
             true,
         ),
-        Kind::Banner(_) => (
-            egui::ViewportBuilder::default()
-                .with_title(s.banner.title.as_str())
-                .with_inner_size([900.0, 44.0])
-                .with_decorations(false)
-                .with_resizable(false)
-                .with_minimize_button(false)
-                .with_maximize_button(false)
-                .with_close_button(false)
-                .with_always_on_top()
-                .with_active(false)
-                .with_taskbar(true)
-                .with_app_id("accord"),
-            false,
-        ),
+        Kind::Banner(b) => {
+            let home = b.each.first().map_or(
+                Home {
+                    monitor: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1024.0, 768.0)),
+                },
+                |(_, k)| k.home,
+            );
+            (banner_viewport(&s.banner.title, home), false)
+        }
         Kind::History => (
             egui::ViewportBuilder::default()
                 .with_title(s.history.title.as_str())
@@ -227,43 +342,49 @@ impl eframe::App for Window {
                 }
                 self.assert_on_top(ui);
             }
-            Kind::Banner(st) => {
+            Kind::Banner(b) => {
                 let current = self.hub.lock().session.clone();
-                match current {
-                    Some(info) if info.id == st.info.id => st.info = info,
-                    _ => {
-                        Self::close(ui);
-                        return;
+                let Some(info) = current else {
+                    Self::close(ui);
+                    return;
+                };
+                if b.each.first().is_none_or(|(st, _)| st.info.id != info.id) {
+                    Self::close(ui);
+                    return;
+                }
+                for (st, _) in &mut b.each {
+                    st.info = info.clone();
+                }
+                if b.guess_home {
+                    // No monitor list: the monitor egui reports, from the
+                    // window's origin.
+                    if let (Some(m), Some(o)) = ui.input(|i| {
+                        (i.viewport().monitor_size, i.viewport().outer_rect)
+                    }) && let Some((_, k)) = b.each.first_mut()
+                    {
+                        let x0 = (o.min.x / m.x).floor() * m.x;
+                        let y0 = (o.min.y / m.y).floor() * m.y;
+                        k.home = Home {
+                            monitor: egui::Rect::from_min_size(egui::pos2(x0, y0), m),
+                        };
+                        let (size, _) = banner_geometry(k.home);
+                        ui.ctx()
+                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
+                        b.guess_home = false;
                     }
                 }
-                if close_requested {
-                    // The banner goes only with the session (O7).
-                    ui.ctx()
-                        .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                let title = self.cfg.strings.banner.title.clone();
+                let mut rest = b.each.iter_mut();
+                if let Some((st, k)) = rest.next() {
+                    banner_frame(ui, st, k);
                 }
-                if ui.input(|i| i.viewport().minimized) == Some(true) {
-                    ui.ctx()
-                        .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                for (i, (st, k)) in rest.enumerate() {
+                    let id = egui::ViewportId::from_hash_of(("accord_banner", i));
+                    let builder = banner_viewport(&title, k.home);
+                    ui.ctx().show_viewport_immediate(id, builder, |ui, _class| {
+                        banner_frame(ui, st, k);
+                    });
                 }
-                if self.frames == 1 {
-                    // Top centre of the screen the window opened on.
-                    if let Some(m) = ui.input(|i| i.viewport().monitor_size) {
-                        let w = 900.0_f32.min(m.x);
-                        ui.ctx()
-                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
-                                w, 44.0,
-                            )));
-                        ui.ctx()
-                            .send_viewport_cmd(egui::ViewportCommand::OuterPosition(egui::pos2(
-                                ((m.x - w) / 2.0).max(0.0),
-                                0.0,
-                            )));
-                    }
-                }
-                if let Some(a) = banner_ui(ui, st) {
-                    tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
-                }
-                self.assert_on_top(ui);
             }
             Kind::History => {
                 let wanted_again = std::mem::take(&mut self.hub.lock().history_requested);
