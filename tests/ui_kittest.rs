@@ -9,6 +9,7 @@ use accord::ui::{
     BannerAction, BannerState, Hub, Lang, PromptState, SessionActions, Strings, UiPrompter,
     banner_ui, prompt_ui,
 };
+use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::sync::{Arc, Mutex};
@@ -60,41 +61,115 @@ fn advance(h: &mut PromptHarness, secs: f32) {
     h.run_steps((secs / 0.25).ceil() as usize);
 }
 
+const NB: char = '\u{a0}';
+
 #[test]
-fn prompt_shows_who_asks_first_then_what_they_typed_and_the_mode() {
+fn prompt_says_who_why_what_and_what_will_happen_in_plain_french() {
     let req = request(
         Mode::Control,
         true,
         Duration::from_secs(60),
         Duration::from_secs(1),
     );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(2);
+    let question = format!("Acceptez-vous l'assistance à distance{NB}?");
+    h.get_by_role_and_label(Role::Heading, &question);
+    h.get_by_label(&format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"));
+    h.get_by_label("identité garantie par l'établissement");
+    h.get_by_label(&format!(
+        "Demande à{NB}: voir votre écran et utiliser votre clavier et votre souris"
+    ));
+    h.get_by_label(&format!("Motif{NB}: Imprimante"));
+    h.get_by_label(&format!("Ticket{NB}: INC-4711"));
+    h.get_by_label("motif et ticket saisis par le technicien");
+    h.get_by_label(
+        "Tout ce qui s'affiche, dossiers patients compris, sera visible. \
+         Un bandeau restera affiché et vous pourrez arrêter à tout moment.",
+    );
+    // "Sans réponse, refus à 14 h 32 (dans 60 s)", with non-breaking spaces.
+    let deadline = h.get_by_label_contains("Sans réponse, refus à ");
+    let text = format!("{deadline:?}");
+    assert!(text.contains(&format!("{NB}h{NB}")), "{text}");
+    for word in ["certificat", "Empreinte", "session", "politique"] {
+        assert!(h.query_by_label_contains(word).is_none(), "{word} shown");
+    }
+    // Who asks comes before what was typed, which comes before the buttons.
+    let y = |l: &str| h.get_by_label_contains(l).rect().top();
+    assert!(y("Technicien") < y("Motif"));
+    assert!(y(&question) < y("Technicien"));
+    assert!(y("Motif") < y("Refuser"));
+    // The buttons are in the fixed order of DESIGN.md.
+    let x = |l: &str| h.get_by_label(l).rect().left();
+    assert!(x("Autoriser le contrôle") < x("Autoriser l'affichage seul"));
+    assert!(x("Autoriser l'affichage seul") < x("Refuser"));
+}
+
+#[test]
+fn the_verification_code_is_only_under_details() {
+    let req = request(
+        Mode::View,
+        false,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
     let short = req.technician.short_fingerprint();
     let mut h = prompt_harness(req, Lang::Fr);
     h.run_steps(2);
-    h.get_by_label_contains("identité vérifiée par certificat");
-    h.get_by_label("Jeanne Martin");
-    h.get_by_label("Helpdesk CHU");
-    h.get_by_label(&short);
-    h.get_by_label_contains("Saisi par le technicien");
-    h.get_by_label("INC-4711");
-    h.get_by_label("Imprimante");
-    h.get_by_label_contains("prendre le contrôle");
-    h.get_by_label_contains("refus automatique dans 5");
+    assert!(h.query_by_label_contains(&short).is_none());
+    assert!(h.query_by_label_contains("Code de vérification").is_none());
+    h.get_by_label("Détails").click();
+    h.run_steps(2);
+    h.get_by_label(&format!("Code de vérification{NB}: {short}"));
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
+}
+
+#[test]
+fn the_prompt_is_named_for_a_screen_reader_and_refuser_stands_out() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    advance(&mut h, 1.0);
+    let question = format!("Acceptez-vous l'assistance à distance{NB}?");
+    let q = h.get_by_role_and_label(Role::Heading, &question);
+    // At least 18 pt: one line of it is at least that tall.
+    assert!(q.rect().height() >= 18.0, "question {:?}", q.rect());
+    h.get_by_role_and_label(
+        Role::Label,
+        &format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"),
+    );
+    h.get_by_role_and_label(Role::Label, "identité garantie par l'établissement");
+    h.get_by_role_and_label(Role::ProgressIndicator, "Temps restant avant le refus automatique");
+    let deadline = h
+        .get_all_by_role(Role::Label)
+        .find(|n| format!("{n:?}").contains("Sans réponse, refus"));
+    assert!(deadline.is_some(), "deadline is not a named label");
     for b in [
         "Autoriser le contrôle",
         "Autoriser l'affichage seul",
         "Refuser",
     ] {
-        h.get_by_label(b);
+        h.get_by_role_and_label(Role::Button, b);
     }
-    // Who asks comes before what was typed, which comes before the buttons.
-    let y = |l: &str| h.get_by_label(l).rect().top();
-    assert!(y("Jeanne Martin") < y("INC-4711"));
-    assert!(y("INC-4711") < y("Refuser"));
-    // The buttons are in the fixed order of DESIGN.md.
-    let x = |l: &str| h.get_by_label(l).rect().left();
-    assert!(x("Autoriser le contrôle") < x("Autoriser l'affichage seul"));
-    assert!(x("Autoriser l'affichage seul") < x("Refuser"));
+    // The safe answer is the biggest button; the one that gives the most is
+    // not bigger than the view-only one.
+    let area = |l: &str| {
+        let r = h.get_by_label(l).rect();
+        r.width() * r.height()
+    };
+    let refuse = h.get_by_label("Refuser").rect();
+    let control = h.get_by_label("Autoriser le contrôle").rect();
+    assert!(refuse.height() >= control.height());
+    assert!(refuse.width() >= 140.0);
+    assert!(area("Refuser") > area("Autoriser le contrôle") * 0.5);
+    // A screen reader's "press" works once armed.
+    h.get_by_label("Refuser").click_accesskit();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
 }
 
 #[test]
@@ -199,7 +274,9 @@ fn view_only_button_yields_view_only_and_control_is_absent_when_not_offered() {
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
     assert!(h.query_by_label("Autoriser le contrôle").is_none());
-    h.get_by_label_contains("limite l'accès à l'affichage seul");
+    h.get_by_label_contains("n'autorise que l'affichage");
+    // What is asked is what can be given: to see the screen.
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
     h.get_by_label("Autoriser l'affichage seul").click();
     h.run_steps(1);
     assert_eq!(h.state().1, vec![Answer::ViewOnly]);
@@ -214,7 +291,7 @@ fn view_only_button_yields_view_only_and_control_is_absent_when_not_offered() {
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
     assert!(h.query_by_label("Autoriser le contrôle").is_none());
-    h.get_by_label_contains("voir l'écran seulement");
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
 }
 
 #[test]
@@ -276,11 +353,16 @@ fn english_prompt_renders() {
     );
     let mut h = prompt_harness(req, Lang::En);
     h.run_steps(2);
-    h.get_by_label_contains("identity verified by certificate");
-    h.get_by_label_contains("Typed by the technician");
-    h.get_by_label_contains("take control of the screen");
+    h.get_by_role_and_label(Role::Heading, "Do you accept remote assistance?");
+    h.get_by_label("Technician: Jeanne Martin — Helpdesk CHU");
+    h.get_by_label("identity guaranteed by the hospital");
+    h.get_by_label("Asks to: see your screen and use your keyboard and mouse");
+    h.get_by_label("Reason: Imprimante");
+    h.get_by_label("reason and ticket typed by the technician");
+    h.get_by_label_contains("patient records included, will be visible");
+    h.get_by_label_contains("No answer means refused at ");
     for b in ["Allow control", "Allow view only", "Refuse"] {
-        h.get_by_label(b);
+        h.get_by_role_and_label(Role::Button, b);
     }
 }
 
@@ -452,17 +534,26 @@ fn banner_shows_who_mode_and_elapsed_time() {
         rec,
     );
     h.run_steps(1);
-    h.get_by_label(
-        "Assistance à distance en cours — Jeanne Martin (Helpdesk CHU) — contrôle — 03:12",
-    );
-    h.get_by_label("Passer en affichage seul");
-    h.get_by_label("Terminer");
+    let fr = strings(Lang::Fr);
+    let since = fr.hm(h.state().0.info.started).unwrap();
+    assert!(since.contains(&format!("{NB}h{NB}")), "{since}");
+    h.get_by_label(&format!(
+        "Prise en main à distance — Jeanne Martin (Helpdesk CHU) — depuis {since}"
+    ));
+    h.get_by_role_and_label(Role::Button, "Passer en affichage seul");
+    h.get_by_role_and_label(Role::Button, "Terminer");
+    h.get_by_label(&format!("Raccourci{NB}: Ctrl+Alt+Pause"));
     assert_eq!(h.state().0.fill(), accord::ui::banner::CONTROL_FILL);
+    // "Terminer" is the biggest button on the bar.
+    let end = h.get_by_label("Terminer").rect();
+    let view = h.get_by_label("Passer en affichage seul").rect();
+    assert!(end.height() > view.height(), "{end:?} vs {view:?}");
+    assert!(end.height() >= 40.0);
 
     let rec = Arc::new(Recorder::default());
     let mut h = banner_harness(session(Mode::View, Duration::from_secs(5)), Lang::Fr, rec);
     h.run_steps(1);
-    h.get_by_label_contains("affichage seul — 00:05");
+    h.get_by_label_contains("Écran visible à distance — Jeanne Martin (Helpdesk CHU) — depuis ");
     // No "switch to view only" in a view-only session.
     assert!(h.query_by_label("Passer en affichage seul").is_none());
     assert_eq!(h.state().0.fill(), accord::ui::banner::VIEW_FILL);
@@ -501,6 +592,28 @@ fn switch_to_view_only_calls_set_view_only_then_disappears() {
 }
 
 #[test]
+fn a_narrow_banner_cuts_the_name_never_the_mode() {
+    let rec = Arc::new(Recorder::default());
+    let mut info = session(Mode::Control, Duration::ZERO);
+    info.technician.common_name = Some("Jean-Baptiste de La Fontaine-Montmorency".into());
+    info.technician.organization = Some("Centre de support informatique régional".into());
+    let st = BannerState::new(info, strings(Lang::Fr), rec, "Ctrl+Alt+Pause".into());
+    let mut h = Harness::builder().with_size([620.0, 60.0]).build_ui_state(
+        |ui, st: &mut BannerState| {
+            banner_ui(ui, st);
+        },
+        st,
+    );
+    h.run_steps(1);
+    // The kill switch keeps its room inside the bar.
+    let end = h.get_by_label("Terminer").rect();
+    assert!(end.right() <= 620.0 && end.left() >= 0.0, "{end:?}");
+    // The text starts with the mode, whatever is cut at its end.
+    let label = h.get_by_label_contains("Prise en main à distance");
+    assert!(label.rect().left() < 40.0, "{:?}", label.rect());
+}
+
+#[test]
 fn english_banner_renders() {
     let rec = Arc::new(Recorder::default());
     let mut h = banner_harness(
@@ -509,9 +622,7 @@ fn english_banner_renders() {
         rec,
     );
     h.run_steps(1);
-    h.get_by_label(
-        "Remote assistance in progress — Jeanne Martin (Helpdesk CHU) — control — 01:01",
-    );
+    h.get_by_label_contains("Remote control — Jeanne Martin (Helpdesk CHU) — since ");
     h.get_by_label("Switch to view only");
     h.get_by_label("End session");
 }
@@ -528,16 +639,20 @@ fn tray_status_and_notifications_say_who_and_why() {
         ..AgentState::default()
     };
     assert_eq!(TrayLook::of(&st), TrayLook::Idle);
-    assert_eq!(status_line(&st, &fr), "Accord — aucune session");
+    assert_eq!(
+        status_line(&st, &fr),
+        "Accord — pas d'assistance à distance en cours"
+    );
     let info = session(Mode::Control, Duration::ZERO);
     st.activity = Activity::InSession(Box::new(info.clone()));
     assert_eq!(TrayLook::of(&st), TrayLook::InSession);
     assert_eq!(
         status_line(&st, &fr),
-        "Accord — session en cours avec Jeanne Martin (contrôle)"
+        "Accord — assistance à distance en cours avec Jeanne Martin (prise en main à distance)"
     );
     st.blocked = Some("interface perdue".into());
-    assert!(status_line(&st, &fr).contains("refusées"));
+    assert!(status_line(&st, &fr).contains("indisponible"));
+    assert!(!status_line(&st, &fr).contains("interface"));
     for png in [
         &include_bytes!("../assets/icons/tray-idle.png")[..],
         include_bytes!("../assets/icons/tray-asking.png"),
@@ -552,11 +667,10 @@ fn tray_status_and_notifications_say_who_and_why() {
     };
     let (summary, body, line) = accord::ui::notify::texts(&ended, &fr, SystemTime::now());
     assert_eq!(summary, "Assistance à distance terminée");
-    assert_eq!(
-        body,
-        "Session avec Jeanne Martin terminée : par le technicien."
-    );
-    assert!(line.contains("session avec Jeanne Martin terminée (par le technicien)"));
+    assert_eq!(body, "Le technicien a terminé l'assistance à distance.");
+    assert!(line.ends_with(&format!(
+        "Jeanne Martin{NB}: Le technicien a terminé l'assistance à distance."
+    )));
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! the [`SessionActions`] directly, in the frame of the click, instead of
 //! queueing a message: the kill switch must not wait for anything.
 
-use super::strings::{Strings, clock_duration, fill};
+use super::strings::{Strings, fill};
 use crate::broker::{SessionControl, SessionInfo};
 use crate::protocol::Mode;
 use egui::{Button, Color32, Frame, RichText, Sense};
