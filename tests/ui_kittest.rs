@@ -4,7 +4,7 @@
 use accord::broker::{Answer, PromptRequest, Prompter, SessionInfo};
 use accord::protocol::Mode;
 use accord::tls::Identity;
-use accord::ui::windows::{Shown, prompt_window_ui};
+use accord::ui::windows::{PROMPT_SIZE, Shown, prompt_window_ui};
 use accord::ui::{
     BannerAction, BannerState, Hub, Lang, PromptState, SessionActions, Strings, UiPrompter,
     banner_ui, prompt_ui,
@@ -46,7 +46,7 @@ fn strings(lang: Lang) -> Arc<Strings> {
 type PromptHarness = Harness<'static, (PromptState, Vec<Answer>)>;
 
 fn prompt_harness(req: PromptRequest, lang: Lang) -> PromptHarness {
-    Harness::builder().with_size([560.0, 470.0]).build_ui_state(
+    Harness::builder().with_size(PROMPT_SIZE).build_ui_state(
         |ui, (st, answers): &mut (PromptState, Vec<Answer>)| {
             if let Some(a) = prompt_ui(ui, st) {
                 answers.push(a);
@@ -89,8 +89,8 @@ fn prompt_says_who_why_what_and_what_will_happen_in_plain_french() {
     );
     // "Sans réponse, refus à 14 h 32 (dans 60 s)", with non-breaking spaces.
     let deadline = h.get_by_label_contains("Sans réponse, refus à ");
-    let text = format!("{deadline:?}");
-    assert!(text.contains(&format!("{NB}h{NB}")), "{text}");
+    let text = deadline.value().unwrap_or_default();
+    assert!(text.contains(&format!("{NB}h{NB}")), "{text:?}");
     for word in ["certificat", "Empreinte", "session", "politique"] {
         assert!(h.query_by_label_contains(word).is_none(), "{word} shown");
     }
@@ -326,7 +326,7 @@ fn long_and_odd_text_never_pushes_the_buttons_off_screen() {
     );
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
-    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(560.0, 470.0));
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, PROMPT_SIZE.into());
     for b in [
         "Autoriser le contrôle",
         "Autoriser l'affichage seul",
@@ -376,7 +376,7 @@ struct WindowState {
 
 fn window_harness(hub: Arc<Hub>, req: PromptRequest) -> Harness<'static, WindowState> {
     let prompt = PromptState::new(req, strings(Lang::Fr));
-    Harness::builder().with_size([560.0, 470.0]).build_ui_state(
+    Harness::builder().with_size(PROMPT_SIZE).build_ui_state(
         |ui, st: &mut WindowState| {
             let shown = prompt_window_ui(ui, &st.hub, &mut st.prompt);
             st.shown.push(shown);
@@ -762,11 +762,14 @@ fn tab_then_space_or_enter_and_enter_alone_answer_nothing_before_arming() {
     h.run_steps(1);
     no_answer(&h);
     assert_eq!(focused_button(&h), None, "Tab moved the focus while unarmed");
-    // Armed now, but those keys came less than a second before.
-    advance(&mut h, 1.5);
-    h.key_press(egui::Key::Tab);
-    h.key_press(egui::Key::Enter);
+    // Tab, Enter, Tab, Enter… without a pause, across the moment the
+    // buttons arm (4 s): each key comes less than a second after another.
+    for _ in 0..5 {
+        h.key_press(egui::Key::Tab);
+        h.key_press(egui::Key::Enter);
+    }
     h.run_steps(1);
+    assert!(h.state().0.armed(h.ctx.input(|i| i.time)), "test ran too short");
     no_answer(&h);
     assert_eq!(focused_button(&h), None);
 }

@@ -31,6 +31,10 @@ pub static FRAMES: AtomicU64 = AtomicU64::new(0);
 /// first frame of its prompt, for the last prompt shown (benchmark).
 pub static LAST_PROMPT_LATENCY_US: AtomicU64 = AtomicU64::new(0);
 
+/// The prompt's size: the three answer buttons on one line, everything
+/// readable without scrolling for ordinary ticket and reason lengths.
+pub const PROMPT_SIZE: [f32; 2] = [700.0, 580.0];
+
 /// What the windows need besides the hub.
 #[derive(Clone)]
 pub struct WindowsConfig {
@@ -204,8 +208,8 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
         Kind::Prompt(_) => (
             egui::ViewportBuilder::default()
                 .with_title(s.prompt.title.as_str())
-                .with_inner_size([560.0, 470.0])
-                .with_min_inner_size([420.0, 360.0])
+                .with_inner_size(PROMPT_SIZE)
+                .with_min_inner_size([460.0, 400.0])
                 .with_resizable(true)
                 .with_minimize_button(false)
                 .with_maximize_button(false)
