@@ -14,8 +14,9 @@ test_pkgs=(
   "${run_pkgs[@]}"
   # Real peers for the end-to-end tests.
   xvfb openbox xdotool x11-utils xinput xclip imagemagick dbus-x11
-  # tests/ui_window.sh: a terminal to type into, xrandr for two monitors.
-  xterm x11-xserver-utils
+  # tests/ui_window.sh: a terminal to type into, xrandr for two monitors,
+  # wmctrl to put a window above the banner.
+  xterm x11-xserver-utils wmctrl
   tigervnc-standalone-server tigervnc-tools
   rsyslog rsyslog-gnutls
   python3-venv python3-pip

@@ -22,7 +22,7 @@ pub mod hotkey;
 pub mod hub;
 pub mod keygate;
 pub mod look;
-pub mod monitors;
+pub mod x11;
 pub mod notify;
 pub mod prompt;
 pub mod stay;

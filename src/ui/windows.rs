@@ -14,7 +14,7 @@
 use super::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
 };
-use super::monitors;
+use super::x11;
 use super::stay::{self, Home, Keeper};
 use super::hub::Hub;
 use super::prompt::{PromptState, prompt_ui};
@@ -57,11 +57,15 @@ struct Banners {
     /// The monitors were not known before opening: place the root banner
     /// from what egui reports on the first frame.
     guess_home: bool,
+    /// Raises the banners over a window that covers them (`None`: cannot,
+    /// said once in the log; "always on top" still holds them over normal
+    /// windows).
+    raiser: Option<x11::Raiser>,
 }
 
 impl Banners {
     fn new(info: &crate::broker::SessionInfo, cfg: &WindowsConfig) -> Banners {
-        let monitors = match monitors::list() {
+        let monitors = match x11::monitors() {
             Ok(m) => m,
             Err(e) => {
                 tracing::info!("monitors: {e}; one banner, on the screen it opens on");
@@ -98,7 +102,14 @@ impl Banners {
                 )
             })
             .collect();
-        Banners { each, guess_home }
+        let raiser = x11::Raiser::new()
+            .map_err(|e| tracing::info!("banner raiser: {e}; relying on \"always on top\""))
+            .ok();
+        Banners {
+            each,
+            guess_home,
+            raiser,
+        }
     }
 }
 
@@ -130,7 +141,8 @@ fn banner_viewport(title: &str, home: Home) -> egui::ViewportBuilder {
 }
 
 /// One frame of one banner viewport: keep it in place and on top, draw it.
-fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) {
+/// Returns whether it is time to raise it.
+fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) -> bool {
     let (now, outer, minimized, close) = ui.input(|i| {
         (
             i.time,
@@ -154,11 +166,8 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) {
             .send_viewport_cmd(egui::ViewportCommand::OuterPosition(p));
     }
     if a.raise {
-        // Leaving and re-entering the "above" layer makes the window manager
-        // restack the banner on top of that layer, over a window that was
-        // raised above it; it never takes the keyboard focus.
-        ui.ctx()
-            .send_viewport_cmd(egui::ViewportCommand::WindowLevel(egui::WindowLevel::Normal));
+        // Someone may have taken "always on top" away; the raise itself
+        // (over windows that are on top too) is the caller's, without focus.
         ui.ctx()
             .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
                 egui::WindowLevel::AlwaysOnTop,
@@ -169,6 +178,7 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) {
     }
     ui.ctx()
         .request_repaint_after(std::time::Duration::from_secs_f64(stay::REASSERT));
+    a.raise
 }
 
 /// Runs windows until the core quits. `Err` when a window cannot be opened
@@ -205,8 +215,8 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
 fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
     let s = &cfg.strings;
     let (viewport, centered) = match &kind {
-        Kind::Prompt(_) => (
-            egui::ViewportBuilder::default()
+        Kind::Prompt(_) => {
+            let builder = egui::ViewportBuilder::default()
                 .with_title(s.prompt.title.as_str())
                 .with_inner_size(PROMPT_SIZE)
                 .with_min_inner_size([460.0, 400.0])
@@ -218,9 +228,18 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
                 // elsewhere must not type into it (docs/ui-keyboard.md).
                 .with_active(false)
                 .with_window_type(egui::X11WindowType::Dialog)
-                .with_app_id("accord"),
-            true,
-        ),
+                .with_app_id("accord");
+            // Centred on the primary monitor (eframe would centre it on the
+            // whole X screen, across two monitors).
+            match x11::monitors().ok().and_then(|m| m.first().copied()) {
+                Some(m) => {
+                    let x = m.x as f32 + ((m.width as f32 - PROMPT_SIZE[0]) / 2.0).max(0.0);
+                    let y = m.y as f32 + ((m.height as f32 - PROMPT_SIZE[1]) / 2.0).max(0.0);
+                    (builder.with_position(egui::pos2(x, y)), false)
+                }
+                None => (builder, true),
+            }
+        }
         Kind::Banner(b) => {
             let home = b.each.first().map_or(
                 Home {
@@ -378,16 +397,20 @@ impl eframe::App for Window {
                     }
                 }
                 let title = self.cfg.strings.banner.title.clone();
+                let mut raise = false;
                 let mut rest = b.each.iter_mut();
                 if let Some((st, k)) = rest.next() {
-                    banner_frame(ui, st, k);
+                    raise |= banner_frame(ui, st, k);
                 }
                 for (i, (st, k)) in rest.enumerate() {
                     let id = egui::ViewportId::from_hash_of(("accord_banner", i));
                     let builder = banner_viewport(&title, k.home);
-                    ui.ctx().show_viewport_immediate(id, builder, |ui, _class| {
-                        banner_frame(ui, st, k);
+                    raise |= ui.ctx().show_viewport_immediate(id, builder, |ui, _class| {
+                        banner_frame(ui, st, k)
                     });
+                }
+                if raise && let Some(r) = &b.raiser {
+                    r.raise();
                 }
             }
             Kind::History => {
