@@ -12,6 +12,7 @@
 #            RandR monitors; each moved off screen -> back within 1 s;
 #            covered by an always-on-top window -> on top again within 1 s;
 #            click "Terminer" -> connect exits 0, status idle
+#   round 3: the prompt in English, click "Refuse" -> connect exits 3
 #
 # Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
 # (view-only request, disarmed), prompt-control.png (armed), banner.png.
@@ -248,6 +249,7 @@ set +e; wait "$C1B"; rc=$?; set -e
 [ "$rc" -eq 3 ] || fail "refused after typing: connect exited $rc, expected 3"
 wait_status "no session" || fail "status not idle after round 1b"
 log "round 1b: ok (10 s of typing, no answer; then Refuser by click, exit 3)"
+xdotool windowkill "$XT" 2>/dev/null || true
 
 # ---- round 2: accept control, banner, Terminer ----
 log "round 2: prompt, Autoriser le contrôle, banner, Terminer"
@@ -347,6 +349,27 @@ if xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1; then 
 log "round 2: ok (exit 0, banner gone)"
 grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
 
+# ---- round 3: the prompt in English (screenshot), refused by click ----
+log "round 3: English prompt"
 stop_agent
-log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png $OUT/banner-two-monitors.png"
-echo "3 passed, 0 failed"
+sed -i 's/^language = "fr"$/language = "en"/' "$POLICY"
+start_agent agent-en
+MARK=0
+connect c3 UI-3 &
+C3=$!
+WID=$(find_window "assistance request") || true
+[ -n "$WID" ] || fail "no English prompt window"
+sleep 1.4
+shot "$OUT/prompt-en.png"
+for i in $(seq 1 50); do grep -aq 'button "Refuse" centre' "$WORK/agent-en.log" && break; sleep 0.1; done
+pos=$(grep -a 'button "Refuse" centre' "$WORK/agent-en.log" | tail -n 1 | sed -E 's/.*centre (-?[0-9]+) (-?[0-9]+).*/\1 \2/')
+[ -n "$pos" ] || fail "no position logged for Refuse"
+# shellcheck disable=SC2086
+xdotool mousemove --window "$WID" $pos click 1
+set +e; wait "$C3"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "English prompt refused: connect exited $rc, expected 3"
+log "round 3: ok (exit 3)"
+
+stop_agent
+log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png $OUT/banner-two-monitors.png $OUT/prompt-en.png"
+echo "4 passed, 0 failed"
