@@ -9,7 +9,10 @@
 //! winit event loop for the next one, `run_and_return`).
 //!
 //! Always-on-top set at creation is ignored by some window managers until
-//! the window has painted, so it is sent again after the first frames.
+//! the window has painted, so it is sent again after the first frames. The
+//! prompt never asks for the keyboard focus (`docs/ui-keyboard.md`). The
+//! banner is one window per monitor, kept on its monitor's top edge and on
+//! top by [`super::stay`] and [`super::x11::Raiser`].
 
 use super::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
