@@ -143,7 +143,10 @@ fn the_prompt_is_named_for_a_screen_reader_and_refuser_stands_out() {
         &format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"),
     );
     h.get_by_role_and_label(Role::Label, "identité garantie par l'établissement");
-    h.get_by_role_and_label(Role::ProgressIndicator, "Temps restant avant le refus automatique");
+    h.get_by_role_and_label(
+        Role::ProgressIndicator,
+        "Temps restant avant le refus automatique",
+    );
     let deadline = h
         .get_all_by_role(Role::Label)
         .find(|n| format!("{n:?}").contains("Sans réponse, refus"));
@@ -761,7 +764,11 @@ fn tab_then_space_or_enter_and_enter_alone_answer_nothing_before_arming() {
     h.key_press(egui::Key::Enter);
     h.run_steps(1);
     no_answer(&h);
-    assert_eq!(focused_button(&h), None, "Tab moved the focus while unarmed");
+    assert_eq!(
+        focused_button(&h),
+        None,
+        "Tab moved the focus while unarmed"
+    );
     // Tab, Enter, Tab, Enter… without a pause, across the moment the
     // buttons arm (4 s): each key comes less than a second after another.
     for _ in 0..5 {
@@ -769,7 +776,10 @@ fn tab_then_space_or_enter_and_enter_alone_answer_nothing_before_arming() {
         h.key_press(egui::Key::Enter);
     }
     h.run_steps(1);
-    assert!(h.state().0.armed(h.ctx.input(|i| i.time)), "test ran too short");
+    assert!(
+        h.state().0.armed(h.ctx.input(|i| i.time)),
+        "test ran too short"
+    );
     no_answer(&h);
     assert_eq!(focused_button(&h), None);
 }
@@ -789,6 +799,8 @@ fn a_typing_stream_across_arming_answers_nothing() {
     type_text(&mut h, "Patient\t12 \n\tok \t\n\n\t\t \tnote:\t \n");
     no_answer(&h);
     assert_eq!(focused_button(&h), None);
+    // The prompt says why the keyboard does nothing, and what works.
+    h.get_by_label_contains("Clavier ignoré pendant la frappe");
     // The same after a pause: a burst with letters is typing, not intent.
     advance(&mut h, 2.0);
     type_text(&mut h, "a\t\t\t\n \t\n");

@@ -154,12 +154,13 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                     // The keyboard way to the same, printed where it is used.
                     let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
                     ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
-                    let to_view = (st.info.mode == Mode::Control && !st.view_only_sent).then(|| {
-                        ui.add(
-                            Button::new(RichText::new(b.view_only.as_str()).size(14.0))
-                                .min_size(egui::vec2(0.0, 32.0)),
-                        )
-                    });
+                    let to_view =
+                        (st.info.mode == Mode::Control && !st.view_only_sent).then(|| {
+                            ui.add(
+                                Button::new(RichText::new(b.view_only.as_str()).size(14.0))
+                                    .min_size(egui::vec2(0.0, 32.0)),
+                            )
+                        });
                     if let Some(r) = &to_view
                         && !st.layout_logged
                     {

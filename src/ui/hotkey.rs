@@ -33,7 +33,13 @@ pub fn display(shortcuts: &[String], end_key: &str, or: &str) -> String {
         .iter()
         .map(|s| {
             s.split('+')
-                .map(|k| if k.eq_ignore_ascii_case("End") { end_key } else { k })
+                .map(|k| {
+                    if k.eq_ignore_ascii_case("End") {
+                        end_key
+                    } else {
+                        k
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("+")
         })
@@ -95,9 +101,6 @@ mod tests {
         for s in &v {
             parse(s).unwrap();
         }
-        assert_eq!(
-            display(&v, "Fin", " ou "),
-            "Ctrl+Alt+Pause ou Ctrl+Alt+Fin"
-        );
+        assert_eq!(display(&v, "Fin", " ou "), "Ctrl+Alt+Pause ou Ctrl+Alt+Fin");
     }
 }

@@ -180,13 +180,19 @@ mod tests {
         let mut g = KeyGate::new(10.0);
         assert_eq!(g.judge(10.2, true, 11.0, &[key(Key::Tab)]), Verdict::Block);
         // Still the same burst (0.9 s later), though armed now.
-        assert_eq!(g.judge(11.1, true, 11.0, &[key(Key::Enter)]), Verdict::Block);
+        assert_eq!(
+            g.judge(11.1, true, 11.0, &[key(Key::Enter)]),
+            Verdict::Block
+        );
         // A pause, then a deliberate Tab + Enter.
         assert_eq!(g.judge(12.2, true, 11.0, &[key(Key::Tab)]), Verdict::Pass);
         assert_eq!(g.judge(12.5, true, 11.0, &[key(Key::Enter)]), Verdict::Pass);
         // Armed at 10.1 but the prompt appeared 0.5 s ago.
         let mut g = KeyGate::new(10.0);
-        assert_eq!(g.judge(10.5, true, 10.1, &[key(Key::Enter)]), Verdict::Block);
+        assert_eq!(
+            g.judge(10.5, true, 10.1, &[key(Key::Enter)]),
+            Verdict::Block
+        );
     }
 
     #[test]
@@ -213,7 +219,12 @@ mod tests {
         assert_eq!(g.judge(6.3, true, 1.0, &[key(Key::Tab)]), Verdict::Block);
         let mut g = KeyGate::new(0.0);
         assert_eq!(
-            g.judge(6.0, true, 1.0, &[Event::WindowFocused(true), key(Key::Enter)]),
+            g.judge(
+                6.0,
+                true,
+                1.0,
+                &[Event::WindowFocused(true), key(Key::Enter)]
+            ),
             Verdict::Block
         );
         assert_eq!(g.judge(7.5, true, 1.0, &[key(Key::Enter)]), Verdict::Pass);

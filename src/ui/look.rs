@@ -12,6 +12,9 @@ use egui::{Button, Color32, RichText, Stroke};
 
 /// The question at the top of the prompt (≥ 18 pt).
 pub const QUESTION_PT: f32 = 22.0;
+// WCAG "large text" starts at 18 pt: the question must be at least that.
+const _: () = assert!(QUESTION_PT >= 18.0);
+
 /// Everything the clinician must read.
 pub const BODY_PT: f32 = 16.0;
 /// Notes under a line (who guarantees the identity, who typed the reason).
@@ -80,12 +83,12 @@ mod tests {
                 Color32::WHITE,
                 super::super::banner::CONTROL_FILL,
             ),
-            ("banner view", Color32::WHITE, super::super::banner::VIEW_FILL),
             (
-                "Terminer",
+                "banner view",
                 Color32::WHITE,
-                super::super::banner::END_FILL,
+                super::super::banner::VIEW_FILL,
             ),
+            ("Terminer", Color32::WHITE, super::super::banner::END_FILL),
         ];
         for (what, fg, bg) in pairs {
             let c = contrast(fg, bg);
@@ -97,6 +100,5 @@ mod tests {
         let c = contrast(v.text_color(), v.panel_fill);
         assert!(c >= 4.5, "egui light text: {c:.2}");
         assert!((contrast(Color32::BLACK, Color32::WHITE) - 21.0).abs() < 1e-9);
-        assert!(QUESTION_PT >= 18.0);
     }
 }

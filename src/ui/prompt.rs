@@ -191,7 +191,11 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
             .show(ui, |ui| {
                 if typing {
                     // Why the keyboard does nothing, and what works.
-                    ui.label(RichText::new(p.typing.as_str()).size(look::BODY_PT).strong());
+                    ui.label(
+                        RichText::new(p.typing.as_str())
+                            .size(look::BODY_PT)
+                            .strong(),
+                    );
                     ui.add_space(4.0);
                 }
                 details_ui(ui, st);
@@ -253,7 +257,10 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
         .wrap(),
     );
     if req.asked == Mode::Control && !req.control_offered {
-        ui.add(egui::Label::new(RichText::new(s.control_restricted.as_str()).size(look::BODY_PT)).wrap());
+        ui.add(
+            egui::Label::new(RichText::new(s.control_restricted.as_str()).size(look::BODY_PT))
+                .wrap(),
+        );
     }
     ui.add_space(6.0);
 

@@ -417,8 +417,14 @@ mod tests {
         }
         let fr = Strings::load(Lang::Fr).unwrap();
         let en = Strings::load(Lang::En).unwrap();
-        assert_eq!(fr.why(Technician), "Le technicien a terminé l'assistance à distance.");
-        assert_eq!(en.why(Technician), "The technician ended the remote assistance.");
+        assert_eq!(
+            fr.why(Technician),
+            "Le technicien a terminé l'assistance à distance."
+        );
+        assert_eq!(
+            en.why(Technician),
+            "The technician ended the remote assistance."
+        );
     }
 
     #[test]

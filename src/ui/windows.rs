@@ -17,11 +17,11 @@
 use super::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
 };
-use super::x11;
-use super::stay::{self, Home, Keeper};
 use super::hub::Hub;
 use super::prompt::{PromptState, prompt_ui};
+use super::stay::{self, Home, Keeper};
 use super::strings::Strings;
+use super::x11;
 use crate::broker::Answer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,7 +156,8 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
     });
     if close {
         // The banner goes only with the session (O7).
-        ui.ctx().send_viewport_cmd(egui::ViewportCommand::CancelClose);
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::CancelClose);
     }
     if minimized == Some(true) {
         ui.ctx()
@@ -384,9 +385,9 @@ impl eframe::App for Window {
                 if b.guess_home {
                     // No monitor list: the monitor egui reports, from the
                     // window's origin.
-                    if let (Some(m), Some(o)) = ui.input(|i| {
-                        (i.viewport().monitor_size, i.viewport().outer_rect)
-                    }) && let Some((_, k)) = b.each.first_mut()
+                    if let (Some(m), Some(o)) =
+                        ui.input(|i| (i.viewport().monitor_size, i.viewport().outer_rect))
+                        && let Some((_, k)) = b.each.first_mut()
                     {
                         let x0 = (o.min.x / m.x).floor() * m.x;
                         let y0 = (o.min.y / m.y).floor() * m.y;
@@ -408,9 +409,9 @@ impl eframe::App for Window {
                 for (i, (st, k)) in rest.enumerate() {
                     let id = egui::ViewportId::from_hash_of(("accord_banner", i));
                     let builder = banner_viewport(&title, k.home);
-                    raise |= ui.ctx().show_viewport_immediate(id, builder, |ui, _class| {
-                        banner_frame(ui, st, k)
-                    });
+                    raise |= ui
+                        .ctx()
+                        .show_viewport_immediate(id, builder, |ui, _class| banner_frame(ui, st, k));
                 }
                 if raise && let Some(r) = &b.raiser {
                     r.raise();
