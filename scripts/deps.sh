@@ -7,13 +7,20 @@ run_pkgs=(
   # What the agent's window and tray load at run time (winit/glutin dlopen them).
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libxkbcommon0
   libgl1 libegl1 libgl1-mesa-dri dbus
+  # Building with eframe's accesskit (screen readers, AT-SPI over D-Bus):
+  # accesskit_winit turns on winit's Wayland backend, which links
+  # libwayland-client (runtime: libwayland-client0, found by $auto).
+  libwayland-dev pkg-config
   # A VNC server to share the screen, and openssl for `make run`'s demo.
   x11vnc
 )
 test_pkgs=(
   "${run_pkgs[@]}"
   # Real peers for the end-to-end tests.
-  xvfb openbox xdotool x11-utils x11-xserver-utils xinput xclip imagemagick dbus-x11
+  xvfb openbox xdotool x11-utils xinput xclip imagemagick dbus-x11
+  # tests/ui_window.sh: a terminal to type into, xrandr for two monitors,
+  # wmctrl to put a window above the banner; xsetroot (e2e idle test).
+  xterm x11-xserver-utils wmctrl
   tigervnc-standalone-server tigervnc-tools
   rsyslog rsyslog-gnutls
   python3-venv python3-pip

@@ -4,11 +4,12 @@
 use accord::broker::{Answer, PromptRequest, Prompter, SessionInfo};
 use accord::protocol::Mode;
 use accord::tls::Identity;
-use accord::ui::windows::{Shown, prompt_window_ui};
+use accord::ui::windows::{PROMPT_SIZE, Shown, prompt_window_ui};
 use accord::ui::{
     BannerAction, BannerState, Hub, Lang, PromptState, SessionActions, Strings, UiPrompter,
     banner_ui, prompt_ui,
 };
+use egui::accesskit::Role;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ fn strings(lang: Lang) -> Arc<Strings> {
 type PromptHarness = Harness<'static, (PromptState, Vec<Answer>)>;
 
 fn prompt_harness(req: PromptRequest, lang: Lang) -> PromptHarness {
-    Harness::builder().with_size([560.0, 470.0]).build_ui_state(
+    Harness::builder().with_size(PROMPT_SIZE).build_ui_state(
         |ui, (st, answers): &mut (PromptState, Vec<Answer>)| {
             if let Some(a) = prompt_ui(ui, st) {
                 answers.push(a);
@@ -60,41 +61,118 @@ fn advance(h: &mut PromptHarness, secs: f32) {
     h.run_steps((secs / 0.25).ceil() as usize);
 }
 
+const NB: char = '\u{a0}';
+
 #[test]
-fn prompt_shows_who_asks_first_then_what_they_typed_and_the_mode() {
+fn prompt_says_who_why_what_and_what_will_happen_in_plain_french() {
     let req = request(
         Mode::Control,
         true,
         Duration::from_secs(60),
         Duration::from_secs(1),
     );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(2);
+    let question = format!("Acceptez-vous l'assistance à distance{NB}?");
+    h.get_by_role_and_label(Role::Heading, &question);
+    h.get_by_label(&format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"));
+    h.get_by_label("identité garantie par l'établissement");
+    h.get_by_label(&format!(
+        "Demande à{NB}: voir votre écran et utiliser votre clavier et votre souris"
+    ));
+    h.get_by_label(&format!("Motif{NB}: Imprimante"));
+    h.get_by_label(&format!("Ticket{NB}: INC-4711"));
+    h.get_by_label("motif et ticket saisis par le technicien");
+    h.get_by_label(
+        "Tout ce qui s'affiche, dossiers patients compris, sera visible. \
+         Un bandeau restera affiché et vous pourrez arrêter à tout moment.",
+    );
+    // "Sans réponse, refus à 14 h 32 (dans 60 s)", with non-breaking spaces.
+    let deadline = h.get_by_label_contains("Sans réponse, refus à ");
+    let text = deadline.value().unwrap_or_default();
+    assert!(text.contains(&format!("{NB}h{NB}")), "{text:?}");
+    for word in ["certificat", "Empreinte", "session", "politique"] {
+        assert!(h.query_by_label_contains(word).is_none(), "{word} shown");
+    }
+    // Who asks comes before what was typed, which comes before the buttons.
+    let y = |l: &str| h.get_by_label_contains(l).rect().top();
+    assert!(y("Technicien") < y("Motif"));
+    assert!(y(&question) < y("Technicien"));
+    assert!(y("Motif") < y("Refuser"));
+    // The buttons are in the fixed order of DESIGN.md.
+    let x = |l: &str| h.get_by_label(l).rect().left();
+    assert!(x("Autoriser le contrôle") < x("Autoriser l'affichage seul"));
+    assert!(x("Autoriser l'affichage seul") < x("Refuser"));
+}
+
+#[test]
+fn the_verification_code_is_only_under_details() {
+    let req = request(
+        Mode::View,
+        false,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
     let short = req.technician.short_fingerprint();
     let mut h = prompt_harness(req, Lang::Fr);
     h.run_steps(2);
-    h.get_by_label_contains("identité vérifiée par certificat");
-    h.get_by_label("Jeanne Martin");
-    h.get_by_label("Helpdesk CHU");
-    h.get_by_label(&short);
-    h.get_by_label_contains("Saisi par le technicien");
-    h.get_by_label("INC-4711");
-    h.get_by_label("Imprimante");
-    h.get_by_label_contains("prendre le contrôle");
-    h.get_by_label_contains("refus automatique dans 5");
+    assert!(h.query_by_label_contains(&short).is_none());
+    assert!(h.query_by_label_contains("Code de vérification").is_none());
+    h.get_by_label("Détails").click();
+    h.run_steps(2);
+    h.get_by_label(&format!("Code de vérification{NB}: {short}"));
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
+}
+
+#[test]
+fn the_prompt_is_named_for_a_screen_reader_and_refuser_stands_out() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    advance(&mut h, 1.0);
+    let question = format!("Acceptez-vous l'assistance à distance{NB}?");
+    let q = h.get_by_role_and_label(Role::Heading, &question);
+    // At least 18 pt: one line of it is at least that tall.
+    assert!(q.rect().height() >= 18.0, "question {:?}", q.rect());
+    h.get_by_role_and_label(
+        Role::Label,
+        &format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"),
+    );
+    h.get_by_role_and_label(Role::Label, "identité garantie par l'établissement");
+    h.get_by_role_and_label(
+        Role::ProgressIndicator,
+        "Temps restant avant le refus automatique",
+    );
+    let deadline = h
+        .get_all_by_role(Role::Label)
+        .find(|n| format!("{n:?}").contains("Sans réponse, refus"));
+    assert!(deadline.is_some(), "deadline is not a named label");
     for b in [
         "Autoriser le contrôle",
         "Autoriser l'affichage seul",
         "Refuser",
     ] {
-        h.get_by_label(b);
+        h.get_by_role_and_label(Role::Button, b);
     }
-    // Who asks comes before what was typed, which comes before the buttons.
-    let y = |l: &str| h.get_by_label(l).rect().top();
-    assert!(y("Jeanne Martin") < y("INC-4711"));
-    assert!(y("INC-4711") < y("Refuser"));
-    // The buttons are in the fixed order of DESIGN.md.
-    let x = |l: &str| h.get_by_label(l).rect().left();
-    assert!(x("Autoriser le contrôle") < x("Autoriser l'affichage seul"));
-    assert!(x("Autoriser l'affichage seul") < x("Refuser"));
+    // The safe answer is the biggest button; the one that gives the most is
+    // not bigger than the view-only one.
+    let area = |l: &str| {
+        let r = h.get_by_label(l).rect();
+        r.width() * r.height()
+    };
+    let refuse = h.get_by_label("Refuser").rect();
+    let control = h.get_by_label("Autoriser le contrôle").rect();
+    assert!(refuse.height() >= control.height());
+    assert!(refuse.width() >= 140.0);
+    assert!(area("Refuser") > area("Autoriser le contrôle") * 0.5);
+    // A screen reader's "press" works once armed.
+    h.get_by_label("Refuser").click_accesskit();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
 }
 
 #[test]
@@ -199,7 +277,9 @@ fn view_only_button_yields_view_only_and_control_is_absent_when_not_offered() {
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
     assert!(h.query_by_label("Autoriser le contrôle").is_none());
-    h.get_by_label_contains("limite l'accès à l'affichage seul");
+    h.get_by_label_contains("n'autorise que l'affichage");
+    // What is asked is what can be given: to see the screen.
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
     h.get_by_label("Autoriser l'affichage seul").click();
     h.run_steps(1);
     assert_eq!(h.state().1, vec![Answer::ViewOnly]);
@@ -214,7 +294,7 @@ fn view_only_button_yields_view_only_and_control_is_absent_when_not_offered() {
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
     assert!(h.query_by_label("Autoriser le contrôle").is_none());
-    h.get_by_label_contains("voir l'écran seulement");
+    h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
 }
 
 #[test]
@@ -249,7 +329,7 @@ fn long_and_odd_text_never_pushes_the_buttons_off_screen() {
     );
     let mut h = prompt_harness(req, Lang::Fr);
     advance(&mut h, 0.5);
-    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(560.0, 470.0));
+    let window = egui::Rect::from_min_size(egui::Pos2::ZERO, PROMPT_SIZE.into());
     for b in [
         "Autoriser le contrôle",
         "Autoriser l'affichage seul",
@@ -276,11 +356,16 @@ fn english_prompt_renders() {
     );
     let mut h = prompt_harness(req, Lang::En);
     h.run_steps(2);
-    h.get_by_label_contains("identity verified by certificate");
-    h.get_by_label_contains("Typed by the technician");
-    h.get_by_label_contains("take control of the screen");
+    h.get_by_role_and_label(Role::Heading, "Do you accept remote assistance?");
+    h.get_by_label("Technician: Jeanne Martin — Helpdesk CHU");
+    h.get_by_label("identity guaranteed by the hospital");
+    h.get_by_label("Asks to: see your screen and use your keyboard and mouse");
+    h.get_by_label("Reason: Imprimante");
+    h.get_by_label("reason and ticket typed by the technician");
+    h.get_by_label_contains("patient records included, will be visible");
+    h.get_by_label_contains("No answer means refused at ");
     for b in ["Allow control", "Allow view only", "Refuse"] {
-        h.get_by_label(b);
+        h.get_by_role_and_label(Role::Button, b);
     }
 }
 
@@ -294,7 +379,7 @@ struct WindowState {
 
 fn window_harness(hub: Arc<Hub>, req: PromptRequest) -> Harness<'static, WindowState> {
     let prompt = PromptState::new(req, strings(Lang::Fr));
-    Harness::builder().with_size([560.0, 470.0]).build_ui_state(
+    Harness::builder().with_size(PROMPT_SIZE).build_ui_state(
         |ui, st: &mut WindowState| {
             let shown = prompt_window_ui(ui, &st.hub, &mut st.prompt);
             st.shown.push(shown);
@@ -452,17 +537,26 @@ fn banner_shows_who_mode_and_elapsed_time() {
         rec,
     );
     h.run_steps(1);
-    h.get_by_label(
-        "Assistance à distance en cours — Jeanne Martin (Helpdesk CHU) — contrôle — 03:12",
-    );
-    h.get_by_label("Passer en affichage seul");
-    h.get_by_label("Terminer");
+    let fr = strings(Lang::Fr);
+    let since = fr.hm(h.state().0.info.started).unwrap();
+    assert!(since.contains(&format!("{NB}h{NB}")), "{since}");
+    h.get_by_label(&format!(
+        "Prise en main à distance — Jeanne Martin (Helpdesk CHU) — depuis {since}"
+    ));
+    h.get_by_role_and_label(Role::Button, "Passer en affichage seul");
+    h.get_by_role_and_label(Role::Button, "Terminer");
+    h.get_by_label(&format!("Raccourci{NB}: Ctrl+Alt+Pause"));
     assert_eq!(h.state().0.fill(), accord::ui::banner::CONTROL_FILL);
+    // "Terminer" is the biggest button on the bar.
+    let end = h.get_by_label("Terminer").rect();
+    let view = h.get_by_label("Passer en affichage seul").rect();
+    assert!(end.height() > view.height(), "{end:?} vs {view:?}");
+    assert!(end.height() >= 40.0);
 
     let rec = Arc::new(Recorder::default());
     let mut h = banner_harness(session(Mode::View, Duration::from_secs(5)), Lang::Fr, rec);
     h.run_steps(1);
-    h.get_by_label_contains("affichage seul — 00:05");
+    h.get_by_label_contains("Écran visible à distance — Jeanne Martin (Helpdesk CHU) — depuis ");
     // No "switch to view only" in a view-only session.
     assert!(h.query_by_label("Passer en affichage seul").is_none());
     assert_eq!(h.state().0.fill(), accord::ui::banner::VIEW_FILL);
@@ -501,6 +595,28 @@ fn switch_to_view_only_calls_set_view_only_then_disappears() {
 }
 
 #[test]
+fn a_narrow_banner_cuts_the_name_never_the_mode() {
+    let rec = Arc::new(Recorder::default());
+    let mut info = session(Mode::Control, Duration::ZERO);
+    info.technician.common_name = Some("Jean-Baptiste de La Fontaine-Montmorency".into());
+    info.technician.organization = Some("Centre de support informatique régional".into());
+    let st = BannerState::new(info, strings(Lang::Fr), rec, "Ctrl+Alt+Pause".into());
+    let mut h = Harness::builder().with_size([620.0, 60.0]).build_ui_state(
+        |ui, st: &mut BannerState| {
+            banner_ui(ui, st);
+        },
+        st,
+    );
+    h.run_steps(1);
+    // The kill switch keeps its room inside the bar.
+    let end = h.get_by_label("Terminer").rect();
+    assert!(end.right() <= 620.0 && end.left() >= 0.0, "{end:?}");
+    // The text starts with the mode, whatever is cut at its end.
+    let label = h.get_by_label_contains("Prise en main à distance");
+    assert!(label.rect().left() < 40.0, "{:?}", label.rect());
+}
+
+#[test]
 fn english_banner_renders() {
     let rec = Arc::new(Recorder::default());
     let mut h = banner_harness(
@@ -509,9 +625,7 @@ fn english_banner_renders() {
         rec,
     );
     h.run_steps(1);
-    h.get_by_label(
-        "Remote assistance in progress — Jeanne Martin (Helpdesk CHU) — control — 01:01",
-    );
+    h.get_by_label_contains("Remote control — Jeanne Martin (Helpdesk CHU) — since ");
     h.get_by_label("Switch to view only");
     h.get_by_label("End session");
 }
@@ -528,16 +642,20 @@ fn tray_status_and_notifications_say_who_and_why() {
         ..AgentState::default()
     };
     assert_eq!(TrayLook::of(&st), TrayLook::Idle);
-    assert_eq!(status_line(&st, &fr), "Accord — aucune session");
+    assert_eq!(
+        status_line(&st, &fr),
+        "Accord — pas d'assistance à distance en cours"
+    );
     let info = session(Mode::Control, Duration::ZERO);
     st.activity = Activity::InSession(Box::new(info.clone()));
     assert_eq!(TrayLook::of(&st), TrayLook::InSession);
     assert_eq!(
         status_line(&st, &fr),
-        "Accord — session en cours avec Jeanne Martin (contrôle)"
+        "Accord — assistance à distance en cours avec Jeanne Martin (prise en main à distance)"
     );
     st.blocked = Some("interface perdue".into());
-    assert!(status_line(&st, &fr).contains("refusées"));
+    assert!(status_line(&st, &fr).contains("indisponible"));
+    assert!(!status_line(&st, &fr).contains("interface"));
     for png in [
         &include_bytes!("../assets/icons/tray-idle.png")[..],
         include_bytes!("../assets/icons/tray-asking.png"),
@@ -552,11 +670,10 @@ fn tray_status_and_notifications_say_who_and_why() {
     };
     let (summary, body, line) = accord::ui::notify::texts(&ended, &fr, SystemTime::now());
     assert_eq!(summary, "Assistance à distance terminée");
-    assert_eq!(
-        body,
-        "Session avec Jeanne Martin terminée : par le technicien."
-    );
-    assert!(line.contains("session avec Jeanne Martin terminée (par le technicien)"));
+    assert_eq!(body, "Le technicien a terminé l'assistance à distance.");
+    assert!(line.ends_with(&format!(
+        "Jeanne Martin{NB}: Le technicien a terminé l'assistance à distance."
+    )));
 }
 
 #[test]
@@ -579,4 +696,185 @@ fn history_lists_newest_first_and_closes() {
     h.get_by_label("Fermer").click();
     h.run_steps(1);
     assert!(*h.state());
+}
+
+// ---- the keyboard: no answer by stray typing (docs/ui-keyboard.md) ----
+
+/// What a window receives when `text` is typed into it: for each character
+/// a key press, its text, then the key release, like winit delivers them.
+/// Each event is one harness step (0.25 s), so the keys are 0.5 s apart:
+/// continuous typing.
+fn type_text(h: &mut PromptHarness, text: &str) {
+    for c in text.chars() {
+        let key = match c {
+            '\t' => Some(egui::Key::Tab),
+            '\n' => Some(egui::Key::Enter),
+            ' ' => Some(egui::Key::Space),
+            c => egui::Key::from_name(&c.to_ascii_uppercase().to_string()),
+        };
+        let ev = |pressed| egui::Event::Key {
+            key: key.unwrap_or(egui::Key::A),
+            physical_key: None,
+            pressed,
+            repeat: false,
+            modifiers: egui::Modifiers::NONE,
+        };
+        h.event(ev(true));
+        if c != '\t' && c != '\n' {
+            h.event(egui::Event::Text(c.to_string()));
+        }
+        h.event(ev(false));
+    }
+    h.run_steps(1);
+}
+
+fn focused_button(h: &PromptHarness) -> Option<String> {
+    [
+        "Autoriser le contrôle",
+        "Autoriser l'affichage seul",
+        "Refuser",
+    ]
+    .into_iter()
+    .find(|b| h.query_by_label(b).is_some_and(|n| n.is_focused()))
+    .map(str::to_string)
+}
+
+fn no_answer(h: &PromptHarness) {
+    assert!(h.state().1.is_empty(), "answered: {:?}", h.state().1);
+}
+
+#[test]
+fn tab_then_space_or_enter_and_enter_alone_answer_nothing_before_arming() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(4),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Space);
+    h.run_steps(1);
+    no_answer(&h);
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    assert_eq!(
+        focused_button(&h),
+        None,
+        "Tab moved the focus while unarmed"
+    );
+    // Tab, Enter, Tab, Enter… without a pause, across the moment the
+    // buttons arm (4 s): each key comes less than a second after another.
+    for _ in 0..5 {
+        h.key_press(egui::Key::Tab);
+        h.key_press(egui::Key::Enter);
+    }
+    h.run_steps(1);
+    assert!(
+        h.state().0.armed(h.ctx.input(|i| i.time)),
+        "test ran too short"
+    );
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+}
+
+#[test]
+fn a_typing_stream_across_arming_answers_nothing() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    // ~12 s of text with Tabs, spaces and Returns, starting as the prompt
+    // appears and going on well past the arm delay.
+    type_text(&mut h, "Patient\t12 \n\tok \t\n\n\t\t \tnote:\t \n");
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+    // The prompt says why the keyboard does nothing, and what works.
+    h.get_by_label_contains("Clavier ignoré pendant la frappe");
+    // The same after a pause: a burst with letters is typing, not intent.
+    advance(&mut h, 2.0);
+    type_text(&mut h, "a\t\t\t\n \t\n");
+    no_answer(&h);
+    assert_eq!(focused_button(&h), None);
+    // Only Tabs and Returns, but less than a second after the window got
+    // the keyboard from somebody else: the keys before it went elsewhere.
+    advance(&mut h, 2.0);
+    h.event(egui::Event::WindowFocused(true));
+    type_text(&mut h, "\t\t\t\n\t \n");
+    no_answer(&h);
+    assert!(h.query_by_label_contains("Refus").is_some());
+}
+
+#[test]
+fn after_arming_and_a_pause_tab_to_refuser_then_enter_refuses() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    advance(&mut h, 2.5); // arm delay + 1.5 s of quiet
+    for _ in 0..8 {
+        if focused_button(&h).as_deref() == Some("Refuser") {
+            break;
+        }
+        h.key_press(egui::Key::Tab);
+        h.run_steps(1);
+    }
+    assert_eq!(focused_button(&h).as_deref(), Some("Refuser"));
+    no_answer(&h);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+#[test]
+fn after_a_pause_tab_then_space_allows_what_is_focused() {
+    let req = request(
+        Mode::View,
+        false,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    advance(&mut h, 2.5);
+    h.key_press(egui::Key::Tab);
+    h.run_steps(1);
+    assert_eq!(
+        focused_button(&h).as_deref(),
+        Some("Autoriser l'affichage seul")
+    );
+    h.key_press(egui::Key::Space);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::ViewOnly]);
+}
+
+#[test]
+fn escape_refuses_even_in_the_middle_of_typing() {
+    let req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(1);
+    type_text(&mut h, "abc\t\t");
+    no_answer(&h);
+    h.key_press(egui::Key::Escape);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
 }

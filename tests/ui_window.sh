@@ -5,8 +5,14 @@
 #
 #   round 0: no display at all            -> connect exits 6 (refused by policy)
 #   round 1: prompt, click "Refuser"      -> connect exits 3, status idle
-#   round 2: prompt, "Autoriser le contrôle", banner, click "Terminer"
-#                                         -> connect exits 0, status idle
+#   round 1b: text with Tabs/spaces/Returns typed into an xterm, then into
+#            the prompt (windowactivate), 5 s each -> no answer; click
+#            "Refuser" -> connect exits 3
+#   round 2: prompt, "Autoriser le contrôle", one banner on each of two
+#            RandR monitors; each moved off screen -> back within 1 s;
+#            covered by an always-on-top window -> on top again within 1 s;
+#            click "Terminer" -> connect exits 0, status idle
+#   round 3: the prompt in English, click "Refuse" -> connect exits 3
 #
 # Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
 # (view-only request, disarmed), prompt-control.png (armed), banner.png.
@@ -38,7 +44,7 @@ trap cleanup EXIT
 
 # ---- what the test and the binary need (Debian package names) ----
 need_pkgs=()
-for pair in Xvfb:xvfb openbox:openbox xdotool:xdotool xwininfo:x11-utils xdpyinfo:x11-utils \
+for pair in Xvfb:xvfb openbox:openbox xdotool:xdotool xwininfo:x11-utils xdpyinfo:x11-utils xterm:xterm xrandr:x11-xserver-utils wmctrl:wmctrl xprop:x11-utils \
             import:imagemagick dbus-launch:dbus-x11 python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need_pkgs+=("${pair#*:}")
 done
@@ -140,11 +146,18 @@ log "round 0: no display"
 log "round 0: ok (refused by policy, status blocked)"
 
 # ---- the display ----
-Xvfb "$DISP" -screen 0 1280x800x24 -nolisten tcp >"$WORK/xvfb.log" 2>&1 &
+# One X screen split into two RandR monitors side by side (1280x800 each).
+Xvfb "$DISP" -screen 0 2560x800x24 -nolisten tcp -noreset >"$WORK/xvfb.log" 2>&1 &
 PIDS+=($!)
 export DISPLAY=$DISP
 for _ in $(seq 1 100); do xdpyinfo >/dev/null 2>&1 && break; sleep 0.1; done
 xdpyinfo >/dev/null 2>&1 || fail "Xvfb did not start"
+xrandr --setmonitor accord-left 1280/339x800/212+0+0 screen >/dev/null 2>&1
+xrandr --setmonitor accord-right 1280/339x800/212+1280+0 none >/dev/null
+xrandr --listmonitors >"$WORK/monitors.log"
+grep -q "Monitors: 2" "$WORK/monitors.log" || fail "two RandR monitors expected: $(cat "$WORK/monitors.log")"
+# Screenshots of one monitor (the prompt's), or both.
+shot() { import -window root -crop 1280x800+0+0 +repage "$1"; }
 eval "$(dbus-launch --sh-syntax)"
 PIDS+=("$DBUS_SESSION_BUS_PID")
 openbox >"$WORK/openbox.log" 2>&1 &
@@ -177,7 +190,7 @@ WID=$(find_window "demande d'assistance") || true
 [ -n "$WID" ] || fail "no prompt window"
 wait_status "asking the user" || fail "status does not say asking"
 sleep 0.4
-import -window root "$OUT/prompt.png"
+shot "$OUT/prompt.png"
 xwininfo -id "$WID" >"$WORK/prompt-xwininfo.log"
 grep -q "Map State: IsViewable" "$WORK/prompt-xwininfo.log" || fail "prompt not viewable"
 ACTIVE=$(xdotool getactivewindow 2>/dev/null || echo none)
@@ -191,6 +204,53 @@ for _ in $(seq 1 50); do xdotool search --onlyvisible --name "demande d'assistan
 if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then fail "prompt still shown"; fi
 log "round 1: ok (exit 3, prompt gone)"
 
+# ---- round 1b: stray typing never answers (docs/ui-keyboard.md) ----
+# Text with Tabs, spaces and Returns typed without a break while a control
+# request arrives and for 5 s after: first into an xterm that has the focus,
+# then into the prompt itself after `xdotool windowactivate`.
+log "round 1b: typing stream while the prompt appears"
+xterm -geometry 90x20+40+120 -title accord-typing -e sh -c "cat >'$WORK/typed.txt'" &
+PIDS+=($!)
+XT=$(find_window "accord-typing") || true
+[ -n "$XT" ] || fail "no xterm"
+xdotool windowactivate --sync "$XT" 2>/dev/null || xdotool windowfocus --sync "$XT"
+TYPER=""
+start_typing() { # keys ~40 ms apart, never a 1 s pause, until stop_typing
+  ( while :; do xdotool type --delay 40 $'note patient\t12 \n\tok\t \n\t\t \n'; done ) &
+  TYPER=$!
+  PIDS+=("$TYPER")
+}
+stop_typing() { kill "$TYPER" 2>/dev/null || true; wait "$TYPER" 2>/dev/null || true; }
+answered() { tail -n "+$((MARK + 1))" "$WORK/agent.log" | grep -a "clinician answered\|window closed" || true; }
+MARK=$(wc -l <"$WORK/agent.log")
+start_typing
+sleep 1
+connect c1b UI-1B &
+C1B=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || { stop_typing; fail "no prompt window (round 1b)"; }
+log "prompt $WID shown; active window $(xdotool getactivewindow 2>/dev/null || echo none) (xterm $XT)"
+sleep 5
+kill -0 "$C1B" 2>/dev/null || { stop_typing; fail "typing into the xterm answered the prompt: $(answered)"; }
+[ -z "$(answered)" ] || { stop_typing; fail "typing answered: $(answered)"; }
+log "round 1b: 5 s of typing elsewhere, no answer"
+xdotool windowactivate "$WID" 2>/dev/null || xdotool windowfocus "$WID" 2>/dev/null || true
+sleep 5
+ACTIVE=$(xdotool getactivewindow 2>/dev/null || echo none)
+stop_typing
+log "typing stopped; active window $ACTIVE (prompt $WID)"
+[ "$ACTIVE" = "$WID" ] || log "note: the window manager did not give the prompt the focus"
+kill -0 "$C1B" 2>/dev/null || fail "typing into the prompt answered it: $(answered)"
+[ -z "$(answered)" ] || fail "typing answered: $(answered)"
+grep -q "note patient" "$WORK/typed.txt" || fail "the xterm received no typing (test broken)"
+sleep 1.2
+click_button "$WID" "Refuser"
+set +e; wait "$C1B"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "refused after typing: connect exited $rc, expected 3"
+wait_status "no session" || fail "status not idle after round 1b"
+log "round 1b: ok (10 s of typing, no answer; then Refuser by click, exit 3)"
+xdotool windowkill "$XT" 2>/dev/null || true
+
 # ---- round 2: accept control, banner, Terminer ----
 log "round 2: prompt, Autoriser le contrôle, banner, Terminer"
 MARK=$(wc -l <"$WORK/agent.log")
@@ -199,27 +259,88 @@ C2=$!
 WID=$(find_window "demande d'assistance") || true
 [ -n "$WID" ] || fail "no prompt window (round 2)"
 sleep 1.4
-import -window root "$OUT/prompt-control.png"
+shot "$OUT/prompt-control.png"
 click_button "$WID" "Autoriser le contrôle"
 BID=$(find_window "session en cours") || true
 [ -n "$BID" ] || fail "no banner window"
 wait_status "session in progress" || fail "status does not say in session"
 sleep 1.2
-import -window root "$OUT/banner.png"
-eval "$(xdotool getwindowgeometry --shell "$BID")"
-log "banner at x=$X y=$Y ${WIDTH}x${HEIGHT}"
-[ "$Y" -le 40 ] || fail "banner not at the top (y=$Y)"
+import -window root "$OUT/banner-two-monitors.png"
+shot "$OUT/banner.png"
+# One banner per monitor, each with its own "Terminer".
+BIDS=$(xdotool search --onlyvisible --name "session en cours" 2>/dev/null | sort -u)
+[ "$(echo "$BIDS" | wc -l)" -eq 2 ] || fail "expected 2 banners, found: $(echo "$BIDS" | tr '\n' ' ')"
+LEFT=""; RIGHT=""
+for b in $BIDS; do
+  eval "$(xdotool getwindowgeometry --shell "$b")"
+  log "banner $b at x=$X y=$Y ${WIDTH}x${HEIGHT}"
+  [ "$Y" -le 2 ] || fail "banner $b not at the top (y=$Y)"
+  if [ "$X" -lt 1280 ] && [ $((X + WIDTH)) -le 1280 ]; then LEFT=$b; fi
+  if [ "$X" -ge 1280 ]; then RIGHT=$b; fi
+done
+[ -n "$LEFT" ] && [ -n "$RIGHT" ] || fail "the two banners are not one per monitor"
+BID=$LEFT
 kill -0 "$C2" 2>/dev/null || fail "connect ended before Terminer"
+
+# Pushed off screen: back on its monitor's top edge within a second.
+ms() { date +%s%3N; }
+back_on_top_edge() { # back_on_top_edge WIN XMIN XMAX -> prints ms taken
+  local w=$1 lo=$2 hi=$3 t0 i
+  t0=$(ms)
+  for i in $(seq 1 60); do
+    eval "$(xdotool getwindowgeometry --shell "$w")"
+    if [ "$Y" -le 2 ] && [ "$X" -ge "$lo" ] && [ $((X + WIDTH)) -le "$hi" ]; then echo $(( $(ms) - t0 )); return 0; fi
+    sleep 0.05
+  done
+  return 1
+}
+for b in "$LEFT" "$RIGHT"; do
+  if [ "$b" = "$LEFT" ]; then lo=0; hi=1280; else lo=1280; hi=2560; fi
+  xdotool windowmove "$b" 3000 3000
+  T=$(back_on_top_edge "$b" $lo $hi) || fail "banner $b moved to 3000,3000 did not come back"
+  log "banner $b moved to 3000,3000: back on its monitor's top edge in ${T} ms"
+  [ "$T" -le 1500 ] || fail "banner took ${T} ms to come back (promise: 1 s)"
+done
+# Dragged sideways along the top edge: it stays where it was put.
+xdotool windowmove "$LEFT" 40 0
+sleep 1.2
+eval "$(xdotool getwindowgeometry --shell "$LEFT")"
+[ "$X" -le 60 ] && [ "$Y" -le 2 ] || fail "banner moved along the top edge did not stay (x=$X y=$Y)"
+
+# Covered by a window that is itself "always on top" and raised over it.
+xterm -geometry 120x6+0+0 -title accord-cover -e sleep 60 &
+PIDS+=($!)
+CW=$(find_window "accord-cover") || true
+[ -n "$CW" ] || fail "no covering window"
+wmctrl -i -r "$CW" -b add,above
+stack_index() { # position in bottom-to-top stacking order
+  xprop -root _NET_CLIENT_LIST_STACKING | tr -d ',' | tr ' ' '\n' | grep -n -i "^0x0*$(printf '%x' "$1")$" | cut -d: -f1
+}
+t0=$(ms)
+wmctrl -i -a "$CW"; xdotool windowraise "$CW"
+sleep 0.1
+log "after raising the cover: banner at $(stack_index "$LEFT"), cover at $(stack_index "$CW")"
+ON=""
+for _ in $(seq 1 60); do
+  if [ "$(stack_index "$LEFT")" -gt "$(stack_index "$CW")" ]; then ON=1; break; fi
+  sleep 0.05
+done
+T=$(( $(ms) - t0 ))
+[ -n "$ON" ] || fail "banner stayed under the covering window"
+log "banner covered by an always-on-top window: on top again in ${T} ms"
+[ "$T" -le 1500 ] || fail "banner took ${T} ms to come back on top (promise: 1 s)"
+import -window root "$OUT/banner-covered.png"
+xdotool windowkill "$CW" 2>/dev/null || true
 # The tray (StatusNotifierItem over D-Bus, no tray host needed to read it).
 if command -v busctl >/dev/null 2>&1; then
   SNI="org.kde.StatusNotifierItem-$AGENT_PID-1"
   TIP=$(busctl --user get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
   case "$TIP" in
-    *"session en cours"*) log "tray: $SNI says a session is in progress" ;;
-    *) fail "tray tooltip does not show the session: $TIP" ;;
+    *"distance en cours"*) log "tray: $SNI says a remote assistance is in progress" ;;
+    *) fail "tray tooltip does not show the session: ${TIP: -200}" ;;
   esac
 fi
-click_button "$BID" "Terminer"
+click_button "$LEFT" "Terminer"
 set +e; wait "$C2"; rc=$?; set -e
 [ "$rc" -eq 0 ] || fail "ended session: connect exited $rc, expected 0"
 wait_status "no session" || fail "status not idle after Terminer"
@@ -228,6 +349,27 @@ if xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1; then 
 log "round 2: ok (exit 0, banner gone)"
 grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
 
+# ---- round 3: the prompt in English (screenshot), refused by click ----
+log "round 3: English prompt"
 stop_agent
-log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png"
-echo "3 passed, 0 failed"
+sed -i 's/^language = "fr"$/language = "en"/' "$POLICY"
+start_agent agent-en
+MARK=0
+connect c3 UI-3 &
+C3=$!
+WID=$(find_window "assistance request") || true
+[ -n "$WID" ] || fail "no English prompt window"
+sleep 1.4
+shot "$OUT/prompt-en.png"
+for i in $(seq 1 50); do grep -aq 'button "Refuse" centre' "$WORK/agent-en.log" && break; sleep 0.1; done
+pos=$(grep -a 'button "Refuse" centre' "$WORK/agent-en.log" | tail -n 1 | sed -E 's/.*centre (-?[0-9]+) (-?[0-9]+).*/\1 \2/')
+[ -n "$pos" ] || fail "no position logged for Refuse"
+# shellcheck disable=SC2086
+xdotool mousemove --window "$WID" $pos click 1
+set +e; wait "$C3"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "English prompt refused: connect exited $rc, expected 3"
+log "round 3: ok (exit 3)"
+
+stop_agent
+log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png $OUT/banner-two-monitors.png $OUT/prompt-en.png"
+echo "4 passed, 0 failed"

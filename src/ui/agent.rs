@@ -115,8 +115,14 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
 
     let mut lost = hub.lock().dead.clone();
     if lost.is_none() {
-        let _shortcut = match hotkey::register(&shortcut, control.clone()) {
-            Ok(k) => Some(k),
+        let keys = hotkey::shortcuts(&shortcut);
+        let _shortcut = match hotkey::register(&keys, control.clone()) {
+            Ok((k, failed)) => {
+                for e in failed {
+                    tracing::warn!("{e}");
+                }
+                Some(k)
+            }
             Err(e) => {
                 tracing::warn!(
                     "{e}; \"Terminer\" on the banner and the tray still end the session"
@@ -125,9 +131,9 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
             }
         };
         let cfg = WindowsConfig {
-            strings,
             actions: Arc::new(control.clone()),
-            shortcut,
+            shortcut: hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
+            strings,
         };
         let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             // Marks the UI dead if this thread unwinds (panic) or the

@@ -9,12 +9,11 @@
 //! the [`SessionActions`] directly, in the frame of the click, instead of
 //! queueing a message: the kill switch must not wait for anything.
 
-use super::strings::{Strings, clock_duration, fill};
+use super::strings::{Strings, fill};
 use crate::broker::{SessionControl, SessionInfo};
 use crate::protocol::Mode;
 use egui::{Button, Color32, Frame, RichText, Sense};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// What the banner's buttons do: [`SessionControl`] in the agent, a recorder
 /// in tests.
@@ -44,13 +43,21 @@ pub enum BannerAction {
 /// Banner colours: control stands out more than view.
 pub const CONTROL_FILL: Color32 = Color32::from_rgb(0xb7, 0x1c, 0x1c);
 pub const VIEW_FILL: Color32 = Color32::from_rgb(0x15, 0x65, 0xc0);
+/// "Terminer": near black, white text, white frame, on either bar.
+pub const END_FILL: Color32 = Color32::from_rgb(0x11, 0x11, 0x11);
+/// The banner's text and the kill switch's label.
+pub const TEXT_PT: f32 = 16.0;
+pub const END_PT: f32 = 20.0;
+/// The bar's height and the widest it gets (narrower on a narrow monitor).
+pub const HEIGHT: f32 = 60.0;
+pub const MAX_WIDTH: f32 = 1240.0;
 
 /// The running session, as the banner shows it.
 pub struct BannerState {
     pub info: SessionInfo,
     pub strings: Arc<Strings>,
     pub actions: Arc<dyn SessionActions>,
-    /// The global kill shortcut, shown in the tooltip.
+    /// The global kill shortcuts, as printed on the banner.
     pub shortcut: String,
     /// "Passer en affichage seul" was pressed: hide it at once, before the
     /// core's state says view-only, so it cannot be pressed twice.
@@ -80,28 +87,24 @@ impl BannerState {
         }
     }
 
-    /// The banner's one line of text.
+    /// The banner's one line of text: the mode first (what is happening),
+    /// then who, then since when. Cut at the end if the bar is too narrow,
+    /// so the mode is never lost.
     pub fn text(&self) -> String {
         let s = &self.strings;
+        let b = &s.banner;
         let id = &self.info.technician;
         let name = id.display_name();
-        let mode = s.mode(self.info.mode);
-        let time = clock_duration(self.info.started_at.elapsed());
-        match &id.organization {
-            Some(org) => fill(
-                &s.banner.text,
-                &[
-                    ("name", name),
-                    ("org", org.as_str()),
-                    ("mode", mode),
-                    ("time", time.as_str()),
-                ],
-            ),
-            None => fill(
-                &s.banner.text_no_org,
-                &[("name", name), ("mode", mode), ("time", time.as_str())],
-            ),
-        }
+        let who = match &id.organization {
+            Some(org) => fill(&b.who, &[("name", name), ("org", org.as_str())]),
+            None => fill(&b.who_no_org, &[("name", name)]),
+        };
+        let since = s.hm(self.info.started).unwrap_or_default();
+        let template = match self.info.mode {
+            Mode::Control => &b.text_control,
+            Mode::View => &b.text_view,
+        };
+        fill(template, &[("who", &who), ("since", &since)])
     }
 
     pub fn fill(&self) -> Color32 {
@@ -119,41 +122,26 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
     let mut action = None;
     let frame = Frame::new()
         .fill(st.fill())
-        .inner_margin(egui::Margin::symmetric(8, 6));
+        .inner_margin(egui::Margin::symmetric(8, 4));
     egui::CentralPanel::default_margins()
         .frame(frame)
         .show(ui, |ui| {
-            ui.horizontal_centered(|ui| {
-                // A grip drawn as dots: no glyph the fonts might lack.
-                let (rect, handle) =
-                    ui.allocate_exact_size(egui::vec2(14.0, 24.0), Sense::click_and_drag());
-                for i in 0..3 {
-                    for j in 0..2 {
-                        let c =
-                            rect.center() + egui::vec2(j as f32 * 6.0 - 3.0, i as f32 * 6.0 - 6.0);
-                        ui.painter().circle_filled(c, 1.6, Color32::WHITE);
-                    }
-                }
-                handle.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &b.drag));
-                if handle.drag_started() {
-                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::StartDrag);
-                }
-                let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
-                ui.add(
-                    egui::Label::new(RichText::new(st.text()).color(Color32::WHITE).strong())
-                        .truncate(),
-                )
-                .on_hover_text(hint);
-                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                    if st.end_sent {
-                        return;
-                    }
-                    // White button on a coloured bar: dark text, the most
-                    // visible thing on the bar.
-                    let end =
-                        Button::new(RichText::new(b.end.as_str()).strong().color(Color32::BLACK))
-                            .fill(Color32::WHITE)
-                            .min_size(egui::vec2(0.0, 28.0));
+            // Right to left first, so the kill switch always has its room and
+            // the text gets what is left (and is cut at its end).
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                if !st.end_sent {
+                    // The kill switch: the biggest, darkest thing on the bar,
+                    // framed in white (told apart by shape and size, not only
+                    // by colour).
+                    let end = Button::new(
+                        RichText::new(b.end.as_str())
+                            .size(END_PT)
+                            .strong()
+                            .color(Color32::WHITE),
+                    )
+                    .fill(END_FILL)
+                    .stroke(egui::Stroke::new(2.0, Color32::WHITE))
+                    .min_size(egui::vec2(150.0, 44.0));
                     let end = ui.add(end);
                     if !st.layout_logged {
                         super::prompt::log_layout(ui, &b.end, end.rect);
@@ -163,10 +151,14 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                         st.end_sent = true;
                         action = Some(BannerAction::End);
                     }
+                    // The keyboard way to the same, printed where it is used.
+                    let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
+                    ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
                     let to_view =
                         (st.info.mode == Mode::Control && !st.view_only_sent).then(|| {
                             ui.add(
-                                Button::new(b.view_only.as_str()).min_size(egui::vec2(0.0, 28.0)),
+                                Button::new(RichText::new(b.view_only.as_str()).size(14.0))
+                                    .min_size(egui::vec2(0.0, 32.0)),
                             )
                         });
                     if let Some(r) = &to_view
@@ -180,12 +172,35 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                         st.view_only_sent = true;
                         action = Some(BannerAction::ViewOnly);
                     }
+                }
+                ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
+                    // A grip drawn as dots: no glyph the fonts might lack.
+                    let (rect, handle) =
+                        ui.allocate_exact_size(egui::vec2(14.0, 24.0), Sense::click_and_drag());
+                    for i in 0..3 {
+                        for j in 0..2 {
+                            let c = rect.center()
+                                + egui::vec2(j as f32 * 6.0 - 3.0, i as f32 * 6.0 - 6.0);
+                            ui.painter().circle_filled(c, 1.6, Color32::WHITE);
+                        }
+                    }
+                    handle.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::Button, true, &b.drag)
+                    });
+                    if handle.drag_started() {
+                        ui.ctx().send_viewport_cmd(egui::ViewportCommand::StartDrag);
+                    }
+                    ui.add(
+                        egui::Label::new(
+                            RichText::new(st.text())
+                                .size(TEXT_PT)
+                                .color(Color32::WHITE)
+                                .strong(),
+                        )
+                        .truncate(),
+                    );
                 });
             });
         });
-    // The elapsed time changes once a second; nothing else needs a frame.
-    let ms = st.info.started_at.elapsed().subsec_millis();
-    ui.ctx()
-        .request_repaint_after(Duration::from_millis(u64::from(1000 - ms)));
     action
 }

@@ -1,6 +1,8 @@
-//! The global kill shortcut (O8): a second way to end the session with one
-//! action, reachable even while the technician holds the pointer. Default
-//! `Ctrl+Alt+Pause`, set by `[ui].kill_shortcut`.
+//! The global kill shortcuts (O8): a second way to end the session with one
+//! action, reachable even while the technician holds the pointer.
+//! `[ui].kill_shortcut` (default `Ctrl+Alt+Pause`) and, because many laptop
+//! keyboards have no Pause key, [`SECOND`] (`Ctrl+Alt+End`) as well. Both are
+//! printed on the banner.
 //!
 //! A shortcut that cannot be parsed or grabbed (another program holds it, no
 //! X display) is said in the log; the banner's "Terminer" and the tray still
@@ -11,7 +13,41 @@ use global_hotkey::hotkey::HotKey;
 use global_hotkey::{GlobalHotKeyEvent, GlobalHotKeyManager, HotKeyState};
 use std::str::FromStr;
 
-/// Keeps the shortcut registered while alive.
+/// The shortcut every keyboard has, registered besides the policy's.
+pub const SECOND: &str = "Ctrl+Alt+End";
+
+/// The shortcuts to register: the policy's, then [`SECOND`] unless the
+/// policy already names it.
+pub fn shortcuts(policy: &str) -> Vec<String> {
+    let mut v = vec![policy.to_string()];
+    if !policy.eq_ignore_ascii_case(SECOND) {
+        v.push(SECOND.to_string());
+    }
+    v
+}
+
+/// The shortcuts as the clinician reads them on her keyboard: `End` is
+/// `Fin` on French keyboards.
+pub fn display(shortcuts: &[String], end_key: &str, or: &str) -> String {
+    shortcuts
+        .iter()
+        .map(|s| {
+            s.split('+')
+                .map(|k| {
+                    if k.eq_ignore_ascii_case("End") {
+                        end_key
+                    } else {
+                        k
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect::<Vec<_>>()
+        .join(or)
+}
+
+/// Keeps the shortcuts registered while alive.
 pub struct KillShortcut {
     _manager: GlobalHotKeyManager,
 }
@@ -21,19 +57,50 @@ pub fn parse(shortcut: &str) -> Result<HotKey, String> {
     HotKey::from_str(shortcut).map_err(|e| format!("kill shortcut {shortcut:?}: {e}"))
 }
 
-/// Registers the shortcut; pressing it ends the session.
-pub fn register(shortcut: &str, control: SessionControl) -> Result<KillShortcut, String> {
-    let hotkey = parse(shortcut)?;
+/// Registers the shortcuts; pressing one ends the session. Those that
+/// cannot be registered are returned with why; `Err` only if none could.
+pub fn register(
+    shortcuts: &[String],
+    control: SessionControl,
+) -> Result<(KillShortcut, Vec<String>), String> {
     let manager = GlobalHotKeyManager::new().map_err(|e| format!("global shortcuts: {e}"))?;
-    manager
-        .register(hotkey)
-        .map_err(|e| format!("kill shortcut {shortcut:?}: {e}"))?;
-    let id = hotkey.id();
+    let mut ids = Vec::new();
+    let mut failed = Vec::new();
+    for s in shortcuts {
+        match parse(s).and_then(|h| {
+            manager
+                .register(h)
+                .map(|()| h.id())
+                .map_err(|e| format!("kill shortcut {s:?}: {e}"))
+        }) {
+            Ok(id) => ids.push(id),
+            Err(e) => failed.push(e),
+        }
+    }
+    if ids.is_empty() {
+        return Err(failed.join("; "));
+    }
     GlobalHotKeyEvent::set_event_handler(Some(move |ev: GlobalHotKeyEvent| {
-        if ev.id == id && ev.state == HotKeyState::Pressed {
+        if ids.contains(&ev.id) && ev.state == HotKeyState::Pressed {
             tracing::info!("kill shortcut pressed: ending the session");
             control.end();
         }
     }));
-    Ok(KillShortcut { _manager: manager })
+    Ok((KillShortcut { _manager: manager }, failed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_shortcut_for_keyboards_without_pause() {
+        let v = shortcuts("Ctrl+Alt+Pause");
+        assert_eq!(v, vec!["Ctrl+Alt+Pause", "Ctrl+Alt+End"]);
+        assert_eq!(shortcuts("ctrl+alt+end"), vec!["ctrl+alt+end"]);
+        for s in &v {
+            parse(s).unwrap();
+        }
+        assert_eq!(display(&v, "Fin", " ou "), "Ctrl+Alt+Pause ou Ctrl+Alt+Fin");
+    }
 }

@@ -20,11 +20,15 @@ pub mod banner;
 pub mod history;
 pub mod hotkey;
 pub mod hub;
+pub mod keygate;
+pub mod look;
 pub mod notify;
 pub mod prompt;
+pub mod stay;
 pub mod strings;
 pub mod tray;
 pub mod windows;
+pub mod x11;
 
 pub use agent::run_agent;
 pub use banner::{BannerAction, BannerState, SessionActions, banner_ui};

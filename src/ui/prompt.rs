@@ -5,17 +5,20 @@
 //! technician cannot pass a typed name off as an identity; then what is
 //! asked, then the countdown. The buttons stay inactive for `arm_delay` after
 //! the prompt first paints, so a click or an Enter meant for another window
-//! cannot accept. No button is the default and Enter does nothing: accepting
-//! always takes a deliberate click (or Tab to the button, then Space). The
+//! cannot accept. The prompt never takes the keyboard focus, and keys that
+//! are not deliberate never reach the buttons ([`super::keygate`]): accepting
+//! takes a click, or after a pause Tab to the button then Enter. The
 //! buttons sit in a bottom panel that the text above never pushes away: long
 //! text wraps and scrolls.
 //!
 //! Time is egui's input time, not the wall clock, so tests drive it.
 
-use super::strings::{Strings, fill, local_clock};
+use super::keygate::{KeyGate, Verdict, block_keyboard};
+use super::look;
+use super::strings::{Strings, fill};
 use crate::broker::{Answer, PromptRequest};
 use crate::protocol::Mode;
-use egui::{Button, Color32, ProgressBar, RichText, ScrollArea};
+use egui::{ProgressBar, RichText, ScrollArea};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +41,8 @@ pub struct PromptState {
     pub answered: Option<Answer>,
     /// The armed buttons' positions were logged (for the real-window test).
     layout_logged: bool,
+    /// Tells deliberate keys from stray typing (created on the first frame).
+    keys: Option<KeyGate>,
 }
 
 impl PromptState {
@@ -50,6 +55,7 @@ impl PromptState {
             deadline_clock: None,
             answered: None,
             layout_logged: false,
+            keys: None,
         }
     }
 
@@ -81,7 +87,7 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     if st.shown_at.is_none() {
         st.shown_at = Some(now);
         st.left_at_show = st.req.deadline.saturating_duration_since(Instant::now());
-        st.deadline_clock = local_clock(SystemTime::now() + st.left_at_show);
+        st.deadline_clock = st.strings.hm(SystemTime::now() + st.left_at_show);
     }
     if st.answered.is_some() {
         return None;
@@ -90,6 +96,35 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     let p = &s.prompt;
     let armed = st.armed(now);
     let mut answer = None;
+
+    // Before any widget exists: Escape refuses whatever else happens
+    // (refusing is always safe), and keys that are not deliberate are
+    // removed so that no button sees them (docs/ui-keyboard.md).
+    let (escape, focused, events) = ui.input(|i| {
+        (
+            i.events.iter().any(|e| {
+                matches!(
+                    e,
+                    egui::Event::Key {
+                        key: egui::Key::Escape,
+                        pressed: true,
+                        ..
+                    }
+                )
+            }),
+            i.focused,
+            i.events.clone(),
+        )
+    });
+    if escape {
+        answer = Some(Answer::Refused);
+    }
+    let shown_at = st.shown_at.unwrap_or(now);
+    let armed_at = shown_at + st.req.arm_delay.as_secs_f64();
+    let gate = st.keys.get_or_insert_with(|| KeyGate::new(shown_at));
+    if gate.judge(now, focused, armed_at, &events) == Verdict::Block {
+        block_keyboard(ui.ctx());
+    }
 
     egui::Panel::bottom("accord_prompt_buttons").show(ui, |ui| {
         ui.add_space(6.0);
@@ -107,10 +142,10 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
         let left = st.left(now);
         let secs = left.as_secs_f64().ceil().to_string();
         let countdown = match &st.deadline_clock {
-            Some(clock) => fill(&p.countdown, &[("secs", &secs), ("clock", clock)]),
-            None => fill(&p.countdown_no_clock, &[("secs", &secs)]),
+            Some(clock) => fill(&p.deadline, &[("secs", &secs), ("clock", clock)]),
+            None => fill(&p.deadline_no_clock, &[("secs", &secs)]),
         };
-        ui.label(countdown);
+        ui.label(RichText::new(countdown).size(look::BODY_PT));
         let total = st.req.timeout.as_secs_f64().max(0.001);
         let bar = ui.add(
             ProgressBar::new((left.as_secs_f64() / total).clamp(0.0, 1.0) as f32)
@@ -123,12 +158,10 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
         // A press that began while the buttons were inactive (meant for
         // another window, or a double click that opened this one) does not
         // become a click when they arm.
-        let armed_at = st.shown_at.unwrap_or(now) + st.req.arm_delay.as_secs_f64();
         let pressed_after_arming = ui
             .input(|i| i.pointer.press_start_time())
             .is_none_or(|t| t >= armed_at);
         ui.horizontal_wrapped(|ui| {
-            let size = egui::vec2(0.0, 32.0);
             let mut buttons = Vec::with_capacity(3);
             if st.req.control_offered {
                 buttons.push((Answer::Control, p.allow_control.as_str()));
@@ -136,11 +169,11 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
             buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
             buttons.push((Answer::Refused, p.refuse.as_str()));
             for (a, label) in buttons {
-                let r = ui.add_enabled(armed, Button::new(label).min_size(size));
+                let r = ui.add_enabled(armed, look::answer_button(a, label));
                 if armed && !st.layout_logged {
                     log_layout(ui, label, r.rect);
                 }
-                if r.clicked() && pressed_after_arming {
+                if r.clicked() && pressed_after_arming && answer.is_none() {
                     answer = Some(a);
                 }
             }
@@ -151,16 +184,24 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
         ui.add_space(6.0);
     });
 
+    let typing = st.keys.as_ref().is_some_and(|g| g.typing(now));
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ScrollArea::vertical()
             .auto_shrink([false, false])
-            .show(ui, |ui| details_ui(ui, st));
+            .show(ui, |ui| {
+                if typing {
+                    // Why the keyboard does nothing, and what works.
+                    ui.label(
+                        RichText::new(p.typing.as_str())
+                            .size(look::BODY_PT)
+                            .strong(),
+                    );
+                    ui.add_space(4.0);
+                }
+                details_ui(ui, st);
+            });
     });
 
-    // Refusing is always safe, even before the buttons arm.
-    if answer.is_none() && ui.input(|i| i.key_pressed(egui::Key::Escape)) {
-        answer = Some(Answer::Refused);
-    }
     if answer.is_none() && st.expired(now) {
         answer = Some(Answer::Refused);
     }
@@ -182,58 +223,81 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     let s = &st.strings.prompt;
     let req = &st.req;
     let id = &req.technician;
-    ui.heading(s.heading.as_str());
+    // The question, large: it is what the window is about.
+    let q = ui.label(
+        RichText::new(s.question.as_str())
+            .size(look::QUESTION_PT)
+            .strong(),
+    );
+    q.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Heading, true, &s.question));
     ui.add_space(8.0);
 
-    ui.group(|ui| {
-        ui.set_width(ui.available_width());
-        ui.label(RichText::new(s.who.as_str()).strong());
-        let unknown = s.unknown.as_str();
-        let name = id.common_name.as_deref().unwrap_or(&id.subject);
-        field(ui, &s.name, name, true);
-        field(
-            ui,
-            &s.organization,
-            id.organization.as_deref().unwrap_or(unknown),
-            false,
-        );
-        field(ui, &s.fingerprint, &id.short_fingerprint(), false);
-    });
+    // Who asks: from the verified certificate.
+    let name = id.common_name.as_deref().unwrap_or(&id.subject);
+    let who = match &id.organization {
+        Some(org) => fill(&s.technician, &[("name", name), ("org", org.as_str())]),
+        None => fill(&s.technician_no_org, &[("name", name)]),
+    };
+    ui.add(egui::Label::new(RichText::new(who).size(look::BODY_PT).strong()).wrap());
+    ui.label(RichText::new(s.identity_note.as_str()).size(look::SMALL_PT));
     ui.add_space(6.0);
 
-    ui.group(|ui| {
-        ui.set_width(ui.available_width());
-        ui.label(RichText::new(s.typed.as_str()).italics());
-        field(ui, &s.ticket, &req.ticket, false);
-        field(ui, &s.reason, &req.reason, false);
-    });
-    ui.add_space(6.0);
-
-    let asked = match req.asked {
-        Mode::Control => s.asked_control.as_str(),
-        Mode::View => s.asked_view.as_str(),
+    // What exactly.
+    let (what, colour) = match (req.asked, req.control_offered) {
+        (Mode::Control, true) => (s.asks_control.as_str(), look::CONTROL_TEXT),
+        _ => (s.asks_view.as_str(), look::TEXT),
     };
-    let colour = match req.asked {
-        Mode::Control => Color32::from_rgb(0xc0, 0x39, 0x2b),
-        Mode::View => ui.visuals().text_color(),
-    };
-    ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new(s.asked.as_str()).strong());
-        ui.label(RichText::new(asked).color(colour).strong());
-    });
+    ui.add(
+        egui::Label::new(
+            RichText::new(fill(&s.asks, &[("what", what)]))
+                .size(look::BODY_PT)
+                .strong()
+                .color(colour),
+        )
+        .wrap(),
+    );
     if req.asked == Mode::Control && !req.control_offered {
-        ui.label(s.control_restricted.as_str());
+        ui.add(
+            egui::Label::new(RichText::new(s.control_restricted.as_str()).size(look::BODY_PT))
+                .wrap(),
+        );
     }
-}
+    ui.add_space(6.0);
 
-/// `label : value`, the value wrapped (long or odd text never widens the
-/// window) and shown as plain text.
-fn field(ui: &mut egui::Ui, label: &str, value: &str, strong: bool) {
-    ui.horizontal_wrapped(|ui| {
-        ui.label(label);
-        let v = RichText::new(value);
-        ui.add(egui::Label::new(if strong { v.strong() } else { v }).wrap());
+    // Why: what the technician typed, said as such.
+    ui.group(|ui| {
+        ui.set_width(ui.available_width());
+        ui.add(
+            egui::Label::new(
+                RichText::new(fill(&s.reason, &[("reason", &req.reason)])).size(look::BODY_PT),
+            )
+            .wrap(),
+        );
+        ui.add(
+            egui::Label::new(
+                RichText::new(fill(&s.ticket, &[("ticket", &req.ticket)])).size(look::BODY_PT),
+            )
+            .wrap(),
+        );
+        ui.label(
+            RichText::new(s.typed_note.as_str())
+                .size(look::SMALL_PT)
+                .italics(),
+        );
     });
+    ui.add_space(6.0);
+
+    // What will happen.
+    ui.add(egui::Label::new(RichText::new(s.consequences.as_str()).size(look::BODY_PT)).wrap());
+    ui.add_space(6.0);
+
+    // For the technician on the phone, not for the decision.
+    egui::CollapsingHeader::new(s.details.as_str())
+        .id_salt("accord_prompt_details")
+        .show(ui, |ui| {
+            let code = id.short_fingerprint();
+            ui.label(fill(&s.verification_code, &[("code", &code)]));
+        });
 }
 
 /// Logs where a button is, in window pixels, at debug level: the real-window

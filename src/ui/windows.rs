@@ -9,12 +9,19 @@
 //! winit event loop for the next one, `run_and_return`).
 //!
 //! Always-on-top set at creation is ignored by some window managers until
-//! the window has painted, so it is sent again after the first frames.
+//! the window has painted, so it is sent again after the first frames. The
+//! prompt never asks for the keyboard focus (`docs/ui-keyboard.md`). The
+//! banner is one window per monitor, kept on its monitor's top edge and on
+//! top by [`super::stay`] and [`super::x11::Raiser`].
 
-use super::banner::{BannerState, SessionActions, banner_ui};
+use super::banner::{
+    BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
+};
 use super::hub::Hub;
 use super::prompt::{PromptState, prompt_ui};
+use super::stay::{self, Home, Keeper};
 use super::strings::Strings;
+use super::x11;
 use crate::broker::Answer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +34,10 @@ pub static FRAMES: AtomicU64 = AtomicU64::new(0);
 /// first frame of its prompt, for the last prompt shown (benchmark).
 pub static LAST_PROMPT_LATENCY_US: AtomicU64 = AtomicU64::new(0);
 
+/// The prompt's size: the three answer buttons on one line, everything
+/// readable without scrolling for ordinary ticket and reason lengths.
+pub const PROMPT_SIZE: [f32; 2] = [700.0, 580.0];
+
 /// What the windows need besides the hub.
 #[derive(Clone)]
 pub struct WindowsConfig {
@@ -37,8 +48,141 @@ pub struct WindowsConfig {
 
 enum Kind {
     Prompt(Box<PromptState>),
-    Banner(Box<BannerState>),
+    Banner(Box<Banners>),
     History,
+}
+
+/// One banner per monitor (O7): the first is the window's root viewport,
+/// the others are immediate viewports drawn in the same frame.
+struct Banners {
+    /// One per monitor, with the keeper that holds it in place.
+    each: Vec<(BannerState, Keeper)>,
+    /// The monitors were not known before opening: place the root banner
+    /// from what egui reports on the first frame.
+    guess_home: bool,
+    /// Raises the banners over a window that covers them (`None`: cannot,
+    /// said once in the log; "always on top" still holds them over normal
+    /// windows).
+    raiser: Option<x11::Raiser>,
+}
+
+impl Banners {
+    fn new(info: &crate::broker::SessionInfo, cfg: &WindowsConfig) -> Banners {
+        let monitors = match x11::monitors() {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!("monitors: {e}; one banner, on the screen it opens on");
+                Vec::new()
+            }
+        };
+        let guess_home = monitors.is_empty();
+        let homes: Vec<Home> = if guess_home {
+            vec![Home {
+                monitor: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1024.0, 768.0)),
+            }]
+        } else {
+            monitors
+                .iter()
+                .map(|m| Home {
+                    monitor: egui::Rect::from_min_size(
+                        egui::pos2(m.x as f32, m.y as f32),
+                        egui::vec2(m.width as f32, m.height as f32),
+                    ),
+                })
+                .collect()
+        };
+        let each = homes
+            .into_iter()
+            .map(|h| {
+                (
+                    BannerState::new(
+                        info.clone(),
+                        cfg.strings.clone(),
+                        cfg.actions.clone(),
+                        cfg.shortcut.clone(),
+                    ),
+                    Keeper::new(h),
+                )
+            })
+            .collect();
+        let raiser = x11::Raiser::new()
+            .map_err(|e| tracing::info!("banner raiser: {e}; relying on \"always on top\""))
+            .ok();
+        Banners {
+            each,
+            guess_home,
+            raiser,
+        }
+    }
+}
+
+/// Size and top-centre position of a banner on its monitor.
+fn banner_geometry(home: Home) -> (egui::Vec2, egui::Pos2) {
+    let m = home.monitor;
+    let w = BANNER_MAX_WIDTH.min(m.width());
+    (
+        egui::vec2(w, BANNER_HEIGHT),
+        egui::pos2(m.min.x + ((m.width() - w) / 2.0).max(0.0), m.min.y),
+    )
+}
+
+fn banner_viewport(title: &str, home: Home) -> egui::ViewportBuilder {
+    let (size, pos) = banner_geometry(home);
+    egui::ViewportBuilder::default()
+        .with_title(title)
+        .with_inner_size(size)
+        .with_position(pos)
+        .with_decorations(false)
+        .with_resizable(false)
+        .with_minimize_button(false)
+        .with_maximize_button(false)
+        .with_close_button(false)
+        .with_always_on_top()
+        .with_active(false)
+        .with_taskbar(true)
+        .with_app_id("accord")
+}
+
+/// One frame of one banner viewport: keep it in place and on top, draw it.
+/// Returns whether it is time to raise it.
+fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) -> bool {
+    let (now, outer, minimized, close) = ui.input(|i| {
+        (
+            i.time,
+            i.viewport().outer_rect,
+            i.viewport().minimized,
+            i.viewport().close_requested(),
+        )
+    });
+    if close {
+        // The banner goes only with the session (O7).
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+    }
+    if minimized == Some(true) {
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+    }
+    let a = keeper.tick(now, outer);
+    if let Some(p) = a.move_to {
+        tracing::debug!("banner moved to {outer:?}: back to {p:?}");
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::OuterPosition(p));
+    }
+    if a.raise {
+        // Someone may have taken "always on top" away; the raise itself
+        // (over windows that are on top too) is the caller's, without focus.
+        ui.ctx()
+            .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
+                egui::WindowLevel::AlwaysOnTop,
+            ));
+    }
+    if let Some(a) = banner_ui(ui, st) {
+        tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
+    }
+    ui.ctx()
+        .request_repaint_after(std::time::Duration::from_secs_f64(stay::REASSERT));
+    a.raise
 }
 
 /// Runs windows until the core quits. `Err` when a window cannot be opened
@@ -62,12 +206,7 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
                     cfg.strings.clone(),
                 )))
             } else if let Some(info) = g.session.clone() {
-                Kind::Banner(Box::new(BannerState::new(
-                    info,
-                    cfg.strings.clone(),
-                    cfg.actions.clone(),
-                    cfg.shortcut.clone(),
-                )))
+                Kind::Banner(Box::new(Banners::new(&info, cfg)))
             } else {
                 g.history_requested = false;
                 Kind::History
@@ -80,35 +219,40 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
 fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
     let s = &cfg.strings;
     let (viewport, centered) = match &kind {
-        Kind::Prompt(_) => (
-            egui::ViewportBuilder::default()
+        Kind::Prompt(_) => {
+            let builder = egui::ViewportBuilder::default()
                 .with_title(s.prompt.title.as_str())
-                .with_inner_size([560.0, 470.0])
-                .with_min_inner_size([420.0, 360.0])
+                .with_inner_size(PROMPT_SIZE)
+                .with_min_inner_size([460.0, 400.0])
                 .with_resizable(true)
                 .with_minimize_button(false)
                 .with_maximize_button(false)
                 .with_always_on_top()
-                .with_active(true)
-                .with_window_type(egui::X11WindowType::Dialog)
-                .with_app_id("accord"),
-            true,
-        ),
-        Kind::Banner(_) => (
-            egui::ViewportBuilder::default()
-                .with_title(s.banner.title.as_str())
-                .with_inner_size([900.0, 44.0])
-                .with_decorations(false)
-                .with_resizable(false)
-                .with_minimize_button(false)
-                .with_maximize_button(false)
-                .with_close_button(false)
-                .with_always_on_top()
+                // Never take the keyboard on its own: a clinician typing
+                // elsewhere must not type into it (docs/ui-keyboard.md).
                 .with_active(false)
-                .with_taskbar(true)
-                .with_app_id("accord"),
-            false,
-        ),
+                .with_window_type(egui::X11WindowType::Dialog)
+                .with_app_id("accord");
+            // Centred on the primary monitor (eframe would centre it on the
+            // whole X screen, across two monitors).
+            match x11::monitors().ok().and_then(|m| m.first().copied()) {
+                Some(m) => {
+                    let x = m.x as f32 + ((m.width as f32 - PROMPT_SIZE[0]) / 2.0).max(0.0);
+                    let y = m.y as f32 + ((m.height as f32 - PROMPT_SIZE[1]) / 2.0).max(0.0);
+                    (builder.with_position(egui::pos2(x, y)), false)
+                }
+                None => (builder, true),
+            }
+        }
+        Kind::Banner(b) => {
+            let home = b.each.first().map_or(
+                Home {
+                    monitor: egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(1024.0, 768.0)),
+                },
+                |(_, k)| k.home,
+            );
+            (banner_viewport(&s.banner.title, home), false)
+        }
         Kind::History => (
             egui::ViewportBuilder::default()
                 .with_title(s.history.title.as_str())
@@ -173,18 +317,15 @@ impl Window {
         ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
     }
 
-    /// Re-asserts stacking and focus once the window exists for the window
-    /// manager (see the module comment).
-    fn assert_on_top(&mut self, ui: &egui::Ui, focus: bool) {
+    /// Re-asserts stacking once the window exists for the window manager
+    /// (see the module comment). Never the keyboard focus.
+    fn assert_on_top(&mut self, ui: &egui::Ui) {
         let age = self.opened.elapsed();
         if self.frames == 2 || (self.frames > 2 && !self.placed && age.as_millis() >= 300) {
             ui.ctx()
                 .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
                     egui::WindowLevel::AlwaysOnTop,
                 ));
-            if focus {
-                ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
-            }
             if age.as_millis() >= 300 {
                 self.placed = true;
             }
@@ -225,47 +366,56 @@ impl eframe::App for Window {
                     // hints say: the prompt comes back until answered.
                     ui.ctx()
                         .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Focus);
                 }
-                self.assert_on_top(ui, true);
+                self.assert_on_top(ui);
             }
-            Kind::Banner(st) => {
+            Kind::Banner(b) => {
                 let current = self.hub.lock().session.clone();
-                match current {
-                    Some(info) if info.id == st.info.id => st.info = info,
-                    _ => {
-                        Self::close(ui);
-                        return;
+                let Some(info) = current else {
+                    Self::close(ui);
+                    return;
+                };
+                if b.each.first().is_none_or(|(st, _)| st.info.id != info.id) {
+                    Self::close(ui);
+                    return;
+                }
+                for (st, _) in &mut b.each {
+                    st.info = info.clone();
+                }
+                if b.guess_home {
+                    // No monitor list: the monitor egui reports, from the
+                    // window's origin.
+                    if let (Some(m), Some(o)) =
+                        ui.input(|i| (i.viewport().monitor_size, i.viewport().outer_rect))
+                        && let Some((_, k)) = b.each.first_mut()
+                    {
+                        let x0 = (o.min.x / m.x).floor() * m.x;
+                        let y0 = (o.min.y / m.y).floor() * m.y;
+                        k.home = Home {
+                            monitor: egui::Rect::from_min_size(egui::pos2(x0, y0), m),
+                        };
+                        let (size, _) = banner_geometry(k.home);
+                        ui.ctx()
+                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
+                        b.guess_home = false;
                     }
                 }
-                if close_requested {
-                    // The banner goes only with the session (O7).
-                    ui.ctx()
-                        .send_viewport_cmd(egui::ViewportCommand::CancelClose);
+                let title = self.cfg.strings.banner.title.clone();
+                let mut raise = false;
+                let mut rest = b.each.iter_mut();
+                if let Some((st, k)) = rest.next() {
+                    raise |= banner_frame(ui, st, k);
                 }
-                if ui.input(|i| i.viewport().minimized) == Some(true) {
-                    ui.ctx()
-                        .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                for (i, (st, k)) in rest.enumerate() {
+                    let id = egui::ViewportId::from_hash_of(("accord_banner", i));
+                    let builder = banner_viewport(&title, k.home);
+                    raise |= ui
+                        .ctx()
+                        .show_viewport_immediate(id, builder, |ui, _class| banner_frame(ui, st, k));
                 }
-                if self.frames == 1 {
-                    // Top centre of the screen the window opened on.
-                    if let Some(m) = ui.input(|i| i.viewport().monitor_size) {
-                        let w = 900.0_f32.min(m.x);
-                        ui.ctx()
-                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(
-                                w, 44.0,
-                            )));
-                        ui.ctx()
-                            .send_viewport_cmd(egui::ViewportCommand::OuterPosition(egui::pos2(
-                                ((m.x - w) / 2.0).max(0.0),
-                                0.0,
-                            )));
-                    }
+                if raise && let Some(r) = &b.raiser {
+                    r.raise();
                 }
-                if let Some(a) = banner_ui(ui, st) {
-                    tracing::info!("session {}: clinician pressed {a:?}", st.info.id);
-                }
-                self.assert_on_top(ui, false);
             }
             Kind::History => {
                 let wanted_again = std::mem::take(&mut self.hub.lock().history_requested);
