@@ -7,10 +7,6 @@ run_pkgs=(
   # What the agent's window and tray load at run time (winit/glutin dlopen them).
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libxkbcommon0
   libgl1 libegl1 libgl1-mesa-dri dbus
-  # Building with eframe's accesskit (screen readers, AT-SPI over D-Bus):
-  # accesskit_winit turns on winit's Wayland backend, which links
-  # libwayland-client (runtime: libwayland-client0, found by $auto).
-  libwayland-dev pkg-config
   # A VNC server to share the screen, and openssl for `make run`'s demo.
   x11vnc
 )
