@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::framer::EndWhy;
+use super::verdict::EndWhy;
 use super::messages::{ClientMessage, MessageKind};
 
 /// Pseudo-encodings removed from SetEncodings in view-only mode, so the
