@@ -87,6 +87,7 @@ impl ClientFramer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kind::MessageKind;
     use super::super::messages::tests::samples;
     use super::super::{MAX_CUT_TEXT, MAX_ENCODINGS};
     use super::*;

@@ -88,4 +88,3 @@ impl std::fmt::Display for MessageKind {
         f.write_str(self.as_str())
     }
 }
-

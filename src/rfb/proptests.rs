@@ -5,7 +5,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-use super::filter::FRAMING_CHANGING_ENCODINGS;
+use super::filter::{EXTENDED_CLIPBOARD_ENCODING, FRAMING_CHANGING_ENCODINGS};
 use super::*;
 
 fn arb_pixel_format() -> impl Strategy<Value = PixelFormat> {
@@ -215,7 +215,7 @@ proptest! {
         cuts in vec(1usize..64, 1..16),
         hold_input in any::<bool>(),
     ) {
-        let ctx = FilterCtx { view_only: true, hold_input };
+        let ctx = FilterCtx { view_only: true, hold_input, clipboard: Clipboard::Both };
         let (forwarded, _) = relay(&stream, &cuts, ctx);
         for m in &forwarded {
             prop_assert!(!is_forbidden_in_view_only(m), "forwarded {:?}", m);
@@ -229,7 +229,7 @@ proptest! {
         cuts in vec(1usize..300, 1..16),
         hold_input in any::<bool>(),
     ) {
-        let ctx = FilterCtx { view_only: true, hold_input };
+        let ctx = FilterCtx { view_only: true, hold_input, clipboard: Clipboard::Both };
         let (forwarded, _) = relay(&stream, &cuts, ctx);
         for m in &forwarded {
             prop_assert!(!is_forbidden_in_view_only(m), "forwarded {:?}", m);
@@ -241,7 +241,7 @@ proptest! {
         stream in arb_stream(),
         cuts in vec(1usize..64, 1..16),
     ) {
-        let ctx = FilterCtx { view_only: false, hold_input: true };
+        let ctx = FilterCtx { view_only: false, hold_input: true, clipboard: Clipboard::Both };
         let (forwarded, _) = relay(&stream, &cuts, ctx);
         for m in &forwarded {
             let allowed = match m {
@@ -260,18 +260,45 @@ proptest! {
         cuts in vec(1usize..64, 1..16),
     ) {
         let stream: Vec<u8> = msgs.iter().flat_map(ClientMessage::to_bytes).collect();
-        let (forwarded, ended) = relay(&stream, &cuts, FilterCtx::default());
+        let ctx = FilterCtx { clipboard: Clipboard::Both, ..FilterCtx::default() };
+        let (forwarded, ended) = relay(&stream, &cuts, ctx);
         prop_assert!(!ended);
         let expected: Vec<ClientMessage> = msgs
             .into_iter()
             .map(|m| match m {
                 ClientMessage::SetEncodings(l) => ClientMessage::SetEncodings(
-                    l.into_iter().filter(|e| !FRAMING_CHANGING_ENCODINGS.contains(e)).collect(),
+                    l.into_iter().filter(|e| FRAMEABLE_ENCODINGS.contains(e)).collect(),
                 ),
                 other => other,
             })
             .collect();
         prop_assert_eq!(forwarded, expected);
+    }
+
+    #[test]
+    fn only_frameable_encodings_and_permitted_clipboard_reach_the_server(
+        stream in arb_stream(),
+        cuts in vec(1usize..64, 1..16),
+        view_only in any::<bool>(),
+        clipboard in prop::sample::select(vec![Clipboard::None, Clipboard::ToWorkstation, Clipboard::Both]),
+    ) {
+        let ctx = FilterCtx { view_only, hold_input: false, clipboard };
+        let (forwarded, _) = relay(&stream, &cuts, ctx);
+        for m in &forwarded {
+            match m {
+                ClientMessage::SetEncodings(l) => {
+                    prop_assert!(l.iter().all(|e| FRAMEABLE_ENCODINGS.contains(e)), "{:?}", l);
+                    prop_assert!(l.iter().all(|e| !FRAMING_CHANGING_ENCODINGS.contains(e)));
+                    if !clipboard.allows_to_viewer(view_only) {
+                        prop_assert!(!l.contains(&EXTENDED_CLIPBOARD_ENCODING), "{:?}", l);
+                    }
+                }
+                ClientMessage::ClientCutText(_) | ClientMessage::ExtendedClipboard { .. } => {
+                    prop_assert!(clipboard.allows_to_workstation(view_only), "{:?}", m);
+                }
+                _ => {}
+            }
+        }
     }
 
     #[test]

@@ -43,4 +43,3 @@ pub enum Verdict {
     #[error("ending the session: {0}")]
     End(EndWhy),
 }
-

@@ -251,6 +251,7 @@ impl Relay {
             let ctx = FilterCtx {
                 view_only: self.view_only,
                 hold_input: self.hold,
+                ..FilterCtx::default()
             };
             match self.filter.apply(msg, ctx) {
                 Action::Forward(m) => m.write_to(&mut self.out),

@@ -18,11 +18,11 @@
 
 mod encodings;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use encodings::{FRAMEABLE_ENCODINGS, MAX_COMPRESSED_RECT, RECT_ENCODINGS};
 
-use encodings::{HeaderError, RectHeader, bytes_per_pixel, check_compressed};
+use encodings::{HeaderError, bytes_per_pixel};
 
 use super::messages::PixelFormat;
 use super::wire::Reader;
