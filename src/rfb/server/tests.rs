@@ -606,7 +606,7 @@ fn largest_header_is_bounded_and_fits_a_read() {
         assert_eq!(f.step(&header[..n]), Ok(ServerStep::NeedMore), "{n}");
     }
     assert_eq!(f.step(&header), Ok(ServerStep::Forward(MAX_SERVER_HEADER)));
-    assert!(MAX_SERVER_HEADER < READ_CHUNK / 16);
+    const { assert!(MAX_SERVER_HEADER < READ_CHUNK / 16) };
 }
 
 #[test]
@@ -683,7 +683,11 @@ fn random_chunks(seed: u64, n: usize) -> Vec<usize> {
                 .wrapping_add(1442695040888963407);
             let r = (x >> 33) as usize;
             // Mostly small reads, sometimes a full one.
-            if r % 5 == 0 { READ_CHUNK } else { 1 + r % 3000 }
+            if r.is_multiple_of(5) {
+                READ_CHUNK
+            } else {
+                1 + r % 3000
+            }
         })
         .collect()
 }
