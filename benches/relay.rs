@@ -444,6 +444,7 @@ fn framer_pass(stream: &[u8], view_only: bool) -> (f64, u64, u64) {
     let ctx = FilterCtx {
         view_only,
         hold_input: false,
+        ..FilterCtx::default()
     };
     let mut out = Vec::with_capacity(READ_CHUNK * 2);
     let (mut msgs, mut bytes_out) = (0u64, 0u64);

@@ -25,9 +25,31 @@ if [ -z "$targets" ]; then
   echo "no fuzz target found in fuzz/" >&2
   exit 1
 fi
+# Every target CI must run, so a renamed or removed one fails loudly
+# instead of silently not being fuzzed any more.
+for required in framer handshake server_framer; do
+  if ! grep -qx "$required" <<<"$targets"; then
+    echo "fuzz target $required missing from fuzz/Cargo.toml" >&2
+    exit 1
+  fi
+done
 
 echo "== building fuzz targets: $(echo $targets)"
 cargo fuzz build -O
+
+# Seed the server framer with the start of real recorded streams (first
+# byte: the target's pixel-format choice, then the server's bytes), so it
+# reaches Tight/ZRLE/Hextile paths at once instead of rediscovering RFB.
+seed_dir=fuzz/corpus/server_framer
+mkdir -p "$seed_dir"
+for rec in x11vnc-tight:2 xvnc-tight:2 x11vnc-zrle:2 xvnc-zrle:2 x11vnc-hextile-16bpp:1 x11vnc-raw-8bpp:0; do
+  name=${rec%%:*} choice=${rec##*:}
+  src=tests/data/rfb/$name.bin
+  [ -f "$src" ] || continue
+  # 0x40 in the first byte: reads of 8*37+1 bytes; clipboard refused.
+  { printf "\\x$(printf %02x $((choice | 0x40)))"; tail -c +17 "$src" | head -c 16384; } \
+    >"$seed_dir/seed-$name"
+done
 
 failed=()
 summary=()

@@ -6,15 +6,26 @@
 //! (xvp) end the session, and SetEncodings is stripped of the
 //! pseudo-encodings that would negotiate input extensions at all.
 //!
-//! In control mode everything known is forwarded, but held keys and buttons
+//! SetEncodings is cut down to an allow-list in every mode,
+//! [`FRAMEABLE_ENCODINGS`]: the server must never send something the
+//! server→client framer cannot delimit, and an unknown pseudo-encoding may
+//! switch on a message format nobody here has read.
+//!
+//! The clipboard is a permission of its own ([`Clipboard`]): ClientCutText
+//! reaches the workstation only when the session allows it, and Extended
+//! Clipboard (whose requests would flow back from the server) is only
+//! negotiated when the clipboard is shared both ways.
+//!
+//! In control mode everything else known is forwarded, but held keys and buttons
 //! are tracked so that switching back to view-only can release them: a key
 //! left down on the clinician's desktop is input the technician no longer
 //! has the right to give.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::framer::EndWhy;
 use super::messages::{ClientMessage, MessageKind};
+use super::server::FRAMEABLE_ENCODINGS;
+use super::verdict::EndWhy;
 
 /// Pseudo-encodings removed from SetEncodings in view-only mode, so the
 /// server never enables an input path: QEMU pointer motion change (−257),
@@ -23,13 +34,50 @@ use super::messages::{ClientMessage, MessageKind};
 pub const INPUT_EXTENSION_ENCODINGS: [i32; 6] =
     [-258, -257, -305, -309, -316, 0xC0A1_E5CE_u32 as i32];
 
-/// Pseudo-encodings removed in every mode because they change the framing
-/// of client messages in a way the framer does not follow:
+/// The Extended Clipboard pseudo-encoding: kept only when the clipboard is
+/// shared both ways.
+pub const EXTENDED_CLIPBOARD_ENCODING: i32 = 0xC0A1_E5CE_u32 as i32;
+
+/// Pseudo-encodings that must never reach the server, whatever the mode
+/// (outside [`FRAMEABLE_ENCODINGS`], so the allow-list removes them; kept
+/// here, and tested, so nobody adds them to it). ExtendedMouseButtons
+/// (−316) changes the framing of client messages in a way the framer does
+/// not follow:
 /// ExtendedMouseButtons makes a PointerEvent with bit 7 set one byte longer.
 /// If the server enabled it, Accord and the server would disagree on message
 /// boundaries, and a viewer could then smuggle input inside a forwarded
 /// ClientFence payload once view-only is on.
-pub const FRAMING_CHANGING_ENCODINGS: [i32; 1] = [-316];
+///
+/// gii (−305) carries keys and buttons the filter does not track, so they
+/// could not be released when a session ends.
+pub const FRAMING_CHANGING_ENCODINGS: [i32; 2] = [-316, -305];
+
+/// What the session's clipboard permission lets through (policy
+/// `[session] clipboard`). View-only overrides it: no clipboard either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clipboard {
+    /// Neither direction.
+    None,
+    /// The technician may paste into the workstation (in control); nothing
+    /// of the clinician's clipboard leaves it.
+    #[default]
+    ToWorkstation,
+    /// Both directions (in control).
+    Both,
+}
+
+impl Clipboard {
+    /// Whether the viewer's ClientCutText may reach the server.
+    pub fn allows_to_workstation(self, view_only: bool) -> bool {
+        !view_only && matches!(self, Clipboard::ToWorkstation | Clipboard::Both)
+    }
+
+    /// Whether the server's ServerCutText may reach the viewer.
+    pub fn allows_to_viewer(self, view_only: bool) -> bool {
+        !view_only && self == Clipboard::Both
+    }
+}
 
 /// Keys a human can plausibly hold at once, with margin. Bounds the tracking
 /// memory; a key-down beyond it is dropped (it could not be released later).
@@ -44,6 +92,8 @@ pub struct FilterCtx {
     /// A prompt granting more rights is on the clinician's screen; input is
     /// held back whatever the mode, so a viewer cannot click "accept" itself.
     pub hold_input: bool,
+    /// The session's clipboard permission.
+    pub clipboard: Clipboard,
 }
 
 /// What to do with one message.
@@ -103,9 +153,12 @@ pub struct Filter {
     held_qemu_keys: BTreeMap<(u32, u32), u32>,
     buttons: u8,
     pointer: (u16, u16),
-    /// The last SetEncodings as the viewer sent it (framing-changing
-    /// entries removed), to restore what view-only stripped.
+    /// The last SetEncodings as the viewer sent it, cut to the allow-list,
+    /// to restore what view-only stripped.
     last_encodings: Option<Vec<i32>>,
+    /// The clipboard permission of the last message applied (fixed for a
+    /// session), for [`Self::restore_encodings`].
+    clipboard: Clipboard,
     /// Whether the last SetEncodings forwarded lacked input extensions.
     encodings_stripped: bool,
     dropped: DropCounts,
@@ -119,6 +172,7 @@ impl Filter {
     /// Decides the fate of one message under the mode in `ctx`.
     pub fn apply(&mut self, msg: ClientMessage, ctx: FilterCtx) -> Action {
         let kind = msg.kind();
+        self.clipboard = ctx.clipboard;
         if ctx.view_only {
             match kind {
                 MessageKind::Xvp | MessageKind::Gii => {
@@ -131,8 +185,15 @@ impl Filter {
         } else if ctx.hold_input && (is_input(kind) || kind == MessageKind::Xvp) {
             return self.drop(kind);
         }
+        if matches!(
+            kind,
+            MessageKind::ClientCutText | MessageKind::ExtendedClipboard
+        ) && !ctx.clipboard.allows_to_workstation(ctx.view_only)
+        {
+            return self.drop(kind);
+        }
         match msg {
-            ClientMessage::SetEncodings(list) => self.set_encodings(list, ctx.view_only),
+            ClientMessage::SetEncodings(list) => self.set_encodings(list, ctx),
             ClientMessage::KeyEvent { down, key } => {
                 if down {
                     if !self.held_keys.contains(&key) && self.held_count() >= MAX_HELD_KEYS {
@@ -204,7 +265,10 @@ impl Filter {
             return None;
         }
         self.encodings_stripped = false;
-        self.last_encodings.clone().map(ClientMessage::SetEncodings)
+        let clipboard = self.clipboard;
+        self.last_encodings
+            .as_deref()
+            .map(|list| ClientMessage::SetEncodings(sendable(list, false, clipboard)))
     }
 
     /// Counts of what was dropped so far.
@@ -226,28 +290,36 @@ impl Filter {
         Action::Drop
     }
 
-    fn set_encodings(&mut self, list: Vec<i32>, view_only: bool) -> Action {
+    fn set_encodings(&mut self, list: Vec<i32>, ctx: FilterCtx) -> Action {
         let before = list.len();
-        let safe: Vec<i32> = list
+        let allowed: Vec<i32> = list
             .into_iter()
-            .filter(|e| !FRAMING_CHANGING_ENCODINGS.contains(e))
+            .filter(|e| FRAMEABLE_ENCODINGS.contains(e))
             .collect();
-        self.last_encodings = Some(safe.clone());
-        let sent: Vec<i32> = if view_only {
-            safe.into_iter()
-                .filter(|e| !INPUT_EXTENSION_ENCODINGS.contains(e))
-                .collect()
-        } else {
-            safe
-        };
+        let sent = sendable(&allowed, ctx.view_only, ctx.clipboard);
+        let in_control = sendable(&allowed, false, ctx.clipboard);
+        self.encodings_stripped = ctx.view_only && sent != in_control;
+        self.last_encodings = Some(allowed);
         let removed = before - sent.len();
-        self.encodings_stripped = view_only && removed > 0;
         self.dropped.stripped_encodings = self
             .dropped
             .stripped_encodings
             .saturating_add(u64::try_from(removed).unwrap_or(u64::MAX));
         Action::Forward(ClientMessage::SetEncodings(sent))
     }
+}
+
+/// The allow-listed encodings the server may be told about under this mode:
+/// no input extension in view-only, no Extended Clipboard unless the
+/// clipboard is shared both ways (its server→client messages would be
+/// dropped, leaving the viewer waiting for data that never comes).
+fn sendable(allowed: &[i32], view_only: bool, clipboard: Clipboard) -> Vec<i32> {
+    allowed
+        .iter()
+        .copied()
+        .filter(|e| !(view_only && INPUT_EXTENSION_ENCODINGS.contains(e)))
+        .filter(|&e| e != EXTENDED_CLIPBOARD_ENCODING || clipboard.allows_to_viewer(view_only))
+        .collect()
 }
 
 /// What identifies a QEMU key to the server: the keycode (scancode) when
@@ -282,15 +354,19 @@ mod tests {
     const VIEW: FilterCtx = FilterCtx {
         view_only: true,
         hold_input: false,
+        clipboard: Clipboard::ToWorkstation,
     };
     const CONTROL: FilterCtx = FilterCtx {
         view_only: false,
         hold_input: false,
+        clipboard: Clipboard::ToWorkstation,
     };
     const HOLD: FilterCtx = FilterCtx {
         view_only: false,
         hold_input: true,
+        clipboard: Clipboard::ToWorkstation,
     };
+    const EXT: i32 = EXTENDED_CLIPBOARD_ENCODING;
 
     fn key(down: bool, key: u32) -> ClientMessage {
         ClientMessage::KeyEvent { down, key }
@@ -302,13 +378,178 @@ mod tests {
         for m in samples() {
             let want = match &m {
                 ClientMessage::SetEncodings(l) => {
-                    ClientMessage::SetEncodings(l.iter().copied().filter(|&e| e != -316).collect())
+                    ClientMessage::SetEncodings(l.iter().copied().filter(|&e| e != EXT).collect())
                 }
                 other => other.clone(),
             };
             assert_eq!(f.apply(m, CONTROL), Action::Forward(want));
         }
         assert_eq!(f.dropped().total(), 0);
+        // With the clipboard shared both ways, nothing at all is changed.
+        let both = FilterCtx {
+            clipboard: Clipboard::Both,
+            ..CONTROL
+        };
+        for m in samples() {
+            assert_eq!(f.apply(m.clone(), both), Action::Forward(m));
+        }
+    }
+
+    #[test]
+    fn set_encodings_is_cut_to_the_allow_list_in_every_mode() {
+        // Zlib, ZlibHex, TRLE, JPEG, H.264, ContinuousUpdates, Fence, xvp,
+        // gii, ExtendedMouseButtons, CursorWithAlpha, VMware cursor, and
+        // two made-up values: none can be framed, so none may be announced.
+        let unframeable = [
+            6,
+            8,
+            15,
+            21,
+            50,
+            -313,
+            -312,
+            -309,
+            -305,
+            -316,
+            -314,
+            0x574D_5664,
+            99,
+            -1000,
+        ];
+        let mut list = vec![7, 16];
+        list.extend(unframeable);
+        list.extend([-239, -224]);
+        for ctx in [
+            CONTROL,
+            VIEW,
+            HOLD,
+            FilterCtx {
+                clipboard: Clipboard::Both,
+                ..CONTROL
+            },
+        ] {
+            let mut f = Filter::new();
+            assert_eq!(
+                f.apply(ClientMessage::SetEncodings(list.clone()), ctx),
+                Action::Forward(ClientMessage::SetEncodings(vec![7, 16, -239, -224])),
+                "{ctx:?}"
+            );
+            assert_eq!(f.dropped().stripped_encodings(), unframeable.len() as u64);
+            // Nothing to restore: those were never the view-only's doing.
+            assert_eq!(f.restore_encodings(), None);
+        }
+    }
+
+    #[test]
+    fn always_stripped_encodings_are_not_frameable() {
+        for e in FRAMING_CHANGING_ENCODINGS {
+            assert!(!FRAMEABLE_ENCODINGS.contains(&e), "{e}");
+        }
+        // Tight's quality and compression levels stay, all twenty.
+        for e in (-32..=-23).chain(-256..=-247) {
+            assert!(FRAMEABLE_ENCODINGS.contains(&e), "{e}");
+        }
+    }
+
+    #[test]
+    fn clipboard_permission_truth_table() {
+        use Clipboard::*;
+        for (c, to_ws, to_viewer) in [
+            (None, false, false),
+            (ToWorkstation, true, false),
+            (Both, true, true),
+        ] {
+            assert_eq!(c.allows_to_workstation(false), to_ws, "{c:?}");
+            assert_eq!(c.allows_to_viewer(false), to_viewer, "{c:?}");
+            assert!(!c.allows_to_workstation(true), "{c:?} view-only");
+            assert!(!c.allows_to_viewer(true), "{c:?} view-only");
+        }
+        assert_eq!(Clipboard::default(), ToWorkstation);
+    }
+
+    #[test]
+    fn clipboard_deserialises_from_policy_strings() {
+        #[derive(serde::Deserialize)]
+        struct S {
+            clipboard: Clipboard,
+        }
+        for (text, want) in [
+            ("none", Clipboard::None),
+            ("to_workstation", Clipboard::ToWorkstation),
+            ("both", Clipboard::Both),
+        ] {
+            let s: S = toml::from_str(&format!("clipboard = \"{text}\"")).unwrap();
+            assert_eq!(s.clipboard, want);
+        }
+        assert!(toml::from_str::<S>("clipboard = \"to_viewer\"").is_err());
+        assert!(toml::from_str::<S>("clipboard = \"Both\"").is_err());
+    }
+
+    #[test]
+    fn client_cut_text_obeys_the_clipboard_permission() {
+        let texts = [
+            ClientMessage::ClientCutText(b"paste".to_vec()),
+            ClientMessage::ExtendedClipboard {
+                flags: 0x1000_0001,
+                data: vec![1, 2, 3],
+            },
+        ];
+        for (clipboard, view_only, forwarded) in [
+            (Clipboard::None, false, false),
+            (Clipboard::ToWorkstation, false, true),
+            (Clipboard::Both, false, true),
+            (Clipboard::None, true, false),
+            (Clipboard::ToWorkstation, true, false),
+            (Clipboard::Both, true, false),
+        ] {
+            let ctx = FilterCtx {
+                view_only,
+                hold_input: false,
+                clipboard,
+            };
+            let mut f = Filter::new();
+            for m in texts.clone() {
+                let want = if forwarded {
+                    Action::Forward(m.clone())
+                } else {
+                    Action::Drop
+                };
+                assert_eq!(f.apply(m, ctx), want, "{ctx:?}");
+            }
+            let dropped = u64::from(!forwarded);
+            assert_eq!(f.dropped().get(MessageKind::ClientCutText), dropped);
+            assert_eq!(f.dropped().get(MessageKind::ExtendedClipboard), dropped);
+        }
+    }
+
+    #[test]
+    fn extended_clipboard_is_announced_only_when_shared_both_ways() {
+        for (clipboard, view_only, kept) in [
+            (Clipboard::None, false, false),
+            (Clipboard::ToWorkstation, false, false),
+            (Clipboard::Both, false, true),
+            (Clipboard::Both, true, false),
+        ] {
+            let ctx = FilterCtx {
+                view_only,
+                hold_input: false,
+                clipboard,
+            };
+            let mut f = Filter::new();
+            let want = if kept { vec![7, EXT] } else { vec![7] };
+            assert_eq!(
+                f.apply(ClientMessage::SetEncodings(vec![7, EXT]), ctx),
+                Action::Forward(ClientMessage::SetEncodings(want)),
+                "{ctx:?}"
+            );
+            // Lifting view-only gives it back only if the clipboard allows.
+            if view_only {
+                assert_eq!(
+                    f.restore_encodings(),
+                    Some(ClientMessage::SetEncodings(vec![7, EXT]))
+                );
+            }
+        }
     }
 
     #[test]
@@ -352,16 +593,18 @@ mod tests {
         let action = f.apply(ClientMessage::SetEncodings(list.clone()), VIEW);
         assert_eq!(
             action,
-            Action::Forward(ClientMessage::SetEncodings(vec![
-                16, 7, -223, -308, 0, -312
-            ]))
+            Action::Forward(ClientMessage::SetEncodings(vec![16, 7, -223, -308, 0]))
         );
-        assert_eq!(f.dropped().stripped_encodings(), 6);
-        // Lifting view-only restores them all except ExtendedMouseButtons.
-        let restored: Vec<i32> = list.into_iter().filter(|&e| e != -316).collect();
+        // The six input extensions and Fence (not frameable).
+        assert_eq!(f.dropped().stripped_encodings(), 7);
+        // Lifting view-only restores the QEMU ones; gii, xvp and
+        // ExtendedMouseButtons are never allowed, Extended Clipboard not
+        // with this clipboard permission.
         assert_eq!(
             f.restore_encodings(),
-            Some(ClientMessage::SetEncodings(restored))
+            Some(ClientMessage::SetEncodings(vec![
+                16, 7, -223, -258, -257, -308, 0
+            ]))
         );
         assert_eq!(f.restore_encodings(), None);
     }
@@ -383,6 +626,7 @@ mod tests {
             FilterCtx {
                 view_only: true,
                 hold_input: true,
+                clipboard: Clipboard::Both,
             },
         ] {
             let mut f = Filter::new();

@@ -10,46 +10,9 @@
 //! declared length was already checked against its cap) plus one pushed
 //! chunk; pushing more than that without draining is refused.
 
-use super::messages::{ClientMessage, MessageKind, ParseError};
+use super::messages::{ClientMessage, ParseError};
+use super::verdict::{EndWhy, Verdict};
 use super::{MAX_MESSAGE_LEN, READ_CHUNK};
-
-/// Why the session must end. Carries enough detail for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndWhy {
-    #[error("unknown client message type {0}: its length cannot be known")]
-    UnknownType(u8),
-    #[error("unknown QEMU client message sub-type {0}: its length cannot be known")]
-    UnknownQemuSubType(u8),
-    #[error("unknown QEMU audio operation {0}: its length cannot be known")]
-    UnknownQemuAudioOp(u16),
-    #[error("{kind} declares {len} (bytes or entries), more than the limit of {max}")]
-    TooLong {
-        kind: MessageKind,
-        len: usize,
-        max: usize,
-    },
-    #[error("malformed {kind}: {why}")]
-    Malformed {
-        kind: MessageKind,
-        why: &'static str,
-    },
-    #[error("{0} is not allowed in view-only mode")]
-    ForbiddenInViewOnly(MessageKind),
-    #[error("{buffered} bytes already buffered, {pushed} more pushed: over the {max}-byte bound")]
-    BufferFull {
-        buffered: usize,
-        pushed: usize,
-        max: usize,
-    },
-}
-
-/// What the framer says when it cannot yield a message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Verdict {
-    /// The session must end; nothing more from this viewer is forwarded.
-    #[error("ending the session: {0}")]
-    End(EndWhy),
-}
 
 /// Upper bound of [`ClientFramer`]'s buffer.
 pub const MAX_BUFFERED: usize = MAX_MESSAGE_LEN + READ_CHUNK;
@@ -124,6 +87,7 @@ impl ClientFramer {
 
 #[cfg(test)]
 mod tests {
+    use super::super::kind::MessageKind;
     use super::super::messages::tests::samples;
     use super::super::{MAX_CUT_TEXT, MAX_ENCODINGS};
     use super::*;

@@ -346,6 +346,7 @@ impl State {
             let ctx = FilterCtx {
                 view_only: self.view_only,
                 hold_input: self.hold,
+                ..FilterCtx::default()
             };
             match self.filter.apply(msg, ctx) {
                 Action::Forward(m) => self.outbox.push(&m),
