@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
@@ -319,24 +319,24 @@ where
     };
     counters.touch(start);
 
-    let (tech_r, mut tech_w) = tokio::io::split(tech);
+    let (tech_r, tech_w) = tokio::io::split(tech);
     let (up_r, up_w) = tokio::io::split(upstream);
-    if !server_leftover.is_empty() {
-        let sent = async {
-            tech_w.write_all(&server_leftover).await?;
-            tech_w.flush().await
-        };
-        if let Err(e) = sent.await {
-            return result(EndReason::Technician, Some(e.to_string()), &counters);
-        }
-    }
 
     let (stop, stop_rx) = oneshot::channel();
+    let clipboard = wire_clipboard(limits.clipboard);
+    let (viewer_format, viewer_format_rx) = watch::channel(None);
+    let server_ctl = rfb_io::ServerCtl {
+        pixel_format: pixel_format_of(&server_init),
+        viewer_format: viewer_format_rx,
+        mode: mode.clone(),
+        clipboard,
+    };
     let ctl = rfb_io::ClientCtl {
         mode,
         hold,
         stop: stop_rx,
-        clipboard: limits.clipboard,
+        clipboard,
+        viewer_format,
     };
     let events = ClientCounters {
         counters: counters.clone(),
@@ -351,7 +351,9 @@ where
     ));
     let c = counters.clone();
     let mut to_technician = tokio::spawn(async move {
-        rfb_io::server_to_technician(up_r, tech_w, move |n| {
+        // What the server sent before the viewer came goes through the
+        // framer too (it may hold the clinician's clipboard).
+        rfb_io::server_to_technician(up_r, tech_w, server_ctl, server_leftover, move |n| {
             c.to_technician.fetch_add(n as u64, Ordering::Relaxed);
         })
         .await
@@ -396,6 +398,23 @@ where
         let _ = to_technician.await;
     }
     result(why, detail, &counters)
+}
+
+/// The policy's clipboard permission as the RFB filters know it.
+fn wire_clipboard(c: Clipboard) -> crate::rfb::Clipboard {
+    match c {
+        Clipboard::None => crate::rfb::Clipboard::None,
+        Clipboard::ToWorkstation => crate::rfb::Clipboard::ToWorkstation,
+        Clipboard::Both => crate::rfb::Clipboard::Both,
+    }
+}
+
+/// ServerInit's pixel format (ServerInit was parsed and checked during the
+/// upstream handshake, so this cannot fail; a default keeps it total).
+fn pixel_format_of(server_init: &[u8]) -> crate::rfb::PixelFormat {
+    crate::rfb::ServerInit::parse(server_init)
+        .map(|si| si.pixel_format)
+        .unwrap_or_default()
 }
 
 impl Handles {

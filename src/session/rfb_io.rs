@@ -11,10 +11,10 @@
 use super::DirResult;
 use super::EndReason;
 use super::outbox::Outbox;
-use crate::policy::Clipboard;
 use crate::protocol::Mode;
 use crate::rfb::{
-    Action, ClientFramer, Filter, FilterCtx, HandshakeError, MessageKind, READ_CHUNK,
+    Action, ClientFramer, ClientMessage, Clipboard as RfbClipboard, Filter, FilterCtx,
+    HandshakeError, MessageKind, PixelFormat, READ_CHUNK, ServerFramer, ServerStep,
     TechnicianHandshake, TechnicianProgress, UpstreamHandshake, UpstreamProgress,
 };
 use std::time::Duration;
@@ -139,41 +139,103 @@ where
 /// session: a server that does not read must not hold the kill switch.
 pub const RELEASE_WAIT: Duration = Duration::from_millis(200);
 
-/// Server → technician. Shaped for a server framer: a read buffer with a
-/// consumed offset, slices forwarded from it, and a flush before every read,
-/// so nothing the server sent stays buffered in TLS while Accord waits.
+/// What the server → technician relay needs to follow and filter the stream.
+pub struct ServerCtl {
+    /// ServerInit's pixel format, in force until the viewer changes it.
+    pub pixel_format: PixelFormat,
+    /// The viewer's SetPixelFormat, published by the other direction when
+    /// it forwards one (applies from the next FramebufferUpdate).
+    pub viewer_format: watch::Receiver<Option<PixelFormat>>,
+    pub mode: watch::Receiver<Mode>,
+    pub clipboard: RfbClipboard,
+}
+
+/// Server → technician: every byte is classified by the sans-IO
+/// [`ServerFramer`] and forwarded as a slice of the read buffer (no copy),
+/// except the clinician's clipboard when the session may not pass it
+/// (view-only, or `clipboard` other than `both`), whatever the server sends.
+/// Everything written is flushed before the relay waits to read again, so
+/// nothing the server sent stays buffered in TLS (the tail of a frame on a
+/// still screen). A message the framer cannot follow ends the session
+/// (`protocol`): past it, a cut text could pass as pixels. `leftover` is what
+/// the server sent after ServerInit, before the viewer came.
 pub async fn server_to_technician<R, W>(
     mut r: R,
     mut w: W,
+    ctl: ServerCtl,
+    leftover: Vec<u8>,
     mut on_bytes: impl FnMut(usize),
 ) -> DirResult
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; READ_CHUNK];
-    let (mut start, mut end) = (0usize, 0usize);
+    let ServerCtl {
+        pixel_format,
+        mut viewer_format,
+        mut mode,
+        clipboard,
+    } = ctl;
+    let mut framer = ServerFramer::new(pixel_format);
+    framer.set_clipboard_to_viewer(
+        clipboard.allows_to_viewer(*mode.borrow_and_update() == Mode::View),
+    );
+    let mut end = leftover.len();
+    let mut buf = leftover;
+    buf.resize(end.max(READ_CHUNK), 0);
+    let mut start = 0usize;
     loop {
-        if start >= end {
-            if let Err(e) = w.flush().await {
-                return (EndReason::Technician, Some(e.to_string()));
-            }
-            end = match r.read(&mut buf).await {
-                Ok(0) => return (EndReason::Upstream, Some("the VNC server closed".into())),
-                Ok(n) => n,
-                Err(e) => return (EndReason::Upstream, Some(e.to_string())),
-            };
-            start = 0;
+        // Permission and format changes apply from the next message.
+        if mode.has_changed().unwrap_or(false) {
+            let view_only = *mode.borrow_and_update() == Mode::View;
+            framer.set_clipboard_to_viewer(clipboard.allows_to_viewer(view_only));
         }
-        // Forward(start..end): the whole read until a framer says more.
-        let chunk = buf.get(start..end).unwrap_or_default();
-        match w.write(chunk).await {
-            Ok(0) => return (EndReason::Technician, Some("the viewer closed".into())),
-            Ok(n) => {
+        if viewer_format.has_changed().unwrap_or(false)
+            && let Some(pf) = *viewer_format.borrow_and_update()
+        {
+            framer.set_pixel_format(pf);
+        }
+        let pending = buf.get(start..end).unwrap_or_default();
+        let step = if pending.is_empty() {
+            Ok(ServerStep::NeedMore)
+        } else {
+            framer.step(pending)
+        };
+        match step {
+            Ok(ServerStep::Forward(n)) => {
+                let slice = pending.get(..n).unwrap_or_default();
+                if let Err(e) = w.write_all(slice).await {
+                    return (EndReason::Technician, Some(e.to_string()));
+                }
                 start += n;
                 on_bytes(n);
             }
-            Err(e) => return (EndReason::Technician, Some(e.to_string())),
+            Ok(ServerStep::Drop(n)) => start += n,
+            Ok(ServerStep::NeedMore) => {
+                if let Err(e) = w.flush().await {
+                    return (EndReason::Technician, Some(e.to_string()));
+                }
+                // Keep the incomplete header at the front, read after it.
+                buf.copy_within(start..end, 0);
+                end -= start;
+                start = 0;
+                let Some(room) = buf.get_mut(end..).filter(|r| !r.is_empty()) else {
+                    // Cannot happen: headers are bounded far below READ_CHUNK.
+                    return (
+                        EndReason::Protocol,
+                        Some("server message header larger than the read buffer".into()),
+                    );
+                };
+                end += match r.read(room).await {
+                    Ok(0) => return (EndReason::Upstream, Some("the VNC server closed".into())),
+                    Ok(n) => n,
+                    Err(e) => return (EndReason::Upstream, Some(e.to_string())),
+                };
+            }
+            Err(e) => {
+                let _ = w.flush().await;
+                return (EndReason::Protocol, Some(format!("server stream: {e}")));
+            }
         }
     }
 }
@@ -194,7 +256,9 @@ pub struct ClientCtl {
     pub hold: watch::Receiver<bool>,
     /// Fires (or is dropped) when the session ends for any other reason.
     pub stop: oneshot::Receiver<()>,
-    pub clipboard: Clipboard,
+    pub clipboard: RfbClipboard,
+    /// Where a forwarded SetPixelFormat is published for the server framer.
+    pub viewer_format: watch::Sender<Option<PixelFormat>>,
 }
 
 /// Technician → server: parse every message, apply the mode, forward only
@@ -218,6 +282,7 @@ where
         mut hold,
         mut stop,
         clipboard,
+        viewer_format,
     } = ctl;
     let mut st = State {
         framer: ClientFramer::new(),
@@ -225,6 +290,7 @@ where
         view_only: *mode.borrow_and_update() == Mode::View,
         hold: *hold.borrow_and_update(),
         clipboard,
+        viewer_format,
         outbox: Outbox::new(now()),
     };
     let mut buf = vec![0u8; READ_CHUNK];
@@ -298,7 +364,8 @@ struct State {
     filter: Filter,
     view_only: bool,
     hold: bool,
-    clipboard: Clipboard,
+    clipboard: RfbClipboard,
+    viewer_format: watch::Sender<Option<PixelFormat>>,
     outbox: Outbox,
 }
 
@@ -335,21 +402,20 @@ impl State {
                     | MessageKind::ExtendedClipboard
                     | MessageKind::QemuKeyEvent
             );
-            if self.clipboard == Clipboard::None
-                && matches!(
-                    kind,
-                    MessageKind::ClientCutText | MessageKind::ExtendedClipboard
-                )
-            {
-                continue;
-            }
             let ctx = FilterCtx {
                 view_only: self.view_only,
                 hold_input: self.hold,
-                ..FilterCtx::default()
+                clipboard: self.clipboard,
             };
             match self.filter.apply(msg, ctx) {
-                Action::Forward(m) => self.outbox.push(&m),
+                Action::Forward(m) => {
+                    // Published before the bytes leave, so the server
+                    // framer knows the format before the server answers.
+                    if let ClientMessage::SetPixelFormat(pf) = &m {
+                        self.viewer_format.send_replace(Some(*pf));
+                    }
+                    self.outbox.push(&m)
+                }
                 Action::Drop => {}
                 Action::End(why) => break Err((EndReason::Protocol, Some(why.to_string()))),
             }
@@ -452,7 +518,8 @@ mod tests {
                 mode,
                 hold,
                 stop,
-                clipboard: Clipboard::ToWorkstation,
+                clipboard: RfbClipboard::ToWorkstation,
+                viewer_format: watch::channel(None).0,
             },
             Channels {
                 _mode: mode_tx,
@@ -507,7 +574,7 @@ mod tests {
         let (mut viewer, tech) = tokio::io::duplex(4096);
         let (server_w, mut server_r) = tokio::io::duplex(4096);
         let (mut c, ch) = ctl(Mode::Control);
-        c.clipboard = Clipboard::None;
+        c.clipboard = RfbClipboard::None;
         let task = tokio::spawn(client_to_server(tech, server_w, c, Vec::new(), NoEvents));
         viewer
             .write_all(&[6, 0, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c'])
