@@ -1104,7 +1104,16 @@ async fn control_mode_input_reaches_the_display() {
     let ended = agent.wait_event("session_ended", "why", "technician").await;
     assert!(ended["bytes_to_technician"].as_u64().unwrap() >= u64::from(W) * u64::from(H) * 4);
     wait_log(&peers, x11vnc, "Client 127.0.0.1 gone").await;
-    let got = x11vnc_received(&peers.log_of(x11vnc));
+    // x11vnc prints its statistics just after "gone": wait for them (the
+    // startup's all-zero table is in the log too).
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = x11vnc_received(&peers.log_of(x11vnc));
+        if got.contains("KeyEvent") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for m in ["KeyEvent", "PointerEvent", "ClientCutText"] {
         assert!(got.contains(m), "x11vnc received {m}: {got}");
     }
@@ -1894,4 +1903,91 @@ async fn soak_x11vnc_ten_minutes() {
     drop(s);
     let _ = task.await;
     agent.stop().await;
+}
+
+/// Text the clinician selects: Xtigervnc sends it to legacy viewers as
+/// ServerCutText (PRIMARY and CLIPBOARD). Through Accord it must never reach
+/// a view-only technician, nor one in control with the default
+/// `clipboard = "to_workstation"`; with `"both"` in control it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clinicians_clipboard_reaches_the_viewer_only_when_allowed() {
+    use accord::policy::Clipboard;
+    if !have(BASE) || !have(&["Xtigervnc"]) {
+        return;
+    }
+    let cases = [
+        (Mode::View, Clipboard::Both, false),
+        (Mode::Control, Clipboard::ToWorkstation, false),
+        (Mode::Control, Clipboard::None, false),
+        (Mode::Control, Clipboard::Both, true),
+    ];
+    for (i, (mode, clipboard, expected)) in cases.into_iter().enumerate() {
+        let mut peers = Peers::new();
+        let (d, port, _tiger) = peers.xtigervnc(None);
+        let pki = Pki::new();
+        let mut policy = pki.policy(port);
+        policy.session.clipboard = clipboard;
+        let answer = match mode {
+            Mode::Control => Answer::Control,
+            Mode::View => Answer::ViewOnly,
+        };
+        let mut agent = RunningAgent::start(policy, ScriptedPrompter::answers([answer])).await;
+        let (local, task) = open_tunnel(&pki, &agent, mode).await;
+        let (mut viewer, w, h) = raw_viewer(local).await;
+        // SetEncodings [Raw], then one full update request.
+        let mut msg = vec![2, 0, 0, 1];
+        msg.extend_from_slice(&0i32.to_be_bytes());
+        msg.extend_from_slice(&[3, 0, 0, 0, 0, 0]);
+        msg.extend_from_slice(&w.to_be_bytes());
+        msg.extend_from_slice(&h.to_be_bytes());
+        viewer.write_all(&msg).await.unwrap();
+        read_one_update(&mut viewer).await;
+
+        // The clinician selects and copies patient data.
+        let marker = format!("PATIENT-DUPONT-{i}-NIR-1850775123456");
+        for sel in ["primary", "clipboard"] {
+            let mut c = Command::new("xclip")
+                .args(["-selection", sel, "-loops", "3"])
+                .env("DISPLAY", d.env())
+                .env_remove("XAUTHORITY")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("xclip");
+            use std::io::Write as _;
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(marker.as_bytes())
+                .unwrap();
+            // xclip forks to serve the selection; the parent exits.
+            let _ = c.wait();
+        }
+        // Everything the viewer receives for 3 s.
+        let mut got = Vec::new();
+        let until = Instant::now() + Duration::from_secs(3);
+        let mut buf = vec![0u8; 64 * 1024];
+        while Instant::now() < until {
+            match tokio::time::timeout(Duration::from_millis(200), viewer.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        let seen = got
+            .windows(marker.len())
+            .any(|win| win == marker.as_bytes());
+        assert_eq!(
+            seen,
+            expected,
+            "{mode:?} with clipboard {clipboard:?}: the selection {} the technician",
+            if seen { "reached" } else { "did not reach" }
+        );
+        drop(viewer);
+        let _ = task.await;
+        agent.stop().await;
+        // Kill this case's xclip servers with the display.
+        drop(peers);
+    }
 }
