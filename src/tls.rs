@@ -494,11 +494,11 @@ pub mod demo {
                 revoked_certs,
                 key_identifier_method: rcgen::KeyIdMethod::Sha256,
             };
-            Ok(params
+            params
                 .signed_by(&self.issuer)
                 .map_err(rc_err)?
                 .pem()
-                .map_err(rc_err)?)
+                .map_err(rc_err)
         }
     }
 

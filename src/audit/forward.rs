@@ -448,18 +448,29 @@ async fn peer_gone(stream: &mut TlsStream<TcpStream>) -> bool {
     )
 }
 
+/// What a forwarding pass reads from and writes to.
+struct Files<'a> {
+    log_path: &'a Path,
+    cursor_path: &'a Path,
+    host: &'a str,
+    sd_id: &'a str,
+}
+
 /// Sends everything after the cursor, batch by batch, storing the cursor
 /// after each flushed batch.
 async fn send_pending(
     stream: &mut TlsStream<TcpStream>,
-    log_path: &Path,
-    cursor_path: &Path,
+    files: &Files<'_>,
     cursor: &mut Cursor,
-    host: &str,
-    sd_id: &str,
     status: &mut Status,
     on_reset: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), ForwardError> {
+    let Files {
+        log_path,
+        cursor_path,
+        host,
+        sd_id,
+    } = *files;
     let (path, c) = (log_path.to_path_buf(), cursor.clone());
     let checked = tokio::task::spawn_blocking(move || check_cursor(&path, &c))
         .await
@@ -600,11 +611,13 @@ pub async fn run(
             loop {
                 send_pending(
                     &mut stream,
-                    &log_path,
-                    &cursor_path,
+                    &Files {
+                        log_path: &log_path,
+                        cursor_path: &cursor_path,
+                        host: &host,
+                        sd_id: &cfg.sd_id,
+                    },
                     &mut cursor,
-                    &host,
-                    &cfg.sd_id,
                     &mut status,
                     &on_reset,
                 )
