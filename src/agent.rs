@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -38,12 +38,10 @@ pub const MAX_PENDING_PER_SOURCE: usize = 4;
 pub const MAX_PENDING: usize = 256;
 /// Time allowed for the TLS handshake: a real client needs milliseconds.
 pub const TLS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Rejections recorded per minute for one class (one technician, one
-/// anonymous source) before they are only counted.
-pub const REJECT_RECORDS_PER_CLASS_PER_MINUTE: u32 = 10;
-/// Rejections of anonymous sources recorded per minute in all: many sources
-/// together must not fill the disk either.
-pub const ANONYMOUS_REJECT_RECORDS_PER_MINUTE: u32 = 60;
+use crate::broker::budget::source_of;
+pub use crate::broker::budget::{
+    ANONYMOUS_REJECT_RECORDS_PER_MINUTE, REJECT_RECORDS_PER_CLASS_PER_MINUTE,
+};
 
 /// A bound (or deliberately not listening) agent, ready to run.
 pub struct Agent<P: Prompter> {
@@ -129,7 +127,6 @@ impl<P: Prompter> Agent<P> {
         }
         let watcher = tokio::spawn(broker.clone().watch_prompter());
         let mut tasks = JoinSet::new();
-        let limiter = Arc::new(RejectLimiter::default());
         tokio::pin!(shutdown);
         match listener {
             Some((listener, tls)) => {
@@ -153,7 +150,7 @@ impl<P: Prompter> Agent<P> {
                                     // Closed at once, without TLS: the
                                     // listener goes on accepting others.
                                     drop(tcp);
-                                    reject(&broker, &limiter, peer, "tls", None, full.to_string());
+                                    reject(&broker, peer, "tls", None, full.to_string());
                                     continue;
                                 }
                             };
@@ -161,10 +158,9 @@ impl<P: Prompter> Agent<P> {
                             // Per connection: a CRL changed on disk applies
                             // from the next handshake on.
                             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-                            let limiter = limiter.clone();
                             tasks.spawn(async move {
                                 let _ = tcp.set_nodelay(true);
-                                connection(broker, acceptor, tcp, peer, permit, limiter).await;
+                                connection(broker, acceptor, tcp, peer, permit).await;
                             });
                         }
                         Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
@@ -187,21 +183,6 @@ impl<P: Prompter> Agent<P> {
         if let Err(e) = broker.record(&Event::AgentStopped) {
             tracing::error!("{e}");
         }
-    }
-}
-
-/// The unit a flood is counted by: an IPv4 address, or an IPv6 /64 (what one
-/// host usually has, so a host cannot pose as many by changing addresses).
-fn source_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => IpAddr::V4(a),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = a.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
     }
 }
 
@@ -270,101 +251,14 @@ impl Drop for PendingSlot {
     }
 }
 
-/// Whose rejections share a budget.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-enum RejectClass {
-    /// An identified technician (by certificate fingerprint).
-    Technician(String),
-    /// Anyone without a verified certificate, by source.
-    Anonymous(IpAddr),
-}
-
-/// Rejection records per class per minute; beyond the budget they go to
-/// `tracing` only and are counted into the class's next record.
-#[derive(Default)]
-struct RejectLimiter {
-    state: Mutex<LimiterState>,
-}
-
-#[derive(Default)]
-struct LimiterState {
-    window: Option<Instant>,
-    recorded: HashMap<RejectClass, u32>,
-    anonymous_recorded: u32,
-    /// Rejections not recorded, per class, since that class's last record.
-    not_recorded: HashMap<RejectClass, u64>,
-}
-
-/// Most classes remembered with a pending count: a flood from many sources
-/// must not grow this map without bound (the oldest counts are then only in
-/// the service's own log).
-const MAX_COUNTED_CLASSES: usize = 4096;
-
-impl RejectLimiter {
-    /// Whether this rejection is recorded; if so, how many of its class were
-    /// not recorded since its last record.
-    fn admit(&self, class: &RejectClass, now: Instant) -> Option<u64> {
-        let Ok(mut st) = self.state.lock() else {
-            return None;
-        };
-        if st
-            .window
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60))
-        {
-            st.window = Some(now);
-            st.recorded.clear();
-            st.anonymous_recorded = 0;
-        }
-        let anonymous = matches!(class, RejectClass::Anonymous(_));
-        let n = st.recorded.get(class).copied().unwrap_or(0);
-        let over = n >= REJECT_RECORDS_PER_CLASS_PER_MINUTE
-            || (anonymous && st.anonymous_recorded >= ANONYMOUS_REJECT_RECORDS_PER_MINUTE);
-        if over {
-            if st.not_recorded.len() < MAX_COUNTED_CLASSES || st.not_recorded.contains_key(class) {
-                *st.not_recorded.entry(class.clone()).or_insert(0) += 1;
-            }
-            return None;
-        }
-        st.recorded.insert(class.clone(), n + 1);
-        if anonymous {
-            st.anonymous_recorded += 1;
-        }
-        Some(st.not_recorded.remove(class).unwrap_or(0))
-    }
-}
-
 fn reject<P: Prompter>(
     broker: &Broker<P>,
-    limiter: &RejectLimiter,
     peer: SocketAddr,
     why: &'static str,
     technician: Option<Identity>,
     detail: String,
 ) {
-    tracing::info!(%peer, why, "request rejected: {detail}");
-    let class = match &technician {
-        Some(t) => RejectClass::Technician(t.fingerprint.clone()),
-        None => RejectClass::Anonymous(source_of(peer.ip())),
-    };
-    let Some(skipped) = limiter.admit(&class, Instant::now()) else {
-        tracing::debug!("rejection of {peer} not recorded (over its class's budget)");
-        return;
-    };
-    let detail = if skipped > 0 {
-        format!(
-            "{detail} ({skipped} earlier rejections of the same origin not recorded: over budget)"
-        )
-    } else {
-        detail
-    };
-    if let Err(e) = broker.record(&Event::RequestRejected {
-        peer,
-        why,
-        technician,
-        detail,
-    }) {
-        tracing::error!("{e}");
-    }
+    broker.reject_request(peer, why, technician, detail);
 }
 
 async fn connection<P: Prompter>(
@@ -373,23 +267,15 @@ async fn connection<P: Prompter>(
     tcp: TcpStream,
     peer: SocketAddr,
     permit: PendingSlot,
-    limiter: Arc<RejectLimiter>,
 ) {
     let mut stream = match tokio::time::timeout(TLS_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            reject(&broker, &limiter, peer, tls_why(&e), None, e.to_string());
+            reject(&broker, peer, tls_why(&e), None, e.to_string());
             return;
         }
         Err(_) => {
-            reject(
-                &broker,
-                &limiter,
-                peer,
-                "tls",
-                None,
-                "TLS handshake timed out".into(),
-            );
+            reject(&broker, peer, "tls", None, "TLS handshake timed out".into());
             return;
         }
     };
@@ -402,27 +288,19 @@ async fn connection<P: Prompter>(
         Some(der) => match tls::identity_of(der) {
             Ok(id) => id,
             Err(e) => {
-                reject(&broker, &limiter, peer, "tls", None, e.to_string());
+                reject(&broker, peer, "tls", None, e.to_string());
                 return;
             }
         },
         // Unreachable with a verifier that requires a certificate; refuse anyway.
         None => {
-            reject(
-                &broker,
-                &limiter,
-                peer,
-                "tls",
-                None,
-                "no client certificate".into(),
-            );
+            reject(&broker, peer, "tls", None, "no client certificate".into());
             return;
         }
     };
     if !identity.allowed_by(&broker.policy().technicians.allow) {
         reject(
             &broker,
-            &limiter,
             peer,
             RefusalCode::Policy.as_str(),
             Some(identity),
@@ -437,7 +315,6 @@ async fn connection<P: Prompter>(
             Ok(Err(e)) => {
                 reject(
                     &broker,
-                    &limiter,
                     peer,
                     RefusalCode::BadRequest.as_str(),
                     Some(identity),
@@ -449,7 +326,6 @@ async fn connection<P: Prompter>(
             Err(_) => {
                 reject(
                     &broker,
-                    &limiter,
                     peer,
                     RefusalCode::BadRequest.as_str(),
                     Some(identity),
@@ -514,17 +390,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ipv6_sources_are_counted_by_their_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(source_of(a), source_of(b));
-        assert_ne!(source_of(a), source_of(c));
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(source_of(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
-    }
-
-    #[test]
     fn gate_limits_each_source_and_frees_on_drop() {
         let gate = PendingGate::new();
         let one: IpAddr = "127.0.0.1".parse().unwrap();
@@ -537,38 +402,5 @@ mod tests {
         drop(held);
         assert!(gate.try_enter(one).is_ok());
         assert!(gate.per_source.lock().unwrap().len() <= 1);
-    }
-
-    #[test]
-    fn rejection_budget_is_per_class_and_counts_the_rest() {
-        let l = RejectLimiter::default();
-        let t0 = Instant::now();
-        let junk = RejectClass::Anonymous("10.0.0.1".parse().unwrap());
-        let tech = RejectClass::Technician("sha256:ab".into());
-        for _ in 0..REJECT_RECORDS_PER_CLASS_PER_MINUTE {
-            assert_eq!(l.admit(&junk, t0), Some(0));
-        }
-        for _ in 0..500 {
-            assert_eq!(l.admit(&junk, t0), None);
-        }
-        // Junk does not hide a technician's refusal.
-        assert_eq!(l.admit(&tech, t0), Some(0));
-        // Next minute: the first record of the class carries the count.
-        let t1 = t0 + Duration::from_secs(61);
-        assert_eq!(l.admit(&junk, t1), Some(500));
-        assert_eq!(l.admit(&junk, t1), Some(0));
-    }
-
-    #[test]
-    fn many_anonymous_sources_share_one_ceiling() {
-        let l = RejectLimiter::default();
-        let t0 = Instant::now();
-        let recorded = (0..1000u32)
-            .filter(|i| {
-                let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
-                l.admit(&RejectClass::Anonymous(ip), t0).is_some()
-            })
-            .count();
-        assert_eq!(recorded, ANONYMOUS_REJECT_RECORDS_PER_MINUTE as usize);
     }
 }

@@ -429,3 +429,74 @@ async fn tls_sessions_are_never_resumed() {
         ]
     );
 }
+
+/// An identified technician hammering a busy workstation: 10,000 `busy`
+/// refusals cost a bounded number of audit records (and `fdatasync`s), and
+/// the listener keeps answering others at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_busy_refusals_cost_few_records() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let a = std::sync::Arc::new(
+        RunningAgent::start(pki.policy(stub.addr), ScriptedPrompter::new([Step::Never])).await,
+    );
+    let cfg = pki.connect_config(a.addr, accord::protocol::Mode::View);
+    let first = tokio::spawn(connect_tunnel(cfg.clone()));
+    while a.prompter.asked() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let total = 10_000usize;
+    let workers = accord::agent::MAX_PENDING_PER_SOURCE;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let cfg = cfg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut busy = 0;
+            for _ in (w..total).step_by(workers) {
+                if let Err(accord::connect::ConnectError::Refused(
+                    accord::protocol::RefusalCode::Busy,
+                )) = accord::connect::ask(&cfg, &mut |_| {}).await
+                {
+                    busy += 1;
+                }
+            }
+            busy
+        }));
+    }
+    let mut busy = 0;
+    for t in tasks {
+        busy += t.await.unwrap();
+    }
+    let took = started.elapsed();
+    assert_eq!(busy, total, "every request answered busy");
+    let records = a
+        .events()
+        .iter()
+        .filter(|e| e.as_str() == "request_rejected")
+        .count();
+    eprintln!(
+        "{total} busy refusals in {took:?} ({:.0}/s): {records} audit records",
+        total as f64 / took.as_secs_f64()
+    );
+    assert!(records < 200, "{records} records for {total} refusals");
+    // Still answering: another technician gets busy at once.
+    let (other_cert, other_key) = pki.technician("other", "Paul Autre", 30);
+    let mut other = cfg.clone();
+    other.cert = other_cert;
+    other.key = other_key;
+    let t = std::time::Instant::now();
+    let r = accord::connect::ask(&other, &mut |_| {}).await;
+    assert!(
+        matches!(
+            r,
+            Err(accord::connect::ConnectError::Refused(
+                accord::protocol::RefusalCode::Busy
+            ))
+        ),
+        "{:?}",
+        r.err()
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    first.abort();
+}

@@ -6,6 +6,7 @@
 //! means refused. Every decision is on record ([`Journal`]) before the
 //! technician hears of it.
 
+pub mod budget;
 pub mod events;
 
 pub use events::{
@@ -75,6 +76,8 @@ struct Shared {
     inner: Mutex<Inner>,
     shutdown: watch::Sender<bool>,
     ui_lost: watch::Sender<bool>,
+    /// How many refusals each origin may put in the audit log.
+    rejections: budget::RejectLimiter,
 }
 
 /// The broker: shared by every connection task.
@@ -134,6 +137,7 @@ impl<P: Prompter> Broker<P> {
             }),
             shutdown,
             ui_lost,
+            rejections: budget::RejectLimiter::default(),
         });
         Arc::new(Broker { shared, prompter })
     }
@@ -182,13 +186,46 @@ impl<P: Prompter> Broker<P> {
     }
 
     fn reject(&self, peer: SocketAddr, why: RefusalCode, tech: &Identity, detail: &str) {
-        let ev = Event::RequestRejected {
-            peer,
-            why: why.as_str(),
-            technician: Some(tech.clone()),
-            detail: detail.to_string(),
+        self.reject_request(peer, why.as_str(), Some(tech.clone()), detail.to_string());
+    }
+
+    /// Records a refused request within its origin's budget
+    /// ([`budget`]); beyond it the refusal is only counted, and the count
+    /// goes into the origin's next record. The technician is answered
+    /// either way.
+    pub fn reject_request(
+        &self,
+        peer: SocketAddr,
+        why: &'static str,
+        technician: Option<Identity>,
+        detail: String,
+    ) {
+        tracing::info!(%peer, why, "request rejected: {detail}");
+        let class = match &technician {
+            Some(t) => budget::RejectClass::Technician(t.fingerprint.clone()),
+            None => budget::RejectClass::Anonymous(budget::source_of(peer.ip())),
         };
-        if let Err(e) = self.shared.journal.record(&ev) {
+        let Some(skipped) = self
+            .shared
+            .rejections
+            .admit(&class, std::time::Instant::now())
+        else {
+            tracing::debug!("rejection of {peer} not recorded (over its origin's budget)");
+            return;
+        };
+        let detail = if skipped > 0 {
+            format!(
+                "{detail} ({skipped} earlier rejections of the same origin not recorded: over budget)"
+            )
+        } else {
+            detail
+        };
+        if let Err(e) = self.shared.journal.record(&Event::RequestRejected {
+            peer,
+            why,
+            technician,
+            detail,
+        }) {
             tracing::error!("{e}");
         }
     }
