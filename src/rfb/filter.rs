@@ -179,10 +179,10 @@ impl Filter {
                     self.dropped.bump(kind);
                     return Action::End(EndWhy::ForbiddenInViewOnly(kind));
                 }
-                _ if is_input(kind) => return self.drop(kind),
+                _ if kind.is_input() => return self.drop(kind),
                 _ => {}
             }
-        } else if ctx.hold_input && (is_input(kind) || kind == MessageKind::Xvp) {
+        } else if ctx.hold_input && (kind.is_input() || kind == MessageKind::Xvp) {
             return self.drop(kind);
         }
         if matches!(
@@ -329,22 +329,6 @@ fn qemu_key_id(keycode: u32, keysym: u32) -> (u32, u32) {
     (keycode, if keycode == 0 { keysym } else { 0 })
 }
 
-/// Messages that act on the clinician's session as input: held back by
-/// `hold_input`, dropped in view-only. (gii and xvp are handled apart in
-/// view-only: they end the session.)
-fn is_input(kind: MessageKind) -> bool {
-    matches!(
-        kind,
-        MessageKind::KeyEvent
-            | MessageKind::PointerEvent
-            | MessageKind::ClientCutText
-            | MessageKind::ExtendedClipboard
-            | MessageKind::SetDesktopSize
-            | MessageKind::QemuKeyEvent
-            | MessageKind::QemuAudio
-            | MessageKind::Gii
-    )
-}
 
 #[cfg(test)]
 mod tests {
@@ -633,7 +617,7 @@ mod tests {
             for m in samples() {
                 let kind = m.kind();
                 let action = f.apply(m, ctx);
-                if is_input(kind) && !(ctx.view_only && kind == MessageKind::Gii) {
+                if kind.is_input() && !(ctx.view_only && kind == MessageKind::Gii) {
                     assert_eq!(action, Action::Drop, "{kind} {ctx:?}");
                 }
             }

@@ -22,6 +22,24 @@ pub enum MessageKind {
 }
 
 impl MessageKind {
+    /// Messages that act on the clinician's session as input: held back by
+    /// `hold_input`, dropped in view-only, paced and dropped on a decision
+    /// by the relay. (gii and xvp are handled apart in view-only: they end
+    /// the session.)
+    pub fn is_input(self) -> bool {
+        matches!(
+            self,
+            MessageKind::KeyEvent
+                | MessageKind::PointerEvent
+                | MessageKind::ClientCutText
+                | MessageKind::ExtendedClipboard
+                | MessageKind::SetDesktopSize
+                | MessageKind::QemuKeyEvent
+                | MessageKind::QemuAudio
+                | MessageKind::Gii
+        )
+    }
+
     /// Every kind, in a stable order (the index used by counters).
     pub const ALL: [MessageKind; 14] = [
         MessageKind::SetPixelFormat,

@@ -22,7 +22,7 @@
 //! Messages that are not input (FramebufferUpdateRequest, SetEncodings...)
 //! are not paced but keep their order behind input.
 
-use crate::rfb::{ClientMessage, MessageKind};
+use crate::rfb::ClientMessage;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -42,21 +42,6 @@ pub const WIRE_MAX: usize = 1024;
 const NS_PER_TOKEN: u64 = 1_000_000_000 / INPUT_RATE;
 const BUCKET_NS: u64 = NS_PER_TOKEN * INPUT_BURST;
 
-/// Messages that act on the clinician's session (paced, dropped on a
-/// decision). The same list as the filter's.
-pub fn is_input(kind: MessageKind) -> bool {
-    matches!(
-        kind,
-        MessageKind::KeyEvent
-            | MessageKind::PointerEvent
-            | MessageKind::ClientCutText
-            | MessageKind::ExtendedClipboard
-            | MessageKind::SetDesktopSize
-            | MessageKind::QemuKeyEvent
-            | MessageKind::QemuAudio
-            | MessageKind::Gii
-    )
-}
 
 struct Queued {
     bytes: Vec<u8>,
@@ -106,7 +91,7 @@ impl Outbox {
     pub fn push(&mut self, msg: &ClientMessage) {
         let mut bytes = Vec::new();
         msg.write_to(&mut bytes);
-        let input = is_input(msg.kind());
+        let input = msg.kind().is_input();
         let motion = match msg {
             ClientMessage::PointerEvent { buttons, .. } => {
                 let transition = *buttons != self.last_mask;
