@@ -18,6 +18,8 @@ test_pkgs=(
   # wmctrl to put a window above the banner; xsetroot (e2e idle test).
   xterm x11-xserver-utils wmctrl
   tigervnc-standalone-server tigervnc-tools
+  # A real viewer with its default Tight encoding, through the server framer.
+  tigervnc-viewer
   rsyslog rsyslog-gnutls
   python3-venv python3-pip
   procps psmisc iproute2 curl ca-certificates

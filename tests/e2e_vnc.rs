@@ -671,7 +671,11 @@ impl Peers {
 
     /// Xvfb (its root window is painted by [`Peers::x11vnc`]).
     fn xvfb(&mut self) -> Display {
-        let geometry = format!("{W}x{H}x24");
+        self.xvfb_sized(W, H)
+    }
+
+    fn xvfb_sized(&mut self, w: u16, h: u16) -> Display {
+        let geometry = format!("{w}x{h}x24");
         let (d, _) = self.start_x("Xvfb", |n| {
             let mut c = Command::new("Xvfb");
             c.arg(format!(":{n}"))
@@ -1989,5 +1993,94 @@ async fn the_clinicians_clipboard_reaches_the_viewer_only_when_allowed() {
         agent.stop().await;
         // Kill this case's xclip servers with the display.
         drop(peers);
+    }
+}
+
+/// TigerVNC's own viewer, with its default encoding choice (Tight; JPEG
+/// off so the picture can be compared), against x11vnc and Xtigervnc: the
+/// server framer follows the whole stream (the session does not end
+/// `protocol`), the viewer's window shows the clinician's screen, and closing
+/// the viewer ends the session `technician`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tigervnc_viewer_with_tight_sees_the_screen_through_the_framer() {
+    if !have(BASE) || !have(&["Xtigervnc", "xtigervncviewer"]) {
+        return;
+    }
+    for server in ["x11vnc", "Xtigervnc"] {
+        let mut peers = Peers::new();
+        let (port, server_idx) = if server == "x11vnc" {
+            let d = peers.xvfb();
+            peers.x11vnc(d)
+        } else {
+            let (d, port, idx) = peers.xtigervnc(None);
+            peers.paint(d);
+            (port, idx)
+        };
+        let pki = Pki::new();
+        let mut agent = RunningAgent::start(
+            pki.policy(port),
+            ScriptedPrompter::answers([Answer::ViewOnly]),
+        )
+        .await;
+        let (local, task) = open_tunnel(&pki, &agent, Mode::View).await;
+        // Larger than the remote screen, so the viewer opens a window of
+        // the remote's size at the top-left (not "full screen").
+        let (vw, vh) = (W + 200, H + 200);
+        let v = peers.xvfb_sized(vw, vh);
+        let mut c = Command::new("xtigervncviewer");
+        c.env("DISPLAY", v.env())
+            .args(["-NoJPEG", "-Shared", "-geometry", "+0+0"])
+            .arg(format!("127.0.0.1::{}", local.port()));
+        let viewer = peers.spawn("xtigervncviewer", c);
+
+        // The picture arrives; compare the viewer's display with the source.
+        let pattern = png_rgb(&peers.path("pattern.png"));
+        let mut diff = usize::MAX;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let shot = v.screenshot_rgb(peers.dir.path());
+            // The W×H region where the viewer put its window, near the
+            // top-left of its display (the viewer may keep a margin).
+            let region = |dx: usize, dy: usize| -> Vec<u8> {
+                shot.chunks(vw as usize * 3)
+                    .skip(dy)
+                    .take(H as usize)
+                    .flat_map(|row| row.iter().skip(dx * 3).take(W as usize * 3).copied())
+                    .collect()
+            };
+            diff = (0..=40)
+                .flat_map(|dy| (0..=8).map(move |dx| (dx, dy)))
+                .map(|(dx, dy)| differing_pixels(&pattern, &region(dx, dy)))
+                .min()
+                .unwrap_or(usize::MAX);
+            if diff < pattern.len() / 3 / 100 {
+                break;
+            }
+        }
+        let total = pattern.len() / 3;
+        assert!(
+            diff < total / 100,
+            "{server}: the viewer shows the screen ({diff} of {total} pixels differ); viewer: {}; records: {:?}",
+            peers.log_of(viewer),
+            agent.records()
+        );
+        if server == "x11vnc" {
+            wait_log(&peers, server_idx, "Using tight encoding").await;
+        }
+        let records = agent.records();
+        assert!(
+            !records.iter().any(|r| r["event"] == "session_ended"),
+            "{server}: the session ended while the viewer was drawing: {:?}",
+            records.last()
+        );
+        // Closing the viewer ends the session, for the right reason.
+        if let Ok(pid) = i32::try_from(peers.procs[viewer].child.id()) {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let ended = agent.wait_event("session_ended", "why", "technician").await;
+        assert!(ended["bytes_to_technician"].as_u64().unwrap_or(0) > 0);
+        let _ = task.await;
+        agent.stop().await;
     }
 }

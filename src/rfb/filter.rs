@@ -329,7 +329,6 @@ fn qemu_key_id(keycode: u32, keysym: u32) -> (u32, u32) {
     (keycode, if keycode == 0 { keysym } else { 0 })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::super::messages::tests::samples;

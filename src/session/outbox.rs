@@ -42,7 +42,6 @@ pub const WIRE_MAX: usize = 1024;
 const NS_PER_TOKEN: u64 = 1_000_000_000 / INPUT_RATE;
 const BUCKET_NS: u64 = NS_PER_TOKEN * INPUT_BURST;
 
-
 struct Queued {
     bytes: Vec<u8>,
     input: bool,
