@@ -1777,7 +1777,8 @@ async fn a_changing_screen_does_not_keep_an_idle_session_alive() {
     peers.spawn("repaint", c);
     let pki = Pki::new();
     let mut policy = pki.policy(port);
-    policy.session.idle_timeout = Duration::from_secs(2);
+    // Long enough for several full-screen updates on a loaded CI machine.
+    policy.session.idle_timeout = Duration::from_secs(5);
     let mut agent =
         RunningAgent::start(policy, ScriptedPrompter::answers([Answer::ViewOnly])).await;
     let (local, task) = open_tunnel(&pki, &agent, Mode::View).await;
@@ -1802,7 +1803,7 @@ async fn a_changing_screen_does_not_keep_an_idle_session_alive() {
     );
     assert!(updates >= 3, "the screen kept changing: {updates} updates");
     agent.wait_event("session_ended", "why", "idle").await;
-    assert!(took < Duration::from_secs(8), "ended after {took:?}");
+    assert!(took < Duration::from_secs(12), "ended after {took:?}");
     let _ = task.await;
     agent.stop().await;
 }
