@@ -36,6 +36,7 @@ fn request(asked: Mode, control_offered: bool, timeout: Duration, arm: Duration)
         deadline: Instant::now() + timeout,
         timeout,
         arm_delay: arm,
+        clipboard: accord::policy::Clipboard::ToWorkstation,
     }
 }
 
@@ -511,6 +512,7 @@ fn session(mode: Mode, elapsed: Duration) -> SessionInfo {
         mode,
         started: SystemTime::now() - elapsed,
         started_at: Instant::now() - elapsed,
+        clipboard: accord::policy::Clipboard::ToWorkstation,
     }
 }
 
@@ -877,4 +879,43 @@ fn escape_refuses_even_in_the_middle_of_typing() {
     h.key_press(egui::Key::Escape);
     h.run_steps(1);
     assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+/// The clinician knows, before deciding and during the session, whether the
+/// clipboard (patient data) is shared: with the default `to_workstation` the
+/// technician may paste in, nothing she copies leaves; in view only nothing.
+#[test]
+fn prompt_and_banner_say_whether_the_clipboard_is_shared() {
+    let mut req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    );
+    let h = prompt_harness(req.clone(), Lang::Fr);
+    h.get_by_label_contains("rien de ce que vous copiez ne lui parviendra");
+    req.clipboard = accord::policy::Clipboard::Both;
+    let h = prompt_harness(req.clone(), Lang::En);
+    h.get_by_label_contains("shared both ways in control");
+    // View only asked: never shared, whatever the policy.
+    let view = request(
+        Mode::View,
+        false,
+        Duration::from_secs(60),
+        Duration::from_millis(300),
+    );
+    let h = prompt_harness(view, Lang::Fr);
+    h.get_by_label(&format!("Presse-papiers{NB}: non partagé."));
+
+    let rec = Arc::new(Recorder::default());
+    let mut h = banner_harness(
+        session(Mode::Control, Duration::from_secs(5)),
+        Lang::Fr,
+        rec.clone(),
+    );
+    h.run_steps(1);
+    h.get_by_label(&format!("presse-papiers{NB}: vers votre poste seulement"));
+    let mut h = banner_harness(session(Mode::View, Duration::from_secs(5)), Lang::En, rec);
+    h.run_steps(1);
+    h.get_by_label("clipboard not shared");
 }

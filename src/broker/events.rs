@@ -306,6 +306,9 @@ pub struct PromptRequest {
     pub timeout: Duration,
     /// Buttons stay inactive this long after the prompt shows.
     pub arm_delay: Duration,
+    /// What the session's clipboard permission will be in control
+    /// (view-only never shares it), so the clinician knows before deciding.
+    pub clipboard: crate::policy::Clipboard,
 }
 
 /// A running session, as the banner shows it.
@@ -318,6 +321,8 @@ pub struct SessionInfo {
     pub mode: Mode,
     pub started: SystemTime,
     pub started_at: Instant,
+    /// The session's clipboard permission (shared only in control).
+    pub clipboard: crate::policy::Clipboard,
 }
 
 /// Whether the agent accepts connections.

@@ -317,6 +317,7 @@ impl<P: Prompter> Broker<P> {
             deadline: Instant::now() + policy.consent.timeout,
             timeout: policy.consent.timeout,
             arm_delay: policy.consent.arm_delay,
+            clipboard: policy.session.clipboard,
         };
         self.shared
             .state
@@ -431,6 +432,7 @@ impl<P: Prompter> Broker<P> {
             mode,
             started: SystemTime::now(),
             started_at,
+            clipboard: policy.session.clipboard,
         };
         // The session exists from the moment of acceptance: the kill switch
         // (banner, shortcut, `accord end`) works while Accord still connects

@@ -11,6 +11,7 @@
 
 use super::strings::{Strings, fill};
 use crate::broker::{SessionControl, SessionInfo};
+use crate::policy::Clipboard;
 use crate::protocol::Mode;
 use egui::{Button, Color32, Frame, RichText, Sense};
 use std::sync::Arc;
@@ -154,6 +155,17 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                     // The keyboard way to the same, printed where it is used.
                     let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
                     ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
+                    // Whether the clipboard (patient data) is shared.
+                    let clipboard = match (st.info.mode, st.info.clipboard) {
+                        (Mode::View, _) | (Mode::Control, Clipboard::None) => &b.clipboard_none,
+                        (Mode::Control, Clipboard::ToWorkstation) => &b.clipboard_to_workstation,
+                        (Mode::Control, Clipboard::Both) => &b.clipboard_both,
+                    };
+                    ui.label(
+                        RichText::new(clipboard.as_str())
+                            .size(13.0)
+                            .color(Color32::WHITE),
+                    );
                     let to_view =
                         (st.info.mode == Mode::Control && !st.view_only_sent).then(|| {
                             ui.add(

@@ -17,6 +17,7 @@ use super::keygate::{KeyGate, Verdict, block_keyboard};
 use super::look;
 use super::strings::{Strings, fill};
 use crate::broker::{Answer, PromptRequest};
+use crate::policy::Clipboard;
 use crate::protocol::Mode;
 use egui::{ProgressBar, RichText, ScrollArea};
 use std::sync::Arc;
@@ -287,8 +288,15 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     });
     ui.add_space(6.0);
 
-    // What will happen.
+    // What will happen, the clipboard included (patient data).
     ui.add(egui::Label::new(RichText::new(s.consequences.as_str()).size(look::BODY_PT)).wrap());
+    let clipboard = match (st.req.control_offered, st.req.clipboard) {
+        // View only never shares it.
+        (false, _) | (true, Clipboard::None) => &s.clipboard_none,
+        (true, Clipboard::ToWorkstation) => &s.clipboard_to_workstation,
+        (true, Clipboard::Both) => &s.clipboard_both,
+    };
+    ui.add(egui::Label::new(RichText::new(clipboard.as_str()).size(look::BODY_PT)).wrap());
     ui.add_space(6.0);
 
     // For the technician on the phone, not for the decision.

@@ -71,6 +71,9 @@ pub struct PromptStrings {
     pub ticket: String,
     pub typed_note: String,
     pub consequences: String,
+    pub clipboard_none: String,
+    pub clipboard_to_workstation: String,
+    pub clipboard_both: String,
     pub deadline: String,
     pub deadline_no_clock: String,
     pub countdown_label: String,
@@ -88,6 +91,9 @@ pub struct PromptStrings {
 #[serde(deny_unknown_fields)]
 pub struct BannerStrings {
     pub title: String,
+    pub clipboard_none: String,
+    pub clipboard_to_workstation: String,
+    pub clipboard_both: String,
     pub text_control: String,
     pub text_view: String,
     pub who: String,
