@@ -9,7 +9,8 @@
 #![no_main]
 
 use accord::rfb::{
-    Action, ClientFramer, ClientMessage, Filter, FilterCtx, INPUT_EXTENSION_ENCODINGS, MessageKind,
+    Action, ClientFramer, ClientMessage, Clipboard, Filter, FilterCtx, INPUT_EXTENSION_ENCODINGS,
+    MessageKind,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -40,6 +41,9 @@ fuzz_target!(|data: &[u8]| {
     let mut ctx = FilterCtx {
         view_only: first & 1 != 0,
         hold_input: first & 2 != 0,
+        // The most permissive clipboard: view-only and hold must still stop
+        // every cut text.
+        clipboard: Clipboard::Both,
     };
     let toggle = first & 0x80 != 0;
     let chunk = usize::from((first >> 2) & 0x1f) + 1;
