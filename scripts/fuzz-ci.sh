@@ -47,7 +47,8 @@ for rec in x11vnc-tight:2 xvnc-tight:2 x11vnc-zrle:2 xvnc-zrle:2 x11vnc-hextile-
   src=tests/data/rfb/$name.bin
   [ -f "$src" ] || continue
   # 0x40 in the first byte: reads of 8*37+1 bytes; clipboard refused.
-  { printf "\\x$(printf %02x $((choice | 0x40)))"; tail -c +17 "$src" | head -c 16384; } \
+  # (head before tail: tail reads to the end, so no SIGPIPE under pipefail)
+  { printf "\\x$(printf %02x $((choice | 0x40)))"; head -c $((16 + 16384)) "$src" | tail -c +17; } \
     >"$seed_dir/seed-$name"
 done
 
