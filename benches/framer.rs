@@ -11,18 +11,7 @@ use std::time::Instant;
 
 use accord::rfb::{PixelFormat, READ_CHUNK, ServerFramer, ServerStep};
 
-const PF32: PixelFormat = PixelFormat {
-    bits_per_pixel: 32,
-    depth: 24,
-    big_endian: false,
-    true_colour: true,
-    red_max: 255,
-    green_max: 255,
-    blue_max: 255,
-    red_shift: 16,
-    green_shift: 8,
-    blue_shift: 0,
-};
+const PF32: PixelFormat = PixelFormat::RGB888;
 
 /// Frames `data` as the relay would: reads of `READ_CHUNK` bytes, each
 /// classified into Forward/Drop steps; the unclassified tail of a read is

@@ -615,19 +615,7 @@ mod tests {
 
     fn server_init_bytes(name: &[u8]) -> Vec<u8> {
         let mut v = vec![0x07, 0x80, 0x04, 0x38];
-        PixelFormat {
-            bits_per_pixel: 32,
-            depth: 24,
-            big_endian: false,
-            true_colour: true,
-            red_max: 255,
-            green_max: 255,
-            blue_max: 255,
-            red_shift: 16,
-            green_shift: 8,
-            blue_shift: 0,
-        }
-        .write_to(&mut v);
+        PixelFormat::RGB888.write_to(&mut v);
         v.extend_from_slice(&(name.len() as u32).to_be_bytes());
         v.extend_from_slice(name);
         v

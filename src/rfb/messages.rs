@@ -29,6 +29,21 @@ pub struct PixelFormat {
 }
 
 impl PixelFormat {
+    /// 32 bits per pixel, depth 24, little-endian true colour (`rgb888`):
+    /// what a depth-24 X server offers, and what most viewers ask for.
+    pub const RGB888: PixelFormat = PixelFormat {
+        bits_per_pixel: 32,
+        depth: 24,
+        big_endian: false,
+        true_colour: true,
+        red_max: 255,
+        green_max: 255,
+        blue_max: 255,
+        red_shift: 16,
+        green_shift: 8,
+        blue_shift: 0,
+    };
+
     pub(crate) fn read(r: &mut Reader<'_>) -> Result<Self, Short> {
         let pf = Self {
             bits_per_pixel: r.u8()?,
@@ -525,18 +540,7 @@ pub(crate) mod tests {
     /// One sample of every message kind, with non-trivial field values.
     pub(crate) fn samples() -> Vec<ClientMessage> {
         vec![
-            ClientMessage::SetPixelFormat(PixelFormat {
-                bits_per_pixel: 32,
-                depth: 24,
-                big_endian: false,
-                true_colour: true,
-                red_max: 255,
-                green_max: 255,
-                blue_max: 255,
-                red_shift: 16,
-                green_shift: 8,
-                blue_shift: 0,
-            }),
+            ClientMessage::SetPixelFormat(PixelFormat::RGB888),
             ClientMessage::SetEncodings(vec![7, 1, 0, -223, -258, -308, 0xC0A1_E5CEu32 as i32]),
             ClientMessage::SetEncodings(vec![]),
             ClientMessage::FramebufferUpdateRequest {

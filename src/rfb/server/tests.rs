@@ -8,18 +8,7 @@
 use super::*;
 use crate::rfb::READ_CHUNK;
 
-pub(crate) const PF32: PixelFormat = PixelFormat {
-    bits_per_pixel: 32,
-    depth: 24,
-    big_endian: false,
-    true_colour: true,
-    red_max: 255,
-    green_max: 255,
-    blue_max: 255,
-    red_shift: 16,
-    green_shift: 8,
-    blue_shift: 0,
-};
+pub(crate) const PF32: PixelFormat = PixelFormat::RGB888;
 
 pub(crate) const PF16: PixelFormat = PixelFormat {
     bits_per_pixel: 16,
