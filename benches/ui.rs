@@ -237,6 +237,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 policy,
                 Arc::new(MemoryJournal::default()),
                 prompter,
+                None,
                 move |c| {
                     let _ = tx.send(c);
                 },
@@ -250,7 +251,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     accord::ui::tray::spawn(
         handle.clone(),
         control.state(),
-        control.clone(),
+        Arc::new(control.clone()),
         hub.clone(),
         strings.clone(),
         quit.clone(),

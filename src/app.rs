@@ -40,12 +40,31 @@ pub async fn termination_signal() {
     }
 }
 
+/// Where the control socket goes and who may use it (`None`: none).
+#[cfg(unix)]
+pub type ControlEndpoint = Option<(std::path::PathBuf, crate::control::Access)>;
+#[cfg(not(unix))]
+pub type ControlEndpoint = Option<(std::path::PathBuf, ())>;
+
+/// `accord agent`'s control socket: this user's, in their runtime directory.
+pub fn agent_control() -> ControlEndpoint {
+    #[cfg(unix)]
+    {
+        crate::platform::control_socket_path().map(|p| (p, crate::control::Access::SameUser))
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// Runs the core of the agent until `shutdown` resolves: listener, control
 /// socket, broker. Returns once every session has ended and been recorded.
 pub async fn serve<P: Prompter>(
     policy: Arc<Policy>,
     journal: Arc<dyn Journal>,
     prompter: P,
+    control: ControlEndpoint,
     on_ready: impl FnOnce(SessionControl),
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -58,12 +77,19 @@ pub async fn serve<P: Prompter>(
     let control = {
         let ctl = ctl.clone();
         tokio::spawn(async move {
-            let path = crate::platform::control_socket_path();
-            if let Err(e) = crate::control::serve(&path, ctl).await {
+            let Some((path, access)) = control else {
+                tracing::warn!(
+                    "no private runtime directory (XDG_RUNTIME_DIR): no control socket, `accord end` will not reach this agent"
+                );
+                return;
+            };
+            if let Err(e) = crate::control::serve(&path, ctl, access).await {
                 tracing::warn!("local control unavailable: {e}");
             }
         })
     };
+    #[cfg(not(unix))]
+    let _ = control;
     on_ready(ctl);
     let (stop_forward, forward_stopped) = tokio::sync::oneshot::channel::<()>();
     let forwarder = {
@@ -89,8 +115,12 @@ pub async fn serve<P: Prompter>(
 /// does not stop the agent (the tray must still say what is wrong), but every
 /// request is then refused: consent without a trace is not allowed.
 pub fn open_journal(policy: &Policy) -> Arc<dyn Journal> {
-    let path = policy.audit_path();
-    match crate::audit::journal::AuditJournal::open(&path) {
+    open_journal_at(&policy.audit_path())
+}
+
+/// [`open_journal`] for a given path (the service's default differs).
+pub fn open_journal_at(path: &std::path::Path) -> Arc<dyn Journal> {
+    match crate::audit::journal::AuditJournal::open(path) {
         Ok((j, _report)) => Arc::new(j),
         Err(e) => {
             let why = format!("audit log {} unusable: {e}", path.display());
@@ -152,4 +182,45 @@ pub fn run_agent(_policy: Policy) -> Result<(), AppError> {
     Err(AppError::Other(
         "built without the `ui` feature: nobody could consent, so the agent does not run".into(),
     ))
+}
+
+/// `accord service`: the core under its own user; helpers ask the user.
+#[cfg(unix)]
+pub fn run_service(policy: Policy) -> Result<(), AppError> {
+    crate::service::run::run_service(policy)
+}
+
+/// The service is Linux-only for now (docs/windows.md).
+#[cfg(not(unix))]
+pub fn run_service(_policy: Policy) -> Result<(), AppError> {
+    Err(AppError::Other(
+        "accord service is not written for this system yet (docs/windows.md)".into(),
+    ))
+}
+
+/// `accord ui`: the session helper of `accord service`.
+#[cfg(all(unix, feature = "ui"))]
+pub fn run_helper(policy: Policy) -> Result<(), AppError> {
+    crate::ui::run_helper(policy, crate::platform::service_ui_path())
+}
+
+/// Without the UI there is nothing to show.
+#[cfg(not(all(unix, feature = "ui")))]
+pub fn run_helper(_policy: Policy) -> Result<(), AppError> {
+    Err(AppError::Other(
+        "accord ui needs the `ui` feature on a Unix desktop".into(),
+    ))
+}
+
+/// Where `accord end` and `accord status` go: the service's socket when a
+/// service runs on this machine, else this user's own agent.
+pub fn control_target() -> Option<std::path::PathBuf> {
+    #[cfg(unix)]
+    {
+        let service = crate::platform::service_control_path();
+        if service.exists() {
+            return Some(service);
+        }
+    }
+    crate::platform::control_socket_path()
 }

@@ -14,8 +14,15 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the agent: tray, listener, prompt, banner (the default).
+    /// Run the agent: tray, listener, prompt, banner (the default). One
+    /// process as the logged-in user: for trying Accord out and development.
     Agent(AgentArgs),
+    /// Run the system service (listener, consent, relay, audit log) under
+    /// its own user; the session helpers ask the user (see `accord ui`).
+    Service(AgentArgs),
+    /// Run the session helper: prompt, banner, tray, notifications, kill
+    /// shortcut, for `accord service` (started in every graphical session).
+    Ui(AgentArgs),
     /// Ask for a session on a workstation, then tunnel a local VNC viewer.
     Connect(ConnectArgs),
     /// End the running session (the kill switch, from a shell).

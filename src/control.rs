@@ -1,6 +1,16 @@
 //! The local control socket behind `accord end` and `accord status` (O8: a
-//! second way to stop a session, from a shell). Same user only: the socket is
-//! 0600 in the user's runtime directory and the peer's uid is checked.
+//! second way to stop a session, from a shell).
+//!
+//! Two shapes, one protocol ([`Access`]):
+//! - `accord agent` (one user): the socket is 0600 in the user's own runtime
+//!   directory, never in a shared one, and only that uid is served.
+//! - `accord service`: `/run/accord/control.sock`, 0666 so that any local
+//!   user can ask `status`; `end` is obeyed for root and for the user of the
+//!   session in front of the screen only (SO_PEERCRED, never what the
+//!   client says).
+//!
+//! The client checks who owns the socket before talking to it: a socket
+//! planted by another user is never believed.
 
 use crate::broker::{Activity, AgentState, Listening, SessionControl};
 use serde_json::{Value, json};
@@ -22,6 +32,20 @@ pub enum ControlError {
     },
     #[error("the agent's answer is not understood: {0}")]
     Answer(String),
+    #[error("{path} belongs to uid {owner}, not to root, you or the Accord service: not used")]
+    Untrusted { path: String, owner: u32 },
+}
+
+/// Who may do what on the control socket.
+#[derive(Clone)]
+pub enum Access {
+    /// `accord agent`: the agent's own uid only, for everything.
+    SameUser,
+    /// `accord service`: `status` for anyone; `end` for root and the uids
+    /// the predicate admits (the active session's user).
+    Service {
+        may_end: std::sync::Arc<dyn Fn(u32) -> bool + Send + Sync>,
+    },
 }
 
 /// The JSON `accord status` prints (and the tray could show).
@@ -88,13 +112,15 @@ mod imp {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     use tokio::net::{UnixListener, UnixStream};
 
-    /// Binds the socket (0600, directory 0700) and serves until dropped.
-    pub async fn serve(path: &Path, ctl: SessionControl) -> Result<(), ControlError> {
+    /// Binds the socket and serves until dropped. [`Access::SameUser`]:
+    /// socket 0600 in a 0700 directory; [`Access::Service`]: socket 0666 in
+    /// the service's runtime directory (created by systemd, not here).
+    pub async fn serve(path: &Path, ctl: SessionControl, access: Access) -> Result<(), ControlError> {
         let io = |source| ControlError::Io {
             path: path.display().to_string(),
             source,
         };
-        if let Some(dir) = path.parent() {
+        if let (Access::SameUser, Some(dir)) = (&access, path.parent()) {
             use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -116,26 +142,36 @@ mod imp {
         let listener = UnixListener::bind(path).map_err(io)?;
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            let mode = match access {
+                Access::SameUser => 0o600,
+                Access::Service { .. } => 0o666,
+            };
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
         }
         // SAFETY: getuid has no preconditions.
         let me = unsafe { libc::getuid() };
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors: do not spin.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            match stream.peer_cred() {
-                Ok(c) if c.uid() == me => {}
-                _ => continue,
-            }
+            let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+                continue;
+            };
+            let may_end = match &access {
+                Access::SameUser if uid != me => continue,
+                Access::SameUser => true,
+                Access::Service { may_end } => uid == 0 || may_end(uid),
+            };
             let ctl = ctl.clone();
             tokio::spawn(async move {
-                let _ = handle(stream, ctl).await;
+                let _ = handle(stream, ctl, may_end).await;
             });
         }
     }
 
-    async fn handle(stream: UnixStream, ctl: SessionControl) -> std::io::Result<()> {
+    async fn handle(stream: UnixStream, ctl: SessionControl, may_end: bool) -> std::io::Result<()> {
         let (r, mut w) = stream.into_split();
         let mut line = String::new();
         let mut r = BufReader::new(r).take_line_limit();
@@ -144,11 +180,12 @@ mod imp {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         let answer = match line.trim() {
             "status" => status_json(&ctl.state().borrow()),
-            "end" => {
+            "end" if may_end => {
                 let was = matches!(ctl.state().borrow().activity, Activity::InSession(_));
                 ctl.end();
                 json!({"ended": was})
             }
+            "end" => json!({"error": "not allowed: only root and the user in front of the screen can end the session"}),
             _ => json!({"error": "unknown command"}),
         };
         w.write_all(format!("{answer}\n").as_bytes()).await?;
@@ -165,8 +202,29 @@ mod imp {
     }
 
     /// Sends one command to the running agent and returns its JSON answer.
+    /// The socket must belong to root, to this user or to the service's
+    /// `accord` user: anything else may have been planted to lie.
     pub async fn call(path: &Path, command: &str) -> Result<Value, ControlError> {
         let shown = path.display().to_string();
+        {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::symlink_metadata(path).map_err(|source| {
+                ControlError::NotRunning {
+                    path: shown.clone(),
+                    source,
+                }
+            })?;
+            let owner = meta.uid();
+            // SAFETY: getuid has no preconditions.
+            let me = unsafe { libc::getuid() };
+            let service = crate::platform::uid_of(crate::platform::SERVICE_USER);
+            if owner != 0 && owner != me && Some(owner) != service {
+                return Err(ControlError::Untrusted {
+                    path: shown,
+                    owner,
+                });
+            }
+        }
         let mut s = UnixStream::connect(path)
             .await
             .map_err(|source| ControlError::NotRunning {
@@ -194,3 +252,16 @@ mod imp {
 
 #[cfg(unix)]
 pub use imp::{call, serve};
+
+/// No control pipe on Windows yet (docs/windows.md): say so instead of not
+/// compiling.
+#[cfg(not(unix))]
+pub async fn call(path: &Path, _command: &str) -> Result<Value, ControlError> {
+    Err(ControlError::NotRunning {
+        path: path.display().to_string(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "the control pipe is not written for Windows yet (docs/windows.md)",
+        ),
+    })
+}

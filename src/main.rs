@@ -43,15 +43,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accord::app::run_agent(policy)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Service(args) => {
+            let path = args.policy.unwrap_or_else(accord::platform::policy_path);
+            let policy = Policy::load(&path)?;
+            accord::app::run_service(policy)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ui(args) => {
+            // The helper only needs `[ui]`; a policy it cannot read (not
+            // world-readable here) means the defaults, never no helper.
+            let path = args.policy.unwrap_or_else(accord::platform::policy_path);
+            let policy = match Policy::load(&path) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("{e}; using the default language and shortcut");
+                    Policy::defaults()
+                }
+            };
+            accord::app::run_helper(policy)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Connect(a) => Ok(connect_command(a)),
         Command::End | Command::Status => {
             let end = matches!(cli_command_name(), Some("end"));
             let rt = runtime()?;
-            let path = accord::platform::control_socket_path();
+            let path = accord::app::control_target()
+                .context("no Accord service or agent to talk to (no private runtime directory)")?;
             let v = rt.block_on(accord::control::call(
                 &path,
                 if end { "end" } else { "status" },
             ))?;
+            if let Some(e) = v["error"].as_str() {
+                anyhow::bail!("{e}");
+            }
             if end {
                 if v["ended"].as_bool() == Some(true) {
                     println!("session ended");

@@ -32,15 +32,79 @@ pub fn data_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("accord-data"))
 }
 
-/// The per-user runtime directory for the control socket: `$XDG_RUNTIME_DIR`
-/// (0700, owned by the user) when set, else a per-user folder in the temp dir.
+/// The per-user runtime directory for `accord agent`'s control socket:
+/// `$XDG_RUNTIME_DIR/accord`, else `/run/user/<uid>/accord`, and only if
+/// that base directory belongs to this user and nobody else may write in
+/// it. Never a shared directory such as /tmp, where another user could
+/// plant the socket first (`None`: no control socket).
 #[cfg(unix)]
-pub fn runtime_dir() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("accord"),
-        // SAFETY: getuid has no preconditions and cannot fail.
-        _ => std::env::temp_dir().join(format!("accord-{}", unsafe { libc::getuid() })),
+pub fn runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let me = unsafe { libc::getuid() };
+    let base = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(format!("/run/user/{me}")),
+    };
+    let meta = std::fs::metadata(&base).ok()?;
+    (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then(|| base.join("accord"))
+}
+
+/// The system user `accord service` runs as (the .deb creates it).
+pub const SERVICE_USER: &str = "accord";
+
+/// Where `accord service` keeps its sockets (`ui.sock`, `control.sock`):
+/// `$ACCORD_RUN_DIR` (tests), else systemd's `$RUNTIME_DIRECTORY`, else
+/// `/run/accord`.
+#[cfg(unix)]
+pub fn service_run_dir() -> PathBuf {
+    ["ACCORD_RUN_DIR", "RUNTIME_DIRECTORY"]
+        .iter()
+        .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/run/accord"))
+}
+
+/// Where `accord service` keeps its audit log by default: systemd's
+/// `$STATE_DIRECTORY`, else `/var/lib/accord`.
+pub fn service_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/accord"))
+}
+
+/// The uid of a user name, from the password database.
+#[cfg(unix)]
+pub fn uid_of(name: &str) -> Option<u32> {
+    let c = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives it.
+    let rc = unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    (rc == 0 && !out.is_null()).then_some(pw.pw_uid)
+}
+
+/// The login name of a uid (for the audit record), or `None`.
+#[cfg(unix)]
+pub fn name_of_uid(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero passwd is a valid value for getpwuid_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives it.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+        return None;
     }
+    // SAFETY: pw_name points into buf, NUL-terminated by getpwuid_r.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
 }
 
 /// The name of the user this process runs as (for messages): the login name
@@ -69,17 +133,30 @@ pub fn user_name() -> String {
     std::env::var("USERNAME").unwrap_or_else(|_| "?".into())
 }
 
-/// The local control endpoint (`accord end`, `accord status`).
+/// `accord agent`'s control endpoint, if this user has a private runtime
+/// directory ([`runtime_dir`]).
 #[cfg(unix)]
-pub fn control_socket_path() -> PathBuf {
-    runtime_dir().join("control.sock")
+pub fn control_socket_path() -> Option<PathBuf> {
+    runtime_dir().map(|d| d.join("control.sock"))
 }
 
 /// The local control endpoint: a named pipe, per user.
 #[cfg(windows)]
-pub fn control_socket_path() -> PathBuf {
+pub fn control_socket_path() -> Option<PathBuf> {
     let user = std::env::var("USERNAME").unwrap_or_else(|_| "user".into());
-    PathBuf::from(format!(r"\\.\pipe\accord-{user}"))
+    Some(PathBuf::from(format!(r"\\.\pipe\accord-{user}")))
+}
+
+/// `accord service`'s control endpoint.
+#[cfg(unix)]
+pub fn service_control_path() -> PathBuf {
+    service_run_dir().join("control.sock")
+}
+
+/// `accord service`'s endpoint for the session helpers.
+#[cfg(unix)]
+pub fn service_ui_path() -> PathBuf {
+    service_run_dir().join("ui.sock")
 }
 
 /// Writes a file; `secret` files (private keys, the audit log) are created

@@ -25,6 +25,13 @@ pub struct Policy {
     pub session: SessionLimits,
     pub audit: Audit,
     pub ui: Ui,
+    pub service: Service,
+}
+
+/// `accord service` only: how it finds the person in front of the screen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub seat: crate::service::seat::SeatMode,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +119,13 @@ impl Clipboard {
             Clipboard::ToWorkstation => "to_workstation",
             Clipboard::Both => "both",
         }
+    }
+
+    /// The permission spelled `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Clipboard> {
+        [Clipboard::None, Clipboard::ToWorkstation, Clipboard::Both]
+            .into_iter()
+            .find(|c| c.as_str() == s)
     }
 }
 
@@ -231,6 +245,14 @@ struct RawPolicy {
     audit: RawAudit,
     #[serde(default)]
     ui: RawUi,
+    #[serde(default)]
+    service: RawService,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawService {
+    seat: S<String>,
 }
 
 type S<T> = Option<Spanned<T>>;
@@ -658,6 +680,23 @@ impl Policy {
             Some(s) => s.get_ref().clone(),
         };
 
+        use crate::service::seat::SeatMode;
+        let seat = match &raw.service.seat {
+            None => SeatMode::Logind,
+            Some(s) => match s.get_ref().as_str() {
+                "logind" => SeatMode::Logind,
+                "single" => SeatMode::Single,
+                other => {
+                    c.problem(
+                        s,
+                        "service.seat",
+                        format!("{other:?} is not one of \"logind\", \"single\""),
+                    );
+                    SeatMode::Logind
+                }
+            },
+        };
+
         if !c.problems.is_empty() {
             return Err(PolicyError::Invalid {
                 path: name,
@@ -676,6 +715,7 @@ impl Policy {
                 language,
                 kill_shortcut,
             },
+            service: Service { seat },
         })
     }
 
@@ -710,7 +750,8 @@ impl Policy {
              [consent]\ntimeout_s = {}\narm_delay_ms = {}\nallow_control = {}\nmax_prompts_per_technician_per_hour = {}\n\n\
              [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\nclipboard = \"{}\"\n\n\
              [audit]\npath = {}\nforward = {:?}\nforward_ca = {}\nforward_cert = {}\nforward_key = {}\nsd_id = {:?}\n\n\
-             [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n",
+             [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n\n\
+             [service]\nseat = \"{}\"\n",
             self.listen.address,
             self.listen.cert.display().to_string(),
             self.listen.key.display().to_string(),
@@ -739,6 +780,7 @@ impl Policy {
             self.audit.sd_id,
             lang,
             self.ui.kill_shortcut,
+            self.service.seat.as_str(),
         )
     }
 
@@ -925,6 +967,9 @@ fn unreachable_defaults() -> Policy {
         ui: Ui {
             language: Language::Auto,
             kill_shortcut: "Ctrl+Alt+Pause".into(),
+        },
+        service: Service {
+            seat: crate::service::seat::SeatMode::Logind,
         },
     }
 }

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Real-window test of the clinician's side (issue 6): the real `accord`
-# binary on an Xvfb display under openbox, asked by the real `accord connect`,
-# answered with real clicks (xdotool), with screenshots.
+# Real-window test of the clinician's side (issues 6, 9): the real `accord
+# service` (as root, like the system service) and the real `accord ui`
+# helper under an unprivileged uid on an Xvfb display under openbox, asked
+# by the real `accord connect`, answered with real clicks (xdotool), with
+# screenshots. The service runs with `[service] seat = "single"` (no logind
+# here): the one connected helper is asked.
 #
-#   round 0: no display at all            -> connect exits 6 (refused by policy)
+#   round 0: no display at all: the helper cannot start
+#                                          -> connect exits 8 (no_user)
 #   round 1: prompt, click "Refuser"      -> connect exits 3, status idle
 #   round 1b: text with Tabs/spaces/Returns typed into an xterm, then into
 #            the prompt (windowactivate), 5 s each -> no answer; click
@@ -80,6 +84,9 @@ arm_delay_ms = 1000
 
 [ui]
 language = "fr"
+
+[service]
+seat = "single"
 EOF
 
 cat >"$WORK/rfb_stub.py" <<'EOF'
@@ -107,8 +114,16 @@ EOF
 python3 "$WORK/rfb_stub.py" "$VNC_PORT" &
 PIDS+=($!)
 
-export XDG_RUNTIME_DIR=$WORK/run
-mkdir -p -m 0700 "$XDG_RUNTIME_DIR"
+# The service's sockets (systemd's /run/accord), reachable by the helper.
+export ACCORD_RUN_DIR=$WORK/svc
+mkdir -p -m 0755 "$ACCORD_RUN_DIR"
+chmod 0755 "$WORK"
+# The helper runs as an unprivileged user, like a clinician's session (a
+# real account: dbus-daemon wants a password-database entry).
+id -u accord-clinician >/dev/null 2>&1 || useradd --system --no-create-home \
+  --shell /usr/sbin/nologin accord-clinician
+HELPER_UID=$(id -u accord-clinician)
+as_helper() { setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups "$@"; }
 export ACCORD_LOG=info,accord::ui::layout=debug
 connect() { # connect NAME TICKET [--view-only]
   local name=$1 ticket=$2; shift 2
@@ -125,25 +140,42 @@ wait_status() { # wait_status PATTERN
   "$BIN" status || true
   return 1
 }
-start_agent() { # start_agent LOGNAME
-  "$BIN" agent --policy "$POLICY" >"$WORK/$1.log" 2>&1 &
-  AGENT_PID=$!
-  PIDS+=("$AGENT_PID")
-  wait_status "listening on" || fail "agent did not start"
+start_agent() { # start_agent LOGNAME: the service, then the helper (log LOGNAME)
+  "$BIN" service --policy "$POLICY" >"$WORK/service-$1.log" 2>&1 &
+  SERVICE_PID=$!
+  PIDS+=("$SERVICE_PID")
+  wait_status "listening on" || fail "service did not start"
+  # setpriv and env exec: $! is the helper's own pid (its tray's bus name).
+  setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups \
+    env HOME="$WORK" DBUS_SESSION_BUS_ADDRESS="${HELPER_BUS:-}" \
+    "$BIN" ui --policy "$POLICY" >"$WORK/$1.log" 2>&1 &
+  HELPER_PID=$!
+  PIDS+=("$HELPER_PID")
+}
+wait_helper() { # the service logs it once the helper said hello
+  local i
+  for i in $(seq 1 100); do
+    grep -aq "session helper connected" "$WORK/service-$1.log" && return 0
+    sleep 0.1
+  done
+  fail "the helper never connected"
 }
 stop_agent() {
-  kill -TERM "$AGENT_PID" 2>/dev/null || true
-  wait "$AGENT_PID" 2>/dev/null || true
+  kill -TERM "$HELPER_PID" "$SERVICE_PID" 2>/dev/null || true
+  wait "$HELPER_PID" 2>/dev/null || true
+  wait "$SERVICE_PID" 2>/dev/null || true
 }
 
 # ---- round 0: no display -> fail closed ----
 log "round 0: no display"
 ( unset DISPLAY WAYLAND_DISPLAY; start_agent agent0
-  wait_status "requests refused" || fail "no-display agent is not blocked"
+  for _ in $(seq 1 100); do kill -0 "$HELPER_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$HELPER_PID" 2>/dev/null; then fail "the helper runs without a display"; fi
+  grep -aq "no display" "$WORK/agent0.log" || fail "the helper did not say why it stopped"
   set +e; connect c0 UI-0; rc=$?; set -e
-  [ "$rc" -eq 6 ] || fail "without a display, connect exited $rc, expected 6 (policy)"
+  [ "$rc" -eq 8 ] || fail "without a display, connect exited $rc, expected 8 (no_user)"
   stop_agent )
-log "round 0: ok (refused by policy, status blocked)"
+log "round 0: ok (no helper, refused no_user)"
 
 # ---- the display ----
 # One X screen split into two RandR monitors side by side (1280x800 each).
@@ -162,8 +194,13 @@ eval "$(dbus-launch --sh-syntax)"
 PIDS+=("$DBUS_SESSION_BUS_PID")
 openbox >"$WORK/openbox.log" 2>&1 &
 PIDS+=($!)
+# The clinician's own session bus (tray, notifications, screen saver).
+mapfile -t bus < <(as_helper dbus-daemon --session --fork --print-address=1 --print-pid=1)
+HELPER_BUS=${bus[0]}
+PIDS+=("${bus[1]}")
 sleep 0.5
 start_agent agent
+wait_helper agent
 
 # Clicks the button whose centre the agent logged (window pixels).
 click_button() { # click_button WINDOW LABEL
@@ -333,8 +370,8 @@ import -window root "$OUT/banner-covered.png"
 xdotool windowkill "$CW" 2>/dev/null || true
 # The tray (StatusNotifierItem over D-Bus, no tray host needed to read it).
 if command -v busctl >/dev/null 2>&1; then
-  SNI="org.kde.StatusNotifierItem-$AGENT_PID-1"
-  TIP=$(busctl --user get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
+  SNI="org.kde.StatusNotifierItem-$HELPER_PID-1"
+  TIP=$(as_helper busctl --address="$HELPER_BUS" get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
   case "$TIP" in
     *"distance en cours"*) log "tray: $SNI says a remote assistance is in progress" ;;
     *) fail "tray tooltip does not show the session: ${TIP: -200}" ;;
@@ -354,6 +391,7 @@ log "round 3: English prompt"
 stop_agent
 sed -i 's/^language = "fr"$/language = "en"/' "$POLICY"
 start_agent agent-en
+wait_helper agent-en
 MARK=0
 connect c3 UI-3 &
 C3=$!

@@ -30,6 +30,17 @@ impl DecidedBy {
     }
 }
 
+/// The local user who answered a prompt (issue 9): on a shared workstation
+/// the record says which of its users consented, from the kernel's and
+/// logind's word, never from what a helper claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalUser {
+    pub name: String,
+    pub uid: u32,
+    /// logind's session id, when known.
+    pub session: Option<String>,
+}
+
 /// One audit event (DESIGN.md, "Audit record").
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -59,12 +70,15 @@ pub enum Event {
         granted: Option<Mode>,
         by: DecidedBy,
         why: Option<RefusalCode>,
+        /// Who answered (user decisions only).
+        local: Option<LocalUser>,
     },
     SessionStarted {
         session: Uuid,
         technician: Identity,
         mode: Mode,
         upstream: String,
+        local: Option<LocalUser>,
     },
     ModeChanged {
         session: Uuid,
@@ -80,6 +94,13 @@ pub enum Event {
         bytes_to_technician: u64,
         detail: Option<String>,
     },
+    /// A session helper broke the helper protocol (garbage, an answer to a
+    /// prompt it was not asked): it was disconnected.
+    HelperRejected {
+        uid: u32,
+        pid: u32,
+        detail: String,
+    },
     /// The forwarder's cursor did not match the log (log archived and
     /// restarted, cursor forged or from another log): forwarding restarted
     /// from the log's first record.
@@ -92,6 +113,16 @@ fn identity_json(id: &Identity) -> Value {
     json!({"subject": id.subject, "fingerprint": id.fingerprint})
 }
 
+/// `local_user` and `local_session`: added fields, absent when unknown.
+fn local_json(m: &mut Map<String, Value>, local: &Option<LocalUser>) {
+    if let Some(l) = local {
+        m.insert("local_user".into(), json!({"name": l.name, "uid": l.uid}));
+        if let Some(s) = &l.session {
+            m.insert("local_session".into(), json!(s));
+        }
+    }
+}
+
 impl Event {
     /// The event name, as written in the log.
     pub fn name(&self) -> &'static str {
@@ -99,6 +130,7 @@ impl Event {
             Event::AgentStarted { .. } => "agent_started",
             Event::AgentStopped => "agent_stopped",
             Event::ForwardCursorReset { .. } => "forward_cursor_reset",
+            Event::HelperRejected { .. } => "helper_rejected",
             Event::RequestRejected { .. } => "request_rejected",
             Event::Decision { .. } => "decision",
             Event::SessionStarted { .. } => "session_started",
@@ -138,6 +170,11 @@ impl Event {
             Event::ForwardCursorReset { reason } => {
                 m.insert("reason".into(), json!(reason));
             }
+            Event::HelperRejected { uid, pid, detail } => {
+                m.insert("uid".into(), json!(uid));
+                m.insert("pid".into(), json!(pid));
+                m.insert("detail".into(), json!(detail));
+            }
             Event::RequestRejected {
                 peer,
                 why,
@@ -161,7 +198,9 @@ impl Event {
                 granted,
                 by,
                 why,
+                local,
             } => {
+                local_json(&mut m, local);
                 m.insert("session".into(), session.to_string().into());
                 m.insert("technician".into(), identity_json(technician));
                 m.insert("peer".into(), peer.to_string().into());
@@ -190,7 +229,9 @@ impl Event {
                 technician,
                 mode,
                 upstream,
+                local,
             } => {
+                local_json(&mut m, local);
                 m.insert("session".into(), session.to_string().into());
                 m.insert("technician".into(), identity_json(technician));
                 m.insert("mode".into(), mode.as_str().into());

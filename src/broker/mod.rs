@@ -11,7 +11,7 @@ pub mod events;
 
 pub use events::{
     Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening,
-    MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
+    LocalUser, MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
 };
 
 use crate::policy::Policy;
@@ -35,10 +35,17 @@ pub enum Answer {
     Refused,
 }
 
-/// The prompter could not ask (no display, window failed, UI thread gone).
+/// Why the prompter could not ask.
 #[derive(Debug, thiserror::Error)]
-#[error("the user interface cannot ask: {0}")]
-pub struct PromptError(pub String);
+pub enum PromptError {
+    /// No display, window failed, UI thread gone: refused `policy`.
+    #[error("the user interface cannot ask: {0}")]
+    Unavailable(String),
+    /// Nobody in front of the screen can answer (no helper in the active
+    /// session, screen locked, several candidates): refused `no_user`.
+    #[error("nobody can answer: {0}")]
+    NoUser(String),
+}
 
 /// Who asks the clinician. The UI implements it; tests script it.
 pub trait Prompter: Send + Sync + 'static {
@@ -52,6 +59,12 @@ pub trait Prompter: Send + Sync + 'static {
     /// request (`policy`): nobody could follow or stop a session (O7, O8).
     fn closed(&self) -> impl Future<Output = ()> + Send {
         std::future::pending()
+    }
+
+    /// Who answered prompt `id` (issue 9, "who consented"), once `ask` has
+    /// returned an answer: recorded in `decision` and `session_started`.
+    fn consenter(&self, _id: Uuid) -> Option<LocalUser> {
+        None
     }
 }
 
@@ -349,7 +362,12 @@ impl<P: Prompter> Broker<P> {
                 technician: technician.clone(),
             });
         }
+        let local = match by {
+            DecidedBy::User => self.prompter.consenter(id),
+            _ => None,
+        };
         let decision_ev = Event::Decision {
+            local: local.clone(),
             session: id,
             technician: technician.clone(),
             peer,
@@ -371,7 +389,7 @@ impl<P: Prompter> Broker<P> {
             send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
             return Outcome::Refused(code);
         };
-        self.run_session(guard, tech_stream, technician, request, id, mode)
+        self.run_session(guard, tech_stream, technician, request, id, mode, local)
             .await
     }
 
@@ -387,6 +405,10 @@ impl<P: Prompter> Broker<P> {
         tokio::select! {
             r = self.prompter.ask(prompt) => match r {
                 Ok(a) => Ok(a),
+                Err(e @ PromptError::NoUser(_)) => {
+                    tracing::warn!("{e}: refusing");
+                    Err(RefusalCode::NoUser)
+                }
                 Err(e) => {
                     tracing::error!("{e}: refusing");
                     Err(RefusalCode::Policy)
@@ -409,6 +431,7 @@ impl<P: Prompter> Broker<P> {
         request: Request,
         id: Uuid,
         mode: Mode,
+        local: Option<LocalUser>,
     ) -> Outcome
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -487,6 +510,7 @@ impl<P: Prompter> Broker<P> {
             }
         };
         if let Err(e) = self.shared.journal.record(&Event::SessionStarted {
+            local,
             session: id,
             technician,
             mode,

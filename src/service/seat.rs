@@ -75,6 +75,15 @@ pub enum SeatMode {
     Single,
 }
 
+impl SeatMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeatMode::Logind => "logind",
+            SeatMode::Single => "single",
+        }
+    }
+}
+
 /// Picks the helper to ask, or says why nobody can answer (`no_user`).
 pub fn choose<'a>(
     mode: SeatMode,

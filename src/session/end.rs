@@ -14,6 +14,9 @@ pub enum EndReason {
     Idle,
     MaxDuration,
     ScreenLocked,
+    /// The seat's active session changed (fast user switching): the person
+    /// who consented is no longer in front of the screen.
+    UserSwitched,
     /// The local VNC server closed, failed, or refused the handshake.
     Upstream,
     AgentStopped,
@@ -24,6 +27,25 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// Every reason, for parsing and exhaustive tests.
+    pub const ALL: [EndReason; 10] = [
+        EndReason::User,
+        EndReason::Technician,
+        EndReason::Idle,
+        EndReason::MaxDuration,
+        EndReason::ScreenLocked,
+        EndReason::UserSwitched,
+        EndReason::Upstream,
+        EndReason::AgentStopped,
+        EndReason::UiLost,
+        EndReason::Protocol,
+    ];
+
+    /// The reason named `s` (as written in the log).
+    pub fn parse(s: &str) -> Option<EndReason> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EndReason::User => "user",
@@ -31,6 +53,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::MaxDuration => "max_duration",
             EndReason::ScreenLocked => "screen_locked",
+            EndReason::UserSwitched => "user_switched",
             EndReason::Upstream => "upstream",
             EndReason::AgentStopped => "agent_stopped",
             EndReason::UiLost => "ui_lost",

@@ -6,15 +6,16 @@
 //! a display that is missing is known (and every request refused) before the
 //! listener accepts anything.
 
+use super::banner::SessionActions;
 use super::hub::{DeadOnDrop, Hub, UiPrompter};
 use super::strings::Strings;
 use super::windows::{self, WindowsConfig};
 use super::{hotkey, notify, tray};
 use crate::app::AppError;
-use crate::broker::{Activity, Journal, SessionControl};
+use crate::broker::{Activity, AgentState, Journal, SessionControl};
 use crate::policy::Policy;
 use std::sync::Arc;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 /// Why no window can open here, if that is already known without trying.
 pub fn display_missing() -> Option<String> {
@@ -34,8 +35,7 @@ pub fn display_missing() -> Option<String> {
 }
 
 /// Copies the session the core reports into the hub (the banner's source).
-async fn watch_session(control: SessionControl, hub: Arc<Hub>) {
-    let mut state = control.state();
+pub async fn watch_session(mut state: watch::Receiver<AgentState>, hub: Arc<Hub>) {
     loop {
         let session = match &state.borrow_and_update().activity {
             Activity::InSession(info) => Some((**info).clone()),
@@ -79,6 +79,7 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
                     policy,
                     journal,
                     prompter,
+                    crate::app::agent_control(),
                     move |ctl| {
                         let _ = ready_tx.send(ctl);
                     },
@@ -102,59 +103,18 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
             "the core stopped before it was ready".into(),
         ));
     };
-    handle.spawn(watch_session(control.clone(), hub.clone()));
-    handle.spawn(notify::run(control.clone(), hub.clone(), strings.clone()));
+    handle.spawn(watch_session(control.state(), hub.clone()));
+    handle.spawn(notify::run(control.notices(), hub.clone(), strings.clone()));
+    let actions: Arc<dyn SessionActions> = Arc::new(control.clone());
     tray::spawn(
         handle.clone(),
         control.state(),
-        control.clone(),
+        actions.clone(),
         hub.clone(),
         strings.clone(),
         quit.clone(),
     );
-
-    let mut lost = hub.lock().dead.clone();
-    if lost.is_none() {
-        let keys = hotkey::shortcuts(&shortcut);
-        let _shortcut = match hotkey::register(&keys, control.clone()) {
-            Ok((k, failed)) => {
-                for e in failed {
-                    tracing::warn!("{e}");
-                }
-                Some(k)
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "{e}; \"Terminer\" on the banner and the tray still end the session"
-                );
-                None
-            }
-        };
-        let cfg = WindowsConfig {
-            actions: Arc::new(control.clone()),
-            shortcut: hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
-            strings,
-        };
-        let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Marks the UI dead if this thread unwinds (panic) or the
-            // window loop fails.
-            let mut guard = DeadOnDrop {
-                hub: hub.clone(),
-                armed: true,
-            };
-            let r = windows::run(&hub, &cfg);
-            guard.armed = false;
-            r
-        }));
-        match ui_result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                hub.mark_dead(format!("cannot open a window: {e}"));
-            }
-            Err(_) => hub.mark_dead("the user interface thread panicked"),
-        }
-        lost = hub.lock().dead.clone();
-    }
+    let lost = run_windows(&hub, &shortcut, strings, actions);
     if let Some(why) = &lost {
         tracing::error!(
             "no user interface ({why}): every request is refused and no session can run; stop the agent with SIGTERM"
@@ -167,4 +127,52 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
         ))),
         None => Ok(()),
     }
+}
+
+/// Runs the windows on this (the main) thread until the hub quits, with
+/// the kill shortcuts registered. Returns why the UI was lost, if it was.
+pub fn run_windows(
+    hub: &Arc<Hub>,
+    shortcut: &str,
+    strings: Arc<Strings>,
+    actions: Arc<dyn SessionActions>,
+) -> Option<String> {
+    if let Some(dead) = hub.lock().dead.clone() {
+        return Some(dead);
+    }
+    let keys = hotkey::shortcuts(shortcut);
+    let _shortcut = match hotkey::register(&keys, actions.clone()) {
+        Ok((k, failed)) => {
+            for e in failed {
+                tracing::warn!("{e}");
+            }
+            Some(k)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; \"Terminer\" on the banner and the tray still end the session");
+            None
+        }
+    };
+    let cfg = WindowsConfig {
+        actions,
+        shortcut: hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
+        strings,
+    };
+    let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Marks the UI dead if this thread unwinds (panic) or the window
+        // loop fails.
+        let mut guard = DeadOnDrop {
+            hub: hub.clone(),
+            armed: true,
+        };
+        let r = windows::run(hub, &cfg);
+        guard.armed = false;
+        r
+    }));
+    match ui_result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => hub.mark_dead(format!("cannot open a window: {e}")),
+        Err(_) => hub.mark_dead("the user interface thread panicked"),
+    }
+    hub.lock().dead.clone()
 }

@@ -8,7 +8,8 @@
 //! X display) is said in the log; the banner's "Terminer" and the tray still
 //! end the session.
 
-use crate::broker::SessionControl;
+use super::banner::SessionActions;
+use std::sync::Arc;
 use global_hotkey::hotkey::HotKey;
 use global_hotkey::{GlobalHotKeyEvent, GlobalHotKeyManager, HotKeyState};
 use std::str::FromStr;
@@ -61,7 +62,7 @@ pub fn parse(shortcut: &str) -> Result<HotKey, String> {
 /// cannot be registered are returned with why; `Err` only if none could.
 pub fn register(
     shortcuts: &[String],
-    control: SessionControl,
+    control: Arc<dyn SessionActions>,
 ) -> Result<(KillShortcut, Vec<String>), String> {
     let manager = GlobalHotKeyManager::new().map_err(|e| format!("global shortcuts: {e}"))?;
     let mut ids = Vec::new();

@@ -91,7 +91,7 @@ impl Hub {
         {
             let mut g = self.lock();
             if let Some(why) = &g.dead {
-                return Err(PromptError(why.clone()));
+                return Err(PromptError::Unavailable(why.clone()));
             }
             g.prompts.push(Pending {
                 req,
@@ -216,7 +216,7 @@ impl Prompter for UiPrompter {
                 id,
             };
             rx.await.map_err(|_| {
-                PromptError(
+                PromptError::Unavailable(
                     hub.lock()
                         .dead
                         .clone()

@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod banner;
+pub mod helper;
 pub mod history;
 pub mod hotkey;
 pub mod hub;
@@ -31,6 +32,7 @@ pub mod windows;
 pub mod x11;
 
 pub use agent::run_agent;
+pub use helper::run_helper;
 pub use banner::{BannerAction, BannerState, SessionActions, banner_ui};
 pub use hub::{DeadOnDrop, Hub, UiPrompter};
 pub use prompt::{PromptState, prompt_ui};

@@ -7,7 +7,8 @@
 
 use super::hub::Hub;
 use super::strings::{Strings, fill, local_clock};
-use crate::broker::{Notice, SessionControl};
+use crate::broker::Notice;
+use tokio::sync::broadcast;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
@@ -60,8 +61,7 @@ pub fn texts(n: &Notice, s: &Strings, now: SystemTime) -> (String, String, Strin
 }
 
 /// Listens to the core's notices until it stops. Run it on the runtime.
-pub async fn run(control: SessionControl, hub: Arc<Hub>, strings: Arc<Strings>) {
-    let mut rx = control.notices();
+pub async fn run(mut rx: broadcast::Receiver<Notice>, hub: Arc<Hub>, strings: Arc<Strings>) {
     let warned = Arc::new(AtomicBool::new(false));
     loop {
         let n = match rx.recv().await {

@@ -153,6 +153,7 @@ pub struct WhyStrings {
     pub idle: String,
     pub max_duration: String,
     pub screen_locked: String,
+    pub user_switched: String,
     pub upstream: String,
     pub agent_stopped: String,
     pub ui_lost: String,
@@ -231,6 +232,7 @@ impl Strings {
             EndReason::Idle => &w.idle,
             EndReason::MaxDuration => &w.max_duration,
             EndReason::ScreenLocked => &w.screen_locked,
+            EndReason::UserSwitched => &w.user_switched,
             EndReason::Upstream => &w.upstream,
             EndReason::AgentStopped => &w.agent_stopped,
             EndReason::UiLost => &w.ui_lost,
@@ -401,20 +403,9 @@ mod tests {
 
     #[test]
     fn every_end_reason_is_a_sentence_in_both_languages() {
-        use EndReason::*;
         for lang in [Lang::Fr, Lang::En] {
             let s = Strings::load(lang).unwrap();
-            for why in [
-                User,
-                Technician,
-                Idle,
-                MaxDuration,
-                ScreenLocked,
-                Upstream,
-                AgentStopped,
-                UiLost,
-                Protocol,
-            ] {
+            for why in EndReason::ALL {
                 let t = s.why(why);
                 assert!(t.chars().next().is_some_and(char::is_uppercase), "{t}");
                 assert!(t.ends_with('.'), "{t}");
@@ -424,11 +415,11 @@ mod tests {
         let fr = Strings::load(Lang::Fr).unwrap();
         let en = Strings::load(Lang::En).unwrap();
         assert_eq!(
-            fr.why(Technician),
+            fr.why(EndReason::Technician),
             "Le technicien a terminé l'assistance à distance."
         );
         assert_eq!(
-            en.why(Technician),
+            en.why(EndReason::Technician),
             "The technician ended the remote assistance."
         );
     }

@@ -13,7 +13,8 @@
 
 use super::hub::Hub;
 use super::strings::{Strings, fill};
-use crate::broker::{Activity, AgentState, Listening, SessionControl};
+use super::banner::SessionActions;
+use crate::broker::{Activity, AgentState, Listening};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 use tray_icon::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem};
@@ -98,7 +99,7 @@ struct Tray {
 pub fn spawn(
     rt: tokio::runtime::Handle,
     state: watch::Receiver<AgentState>,
-    control: SessionControl,
+    control: Arc<dyn SessionActions>,
     hub: Arc<Hub>,
     strings: Arc<Strings>,
     quit: Arc<Notify>,
@@ -114,7 +115,7 @@ pub fn spawn(
 fn run(
     rt: tokio::runtime::Handle,
     mut state: watch::Receiver<AgentState>,
-    control: SessionControl,
+    control: Arc<dyn SessionActions>,
     hub: Arc<Hub>,
     strings: Arc<Strings>,
     quit: Arc<Notify>,

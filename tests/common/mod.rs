@@ -143,7 +143,7 @@ impl Prompter for ScriptedPrompter {
                 Ok(a)
             }
             Step::Never => std::future::pending().await,
-            Step::Fail => Err(PromptError("window cannot open".into())),
+            Step::Fail => Err(PromptError::Unavailable("window cannot open".into())),
         }
     }
 

@@ -1,0 +1,461 @@
+//! The connected session helpers, and the [`Prompter`] the service's broker
+//! asks through them.
+//!
+//! A prompt goes to the one helper [`seat::choose`] picks, nobody else.
+//! Everything fails closed: no helper, an ambiguous choice, a locked screen
+//! ⇒ `no_user`; the asked helper disconnecting or the person in front of the
+//! screen changing while it shows ⇒ `no_user`; the helper of a running
+//! session disconnecting ⇒ `ui_lost`; the seat switching to another session
+//! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
+
+use super::proto::{ToHelper, WireAsk, WireNotice, WireState};
+use super::seat::{self, HelperId, SeatMode, SeatView};
+use crate::broker::{
+    Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
+    Prompter, SessionControl,
+};
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// Messages queued for one helper before it counts as not reading.
+pub const QUEUE: usize = 64;
+
+/// At most this many helpers per uid, and in all: a local user cannot use
+/// up the service's descriptors.
+pub const MAX_PER_UID: usize = 8;
+pub const MAX_HELPERS: usize = 128;
+
+struct Conn {
+    id: HelperId,
+    name: String,
+    tx: mpsc::Sender<ToHelper>,
+    /// Every prompt this helper was ever asked: a late answer to one of
+    /// them is a race with the deadline, an answer to any other is a lie.
+    asked: HashSet<Uuid>,
+}
+
+struct Asking {
+    conn: u64,
+    reply: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Registry {
+    next: u64,
+    conns: HashMap<u64, Conn>,
+    asking: HashMap<Uuid, Asking>,
+    /// Who answered each prompt, until the broker takes it.
+    answered: HashMap<Uuid, LocalUser>,
+    /// The helper whose user consented to each session (session id = prompt id).
+    owners: HashMap<Uuid, u64>,
+    /// The helper last asked, for a "prompt timed out" notice.
+    last_asked: Option<u64>,
+}
+
+/// What a helper did wrong (it is disconnected and the service records it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Violation(pub String);
+
+/// The service's side of every helper connection.
+pub struct Helpers {
+    mode: SeatMode,
+    end_on_lock: bool,
+    seat: watch::Receiver<SeatView>,
+    reg: Mutex<Registry>,
+    /// Bumped whenever a helper comes, goes or changes.
+    changed: watch::Sender<u64>,
+    journal: Arc<dyn Journal>,
+    control: OnceLock<SessionControl>,
+}
+
+impl Helpers {
+    pub fn new(
+        mode: SeatMode,
+        end_on_lock: bool,
+        seat: watch::Receiver<SeatView>,
+        journal: Arc<dyn Journal>,
+    ) -> Arc<Helpers> {
+        Arc::new(Helpers {
+            mode,
+            end_on_lock,
+            seat,
+            reg: Mutex::new(Registry::default()),
+            changed: watch::Sender::new(0),
+            journal,
+            control: OnceLock::new(),
+        })
+    }
+
+    fn reg(&self) -> MutexGuard<'_, Registry> {
+        self.reg.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Gives the helpers the broker's handle (kill switch, view-only, state).
+    pub fn set_control(&self, ctl: SessionControl) {
+        let _ = self.control.set(ctl);
+    }
+
+    /// Registers a connected helper; `None` when it is over the limits.
+    pub fn register(
+        &self,
+        uid: u32,
+        pid: u32,
+        session: Option<String>,
+        tx: mpsc::Sender<ToHelper>,
+    ) -> Option<u64> {
+        let conn = {
+            let mut r = self.reg();
+            let of_uid = r.conns.values().filter(|c| c.id.uid == uid).count();
+            if r.conns.len() >= MAX_HELPERS || of_uid >= MAX_PER_UID {
+                return None;
+            }
+            r.next += 1;
+            let conn = r.next;
+            let name = crate::platform::name_of_uid(uid).unwrap_or_else(|| format!("uid {uid}"));
+            r.conns.insert(
+                conn,
+                Conn {
+                    id: HelperId {
+                        conn,
+                        uid,
+                        pid,
+                        session,
+                        screensaver: false,
+                        unavailable: false,
+                    },
+                    name,
+                    tx,
+                    asked: HashSet::new(),
+                },
+            );
+            conn
+        };
+        tracing::info!(conn, uid, pid, "session helper connected");
+        self.bump();
+        Some(conn)
+    }
+
+    /// The helper is gone: its prompt is refused (its reply sender drops)
+    /// and its session ends `ui_lost` (the monitor sees no owner).
+    pub fn unregister(&self, conn: u64) {
+        {
+            let mut r = self.reg();
+            r.conns.remove(&conn);
+            r.asking.retain(|_, a| a.conn != conn);
+            r.owners.retain(|_, c| *c != conn);
+        }
+        tracing::info!(conn, "session helper disconnected");
+        self.bump();
+    }
+
+    /// A line from helper `conn`, already parsed.
+    pub fn on_message(
+        &self,
+        conn: u64,
+        msg: super::proto::FromHelper,
+    ) -> Result<(), Violation> {
+        use super::proto::FromHelper as F;
+        match msg {
+            F::Hello { .. } => Err(Violation("hello sent twice".into())),
+            F::Answer { id, answer } => self.on_answer(conn, id, answer.into()),
+            F::End {} => {
+                if let Some(ctl) = self.owned_session_control(conn) {
+                    ctl.end();
+                }
+                Ok(())
+            }
+            F::ViewOnly {} => {
+                if let Some(ctl) = self.owned_session_control(conn) {
+                    ctl.set_view_only();
+                }
+                Ok(())
+            }
+            F::Screensaver { active } => {
+                if let Some(c) = self.reg().conns.get_mut(&conn) {
+                    c.id.screensaver = active;
+                }
+                self.bump();
+                Ok(())
+            }
+            F::Unavailable { why } => {
+                tracing::warn!(conn, "session helper cannot show windows: {why}");
+                if let Some(c) = self.reg().conns.get_mut(&conn) {
+                    c.id.unavailable = true;
+                }
+                self.bump();
+                Ok(())
+            }
+        }
+    }
+
+    fn on_answer(&self, conn: u64, id: Uuid, answer: Answer) -> Result<(), Violation> {
+        let mut r = self.reg();
+        let Some(c) = r.conns.get(&conn) else {
+            return Ok(());
+        };
+        if !c.asked.contains(&id) {
+            return Err(Violation(format!("answered prompt {id}, which it was not asked")));
+        }
+        let who = LocalUser {
+            name: c.name.clone(),
+            uid: c.id.uid,
+            session: c.id.session.clone(),
+        };
+        match r.asking.remove(&id) {
+            Some(a) if a.conn == conn => {
+                r.answered.insert(id, who);
+                if answer != Answer::Refused {
+                    r.owners.insert(id, conn);
+                }
+                let _ = a.reply.send(answer);
+            }
+            Some(a) => {
+                // Asked here once, now asked elsewhere: cannot happen (one
+                // prompt, one helper); keep the real one waiting.
+                r.asking.insert(id, a);
+            }
+            // Withdrawn meanwhile (deadline, seat change): a race, not a lie.
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The broker's handle, if `conn` owns the running session.
+    fn owned_session_control(&self, conn: u64) -> Option<SessionControl> {
+        let ctl = self.control.get()?;
+        let id = match &ctl.state().borrow().activity {
+            Activity::InSession(i) => i.id,
+            _ => return None,
+        };
+        (self.reg().owners.get(&id) == Some(&conn)).then(|| ctl.clone())
+    }
+
+    /// Records a helper's breach (bounded by the journal's own limits on
+    /// what a helper can trigger: one record per connection).
+    pub fn record_violation(&self, uid: u32, pid: u32, detail: &str) {
+        tracing::warn!(uid, pid, "session helper disconnected: {detail}");
+        if let Err(e) = self.journal.record(&Event::HelperRejected {
+            uid,
+            pid,
+            detail: detail.chars().take(200).collect(),
+        }) {
+            tracing::error!("{e}");
+        }
+    }
+
+    /// Who may `accord end`: the user of the session in front of the
+    /// screen (root is always allowed by the control socket).
+    pub fn may_end(&self, uid: u32) -> bool {
+        match self.mode {
+            SeatMode::Logind => self.seat.borrow().active.as_ref().is_some_and(|s| s.uid == uid),
+            SeatMode::Single => self.reg().conns.values().any(|c| c.id.uid == uid),
+        }
+    }
+
+    fn choose(&self) -> Result<u64, String> {
+        let seat = self.seat.borrow().clone();
+        let r = self.reg();
+        seat::choose(self.mode, &seat, r.conns.values().map(|c| &c.id)).map(|h| h.conn)
+    }
+
+    /// Sends to one helper; a helper that does not read is disconnected.
+    fn send(&self, conn: u64, msg: ToHelper) {
+        let tx = self.reg().conns.get(&conn).map(|c| c.tx.clone());
+        if let Some(tx) = tx
+            && tx.try_send(msg).is_err()
+        {
+            tracing::warn!(conn, "session helper does not read: disconnecting it");
+            self.unregister(conn);
+        }
+    }
+
+    /// What helper `conn` should show now.
+    pub fn state_for(&self, conn: u64) -> Option<ToHelper> {
+        let ctl = self.control.get()?;
+        let st = ctl.state().borrow().clone();
+        let mine = match &st.activity {
+            Activity::InSession(i) => self.reg().owners.get(&i.id) == Some(&conn),
+            _ => false,
+        };
+        Some(ToHelper::State(WireState::from_state(&st, mine)))
+    }
+
+    /// Where a notice goes: the session's owner, or the helper last asked.
+    pub fn notice_target(&self, n: &Notice) -> Option<u64> {
+        let r = self.reg();
+        match n {
+            Notice::SessionStarted(i) | Notice::SessionEnded { info: i, .. } => {
+                r.owners.get(&i.id).copied()
+            }
+            Notice::PromptTimedOut { .. } => r.last_asked,
+        }
+    }
+
+    /// Ends the running session when its consent no longer holds: its
+    /// helper left, the seat switched user, the screen locked. Run it as a
+    /// task for the life of the service.
+    pub async fn monitor(self: Arc<Self>) {
+        let Some(ctl) = self.control.get().cloned() else {
+            return;
+        };
+        let mut state = ctl.state();
+        let mut seat = self.seat.clone();
+        let mut changed = self.changed.subscribe();
+        loop {
+            if let Some(why) = self.broken_consent(&state.borrow_and_update().activity) {
+                tracing::warn!("ending the session: {}", why.as_str());
+                ctl.end_with(why);
+            }
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                r = seat.changed() => if r.is_err() { return },
+                r = changed.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
+    fn broken_consent(&self, activity: &Activity) -> Option<EndReason> {
+        let Activity::InSession(info) = activity else {
+            return None;
+        };
+        let r = self.reg();
+        let Some(owner) = r.owners.get(&info.id).and_then(|c| r.conns.get(c)) else {
+            return Some(EndReason::UiLost);
+        };
+        if self.mode == SeatMode::Logind {
+            let seat = self.seat.borrow();
+            match &seat.active {
+                Some(s) if Some(&s.id) == owner.id.session.as_ref() && s.uid == owner.id.uid => {
+                    if s.locked && self.end_on_lock {
+                        return Some(EndReason::ScreenLocked);
+                    }
+                }
+                _ => return Some(EndReason::UserSwitched),
+            }
+        }
+        (owner.id.screensaver && self.end_on_lock).then_some(EndReason::ScreenLocked)
+    }
+
+    /// Sends every helper its state when the broker's state changes.
+    pub async fn broadcast_state(self: Arc<Self>) {
+        let Some(ctl) = self.control.get().cloned() else {
+            return;
+        };
+        let mut state = ctl.state();
+        let mut changed = self.changed.subscribe();
+        let mut notices = ctl.notices();
+        loop {
+            tokio::select! {
+                r = state.changed() => if r.is_err() { return },
+                r = changed.changed() => if r.is_err() { return },
+                n = notices.recv() => {
+                    if let Ok(n) = n
+                        && let Some(conn) = self.notice_target(&n)
+                    {
+                        self.send(conn, ToHelper::Notice(WireNotice::from_notice(&n)));
+                    }
+                    continue;
+                }
+            }
+            state.borrow_and_update();
+            let conns: Vec<u64> = self.reg().conns.keys().copied().collect();
+            for conn in conns {
+                if let Some(m) = self.state_for(conn) {
+                    self.send(conn, m);
+                }
+            }
+        }
+    }
+}
+
+/// The broker's [`Prompter`] in `accord service`.
+#[derive(Clone)]
+pub struct HelperPrompter {
+    helpers: Arc<Helpers>,
+}
+
+impl HelperPrompter {
+    pub fn new(helpers: Arc<Helpers>) -> HelperPrompter {
+        HelperPrompter { helpers }
+    }
+}
+
+/// Withdraws the prompt from its helper when the broker stops waiting.
+struct Withdraw {
+    helpers: Arc<Helpers>,
+    id: Uuid,
+    conn: u64,
+}
+
+impl Drop for Withdraw {
+    fn drop(&mut self) {
+        let was_waiting = self.helpers.reg().asking.remove(&self.id).is_some();
+        if was_waiting {
+            self.helpers
+                .send(self.conn, ToHelper::Withdraw { id: self.id });
+        }
+    }
+}
+
+impl Prompter for HelperPrompter {
+    fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
+        let helpers = self.helpers.clone();
+        async move {
+            let conn = helpers.choose().map_err(PromptError::NoUser)?;
+            let (tx, mut rx) = oneshot::channel();
+            let id = req.id;
+            {
+                let mut r = helpers.reg();
+                let Some(c) = r.conns.get_mut(&conn) else {
+                    return Err(PromptError::NoUser("the helper went away".into()));
+                };
+                c.asked.insert(id);
+                r.asking.insert(id, Asking { conn, reply: tx });
+                r.last_asked = Some(conn);
+            }
+            let _withdraw = Withdraw {
+                helpers: helpers.clone(),
+                id,
+                conn,
+            };
+            helpers.send(conn, ToHelper::Ask(WireAsk::from_request(&req, Instant::now())));
+            let mut seat = helpers.seat.clone();
+            let mut changed = helpers.changed.subscribe();
+            loop {
+                tokio::select! {
+                    r = &mut rx => {
+                        return r.map_err(|_| PromptError::NoUser(
+                            "the session helper that was asked went away".into(),
+                        ));
+                    }
+                    r = seat.changed() => if r.is_err() {
+                        return Err(PromptError::NoUser("the seat watcher stopped".into()));
+                    },
+                    r = changed.changed() => if r.is_err() {
+                        return Err(PromptError::NoUser("the service is stopping".into()));
+                    },
+                }
+                // The person in front of the screen changed, locked it, or
+                // another candidate appeared: this answer would not be theirs.
+                if helpers.choose() != Ok(conn) {
+                    return Err(PromptError::NoUser(
+                        "the person in front of the screen changed while asked".into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn consenter(&self, id: Uuid) -> Option<LocalUser> {
+        self.helpers.reg().answered.remove(&id)
+    }
+}

@@ -1,0 +1,488 @@
+//! The helper protocol: `accord service` ↔ `accord ui` over `ui.sock`
+//! (docs/architecture.md, "Helper protocol"). Sans-IO: lines in, messages
+//! out, and back.
+//!
+//! One JSON object per line, at most [`MAX_LINE`] bytes with the `\n`,
+//! `{"v":1,"<kind>":{…}}`: the version and exactly one message, unknown
+//! fields refused. A helper that breaks this is disconnected: the service
+//! never guesses what a helper meant.
+
+use crate::broker::{
+    Activity, AgentState, EndReason, Listening, Notice, PromptRequest, SessionInfo,
+};
+use crate::policy::Clipboard;
+use crate::protocol::Mode;
+use crate::tls::Identity;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use uuid::Uuid;
+
+pub const VERSION: u64 = 1;
+/// Longest line either side accepts, `\n` included.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// Why a line was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtoError {
+    #[error("line longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("not JSON: {0}")]
+    Json(String),
+    #[error("unsupported helper protocol version {0}")]
+    Version(String),
+    #[error("a line carries the version and exactly one message")]
+    Shape,
+    #[error("bad message: {0}")]
+    Message(String),
+}
+
+/// What the service tells a helper.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ToHelper {
+    /// First line, answering `hello`.
+    Welcome { version: String },
+    /// Ask the person in front of the screen.
+    Ask(WireAsk),
+    /// The prompt is over without this helper (deadline, technician gone,
+    /// seat changed): close it.
+    Withdraw { id: Uuid },
+    /// What the tray and the banner show. `session` only for the helper
+    /// whose user consented to it.
+    State(WireState),
+    /// A session of this helper's user started or ended, or a prompt asked
+    /// here timed out: for notifications and history.
+    Notice(WireNotice),
+}
+
+/// What a helper tells the service.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FromHelper {
+    /// First line.
+    Hello { version: String },
+    /// The answer to a prompt this helper was asked.
+    Answer { id: Uuid, answer: WireAnswer },
+    /// The kill switch (banner, tray, shortcut).
+    End {},
+    /// "Passer en affichage seul".
+    ViewOnly {},
+    /// The session bus's screen saver became active or inactive.
+    Screensaver { active: bool },
+    /// This helper cannot show a window (no display): never ask it.
+    Unavailable { why: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WireAnswer {
+    Control,
+    View,
+    Refused,
+}
+
+impl From<crate::broker::Answer> for WireAnswer {
+    fn from(a: crate::broker::Answer) -> Self {
+        match a {
+            crate::broker::Answer::Control => WireAnswer::Control,
+            crate::broker::Answer::ViewOnly => WireAnswer::View,
+            crate::broker::Answer::Refused => WireAnswer::Refused,
+        }
+    }
+}
+
+impl From<WireAnswer> for crate::broker::Answer {
+    fn from(a: WireAnswer) -> Self {
+        match a {
+            WireAnswer::Control => crate::broker::Answer::Control,
+            WireAnswer::View => crate::broker::Answer::ViewOnly,
+            WireAnswer::Refused => crate::broker::Answer::Refused,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireTechnician {
+    pub subject: String,
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireAsk {
+    pub id: Uuid,
+    pub technician: WireTechnician,
+    pub peer: SocketAddr,
+    pub ticket: String,
+    pub reason: String,
+    pub asked: String,
+    pub control_offered: bool,
+    /// The whole time to answer, and what is left of it when sent.
+    pub timeout_ms: u64,
+    pub remaining_ms: u64,
+    pub arm_delay_ms: u64,
+    pub clipboard: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireSession {
+    pub id: Uuid,
+    pub technician: WireTechnician,
+    pub ticket: String,
+    pub reason: String,
+    pub mode: String,
+    pub started_unix_ms: u64,
+    pub elapsed_ms: u64,
+    pub clipboard: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireState {
+    /// The address the service listens on, or why it does not.
+    pub listening: Option<String>,
+    pub not_listening: Option<String>,
+    pub blocked: Option<String>,
+    pub session: Option<WireSession>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum WireNotice {
+    SessionStarted { session: WireSession },
+    SessionEnded { session: WireSession, why: String },
+    PromptTimedOut { technician: WireTechnician },
+}
+
+/// Parses one line (without or with its `\n`).
+pub fn parse<T: for<'de> Deserialize<'de>>(line: &[u8]) -> Result<T, ProtoError> {
+    if line.len() > MAX_LINE {
+        return Err(ProtoError::TooLong);
+    }
+    let v: Value = serde_json::from_slice(line).map_err(|e| ProtoError::Json(e.to_string()))?;
+    let Value::Object(mut obj) = v else {
+        return Err(ProtoError::Shape);
+    };
+    match obj.remove("v") {
+        Some(Value::Number(n)) if n.as_u64() == Some(VERSION) => {}
+        Some(other) => return Err(ProtoError::Version(other.to_string())),
+        None => return Err(ProtoError::Shape),
+    }
+    if obj.len() != 1 {
+        return Err(ProtoError::Shape);
+    }
+    serde_json::from_value(Value::Object(obj)).map_err(|e| ProtoError::Message(e.to_string()))
+}
+
+/// Encodes one message as a line, `\n` included.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    let mut obj = Map::new();
+    obj.insert("v".into(), VERSION.into());
+    if let Ok(Value::Object(m)) = serde_json::to_value(msg) {
+        obj.extend(m);
+    }
+    let mut line = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+// ------------------------------------------------------------ conversions
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn technician(t: &Identity) -> WireTechnician {
+    WireTechnician {
+        subject: t.subject.clone(),
+        fingerprint: t.fingerprint.clone(),
+    }
+}
+
+fn identity(t: &WireTechnician) -> Identity {
+    Identity {
+        subject: t.subject.clone(),
+        fingerprint: t.fingerprint.clone(),
+        common_name: None,
+        organization: None,
+    }
+}
+
+fn mode(s: &str) -> Result<Mode, ProtoError> {
+    match s {
+        "control" => Ok(Mode::Control),
+        "view" => Ok(Mode::View),
+        other => Err(ProtoError::Message(format!("unknown mode {other:?}"))),
+    }
+}
+
+fn clipboard(s: &str) -> Result<Clipboard, ProtoError> {
+    Clipboard::parse(s).ok_or_else(|| ProtoError::Message(format!("unknown clipboard {s:?}")))
+}
+
+impl WireAsk {
+    pub fn from_request(r: &PromptRequest, now: Instant) -> WireAsk {
+        WireAsk {
+            id: r.id,
+            technician: technician(&r.technician),
+            peer: r.peer,
+            ticket: r.ticket.clone(),
+            reason: r.reason.clone(),
+            asked: r.asked.as_str().into(),
+            control_offered: r.control_offered,
+            timeout_ms: ms(r.timeout),
+            remaining_ms: ms(r.deadline.saturating_duration_since(now)),
+            arm_delay_ms: ms(r.arm_delay),
+            clipboard: r.clipboard.as_str().into(),
+        }
+    }
+
+    /// The request as the helper's prompt shows it; the deadline counts
+    /// from when the line arrived.
+    pub fn to_request(&self, now: Instant) -> Result<PromptRequest, ProtoError> {
+        Ok(PromptRequest {
+            id: self.id,
+            technician: identity(&self.technician),
+            peer: self.peer,
+            ticket: self.ticket.clone(),
+            reason: self.reason.clone(),
+            asked: mode(&self.asked)?,
+            control_offered: self.control_offered,
+            deadline: now + Duration::from_millis(self.remaining_ms.min(self.timeout_ms)),
+            timeout: Duration::from_millis(self.timeout_ms),
+            arm_delay: Duration::from_millis(self.arm_delay_ms),
+            clipboard: clipboard(&self.clipboard)?,
+        })
+    }
+}
+
+impl WireSession {
+    pub fn from_info(i: &SessionInfo) -> WireSession {
+        WireSession {
+            id: i.id,
+            technician: technician(&i.technician),
+            ticket: i.ticket.clone(),
+            reason: i.reason.clone(),
+            mode: i.mode.as_str().into(),
+            started_unix_ms: i
+                .started
+                .duration_since(UNIX_EPOCH)
+                .map(ms)
+                .unwrap_or_default(),
+            elapsed_ms: ms(i.started_at.elapsed()),
+            clipboard: i.clipboard.as_str().into(),
+        }
+    }
+
+    pub fn to_info(&self, now: Instant) -> Result<SessionInfo, ProtoError> {
+        Ok(SessionInfo {
+            id: self.id,
+            technician: identity(&self.technician),
+            ticket: self.ticket.clone(),
+            reason: self.reason.clone(),
+            mode: mode(&self.mode)?,
+            started: UNIX_EPOCH + Duration::from_millis(self.started_unix_ms),
+            started_at: now
+                .checked_sub(Duration::from_millis(self.elapsed_ms))
+                .unwrap_or(now),
+            clipboard: clipboard(&self.clipboard)?,
+        })
+    }
+}
+
+impl WireState {
+    /// The state one helper sees: the session only if `show_session`.
+    pub fn from_state(s: &AgentState, show_session: bool) -> WireState {
+        let (listening, not_listening) = match &s.listening {
+            Listening::On(a) => (Some(a.to_string()), None),
+            Listening::Off(why) => (None, Some(why.clone())),
+            Listening::Starting => (None, Some("starting".into())),
+        };
+        let session = match &s.activity {
+            Activity::InSession(i) if show_session => Some(WireSession::from_info(i)),
+            _ => None,
+        };
+        WireState {
+            listening,
+            not_listening,
+            blocked: s.blocked.clone(),
+            session,
+        }
+    }
+
+    pub fn to_state(&self, now: Instant) -> Result<AgentState, ProtoError> {
+        let listening = match (&self.listening, &self.not_listening) {
+            (Some(a), _) => Listening::On(
+                a.parse()
+                    .map_err(|_| ProtoError::Message(format!("bad address {a:?}")))?,
+            ),
+            (None, Some(why)) if why == "starting" => Listening::Starting,
+            (None, Some(why)) => Listening::Off(why.clone()),
+            (None, None) => Listening::Starting,
+        };
+        let activity = match &self.session {
+            Some(s) => Activity::InSession(Box::new(s.to_info(now)?)),
+            None => Activity::Idle,
+        };
+        Ok(AgentState {
+            listening,
+            activity,
+            blocked: self.blocked.clone(),
+        })
+    }
+}
+
+impl WireNotice {
+    pub fn from_notice(n: &Notice) -> WireNotice {
+        match n {
+            Notice::SessionStarted(i) => WireNotice::SessionStarted {
+                session: WireSession::from_info(i),
+            },
+            Notice::SessionEnded { info, why } => WireNotice::SessionEnded {
+                session: WireSession::from_info(info),
+                why: why.as_str().into(),
+            },
+            Notice::PromptTimedOut { technician: t } => WireNotice::PromptTimedOut {
+                technician: technician(t),
+            },
+        }
+    }
+
+    pub fn to_notice(&self, now: Instant) -> Result<Notice, ProtoError> {
+        Ok(match self {
+            WireNotice::SessionStarted { session } => Notice::SessionStarted(session.to_info(now)?),
+            WireNotice::SessionEnded { session, why } => Notice::SessionEnded {
+                info: session.to_info(now)?,
+                why: EndReason::parse(why)
+                    .ok_or_else(|| ProtoError::Message(format!("unknown end reason {why:?}")))?,
+            },
+            WireNotice::PromptTimedOut { technician: t } => Notice::PromptTimedOut {
+                technician: identity(t),
+            },
+        })
+    }
+
+    /// The session a notice is about, if any (to route it to its helper).
+    pub fn session(&self) -> Option<Uuid> {
+        match self {
+            WireNotice::SessionStarted { session } | WireNotice::SessionEnded { session, .. } => {
+                Some(session.id)
+            }
+            WireNotice::PromptTimedOut { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn sample_info() -> SessionInfo {
+        SessionInfo {
+            id: Uuid::new_v4(),
+            technician: Identity {
+                subject: "CN=Jeanne Martin,O=Helpdesk CHU".into(),
+                fingerprint: format!("sha256:{}", "ab".repeat(32)),
+                common_name: None,
+                organization: None,
+            },
+            ticket: "INC-1".into(),
+            reason: "Imprimante".into(),
+            mode: Mode::Control,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            clipboard: Clipboard::ToWorkstation,
+        }
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let info = sample_info();
+        let now = Instant::now();
+        let req = PromptRequest {
+            id: Uuid::new_v4(),
+            technician: info.technician.clone(),
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            ticket: "INC-2".into(),
+            reason: "Réseau".into(),
+            asked: Mode::Control,
+            control_offered: true,
+            deadline: now + Duration::from_secs(30),
+            timeout: Duration::from_secs(60),
+            arm_delay: Duration::from_millis(1000),
+            clipboard: Clipboard::Both,
+        };
+        let to: Vec<ToHelper> = vec![
+            ToHelper::Welcome {
+                version: "0.1.0".into(),
+            },
+            ToHelper::Ask(WireAsk::from_request(&req, now)),
+            ToHelper::Withdraw { id: req.id },
+            ToHelper::State(WireState::from_state(
+                &AgentState {
+                    listening: Listening::On("127.0.0.1:5988".parse().unwrap()),
+                    activity: Activity::InSession(Box::new(info.clone())),
+                    blocked: None,
+                },
+                true,
+            )),
+            ToHelper::Notice(WireNotice::from_notice(&Notice::SessionEnded {
+                info: info.clone(),
+                why: EndReason::UserSwitched,
+            })),
+        ];
+        for m in to {
+            let line = encode(&m);
+            assert!(line.ends_with(b"\n") && line.len() <= MAX_LINE);
+            assert_eq!(parse::<ToHelper>(&line), Ok(m));
+        }
+        let from = vec![
+            FromHelper::Hello {
+                version: "0.1.0".into(),
+            },
+            FromHelper::Answer {
+                id: req.id,
+                answer: WireAnswer::View,
+            },
+            FromHelper::End {},
+            FromHelper::ViewOnly {},
+            FromHelper::Screensaver { active: true },
+            FromHelper::Unavailable { why: "x".into() },
+        ];
+        for m in from {
+            assert_eq!(parse::<FromHelper>(&encode(&m)), Ok(m));
+        }
+        let back = WireAsk::from_request(&req, now).to_request(now).unwrap();
+        assert_eq!(back.deadline, now + Duration::from_secs(30));
+        assert_eq!(back.control_offered, req.control_offered);
+        assert_eq!(back.clipboard, req.clipboard);
+    }
+
+    #[test]
+    fn hostile_lines_are_refused() {
+        let id = Uuid::new_v4();
+        for bad in [
+            "".to_string(),
+            "[]".into(),
+            "{}".into(),
+            r#"{"end":{}}"#.into(),
+            r#"{"v":2,"end":{}}"#.into(),
+            r#"{"v":"1","end":{}}"#.into(),
+            r#"{"v":1}"#.into(),
+            r#"{"v":1,"end":{},"view_only":{}}"#.into(),
+            r#"{"v":1,"end":{"now":true}}"#.into(),
+            r#"{"v":1,"reboot":{}}"#.into(),
+            format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"all"}}}}"#),
+            format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"control","as":"root"}}}}"#),
+            r#"{"v":1,"answer":{"id":"not-a-uuid","answer":"control"}}"#.into(),
+            format!(r#"{{"v":1,"unavailable":{{"why":"{}"}}}}"#, "x".repeat(MAX_LINE)),
+        ] {
+            assert!(parse::<FromHelper>(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}

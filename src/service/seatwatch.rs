@@ -1,0 +1,68 @@
+//! Keeps the service's view of the seat current whatever logind does: it
+//! may be missing at start, restart, or never come (then nobody is in front
+//! of the screen and every request is refused `no_user`: fail closed).
+
+use super::listener::SessionOf;
+use super::logind::Logind;
+use super::seat::SeatView;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Finds helpers' sessions through the current logind connection.
+pub struct LogindSessions {
+    logind: watch::Receiver<Option<Arc<Logind>>>,
+}
+
+impl SessionOf for LogindSessions {
+    async fn session_of(&self, pid: u32) -> Option<String> {
+        let l = self.logind.borrow().clone()?;
+        match l.session_of_pid(pid).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("logind: session of pid {pid}: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// Starts watching `seat`; the receiver starts empty (nobody) until logind
+/// answers.
+pub fn start(seat: &str) -> (watch::Receiver<SeatView>, LogindSessions) {
+    let (view_tx, view_rx) = watch::channel(SeatView::default());
+    let (logind_tx, logind_rx) = watch::channel(None::<Arc<Logind>>);
+    let seat = seat.to_string();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            match Logind::connect().await {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    match l.watch_seat(&seat).await {
+                        Ok(mut rx) => {
+                            backoff = Duration::from_millis(500);
+                            logind_tx.send_replace(Some(l.clone()));
+                            loop {
+                                view_tx.send_replace(rx.borrow_and_update().clone());
+                                if rx.changed().await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!("logind: cannot watch {seat}: {e}"),
+                    }
+                }
+                Err(e) => tracing::warn!("{e}; nobody can be asked until logind answers"),
+            }
+            logind_tx.send_replace(None);
+            view_tx.send_replace(SeatView::default());
+            if view_tx.is_closed() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    });
+    (view_rx, LogindSessions { logind: logind_rx })
+}

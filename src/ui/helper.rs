@@ -1,0 +1,282 @@
+//! `accord ui`: the session helper. It shows and answers, nothing more: the
+//! prompt, the banner, the tray, the notifications and the kill shortcut of
+//! `accord agent`, fed by `accord service` over `ui.sock` (the helper
+//! protocol, [`crate::service::proto`]) instead of an in-process core.
+//!
+//! It holds no key, writes no log and opens no port, so a technician in
+//! control of this session gains nothing by attacking it: killing it ends
+//! the session (`ui_lost`), and the service asks only the helper of the
+//! session in front of the screen. When the service is unreachable the tray
+//! says so and the helper reconnects with backoff.
+
+use super::agent::{display_missing, run_windows, watch_session};
+use super::banner::SessionActions;
+use super::hub::{Hub, UiPrompter};
+use super::strings::Strings;
+use super::{notify, tray};
+use crate::app::AppError;
+use crate::broker::{AgentState, Listening, Notice, Prompter};
+use crate::policy::Policy;
+use crate::service::proto::{self, FromHelper, MAX_LINE, ToHelper};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use uuid::Uuid;
+
+/// Shown while the service cannot be reached.
+const UNREACHABLE: &str = "the Accord service is unreachable";
+
+/// The banner's and tray's buttons: messages to the service, if connected.
+#[derive(Default)]
+struct HelperActions {
+    out: Mutex<Option<mpsc::Sender<FromHelper>>>,
+}
+
+impl HelperActions {
+    fn send(&self, m: FromHelper) {
+        let tx = self.out.lock().ok().and_then(|g| g.clone());
+        match tx {
+            Some(tx) => {
+                if tx.try_send(m).is_err() {
+                    tracing::warn!("the service does not read: the request is lost");
+                }
+            }
+            // Disconnected: the service already ended the session (ui_lost).
+            None => tracing::warn!("the service is unreachable"),
+        }
+    }
+}
+
+impl SessionActions for HelperActions {
+    fn end(&self) {
+        self.send(FromHelper::End {});
+    }
+    fn set_view_only(&self) {
+        self.send(FromHelper::ViewOnly {});
+    }
+}
+
+fn unreachable_state() -> AgentState {
+    AgentState {
+        listening: Listening::Off(UNREACHABLE.into()),
+        activity: crate::broker::Activity::Idle,
+        blocked: Some(UNREACHABLE.into()),
+    }
+}
+
+/// Runs the helper until "Quitter", SIGTERM or the end of the session.
+pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
+    if let Some(why) = display_missing() {
+        // No window can show here: connecting would only make this session
+        // a candidate that cannot answer. The service refuses `no_user`.
+        return Err(AppError::Other(format!("accord ui: {why}")));
+    }
+    let strings = Arc::new(
+        Strings::for_policy(policy.ui.language).map_err(|e| AppError::Other(e.to_string()))?,
+    );
+    let hub = Hub::new();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("accord-ui")
+        .enable_all()
+        .build()
+        .map_err(AppError::Runtime)?;
+    let (state_tx, state_rx) = watch::channel(unreachable_state());
+    let (notices, _) = broadcast::channel::<Notice>(32);
+    let actions = Arc::new(HelperActions::default());
+    let quit = Arc::new(Notify::new());
+
+    rt.spawn(watch_session(state_rx.clone(), hub.clone()));
+    rt.spawn(notify::run(notices.subscribe(), hub.clone(), strings.clone()));
+    {
+        let (hub, quit) = (hub.clone(), quit.clone());
+        rt.spawn(async move {
+            tokio::select! {
+                _ = quit.notified() => {}
+                _ = crate::app::termination_signal() => {}
+            }
+            hub.quit();
+        });
+    }
+    let screensaver = screensaver_watch(&rt);
+    rt.spawn(connect_loop(Link {
+        socket,
+        hub: hub.clone(),
+        state: state_tx,
+        notices,
+        actions: actions.clone(),
+        screensaver,
+    }));
+    tray::spawn(
+        rt.handle().clone(),
+        state_rx,
+        actions.clone(),
+        hub.clone(),
+        strings.clone(),
+        quit,
+    );
+    let lost = run_windows(&hub, &policy.ui.kill_shortcut, strings, actions);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    match lost {
+        Some(why) => Err(AppError::Other(format!("the user interface was lost: {why}"))),
+        None => Ok(()),
+    }
+}
+
+/// The session bus's screen saver, if there is one to watch.
+fn screensaver_watch(rt: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
+    #[cfg(feature = "logind")]
+    {
+        match rt.block_on(crate::service::screensaver::watch()) {
+            Ok(rx) => return rx,
+            Err(e) => tracing::info!("no screen saver to watch ({e}); logind's lock still counts"),
+        }
+    }
+    let _ = rt;
+    watch::channel(false).1
+}
+
+struct Link {
+    socket: PathBuf,
+    hub: Arc<Hub>,
+    state: watch::Sender<AgentState>,
+    notices: broadcast::Sender<Notice>,
+    actions: Arc<HelperActions>,
+    screensaver: watch::Receiver<bool>,
+}
+
+/// Connects, serves, and reconnects with backoff, for ever.
+async fn connect_loop(mut link: Link) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match UnixStream::connect(&link.socket).await {
+            Ok(s) => {
+                backoff = Duration::from_millis(250);
+                if let Err(e) = serve(&mut link, s).await {
+                    tracing::warn!("service link: {e}");
+                }
+            }
+            Err(e) => tracing::debug!("{}: {e}", link.socket.display()),
+        }
+        *link.actions.out.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        link.state.send_replace(unreachable_state());
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the service sent a bad line: {0}")]
+    Proto(#[from] proto::ProtoError),
+    #[error("the service closed the connection")]
+    Closed,
+}
+
+/// One connection to the service. Prompts still open when it ends are
+/// withdrawn (their ask tasks are aborted).
+async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let (out_tx, mut out_rx) = mpsc::channel::<FromHelper>(64);
+    let hello = FromHelper::Hello {
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    w.write_all(&proto::encode(&hello)).await?;
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            if w.write_all(&proto::encode(&m)).await.is_err() {
+                break;
+            }
+        }
+    });
+    *link.actions.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(out_tx.clone());
+    let _ = out_tx.try_send(FromHelper::Screensaver {
+        active: *link.screensaver.borrow_and_update(),
+    });
+    let prompter = UiPrompter::new(link.hub.clone());
+    let mut asks: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
+    let mut line = Vec::new();
+    let result = loop {
+        // `line` keeps what a cancelled read appended (read_until is
+        // cancel-safe that way); it is cleared once a line is handled.
+        if line.len() > MAX_LINE {
+            break Err(proto::ProtoError::TooLong.into());
+        }
+        let limit = u64::try_from(MAX_LINE + 1 - line.len().min(MAX_LINE)).unwrap_or(1);
+        let mut bounded = (&mut r).take(limit);
+        tokio::select! {
+            n = bounded.read_until(b'\n', &mut line) => match n {
+                Ok(0) => break Err(LinkError::Closed),
+                Ok(_) => {}
+                Err(e) => break Err(e.into()),
+            },
+            c = link.screensaver.changed() => {
+                if c.is_ok() {
+                    let active = *link.screensaver.borrow_and_update();
+                    let _ = out_tx.try_send(FromHelper::Screensaver { active });
+                }
+                continue;
+            }
+        }
+        let parsed = proto::parse::<ToHelper>(&line);
+        line.clear();
+        let msg = match parsed {
+            Ok(m) => m,
+            Err(e) => break Err(e.into()),
+        };
+        let now = Instant::now();
+        match msg {
+            ToHelper::Welcome { version } => {
+                tracing::info!("connected to the Accord service {version}");
+            }
+            ToHelper::Ask(a) => {
+                let req = match a.to_request(now) {
+                    Ok(r) => r,
+                    Err(e) => break Err(e.into()),
+                };
+                let (id, prompter, out) = (req.id, prompter.clone(), out_tx.clone());
+                asks.retain(|_, h| !h.is_finished());
+                let task = tokio::spawn(async move {
+                    let m = match prompter.ask(req).await {
+                        Ok(answer) => FromHelper::Answer {
+                            id,
+                            answer: answer.into(),
+                        },
+                        Err(e) => FromHelper::Unavailable { why: e.to_string() },
+                    };
+                    let _ = out.send(m).await;
+                });
+                asks.insert(id, task.abort_handle());
+            }
+            ToHelper::Withdraw { id } => {
+                if let Some(h) = asks.remove(&id) {
+                    h.abort();
+                }
+            }
+            ToHelper::State(s) => match s.to_state(now) {
+                Ok(st) => {
+                    link.state.send_replace(st);
+                }
+                Err(e) => break Err(e.into()),
+            },
+            ToHelper::Notice(n) => match n.to_notice(now) {
+                Ok(n) => {
+                    let _ = link.notices.send(n);
+                }
+                Err(e) => break Err(e.into()),
+            },
+        }
+    };
+    for (_, h) in asks {
+        h.abort();
+    }
+    writer.abort();
+    result
+}

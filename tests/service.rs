@@ -1,0 +1,356 @@
+//! `accord service` with session helpers of other uids (issue 9): who is
+//! asked, who consented, what a helper leaving or lying does, and who may
+//! end a session. The service runs in this (root) process; each helper is a
+//! separate process under its own uid (tests/service/fake_helper.py), so
+//! the service sees real SO_PEERCRED credentials.
+
+mod common;
+
+use accord::policy::Policy;
+use accord::protocol::{Mode, RefusalCode};
+use accord::service::seat::SeatMode;
+use common::{Pki, RfbStub, connect_tunnel};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::oneshot;
+
+const FAKE_HELPER: &str = include_str!("service/fake_helper.py");
+
+/// Runs as root with python3, or says why it cannot.
+fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let python = std::process::Command::new("python3")
+        .arg("-c")
+        .arg("")
+        .status()
+        .is_ok_and(|s| s.success());
+    if root && python {
+        return true;
+    }
+    let why = "needs root (helpers under other uids) and python3";
+    if std::env::var_os("ACCORD_REQUIRE_PEERS").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("skipped: {why}");
+    false
+}
+
+struct Service {
+    _run: tempfile::TempDir,
+    run: PathBuf,
+    addr: SocketAddr,
+    audit: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    async fn start(mut policy: Policy) -> Service {
+        policy.service.seat = SeatMode::Single;
+        let audit = policy.audit.path.clone().unwrap();
+        let run = tempfile::Builder::new().prefix("accord-run").tempdir().unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = run.path().to_path_buf();
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = {
+            let path = path.clone();
+            tokio::spawn(async move {
+                accord::service::run::serve(Arc::new(policy), &path, async move {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        };
+        let addr = wait_listening(&path).await;
+        Service {
+            _run: run,
+            run: path,
+            addr,
+            audit,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn ui_sock(&self) -> PathBuf {
+        self.run.join("ui.sock")
+    }
+
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    async fn wait_record(&self, event: &str, field: &str, value: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(r) = self.records().into_iter().find(|r| {
+                r["event"] == event && (field.is_empty() || r[field].as_str() == Some(value))
+            }) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {event} {field}={value} in {:#?}",
+                self.records()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("service stops within 10 s")
+                .unwrap();
+        }
+    }
+}
+
+async fn wait_listening(run: &Path) -> SocketAddr {
+    let sock = run.join("control.sock");
+    for _ in 0..500 {
+        if let Ok(v) = accord::control::call(&sock, "status").await
+            && let Some(a) = v["agent"]["address"].as_str()
+        {
+            return a.parse().unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the service never listened");
+}
+
+/// A fake helper process under `uid`.
+struct Helper {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Helper {
+    async fn start(sock: &Path, uid: u32, behaviour: &str) -> Helper {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg("-c")
+            .arg(FAKE_HELPER)
+            .arg(sock)
+            .arg(behaviour)
+            .uid(uid)
+            .gid(uid)
+            .stdout(Stdio::piped());
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let out = child.stdout.take().unwrap();
+        let l = lines.clone();
+        tokio::spawn(async move {
+            let mut r = BufReader::new(out).lines();
+            while let Ok(Some(line)) = r.next_line().await {
+                l.lock().unwrap().push(line);
+            }
+        });
+        let h = Helper { child, lines };
+        // A helper that misbehaves at once may be cut off before welcome.
+        if !matches!(behaviour, "forge" | "garbage") {
+            h.wait_line("welcome").await;
+        }
+        h
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    fn was_asked(&self) -> bool {
+        self.lines().iter().any(|l| l.contains("\"ask\""))
+    }
+
+    async fn wait_line(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.lines().into_iter().find(|l| l.contains(needle)) {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "helper never saw {needle}: {:?}",
+                self.lines()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn setup() -> (Pki, Policy) {
+    let pki = Pki::new();
+    let policy = pki.policy("127.0.0.1:9".parse().unwrap());
+    (pki, policy)
+}
+
+async fn refused_with(pki: &Pki, svc: &Service) -> RefusalCode {
+    let (r, _task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    match r {
+        Err(accord::connect::ConnectError::Refused(c)) => c,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_helper_is_asked_and_the_record_says_who_consented() {
+    if !can_run() {
+        return;
+    }
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let svc = Service::start(policy).await;
+    let helper = Helper::start(&svc.ui_sock(), 64001, "view").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    let d = svc.wait_record("decision", "decision", "accepted").await;
+    assert_eq!(d["mode"], "view", "the helper said view only");
+    assert_eq!(d["local_user"]["uid"], 64001);
+    let started = svc.wait_record("session_started", "", "").await;
+    assert_eq!(started["local_user"]["uid"], 64001);
+    // The helper's banner gets the session; then `accord end` as that uid.
+    helper.wait_line("\"session\":{").await;
+    let out = end_as(&svc.run, 64001).await;
+    assert!(out.contains("session ended"), "{out}");
+    svc.wait_record("session_ended", "why", "user").await;
+    task.abort();
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_or_two_helpers_mean_no_user_and_nobody_is_asked() {
+    if !can_run() {
+        return;
+    }
+    let (pki, policy) = setup();
+    let svc = Service::start(policy).await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    let a = Helper::start(&svc.ui_sock(), 64001, "control").await;
+    let b = Helper::start(&svc.ui_sock(), 64002, "control").await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    assert!(!a.was_asked() && !b.was_asked());
+    let d = svc.wait_record("decision", "why", "no_user").await;
+    assert_eq!(d["by"], "policy");
+    assert!(d.get("local_user").is_none());
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_leaving_refuses_its_prompt_and_ends_its_session() {
+    if !can_run() {
+        return;
+    }
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let svc = Service::start(policy).await;
+    let mut h = Helper::start(&svc.ui_sock(), 64001, "exit_on_ask").await;
+    let t0 = Instant::now();
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let _ = h.child.wait().await;
+
+    let _h = Helper::start(&svc.ui_sock(), 64001, "exit_in_session").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    svc.wait_record("session_ended", "why", "ui_lost").await;
+    task.abort();
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_saver_of_the_consenting_session_ends_it() {
+    if !can_run() {
+        return;
+    }
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let svc = Service::start(policy).await;
+    let _h = Helper::start(&svc.ui_sock(), 64001, "lock_in_session").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    svc.wait_record("session_ended", "why", "screen_locked").await;
+    task.abort();
+    svc.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_that_lies_or_babbles_is_cut_off_and_recorded() {
+    if !can_run() {
+        return;
+    }
+    let (_pki, policy) = setup();
+    let svc = Service::start(policy).await;
+    for behaviour in ["forge", "garbage"] {
+        let mut h = Helper::start(&svc.ui_sock(), 64003, behaviour).await;
+        h.wait_line("closed").await;
+        let _ = h.child.wait().await;
+    }
+    let recs: Vec<Value> = svc
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == "helper_rejected")
+        .collect();
+    assert_eq!(recs.len(), 2, "{recs:#?}");
+    assert!(recs.iter().all(|r| r["uid"] == 64003));
+    assert!(recs[0]["detail"].as_str().unwrap().contains("not asked"));
+    svc.stop().await;
+}
+
+/// `accord end` under `uid`, against the service in `run`.
+async fn end_as(run: &Path, uid: u32) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_accord"));
+    cmd.arg("end").env("ACCORD_RUN_DIR", run).uid(uid).gid(uid);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_user_cannot_end_the_session_and_root_can() {
+    if !can_run() {
+        return;
+    }
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let svc = Service::start(policy).await;
+    let _h = Helper::start(&svc.ui_sock(), 64001, "control").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    svc.wait_record("session_started", "", "").await;
+    let out = end_as(&svc.run, 64002).await;
+    assert!(out.contains("not allowed"), "{out}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(svc.records().iter().all(|r| r["event"] != "session_ended"));
+    let out = end_as(&svc.run, 0).await;
+    assert!(out.contains("session ended"), "{out}");
+    svc.wait_record("session_ended", "why", "user").await;
+    task.abort();
+    svc.stop().await;
+}
