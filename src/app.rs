@@ -76,6 +76,7 @@ pub async fn serve<P: Prompter>(
     #[cfg(unix)]
     let control = {
         let ctl = ctl.clone();
+        let health = audit_health(&policy_for_forward, journal_for_forward.clone());
         tokio::spawn(async move {
             let Some((path, access)) = control else {
                 tracing::warn!(
@@ -83,7 +84,7 @@ pub async fn serve<P: Prompter>(
                 );
                 return;
             };
-            if let Err(e) = crate::control::serve(&path, ctl, access).await {
+            if let Err(e) = crate::control::serve(&path, ctl, access, health).await {
                 tracing::warn!("local control unavailable: {e}");
             }
         })
@@ -109,6 +110,33 @@ pub async fn serve<P: Prompter>(
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), forwarder).await;
     #[cfg(unix)]
     control.abort();
+}
+
+/// What `accord status` says of the audit trail: a log that cannot be
+/// trusted, and how many records the collector has not taken yet.
+fn audit_health(
+    policy: &Policy,
+    journal: Arc<dyn Journal>,
+) -> Arc<dyn Fn() -> serde_json::Value + Send + Sync> {
+    let forwarding = policy.audit.forward.is_some();
+    let mut cursor = policy.audit_path().into_os_string();
+    cursor.push(".cursor");
+    let cursor = std::path::PathBuf::from(cursor);
+    Arc::new(move || {
+        let last = journal.last_seq();
+        let behind = match (forwarding, last) {
+            (true, Some(last)) => {
+                let sent = crate::audit::forward::Cursor::load(&cursor).seq;
+                serde_json::json!(last.saturating_sub(sent))
+            }
+            _ => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "log_problem": journal.health().err(),
+            "last_seq": last,
+            "forward_behind": behind,
+        })
+    })
 }
 
 /// Opens the audit journal named by the policy. A log that cannot be opened

@@ -27,8 +27,10 @@ pub enum Command {
     Connect(ConnectArgs),
     /// End the running session (the kill switch, from a shell).
     End,
-    /// Show whether a session runs, with whom, in which mode.
-    Status,
+    /// Show whether a session runs, with whom, in which mode, and the
+    /// health of the listener and the audit trail. Exit 0 healthy, 1
+    /// degraded, 2 not running.
+    Status(StatusArgs),
     /// Read and check the audit log.
     #[command(subcommand)]
     Log(LogCommand),
@@ -45,6 +47,13 @@ pub struct AgentArgs {
     /// Policy file (default: the machine-wide /etc/accord/policy.toml).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StatusArgs {
+    /// The whole state as one JSON object, for monitoring tools.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

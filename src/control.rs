@@ -48,6 +48,24 @@ pub enum Access {
     },
 }
 
+/// The audit trail's health for `status` ([`crate::app`] builds it).
+pub type Health = std::sync::Arc<dyn Fn() -> Value + Send + Sync>;
+
+/// How `accord status` exits: 0 healthy, 1 degraded (running but not
+/// listening, refusing every request, log untrustworthy, collector
+/// behind), 2 not running.
+pub fn status_exit(v: &Value) -> u8 {
+    let listening = v["agent"]["listening"].as_bool() == Some(true);
+    let blocked = !v["blocked"].is_null();
+    let log = !v["audit"]["log_problem"].is_null();
+    let behind = v["audit"]["forward_behind"].as_u64().unwrap_or(0) > 0;
+    if listening && !blocked && !log && !behind {
+        0
+    } else {
+        1
+    }
+}
+
 /// The JSON `accord status` prints (and the tray could show).
 pub fn status_json(s: &AgentState) -> Value {
     let listening = match &s.listening {
@@ -100,10 +118,17 @@ pub fn status_text(v: &Value) -> String {
             v["agent"]["why"].as_str().unwrap_or("?")
         ),
     };
-    match v["blocked"].as_str() {
+    let mut out = match v["blocked"].as_str() {
         Some(b) => format!("{line}; {listen}; requests refused: {b}"),
         None => format!("{line}; {listen}"),
+    };
+    if let Some(p) = v["audit"]["log_problem"].as_str() {
+        out.push_str(&format!("; AUDIT LOG: {p}"));
     }
+    if let Some(n) = v["audit"]["forward_behind"].as_u64().filter(|n| *n > 0) {
+        out.push_str(&format!("; {n} audit records not yet taken by the collector"));
+    }
+    out
 }
 
 #[cfg(unix)]
@@ -115,7 +140,12 @@ mod imp {
     /// Binds the socket and serves until dropped. [`Access::SameUser`]:
     /// socket 0600 in a 0700 directory; [`Access::Service`]: socket 0666 in
     /// the service's runtime directory (created by systemd, not here).
-    pub async fn serve(path: &Path, ctl: SessionControl, access: Access) -> Result<(), ControlError> {
+    pub async fn serve(
+        path: &Path,
+        ctl: SessionControl,
+        access: Access,
+        audit: Health,
+    ) -> Result<(), ControlError> {
         let io = |source| ControlError::Io {
             path: path.display().to_string(),
             source,
@@ -164,14 +194,19 @@ mod imp {
                 Access::SameUser => true,
                 Access::Service { may_end } => uid == 0 || may_end(uid),
             };
-            let ctl = ctl.clone();
+            let (ctl, audit) = (ctl.clone(), audit.clone());
             tokio::spawn(async move {
-                let _ = handle(stream, ctl, may_end).await;
+                let _ = handle(stream, ctl, may_end, audit).await;
             });
         }
     }
 
-    async fn handle(stream: UnixStream, ctl: SessionControl, may_end: bool) -> std::io::Result<()> {
+    async fn handle(
+        stream: UnixStream,
+        ctl: SessionControl,
+        may_end: bool,
+        audit: Health,
+    ) -> std::io::Result<()> {
         let (r, mut w) = stream.into_split();
         let mut line = String::new();
         let mut r = BufReader::new(r).take_line_limit();
@@ -179,7 +214,15 @@ mod imp {
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         let answer = match line.trim() {
-            "status" => status_json(&ctl.state().borrow()),
+            "status" => {
+                let mut v = status_json(&ctl.state().borrow());
+                // Reads the forward cursor: off the async workers.
+                let a = tokio::task::spawn_blocking(move || audit())
+                    .await
+                    .unwrap_or(Value::Null);
+                v["audit"] = a;
+                v
+            }
             "end" if may_end => {
                 let was = matches!(ctl.state().borrow().activity, Activity::InSession(_));
                 ctl.end();

@@ -64,28 +64,47 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Connect(a) => Ok(connect_command(a)),
-        Command::End | Command::Status => {
-            let end = matches!(cli_command_name(), Some("end"));
+        Command::End => {
             let rt = runtime()?;
             let path = accord::app::control_target()
                 .context("no Accord service or agent to talk to (no private runtime directory)")?;
-            let v = rt.block_on(accord::control::call(
-                &path,
-                if end { "end" } else { "status" },
-            ))?;
+            let v = rt.block_on(accord::control::call(&path, "end"))?;
             if let Some(e) = v["error"].as_str() {
                 anyhow::bail!("{e}");
             }
-            if end {
-                if v["ended"].as_bool() == Some(true) {
-                    println!("session ended");
+            if v["ended"].as_bool() == Some(true) {
+                println!("session ended");
+            } else {
+                println!("no session to end");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status(args) => {
+            // Exit 2 when nothing answers: monitoring tells "down" from
+            // "degraded" (1) without parsing text.
+            let not_running = |why: String| {
+                if args.json {
+                    println!("{}", serde_json::json!({"running": false, "why": why}));
                 } else {
-                    println!("no session to end");
+                    println!("NOT running: {why}");
                 }
+                Ok(ExitCode::from(2))
+            };
+            let Some(path) = accord::app::control_target() else {
+                return not_running("no Accord service or agent to talk to".into());
+            };
+            let rt = runtime()?;
+            let mut v = match rt.block_on(accord::control::call(&path, "status")) {
+                Ok(v) => v,
+                Err(e) => return not_running(e.to_string()),
+            };
+            v["running"] = true.into();
+            if args.json {
+                println!("{v}");
             } else {
                 println!("{}", accord::control::status_text(&v));
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(accord::control::status_exit(&v)))
         }
         Command::Log(cmd) => log_command(cmd),
         Command::Policy(PolicyCommand::Check { file }) => {
@@ -240,14 +259,6 @@ fn connect_command(a: ConnectArgs) -> ExitCode {
 }
 
 /// `End` and `Status` share a code path; tell them apart by argv.
-fn cli_command_name() -> Option<&'static str> {
-    std::env::args().nth(1).and_then(|a| match a.as_str() {
-        "end" => Some("end"),
-        "status" => Some("status"),
-        _ => None,
-    })
-}
-
 fn default_log_path() -> PathBuf {
     Policy::load(&accord::platform::policy_path())
         .map(|p| p.audit_path())

@@ -82,4 +82,8 @@ impl Journal for AuditJournal {
     fn wake(&self) -> Option<Arc<Notify>> {
         Some(self.wake.clone())
     }
+
+    fn last_seq(&self) -> Option<u64> {
+        self.log.lock().ok().map(|l| l.head().0)
+    }
 }

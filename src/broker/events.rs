@@ -294,6 +294,11 @@ pub trait Journal: Send + Sync + 'static {
     fn wake(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// The `seq` of the last durable record (`accord status`: how far
+    /// behind the forwarder is).
+    fn last_seq(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The journal when the audit log cannot be opened (permissions, disk):
