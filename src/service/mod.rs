@@ -6,4 +6,8 @@
 //! - [`logind`]: the seat's active session and its lock, from logind.
 //! - [`screensaver`]: the session bus's screen saver, seen by the helper.
 
+#[cfg(feature = "logind")]
+pub mod logind;
+#[cfg(feature = "logind")]
+pub mod screensaver;
 pub mod seat;
