@@ -14,7 +14,13 @@
 pub mod helpers;
 #[cfg(unix)]
 pub mod listener;
+#[cfg(feature = "logind")]
+pub mod logind;
 pub mod proto;
 #[cfg(unix)]
 pub mod run;
+#[cfg(feature = "logind")]
+pub mod screensaver;
 pub mod seat;
+#[cfg(all(unix, feature = "logind"))]
+pub mod seatwatch;

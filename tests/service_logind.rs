@@ -1,0 +1,539 @@
+//! The seat watchers against a real dbus-daemon: a private bus per test, a
+//! fake logind (and a fake screen saver) served on it with zbus.
+//!
+//! Needs `dbus-daemon` (Debian: `dbus`). Without it the tests are skipped
+//! loudly, unless `ACCORD_REQUIRE_PEERS=1` (set by CI), where they fail.
+#![cfg(feature = "logind")]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use accord::service::logind::Logind;
+use accord::service::screensaver;
+use accord::service::seat::{HelperId, LoginSession, SeatMode, SeatView, choose};
+use tokio::sync::watch;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{Connection, interface};
+
+const SEAT_PATH: &str = "/org/freedesktop/login1/seat/seat0";
+
+// ---------------------------------------------------------------- the bus
+
+fn find_dbus_daemon() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("dbus-daemon"))
+        .find(|p| p.is_file())
+}
+
+/// A private dbus-daemon listening on a unix socket in a temporary
+/// directory; killed on drop.
+struct Bus {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    /// `None`: no dbus-daemon here, the test is skipped.
+    fn start() -> Option<Bus> {
+        let Some(bin) = find_dbus_daemon() else {
+            if std::env::var("ACCORD_REQUIRE_PEERS").as_deref() == Ok("1") {
+                panic!("dbus-daemon not installed and ACCORD_REQUIRE_PEERS=1");
+            }
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: dbus-daemon not installed (apt-get install dbus) !!!!!!!!\n"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().display()
+            ),
+        )
+        .expect("bus config written");
+        let mut child = Command::new(bin)
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--print-address", "--nofork"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("dbus-daemon prints its address");
+        let address = line.trim().to_owned();
+        assert!(address.starts_with("unix:"), "bus address {address:?}");
+        Some(Bus {
+            child,
+            address,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------- a fake logind
+
+#[derive(zbus::DBusError, Debug)]
+#[zbus(prefix = "org.freedesktop.login1")]
+enum LoginError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NoSessionForPID(String),
+    NoSuchSeat(String),
+}
+
+struct Manager {
+    /// pid → session object.
+    pids: HashMap<u32, OwnedObjectPath>,
+    /// `GetSeat` calls so far: how a test sees a watch read.
+    seat_reads: Arc<AtomicU32>,
+}
+
+#[interface(name = "org.freedesktop.login1.Manager")]
+impl Manager {
+    #[zbus(name = "GetSessionByPID")]
+    fn get_session_by_pid(&self, pid: u32) -> Result<OwnedObjectPath, LoginError> {
+        self.pids.get(&pid).cloned().ok_or_else(|| {
+            LoginError::NoSessionForPID(format!("PID {pid} does not belong to any known session"))
+        })
+    }
+
+    fn get_seat(&self, id: &str) -> Result<OwnedObjectPath, LoginError> {
+        self.seat_reads.fetch_add(1, Ordering::SeqCst);
+        if id == "seat0" {
+            Ok(path(SEAT_PATH))
+        } else {
+            Err(LoginError::NoSuchSeat(format!("No seat '{id}' known")))
+        }
+    }
+}
+
+struct Seat {
+    active: (String, OwnedObjectPath),
+}
+
+#[interface(name = "org.freedesktop.login1.Seat")]
+impl Seat {
+    #[zbus(property)]
+    fn active_session(&self) -> (String, OwnedObjectPath) {
+        self.active.clone()
+    }
+}
+
+struct Session(LoginSession);
+
+#[interface(name = "org.freedesktop.login1.Session")]
+impl Session {
+    #[zbus(property)]
+    fn id(&self) -> String {
+        self.0.id.clone()
+    }
+    #[zbus(property)]
+    fn user(&self) -> (u32, OwnedObjectPath) {
+        (
+            self.0.uid,
+            path(&format!("/org/freedesktop/login1/user/_{}", self.0.uid)),
+        )
+    }
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.0.name.clone()
+    }
+    #[zbus(property)]
+    fn remote(&self) -> bool {
+        self.0.remote
+    }
+    #[zbus(property, name = "Type")]
+    fn kind(&self) -> String {
+        self.0.kind.clone()
+    }
+    #[zbus(property)]
+    fn class(&self) -> String {
+        self.0.class.clone()
+    }
+    #[zbus(property)]
+    fn locked_hint(&self) -> bool {
+        self.0.locked
+    }
+    #[zbus(property)]
+    fn active(&self) -> bool {
+        true
+    }
+}
+
+fn path(p: &str) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(p.to_owned()).expect("valid object path")
+}
+
+fn session_path(id: &str) -> OwnedObjectPath {
+    path(&format!("/org/freedesktop/login1/session/_{id}"))
+}
+
+fn session(id: &str, uid: u32) -> LoginSession {
+    LoginSession {
+        id: id.into(),
+        uid,
+        name: format!("user{uid}"),
+        remote: false,
+        kind: "x11".into(),
+        class: "user".into(),
+        locked: false,
+    }
+}
+
+/// logind as far as Accord asks it, owning `org.freedesktop.login1`.
+struct FakeLogind {
+    conn: Connection,
+    seat_reads: Arc<AtomicU32>,
+}
+
+impl FakeLogind {
+    async fn start(
+        bus: &Bus,
+        sessions: &[LoginSession],
+        pids: &[(u32, &str)],
+        active: Option<&str>,
+    ) -> FakeLogind {
+        let pids = pids
+            .iter()
+            .map(|(pid, id)| (*pid, session_path(id)))
+            .collect();
+        let seat_reads = Arc::new(AtomicU32::new(0));
+        let manager = Manager {
+            pids,
+            seat_reads: seat_reads.clone(),
+        };
+        let mut b = zbus::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .serve_at("/org/freedesktop/login1", manager)
+            .unwrap()
+            .serve_at(
+                SEAT_PATH,
+                Seat {
+                    active: active_pair(active),
+                },
+            )
+            .unwrap();
+        for s in sessions {
+            b = b.serve_at(session_path(&s.id), Session(s.clone())).unwrap();
+        }
+        let conn = b
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .build()
+            .await
+            .expect("fake logind on the bus");
+        FakeLogind { conn, seat_reads }
+    }
+
+    /// Switches the seat's active session, with `PropertiesChanged`.
+    async fn set_active(&self, id: Option<&str>) {
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, Seat>(SEAT_PATH)
+            .await
+            .unwrap();
+        let mut seat = iface.get_mut().await;
+        seat.active = active_pair(id);
+        seat.active_session_changed(iface.signal_emitter())
+            .await
+            .unwrap();
+    }
+
+    async fn set_locked(&self, id: &str, locked: bool) {
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, Session>(session_path(id))
+            .await
+            .unwrap();
+        let mut s = iface.get_mut().await;
+        s.0.locked = locked;
+        let emitter: &SignalEmitter<'_> = iface.signal_emitter();
+        s.locked_hint_changed(emitter).await.unwrap();
+    }
+
+    /// logind exits: its connection closes, its name is released.
+    async fn stop(self) {
+        self.conn.close().await.unwrap();
+    }
+}
+
+fn active_pair(id: Option<&str>) -> (String, OwnedObjectPath) {
+    match id {
+        Some(id) => (id.to_owned(), session_path(id)),
+        None => (String::new(), path("/")),
+    }
+}
+
+/// Waits until `rx` satisfies `pred`; returns how long it took.
+async fn seen<T>(
+    rx: &mut watch::Receiver<T>,
+    within: Duration,
+    pred: impl Fn(&T) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    tokio::time::timeout(within, rx.wait_for(|v| pred(v)))
+        .await
+        .unwrap_or_else(|_| panic!("not seen within {within:?}"))
+        .expect("the watch is running");
+    start.elapsed()
+}
+
+fn active_id(v: &SeatView) -> Option<&str> {
+    v.active.as_ref().map(|s| s.id.as_str())
+}
+
+fn helper(uid: u32, session: &str) -> HelperId {
+    HelperId {
+        conn: 1,
+        uid,
+        pid: 4242,
+        session: Some(session.into()),
+        screensaver: false,
+        unavailable: false,
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test]
+async fn session_of_pid_asks_logind() {
+    let Some(bus) = Bus::start() else { return };
+    let _logind = FakeLogind::start(
+        &bus,
+        &[session("2", 1000), session("c7", 1001)],
+        &[(4242, "2"), (4343, "c7")],
+        Some("2"),
+    )
+    .await;
+    let logind = Logind::connect_to(&bus.address).await.unwrap();
+    assert_eq!(
+        logind.session_of_pid(4242).await.unwrap().as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        logind.session_of_pid(4343).await.unwrap().as_deref(),
+        Some("c7")
+    );
+    assert_eq!(logind.session_of_pid(999).await.unwrap(), None);
+    // pid 0 would be the caller's own session: never asked.
+    assert_eq!(logind.session_of_pid(0).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn watch_seat_follows_the_active_session() {
+    let Some(bus) = Bus::start() else { return };
+    let logind = FakeLogind::start(
+        &bus,
+        &[session("2", 1000), session("3", 1001)],
+        &[],
+        Some("2"),
+    )
+    .await;
+    let watcher = Logind::connect_to(&bus.address).await.unwrap();
+    let mut rx = watcher.watch_seat("seat0").await.unwrap();
+    assert_eq!(
+        *rx.borrow_and_update(),
+        SeatView {
+            active: Some(session("2", 1000))
+        }
+    );
+    assert_eq!(
+        choose(SeatMode::Logind, &rx.borrow(), &[helper(1000, "2")]).map(|h| h.uid),
+        Ok(1000)
+    );
+
+    logind.set_active(Some("3")).await;
+    let took = seen(&mut rx, SECOND, |v| active_id(v) == Some("3")).await;
+    eprintln!("ActiveSession 2 -> 3 seen in {took:?}");
+    assert_eq!(rx.borrow().active.as_ref().map(|s| s.uid), Some(1001));
+
+    logind.set_active(None).await;
+    let took = seen(&mut rx, SECOND, |v| v.active.is_none()).await;
+    eprintln!("ActiveSession 3 -> none seen in {took:?}");
+
+    assert!(watcher.watch_seat("seat1").await.is_err(), "no such seat");
+}
+
+#[tokio::test]
+async fn watch_seat_sees_the_lock() {
+    let Some(bus) = Bus::start() else { return };
+    let logind = FakeLogind::start(&bus, &[session("2", 1000)], &[], Some("2")).await;
+    let watcher = Logind::connect_to(&bus.address).await.unwrap();
+    let mut rx = watcher.watch_seat("seat0").await.unwrap();
+    assert!(!rx.borrow_and_update().active.as_ref().unwrap().locked);
+
+    logind.set_locked("2", true).await;
+    let took = seen(&mut rx, SECOND, |v| {
+        v.active.as_ref().is_some_and(|s| s.locked)
+    })
+    .await;
+    eprintln!("LockedHint=true seen in {took:?}");
+    assert_eq!(
+        choose(SeatMode::Logind, &rx.borrow(), &[helper(1000, "2")]).map(|h| h.uid),
+        Err("the screen is locked".into())
+    );
+
+    logind.set_locked("2", false).await;
+    let took = seen(&mut rx, SECOND, |v| {
+        v.active.as_ref().is_some_and(|s| !s.locked)
+    })
+    .await;
+    eprintln!("LockedHint=false seen in {took:?}");
+}
+
+#[tokio::test]
+async fn a_remote_session_is_never_asked() {
+    let Some(bus) = Bus::start() else { return };
+    let mut ssh = session("5", 1000);
+    ssh.remote = true;
+    ssh.kind = "x11".into();
+    let _logind = FakeLogind::start(&bus, &[ssh], &[(4242, "5")], Some("5")).await;
+    let watcher = Logind::connect_to(&bus.address).await.unwrap();
+    let rx = watcher.watch_seat("seat0").await.unwrap();
+    let view = rx.borrow().clone();
+    assert!(view.active.as_ref().is_some_and(|s| s.remote));
+    assert_eq!(
+        choose(SeatMode::Logind, &view, &[helper(1000, "5")]).map(|h| h.uid),
+        Err("the active session is remote".into())
+    );
+}
+
+#[tokio::test]
+async fn logind_gone_means_nobody_then_back() {
+    let Some(bus) = Bus::start() else { return };
+    let logind = FakeLogind::start(&bus, &[session("2", 1000)], &[], Some("2")).await;
+    let watcher = Logind::connect_to(&bus.address).await.unwrap();
+    let mut rx = watcher.watch_seat("seat0").await.unwrap();
+    assert_eq!(active_id(&rx.borrow_and_update()), Some("2"));
+
+    logind.stop().await;
+    let took = seen(&mut rx, Duration::from_secs(3), |v| {
+        *v == SeatView::default()
+    })
+    .await;
+    eprintln!("logind gone seen in {took:?}");
+
+    let _logind = FakeLogind::start(&bus, &[session("2", 1000)], &[], Some("2")).await;
+    let took = seen(&mut rx, Duration::from_secs(6), |v| {
+        active_id(v) == Some("2")
+    })
+    .await;
+    eprintln!("logind back seen in {took:?}");
+}
+
+#[tokio::test]
+async fn the_watch_stops_with_its_receivers() {
+    let Some(bus) = Bus::start() else { return };
+    let logind = FakeLogind::start(&bus, &[session("2", 1000)], &[], Some("2")).await;
+    let watcher = Logind::connect_to(&bus.address).await.unwrap();
+    let reads = || logind.seat_reads.load(Ordering::SeqCst);
+    let rx = watcher.watch_seat("seat0").await.unwrap();
+    // While watched, a signal makes the watch read the seat again.
+    let before = reads();
+    logind.set_active(Some("2")).await;
+    let start = Instant::now();
+    while reads() == before {
+        assert!(start.elapsed() < SECOND, "the watch reads after a signal");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(rx);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = reads();
+    logind.set_active(Some("2")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reads(), before, "no read once every receiver is gone");
+}
+
+// ---------------------------------------------------------- screen saver
+
+struct ScreenSaver {
+    active: bool,
+}
+
+#[interface(name = "org.freedesktop.ScreenSaver")]
+impl ScreenSaver {
+    fn get_active(&self) -> bool {
+        self.active
+    }
+
+    #[zbus(signal)]
+    async fn active_changed(emitter: &SignalEmitter<'_>, active: bool) -> zbus::Result<()>;
+}
+
+#[tokio::test]
+async fn screensaver_active_changed_is_seen() {
+    let Some(bus) = Bus::start() else { return };
+    let mut rx = screensaver::watch_at(&bus.address).await.unwrap();
+    assert!(!*rx.borrow_and_update(), "no screen saver: not active");
+
+    let saver = zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .serve_at("/ScreenSaver", ScreenSaver { active: false })
+        .unwrap()
+        .name("org.freedesktop.ScreenSaver")
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let iface = saver
+        .object_server()
+        .interface::<_, ScreenSaver>("/ScreenSaver")
+        .await
+        .unwrap();
+    iface.get_mut().await.active = true;
+    ScreenSaver::active_changed(iface.signal_emitter(), true)
+        .await
+        .unwrap();
+    let took = seen(&mut rx, SECOND, |a| *a).await;
+    eprintln!("ActiveChanged(true) seen in {took:?}");
+
+    iface.get_mut().await.active = false;
+    ScreenSaver::active_changed(iface.signal_emitter(), false)
+        .await
+        .unwrap();
+    let took = seen(&mut rx, SECOND, |a| !*a).await;
+    eprintln!("ActiveChanged(false) seen in {took:?}");
+
+    // A screen saver already active when the watch starts.
+    iface.get_mut().await.active = true;
+    let rx2 = screensaver::watch_at(&bus.address).await.unwrap();
+    assert!(*rx2.borrow(), "GetActive read at start");
+}
