@@ -289,7 +289,7 @@ if in_root accord service --help > /dev/null 2>&1; then
     stop_chroot_procs; wait "$SVC" 2>/dev/null || true
     lap "service run"
 else
-    echo "deb-test: SKIP: the installed accord has no 'service' command yet: service run, connect -> no_user not exercised"
+    die "the installed accord has no 'service' command"
 fi
 
 # --- 4. a user's audit log and an IT-modified policy --------------------------------

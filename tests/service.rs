@@ -43,6 +43,8 @@ fn can_run() -> bool {
 }
 
 struct Service {
+    #[allow(dead_code)]
+    seat: SeatMode,
     _run: tempfile::TempDir,
     run: PathBuf,
     addr: SocketAddr,
@@ -52,8 +54,13 @@ struct Service {
 }
 
 impl Service {
-    async fn start(mut policy: Policy) -> Service {
-        policy.service.seat = SeatMode::Single;
+    async fn start(policy: Policy) -> Service {
+        Self::start_on(policy, SeatMode::Single, None).await
+    }
+
+    /// With `seat = "logind"` and logind on `bus`.
+    async fn start_on(mut policy: Policy, seat: SeatMode, bus: Option<String>) -> Service {
+        policy.service.seat = seat;
         let audit = policy.audit.path.clone().unwrap();
         let run = tempfile::Builder::new().prefix("accord-run").tempdir().unwrap();
         {
@@ -65,7 +72,7 @@ impl Service {
         let task = {
             let path = path.clone();
             tokio::spawn(async move {
-                accord::service::run::serve(Arc::new(policy), &path, async move {
+                accord::service::run::serve(Arc::new(policy), &path, bus, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -73,6 +80,7 @@ impl Service {
         };
         let addr = wait_listening(&path).await;
         Service {
+            seat,
             _run: run,
             run: path,
             addr,
@@ -145,6 +153,17 @@ struct Helper {
 
 impl Helper {
     async fn start(sock: &Path, uid: u32, behaviour: &str) -> Helper {
+        Self::start_then(sock, uid, behaviour, |_| {}).await
+    }
+
+    /// `before_hello(pid)` runs before the helper connects (to tell the
+    /// fake logind which session that pid is in).
+    async fn start_then(
+        sock: &Path,
+        uid: u32,
+        behaviour: &str,
+        before_hello: impl FnOnce(u32),
+    ) -> Helper {
         let mut cmd = std::process::Command::new("python3");
         cmd.arg("-c")
             .arg(FAKE_HELPER)
@@ -152,11 +171,18 @@ impl Helper {
             .arg(behaviour)
             .uid(uid)
             .gid(uid)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        before_hello(child.id().unwrap());
+        {
+            use tokio::io::AsyncWriteExt;
+            let mut go = child.stdin.take().unwrap();
+            go.write_all(b"go\n").await.unwrap();
+        }
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
         let l = lines.clone();
@@ -352,5 +378,147 @@ async fn another_user_cannot_end_the_session_and_root_can() {
     assert!(out.contains("session ended"), "{out}");
     svc.wait_record("session_ended", "why", "user").await;
     task.abort();
+    svc.stop().await;
+}
+
+/// With logind (a fake one on a private bus): only the helper of the seat's
+/// active session is asked, a remote session never is; the lock and a user
+/// switch end the session within a second.
+#[cfg(feature = "logind")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_logind_only_the_active_session_is_asked_and_lock_or_switch_end_it() {
+    use common::logind::{Bus, FakeLogind, session};
+    if !can_run() {
+        return;
+    }
+    let Some(bus) = Bus::start() else { return };
+    let mut remote = session("4", 64003);
+    remote.remote = true;
+    let logind = FakeLogind::start(
+        &bus,
+        &[session("2", 64001), session("3", 64002), remote],
+        &[],
+        Some("2"),
+    )
+    .await;
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let svc = Service::start_on(policy, SeatMode::Logind, Some(bus.address.clone())).await;
+    let sock = svc.ui_sock();
+    let a = Helper::start_then(&sock, 64001, "control", |pid| logind.add_pid(pid, "2")).await;
+    let b = Helper::start_then(&sock, 64002, "refused", |pid| logind.add_pid(pid, "3")).await;
+    let c = Helper::start_then(&sock, 64003, "control", |pid| logind.add_pid(pid, "4")).await;
+    // A helper of the active uid but in no session of the seat: never asked.
+    let stray = Helper::start(&sock, 64001, "control").await;
+
+    // Session 2 is in front of the screen: A is asked, and consents.
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted by A");
+    let d = svc.wait_record("decision", "decision", "accepted").await;
+    assert_eq!(d["local_user"]["uid"], 64001);
+    assert_eq!(d["local_session"], "2");
+    assert!(a.was_asked() && !b.was_asked() && !c.was_asked() && !stray.was_asked());
+    // The screen locks: the session ends within a second.
+    svc.wait_record("session_started", "", "").await;
+    let t0 = Instant::now();
+    logind.set_locked("2", true).await;
+    svc.wait_record("session_ended", "why", "screen_locked").await;
+    eprintln!("LockedHint -> session ended in {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    task.abort();
+    // Locked: nobody can answer.
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    logind.set_locked("2", false).await;
+    // The watcher re-reads logind on the signal (well under a millisecond
+    // here); give it time on a loaded machine.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A user switch ends the running session.
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted by A again");
+    let started = svc
+        .records()
+        .into_iter()
+        .filter(|r| r["event"] == "session_started")
+        .count();
+    assert_eq!(started, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t0 = Instant::now();
+    logind.set_active(Some("3")).await;
+    svc.wait_record("session_ended", "why", "user_switched").await;
+    eprintln!("ActiveSession -> session ended in {:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    task.abort();
+
+    // Session 3 in front: B is asked (and refuses).
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::User);
+    assert!(b.was_asked());
+    // A remote session in front: nobody is asked.
+    logind.set_active(Some("4")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    assert!(!c.was_asked() && !stray.was_asked());
+    svc.stop().await;
+}
+
+/// A technician in control acts with the clinician's uid. That uid cannot
+/// read the workstation's key (0640 root:accord, here root:root), append to
+/// or replace the audit log (0600 in the service's 0700 state directory), or
+/// stop the service; `accord end` from another user is refused above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clinicians_uid_cannot_touch_the_key_the_log_or_the_service() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (pki, mut policy) = setup();
+    // The deployed layout: /etc/accord readable, the key not; the state
+    // directory the service's own.
+    let etc = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(etc.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let key = etc.path().join("agent.key");
+    std::fs::copy(&pki.agent_key, &key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    policy.listen.key = key.clone();
+    let state = tempfile::tempdir().unwrap();
+    let log = state.path().join("audit.jsonl");
+    policy.audit.path = Some(log.clone());
+    let svc = Service::start(policy).await;
+    assert!(log.exists());
+    let attack = r#"
+import os, signal, sys
+key, log, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def tried(what, f):
+    try:
+        f()
+        print(what, "DONE")
+    except PermissionError:
+        print(what, "denied")
+tried("read key", lambda: open(key, "rb").read())
+tried("append log", lambda: open(log, "ab").write(b"{}\n"))
+tried("replace log", lambda: os.rename(log, log + ".old"))
+tried("stop service", lambda: os.kill(pid, signal.SIGTERM))
+"#;
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c")
+        .arg(attack)
+        .arg(&key)
+        .arg(&log)
+        .arg(std::process::id().to_string())
+        .uid(64001)
+        .gid(64001);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for what in ["read key", "append log", "replace log", "stop service"] {
+        assert!(
+            text.contains(&format!("{what} denied")),
+            "{what}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Still running, log intact.
+    wait_listening(&svc.run).await;
+    accord::audit::verify::verify_file(&log).expect("the chain verifies");
     svc.stop().await;
 }

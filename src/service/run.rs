@@ -28,16 +28,19 @@ pub fn run_service(mut policy: Policy) -> Result<(), AppError> {
     rt.block_on(serve(
         Arc::new(policy),
         &run_dir,
+        None,
         crate::app::termination_signal(),
     ));
     Ok(())
 }
 
 /// The service until `shutdown` resolves, with its sockets in `run_dir`
-/// (tests call this directly).
+/// and logind on `system_bus` (`None`: the system bus). Tests call this
+/// directly with their own directory and bus.
 pub async fn serve(
     policy: Arc<Policy>,
     run_dir: &std::path::Path,
+    system_bus: Option<String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let journal = crate::app::open_journal(&policy);
@@ -57,7 +60,7 @@ pub async fn serve(
         SeatMode::Logind => {
             #[cfg(feature = "logind")]
             {
-                let (seat, sessions) = super::seatwatch::start("seat0");
+                let (seat, sessions) = super::seatwatch::start("seat0", system_bus);
                 let helpers = Helpers::new(
                     SeatMode::Logind,
                     policy.session.end_on_screen_lock,
@@ -68,6 +71,7 @@ pub async fn serve(
             }
             #[cfg(not(feature = "logind"))]
             {
+                let _ = system_bus;
                 tracing::error!(
                     "built without logind support: set [service] seat = \"single\"; every request is refused"
                 );

@@ -27,16 +27,20 @@ impl SessionOf for LogindSessions {
     }
 }
 
-/// Starts watching `seat`; the receiver starts empty (nobody) until logind
-/// answers.
-pub fn start(seat: &str) -> (watch::Receiver<SeatView>, LogindSessions) {
+/// Starts watching `seat` through logind on `bus` (`None`: the system
+/// bus); the receiver starts empty (nobody) until logind answers.
+pub fn start(seat: &str, bus: Option<String>) -> (watch::Receiver<SeatView>, LogindSessions) {
     let (view_tx, view_rx) = watch::channel(SeatView::default());
     let (logind_tx, logind_rx) = watch::channel(None::<Arc<Logind>>);
     let seat = seat.to_string();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
         loop {
-            match Logind::connect().await {
+            let connected = match &bus {
+                Some(a) => Logind::connect_to(a).await,
+                None => Logind::connect().await,
+            };
+            match connected {
                 Ok(l) => {
                     let l = Arc::new(l);
                     match l.watch_seat(&seat).await {

@@ -3,6 +3,9 @@
 //! agent on 127.0.0.1:0.
 #![allow(dead_code)]
 
+#[cfg(feature = "logind")]
+pub mod logind;
+
 use accord::agent::Agent;
 use accord::broker::{
     Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, SessionControl,

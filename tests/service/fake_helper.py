@@ -12,6 +12,7 @@
 import json, os, socket, sys, time
 
 path, behaviour = sys.argv[1], sys.argv[2]
+sys.stdin.readline()  # the test is ready for this pid
 s = socket.socket(socket.AF_UNIX)
 s.connect(path)
 

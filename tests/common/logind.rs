@@ -1,0 +1,310 @@
+//! A private dbus-daemon and a fake logind served on it with zbus, for the
+//! seat watcher's tests and the service's (tests/service_logind.rs,
+//! tests/service.rs).
+#![cfg(feature = "logind")]
+
+use accord::service::seat::LoginSession;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::OwnedObjectPath;
+use zbus::{Connection, interface};
+
+pub const SEAT_PATH: &str = "/org/freedesktop/login1/seat/seat0";
+
+// ---------------------------------------------------------------- the bus
+
+pub fn find_dbus_daemon() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|d| d.join("dbus-daemon"))
+        .find(|p| p.is_file())
+}
+
+/// A private dbus-daemon listening on a unix socket in a temporary
+/// directory; killed on drop.
+pub struct Bus {
+    child: Child,
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Bus {
+    /// `None`: no dbus-daemon here, the test is skipped.
+    pub fn start() -> Option<Bus> {
+        let Some(bin) = find_dbus_daemon() else {
+            if std::env::var("ACCORD_REQUIRE_PEERS").as_deref() == Ok("1") {
+                panic!("dbus-daemon not installed and ACCORD_REQUIRE_PEERS=1");
+            }
+            eprintln!(
+                "\n!!!!!!!! SKIPPED: dbus-daemon not installed (apt-get install dbus) !!!!!!!!\n"
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = dir.path().join("bus.conf");
+        std::fs::write(
+            &config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                dir.path().display()
+            ),
+        )
+        .expect("bus config written");
+        let mut child = Command::new(bin)
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--print-address", "--nofork"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("dbus-daemon prints its address");
+        let address = line.trim().to_owned();
+        assert!(address.starts_with("unix:"), "bus address {address:?}");
+        Some(Bus {
+            child,
+            address,
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Bus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------- a fake logind
+
+#[derive(zbus::DBusError, Debug)]
+#[zbus(prefix = "org.freedesktop.login1")]
+enum LoginError {
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    NoSessionForPID(String),
+    NoSuchSeat(String),
+}
+
+struct Manager {
+    /// pid → session object.
+    pids: Arc<Mutex<HashMap<u32, OwnedObjectPath>>>,
+    /// `GetSeat` calls so far: how a test sees a watch read.
+    seat_reads: Arc<AtomicU32>,
+}
+
+#[interface(name = "org.freedesktop.login1.Manager")]
+impl Manager {
+    #[zbus(name = "GetSessionByPID")]
+    fn get_session_by_pid(&self, pid: u32) -> Result<OwnedObjectPath, LoginError> {
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.get(&pid).cloned().ok_or_else(|| {
+            LoginError::NoSessionForPID(format!("PID {pid} does not belong to any known session"))
+        })
+    }
+
+    fn get_seat(&self, id: &str) -> Result<OwnedObjectPath, LoginError> {
+        self.seat_reads.fetch_add(1, Ordering::SeqCst);
+        if id == "seat0" {
+            Ok(path(SEAT_PATH))
+        } else {
+            Err(LoginError::NoSuchSeat(format!("No seat '{id}' known")))
+        }
+    }
+}
+
+struct Seat {
+    active: (String, OwnedObjectPath),
+}
+
+#[interface(name = "org.freedesktop.login1.Seat")]
+impl Seat {
+    #[zbus(property)]
+    fn active_session(&self) -> (String, OwnedObjectPath) {
+        self.active.clone()
+    }
+}
+
+struct Session(LoginSession);
+
+#[interface(name = "org.freedesktop.login1.Session")]
+impl Session {
+    #[zbus(property)]
+    fn id(&self) -> String {
+        self.0.id.clone()
+    }
+    #[zbus(property)]
+    fn user(&self) -> (u32, OwnedObjectPath) {
+        (
+            self.0.uid,
+            path(&format!("/org/freedesktop/login1/user/_{}", self.0.uid)),
+        )
+    }
+    #[zbus(property)]
+    fn name(&self) -> String {
+        self.0.name.clone()
+    }
+    #[zbus(property)]
+    fn remote(&self) -> bool {
+        self.0.remote
+    }
+    #[zbus(property, name = "Type")]
+    fn kind(&self) -> String {
+        self.0.kind.clone()
+    }
+    #[zbus(property)]
+    fn class(&self) -> String {
+        self.0.class.clone()
+    }
+    #[zbus(property)]
+    fn locked_hint(&self) -> bool {
+        self.0.locked
+    }
+    #[zbus(property)]
+    fn active(&self) -> bool {
+        true
+    }
+}
+
+pub fn path(p: &str) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(p.to_owned()).expect("valid object path")
+}
+
+pub fn session_path(id: &str) -> OwnedObjectPath {
+    path(&format!("/org/freedesktop/login1/session/_{id}"))
+}
+
+pub fn session(id: &str, uid: u32) -> LoginSession {
+    LoginSession {
+        id: id.into(),
+        uid,
+        name: format!("user{uid}"),
+        remote: false,
+        kind: "x11".into(),
+        class: "user".into(),
+        locked: false,
+    }
+}
+
+/// logind as far as Accord asks it, owning `org.freedesktop.login1`.
+pub struct FakeLogind {
+    conn: Connection,
+    pub seat_reads: Arc<AtomicU32>,
+    pids: Arc<Mutex<HashMap<u32, OwnedObjectPath>>>,
+}
+
+impl FakeLogind {
+    pub async fn start(
+        bus: &Bus,
+        sessions: &[LoginSession],
+        pids: &[(u32, &str)],
+        active: Option<&str>,
+    ) -> FakeLogind {
+        let pids: Arc<Mutex<HashMap<_, _>>> = Arc::new(Mutex::new(
+            pids.iter()
+                .map(|(pid, id)| (*pid, session_path(id)))
+                .collect(),
+        ));
+        let seat_reads = Arc::new(AtomicU32::new(0));
+        let manager = Manager {
+            pids: pids.clone(),
+            seat_reads: seat_reads.clone(),
+        };
+        let mut b = zbus::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .serve_at("/org/freedesktop/login1", manager)
+            .unwrap()
+            .serve_at(
+                SEAT_PATH,
+                Seat {
+                    active: active_pair(active),
+                },
+            )
+            .unwrap();
+        for s in sessions {
+            b = b.serve_at(session_path(&s.id), Session(s.clone())).unwrap();
+        }
+        let conn = b
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .build()
+            .await
+            .expect("fake logind on the bus");
+        FakeLogind {
+            conn,
+            seat_reads,
+            pids,
+        }
+    }
+
+    /// Puts a process in a session (as `GetSessionByPID` will say).
+    pub fn add_pid(&self, pid: u32, session: &str) {
+        self.pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, session_path(session));
+    }
+
+    /// Switches the seat's active session, with `PropertiesChanged`.
+    pub async fn set_active(&self, id: Option<&str>) {
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, Seat>(SEAT_PATH)
+            .await
+            .unwrap();
+        let mut seat = iface.get_mut().await;
+        seat.active = active_pair(id);
+        seat.active_session_changed(iface.signal_emitter())
+            .await
+            .unwrap();
+    }
+
+    pub async fn set_locked(&self, id: &str, locked: bool) {
+        let iface = self
+            .conn
+            .object_server()
+            .interface::<_, Session>(session_path(id))
+            .await
+            .unwrap();
+        let mut s = iface.get_mut().await;
+        s.0.locked = locked;
+        let emitter: &SignalEmitter<'_> = iface.signal_emitter();
+        s.locked_hint_changed(emitter).await.unwrap();
+    }
+
+    /// logind exits: its connection closes, its name is released.
+    pub async fn stop(self) {
+        self.conn.close().await.unwrap();
+    }
+}
+
+pub fn active_pair(id: Option<&str>) -> (String, OwnedObjectPath) {
+    match id {
+        Some(id) => (id.to_owned(), session_path(id)),
+        None => (String::new(), path("/")),
+    }
+}
+
