@@ -215,7 +215,7 @@ pub fn run_agent(_policy: Policy) -> Result<(), AppError> {
 /// `accord service`: the core under its own user; helpers ask the user.
 #[cfg(unix)]
 pub fn run_service(policy: Policy) -> Result<(), AppError> {
-    crate::service::run::run_service(policy)
+    crate::seat::run::run_service(policy)
 }
 
 /// The service is Linux-only for now (docs/windows.md).

@@ -126,7 +126,9 @@ pub fn status_text(v: &Value) -> String {
         out.push_str(&format!("; AUDIT LOG: {p}"));
     }
     if let Some(n) = v["audit"]["forward_behind"].as_u64().filter(|n| *n > 0) {
-        out.push_str(&format!("; {n} audit records not yet taken by the collector"));
+        out.push_str(&format!(
+            "; {n} audit records not yet taken by the collector"
+        ));
     }
     out
 }
@@ -228,7 +230,9 @@ mod imp {
                 ctl.end();
                 json!({"ended": was})
             }
-            "end" => json!({"error": "not allowed: only root and the user in front of the screen can end the session"}),
+            "end" => {
+                json!({"error": "not allowed: only root and the user in front of the screen can end the session"})
+            }
             _ => json!({"error": "unknown command"}),
         };
         w.write_all(format!("{answer}\n").as_bytes()).await?;
@@ -251,21 +255,17 @@ mod imp {
         let shown = path.display().to_string();
         {
             use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::symlink_metadata(path).map_err(|source| {
-                ControlError::NotRunning {
+            let meta =
+                std::fs::symlink_metadata(path).map_err(|source| ControlError::NotRunning {
                     path: shown.clone(),
                     source,
-                }
-            })?;
+                })?;
             let owner = meta.uid();
             // SAFETY: getuid has no preconditions.
             let me = unsafe { libc::getuid() };
             let service = crate::platform::uid_of(crate::platform::SERVICE_USER);
             if owner != 0 && owner != me && Some(owner) != service {
-                return Err(ControlError::Untrusted {
-                    path: shown,
-                    owner,
-                });
+                return Err(ControlError::Untrusted { path: shown, owner });
             }
         }
         let mut s = UnixStream::connect(path)

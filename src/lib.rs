@@ -16,7 +16,7 @@ pub mod policy;
 pub mod preflight;
 pub mod protocol;
 pub mod rfb;
-pub mod service;
+pub mod seat;
 pub mod session;
 pub mod tls;
 #[cfg(feature = "ui")]

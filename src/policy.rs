@@ -31,7 +31,7 @@ pub struct Policy {
 /// `accord service` only: how it finds the person in front of the screen.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
-    pub seat: crate::service::seat::SeatMode,
+    pub seat: crate::seat::rule::SeatMode,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -680,7 +680,7 @@ impl Policy {
             Some(s) => s.get_ref().clone(),
         };
 
-        use crate::service::seat::SeatMode;
+        use crate::seat::rule::SeatMode;
         let seat = match &raw.service.seat {
             None => SeatMode::Logind,
             Some(s) => match s.get_ref().as_str() {
@@ -969,7 +969,7 @@ fn unreachable_defaults() -> Policy {
             kill_shortcut: "Ctrl+Alt+Pause".into(),
         },
         service: Service {
-            seat: crate::service::seat::SeatMode::Logind,
+            seat: crate::seat::rule::SeatMode::Logind,
         },
     }
 }

@@ -8,7 +8,7 @@ mod common;
 
 use accord::policy::Policy;
 use accord::protocol::{Mode, RefusalCode};
-use accord::service::seat::SeatMode;
+use accord::seat::rule::SeatMode;
 use common::{Pki, RfbStub, connect_tunnel};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -62,7 +62,10 @@ impl Service {
     async fn start_on(mut policy: Policy, seat: SeatMode, bus: Option<String>) -> Service {
         policy.service.seat = seat;
         let audit = policy.audit.path.clone().unwrap();
-        let run = tempfile::Builder::new().prefix("accord-run").tempdir().unwrap();
+        let run = tempfile::Builder::new()
+            .prefix("accord-run")
+            .tempdir()
+            .unwrap();
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(run.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -72,7 +75,7 @@ impl Service {
         let task = {
             let path = path.clone();
             tokio::spawn(async move {
-                accord::service::run::serve(Arc::new(policy), &path, bus, async move {
+                accord::seat::run::serve(Arc::new(policy), &path, bus, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -317,7 +320,8 @@ async fn the_screen_saver_of_the_consenting_session_ends_it() {
     let _h = Helper::start(&svc.ui_sock(), 64001, "lock_in_session").await;
     let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
     r.expect("accepted");
-    svc.wait_record("session_ended", "why", "screen_locked").await;
+    svc.wait_record("session_ended", "why", "screen_locked")
+        .await;
     task.abort();
     svc.stop().await;
 }
@@ -423,7 +427,8 @@ async fn with_logind_only_the_active_session_is_asked_and_lock_or_switch_end_it(
     svc.wait_record("session_started", "", "").await;
     let t0 = Instant::now();
     logind.set_locked("2", true).await;
-    svc.wait_record("session_ended", "why", "screen_locked").await;
+    svc.wait_record("session_ended", "why", "screen_locked")
+        .await;
     eprintln!("LockedHint -> session ended in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     task.abort();
@@ -446,7 +451,8 @@ async fn with_logind_only_the_active_session_is_asked_and_lock_or_switch_end_it(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t0 = Instant::now();
     logind.set_active(Some("3")).await;
-    svc.wait_record("session_ended", "why", "user_switched").await;
+    svc.wait_record("session_ended", "why", "user_switched")
+        .await;
     eprintln!("ActiveSession -> session ended in {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
     task.abort();

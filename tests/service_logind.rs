@@ -12,12 +12,12 @@ use common::logind::{Bus, FakeLogind, session};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use accord::service::logind::Logind;
-use accord::service::screensaver;
-use accord::service::seat::{HelperId, SeatMode, SeatView, choose};
+use accord::seat::logind::Logind;
+use accord::seat::rule::{HelperId, SeatMode, SeatView, choose};
+use accord::seat::screensaver;
 use tokio::sync::watch;
-use zbus::object_server::SignalEmitter;
 use zbus::interface;
+use zbus::object_server::SignalEmitter;
 
 /// Waits until `rx` satisfies `pred`; returns how long it took.
 async fn seen<T>(

@@ -10,8 +10,8 @@ pub mod budget;
 pub mod events;
 
 pub use events::{
-    Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening,
-    LocalUser, MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
+    Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening, LocalUser,
+    MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
 };
 
 use crate::policy::Policy;
@@ -103,6 +103,13 @@ pub struct Broker<P: Prompter> {
 #[derive(Clone)]
 pub struct SessionControl {
     shared: Arc<Shared>,
+}
+
+/// What the clinician granted, and who she is.
+struct Grant {
+    id: Uuid,
+    mode: Mode,
+    local: Option<LocalUser>,
 }
 
 /// How a request ended, for the connection task and tests.
@@ -389,7 +396,8 @@ impl<P: Prompter> Broker<P> {
             send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
             return Outcome::Refused(code);
         };
-        self.run_session(guard, tech_stream, technician, request, id, mode, local)
+        let grant = Grant { id, mode, local };
+        self.run_session(guard, tech_stream, technician, request, grant)
             .await
     }
 
@@ -429,13 +437,12 @@ impl<P: Prompter> Broker<P> {
         mut tech_stream: S,
         technician: Identity,
         request: Request,
-        id: Uuid,
-        mode: Mode,
-        local: Option<LocalUser>,
+        grant: Grant,
     ) -> Outcome
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let Grant { id, mode, local } = grant;
         let policy = self.shared.policy.clone();
         let started_at = Instant::now();
         let ended =

@@ -1,7 +1,7 @@
 //! `accord ui`: the session helper. It shows and answers, nothing more: the
 //! prompt, the banner, the tray, the notifications and the kill shortcut of
 //! `accord agent`, fed by `accord service` over `ui.sock` (the helper
-//! protocol, [`crate::service::proto`]) instead of an in-process core.
+//! protocol, [`crate::seat::proto`]) instead of an in-process core.
 //!
 //! It holds no key, writes no log and opens no port, so a technician in
 //! control of this session gains nothing by attacking it: killing it ends
@@ -17,7 +17,7 @@ use super::{notify, tray};
 use crate::app::AppError;
 use crate::broker::{AgentState, Listening, Notice, Prompter};
 use crate::policy::Policy;
-use crate::service::proto::{self, FromHelper, MAX_LINE, ToHelper};
+use crate::seat::proto::{self, FromHelper, MAX_LINE, ToHelper};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -91,7 +91,11 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
     let quit = Arc::new(Notify::new());
 
     rt.spawn(watch_session(state_rx.clone(), hub.clone()));
-    rt.spawn(notify::run(notices.subscribe(), hub.clone(), strings.clone()));
+    rt.spawn(notify::run(
+        notices.subscribe(),
+        hub.clone(),
+        strings.clone(),
+    ));
     {
         let (hub, quit) = (hub.clone(), quit.clone());
         rt.spawn(async move {
@@ -122,7 +126,9 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
     let lost = run_windows(&hub, &policy.ui.kill_shortcut, strings, actions);
     rt.shutdown_timeout(Duration::from_secs(1));
     match lost {
-        Some(why) => Err(AppError::Other(format!("the user interface was lost: {why}"))),
+        Some(why) => Err(AppError::Other(format!(
+            "the user interface was lost: {why}"
+        ))),
         None => Ok(()),
     }
 }
@@ -131,7 +137,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
 fn screensaver_watch(rt: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
     #[cfg(feature = "logind")]
     {
-        match rt.block_on(crate::service::screensaver::watch()) {
+        match rt.block_on(crate::seat::screensaver::watch()) {
             Ok(rx) => return rx,
             Err(e) => tracing::info!("no screen saver to watch ({e}); logind's lock still counts"),
         }

@@ -9,10 +9,10 @@
 //! end the session.
 
 use super::banner::SessionActions;
-use std::sync::Arc;
 use global_hotkey::hotkey::HotKey;
 use global_hotkey::{GlobalHotKeyEvent, GlobalHotKeyManager, HotKeyState};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// The shortcut every keyboard has, registered besides the policy's.
 pub const SECOND: &str = "Ctrl+Alt+End";

@@ -32,8 +32,8 @@ pub mod windows;
 pub mod x11;
 
 pub use agent::run_agent;
-pub use helper::run_helper;
 pub use banner::{BannerAction, BannerState, SessionActions, banner_ui};
+pub use helper::run_helper;
 pub use hub::{DeadOnDrop, Hub, UiPrompter};
 pub use prompt::{PromptState, prompt_ui};
 pub use strings::{Lang, Strings};

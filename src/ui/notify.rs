@@ -8,10 +8,10 @@
 use super::hub::Hub;
 use super::strings::{Strings, fill, local_clock};
 use crate::broker::Notice;
-use tokio::sync::broadcast;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Most recent history lines kept (oldest dropped first).

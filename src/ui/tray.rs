@@ -11,9 +11,9 @@
 //! The tray lives on its own thread (its menu items are not `Send`) and
 //! sleeps on the core's state watch: no polling.
 
+use super::banner::SessionActions;
 use super::hub::Hub;
 use super::strings::{Strings, fill};
-use super::banner::SessionActions;
 use crate::broker::{Activity, AgentState, Listening};
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};

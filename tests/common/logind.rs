@@ -3,7 +3,7 @@
 //! tests/service.rs).
 #![cfg(feature = "logind")]
 
-use accord::service::seat::LoginSession;
+use accord::seat::rule::LoginSession;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -307,4 +307,3 @@ pub fn active_pair(id: Option<&str>) -> (String, OwnedObjectPath) {
         None => (String::new(), path("/")),
     }
 }
-

@@ -9,7 +9,7 @@
 //! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
 
 use super::proto::{ToHelper, WireAsk, WireNotice, WireState};
-use super::seat::{self, HelperId, SeatMode, SeatView};
+use super::rule::{self, HelperId, SeatMode, SeatView};
 use crate::broker::{
     Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
     Prompter, SessionControl,
@@ -158,11 +158,7 @@ impl Helpers {
     }
 
     /// A line from helper `conn`, already parsed.
-    pub fn on_message(
-        &self,
-        conn: u64,
-        msg: super::proto::FromHelper,
-    ) -> Result<(), Violation> {
+    pub fn on_message(&self, conn: u64, msg: super::proto::FromHelper) -> Result<(), Violation> {
         use super::proto::FromHelper as F;
         match msg {
             F::Hello { .. } => Err(Violation("hello sent twice".into())),
@@ -203,7 +199,9 @@ impl Helpers {
             return Ok(());
         };
         if !c.asked.contains(&id) {
-            return Err(Violation(format!("answered prompt {id}, which it was not asked")));
+            return Err(Violation(format!(
+                "answered prompt {id}, which it was not asked"
+            )));
         }
         let who = LocalUser {
             name: c.name.clone(),
@@ -256,7 +254,12 @@ impl Helpers {
     /// screen (root is always allowed by the control socket).
     pub fn may_end(&self, uid: u32) -> bool {
         match self.mode {
-            SeatMode::Logind => self.seat.borrow().active.as_ref().is_some_and(|s| s.uid == uid),
+            SeatMode::Logind => self
+                .seat
+                .borrow()
+                .active
+                .as_ref()
+                .is_some_and(|s| s.uid == uid),
             SeatMode::Single => self.reg().conns.values().any(|c| c.id.uid == uid),
         }
     }
@@ -264,7 +267,7 @@ impl Helpers {
     fn choose(&self) -> Result<u64, String> {
         let seat = self.seat.borrow().clone();
         let r = self.reg();
-        seat::choose(self.mode, &seat, r.conns.values().map(|c| &c.id)).map(|h| h.conn)
+        rule::choose(self.mode, &seat, r.conns.values().map(|c| &c.id)).map(|h| h.conn)
     }
 
     /// Sends to one helper; a helper that does not read is disconnected.
@@ -427,7 +430,10 @@ impl Prompter for HelperPrompter {
                 id,
                 conn,
             };
-            helpers.send(conn, ToHelper::Ask(WireAsk::from_request(&req, Instant::now())));
+            helpers.send(
+                conn,
+                ToHelper::Ask(WireAsk::from_request(&req, Instant::now())),
+            );
             let mut seat = helpers.seat.clone();
             let mut changed = helpers.changed.subscribe();
             loop {

@@ -480,7 +480,10 @@ mod tests {
             format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"all"}}}}"#),
             format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"control","as":"root"}}}}"#),
             r#"{"v":1,"answer":{"id":"not-a-uuid","answer":"control"}}"#.into(),
-            format!(r#"{{"v":1,"unavailable":{{"why":"{}"}}}}"#, "x".repeat(MAX_LINE)),
+            format!(
+                r#"{{"v":1,"unavailable":{{"why":"{}"}}}}"#,
+                "x".repeat(MAX_LINE)
+            ),
         ] {
             assert!(parse::<FromHelper>(bad.as_bytes()).is_err(), "{bad}");
         }

@@ -4,7 +4,7 @@
 
 use super::listener::SessionOf;
 use super::logind::Logind;
-use super::seat::SeatView;
+use super::rule::SeatView;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;

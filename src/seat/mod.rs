@@ -1,14 +1,16 @@
-//! `accord service`: the core as a system service (issue 9). It holds the
-//! key, the audit log and the network; the helpers (`accord ui`, one per
-//! graphical session) only show and answer, over `ui.sock`.
+//! Who is in front of the screen, and the link to each `accord ui` helper
+//! (DESIGN.md's `seat`): what lets `accord service` run the core under its
+//! own user while the helpers, one per graphical session, only show and
+//! answer over `ui.sock` (issue 9).
 //!
+//! - [`rule`]: who may be asked (pure).
 //! - [`proto`]: the helper protocol (sans-IO).
-//! - [`seat`]: who may be asked (pure).
-//! - [`helpers`]: the connected helpers and the broker's prompter.
+//! - [`helpers`]: the connected helpers, the broker's `Prompter` across
+//!   processes, and the consent monitor.
 //! - [`listener`]: `ui.sock`, peers identified by the kernel.
 //! - `logind`, `seatwatch`: the seat's active session and its lock.
 //! - `screensaver`: the session bus's screen saver, seen by the helper.
-//! - [`run`]: wiring.
+//! - [`run`]: `accord service`'s wiring.
 
 #[cfg(unix)]
 pub mod helpers;
@@ -17,10 +19,10 @@ pub mod listener;
 #[cfg(feature = "logind")]
 pub mod logind;
 pub mod proto;
+pub mod rule;
 #[cfg(unix)]
 pub mod run;
 #[cfg(feature = "logind")]
 pub mod screensaver;
-pub mod seat;
 #[cfg(all(unix, feature = "logind"))]
 pub mod seatwatch;

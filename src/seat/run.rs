@@ -4,7 +4,7 @@
 
 use super::helpers::{HelperPrompter, Helpers};
 use super::listener::{self, SessionOf};
-use super::seat::{SeatMode, SeatView};
+use super::rule::{SeatMode, SeatView};
 use crate::app::AppError;
 use crate::policy::Policy;
 use std::sync::Arc;
@@ -54,8 +54,15 @@ pub async fn serve(
                 seat,
                 journal.clone(),
             );
-            serve_with(policy, journal, helpers, Arc::new(listener::NoSessions), &run_dir, shutdown)
-                .await;
+            serve_with(
+                policy,
+                journal,
+                helpers,
+                Arc::new(listener::NoSessions),
+                &run_dir,
+                shutdown,
+            )
+            .await;
         }
         SeatMode::Logind => {
             #[cfg(feature = "logind")]
@@ -67,7 +74,15 @@ pub async fn serve(
                     seat,
                     journal.clone(),
                 );
-                serve_with(policy, journal, helpers, Arc::new(sessions), &run_dir, shutdown).await;
+                serve_with(
+                    policy,
+                    journal,
+                    helpers,
+                    Arc::new(sessions),
+                    &run_dir,
+                    shutdown,
+                )
+                .await;
             }
             #[cfg(not(feature = "logind"))]
             {
@@ -77,8 +92,15 @@ pub async fn serve(
                 );
                 let (_keep, seat) = watch::channel(SeatView::default());
                 let helpers = Helpers::new(SeatMode::Logind, true, seat, journal.clone());
-                serve_with(policy, journal, helpers, Arc::new(listener::NoSessions), &run_dir, shutdown)
-                    .await;
+                serve_with(
+                    policy,
+                    journal,
+                    helpers,
+                    Arc::new(listener::NoSessions),
+                    &run_dir,
+                    shutdown,
+                )
+                .await;
             }
         }
     }
@@ -116,7 +138,9 @@ async fn serve_with<L: SessionOf>(
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = listener::serve(&ui_path, h, sessions).await {
                     // Nobody can be asked: every request is refused no_user.
-                    tracing::error!("session helpers cannot connect ({e}): every request will be refused");
+                    tracing::error!(
+                        "session helpers cannot connect ({e}): every request will be refused"
+                    );
                 }
             }));
         },

@@ -1,5 +1,5 @@
 //! logind's view of a seat (issue 9, "Who is asked"): the session in front of
-//! the screen and its lock, for [`super::seat::choose`].
+//! the screen and its lock, for [`super::rule::choose`].
 //!
 //! Every fact is read with method calls to the bus name
 //! `org.freedesktop.login1`, which only root may own on the system bus.
@@ -19,7 +19,7 @@ use zbus::message::Type as MessageType;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
-use super::seat::{LoginSession, SeatView};
+use super::rule::{LoginSession, SeatView};
 
 const SERVICE: &str = "org.freedesktop.login1";
 const MANAGER_PATH: &str = "/org/freedesktop/login1";
