@@ -812,15 +812,25 @@ impl Policy {
         rows.push((
             "O7",
             "2",
-            // Says "met" only for what runs: this version has no
-            // screen-lock watcher yet (it comes with the service/helper split).
-            false,
+            // "Met" only for what runs: logind's lock is watched only by
+            // the service with seat = "logind"; the session bus's screen
+            // saver by every helper and by `accord agent`.
+            self.session.end_on_screen_lock
+                && self.service.seat == crate::seat::rule::SeatMode::Logind
+                && cfg!(feature = "logind"),
             format!(
                 "always-on-top banner during sessions; end on screen lock: {}",
-                if self.session.end_on_screen_lock {
-                    "requested, but NOT enforced by this version (no screen-lock watcher yet)"
-                } else {
-                    "NO"
+                match (self.session.end_on_screen_lock, self.service.seat) {
+                    (false, _) => "NO",
+                    _ if !cfg!(feature = "logind") => {
+                        "requested, but NOT enforced by this build (no D-Bus watcher)"
+                    }
+                    (true, crate::seat::rule::SeatMode::Logind) => {
+                        "yes, within 1 s: logind's LockedHint (GNOME, KDE) and the session's org.freedesktop.ScreenSaver (xscreensaver, light-locker)"
+                    }
+                    (true, crate::seat::rule::SeatMode::Single) => {
+                        "only for lockers that report org.freedesktop.ScreenSaver on the session bus (seat = \"single\": no logind)"
+                    }
                 }
             ),
         ));

@@ -55,6 +55,7 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
         Strings::for_policy(policy.ui.language).map_err(|e| AppError::Other(e.to_string()))?,
     );
     let shortcut = policy.ui.kill_shortcut.clone();
+    let end_on_lock = policy.session.end_on_screen_lock;
     let policy = Arc::new(policy);
     let hub = Hub::new();
     if let Some(why) = display_missing() {
@@ -104,6 +105,9 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
         ));
     };
     handle.spawn(watch_session(control.state(), hub.clone()));
+    if end_on_lock {
+        handle.spawn(end_on_lock_of_this_session(control.clone()));
+    }
     handle.spawn(notify::run(control.notices(), hub.clone(), strings.clone()));
     let actions: Arc<dyn SessionActions> = Arc::new(control.clone());
     tray::spawn(
@@ -126,6 +130,30 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
             "the user interface was lost: {why}"
         ))),
         None => Ok(()),
+    }
+}
+
+/// O7 in `accord agent`: the session ends when this session's screen saver
+/// (org.freedesktop.ScreenSaver on the session bus) becomes active.
+async fn end_on_lock_of_this_session(control: SessionControl) {
+    #[cfg(feature = "logind")]
+    match crate::seat::screensaver::watch().await {
+        Ok(mut rx) => loop {
+            if *rx.borrow_and_update() {
+                control.end_with(crate::broker::EndReason::ScreenLocked);
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        },
+        Err(e) => {
+            tracing::info!("no screen saver to watch ({e}): a locked screen does not end sessions")
+        }
+    }
+    #[cfg(not(feature = "logind"))]
+    {
+        let _ = control;
+        tracing::info!("built without D-Bus: a locked screen does not end sessions");
     }
 }
 
