@@ -14,7 +14,7 @@
 //! `cargo bench --bench service`; `ACCORD_BENCH_ROUNDS` (default 30).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use accord::broker::{Answer, PromptError, PromptRequest, Prompter};
