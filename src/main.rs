@@ -117,7 +117,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     print!("{}", p.conformity_report());
                     // The files it names, as this user sees them.
                     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-                    let findings = accord::preflight::check(&p, now);
+                    #[allow(unused_mut)]
+                    let mut findings = accord::preflight::check(&p, now);
+                    // The second kill switch (O8) must parse, or only the
+                    // banner and the tray can end a session.
+                    #[cfg(feature = "ui")]
+                    for k in accord::ui::hotkey::shortcuts(&p.ui.kill_shortcut) {
+                        if let Err(e) = accord::ui::hotkey::parse(&k) {
+                            findings.push(accord::preflight::Finding {
+                                level: accord::preflight::Level::Warning,
+                                key: "ui.kill_shortcut",
+                                message: format!(
+                                    "{e}: only the banner and the tray can end a session"
+                                ),
+                            });
+                        }
+                    }
                     println!(
                         "\nFiles and certificates (as user {}):",
                         accord::platform::user_name()

@@ -45,6 +45,25 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
         })
     };
 
+    // The key must stay out of login users' reach (issue 9): a technician
+    // in control acts with the clinician's rights.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata(&policy.listen.key)
+            && m.mode() & 0o004 != 0
+        {
+            push(
+                Level::Warning,
+                "listen.key",
+                format!(
+                    "{} is readable by every local user: chown root:accord and chmod 0640",
+                    policy.listen.key.display()
+                ),
+            );
+        }
+    }
+
     // The agent's certificate and key.
     match tls::load_certs(&policy.listen.cert) {
         Err(e) => push(Level::Error, "listen.cert", e.to_string()),
