@@ -16,6 +16,8 @@
 #            RandR monitors; each moved off screen -> back within 1 s;
 #            covered by an always-on-top window -> on top again within 1 s;
 #            click "Terminer" -> connect exits 0, status idle
+#   round 2b: the service stops: the helper's tray says unavailable; the
+#            service restarts: the helper reconnects, a prompt is refused
 #   round 3: the prompt in English, click "Refuse" -> connect exits 3
 #
 # Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
@@ -386,6 +388,37 @@ if xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1; then 
 log "round 2: ok (exit 0, banner gone)"
 grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
 
+# ---- round 2b: the service restarts; the helper says so, then reconnects ----
+log "round 2b: service stopped and restarted under the running helper"
+kill -TERM "$SERVICE_PID"; wait "$SERVICE_PID" 2>/dev/null || true
+SNI="org.kde.StatusNotifierItem-$HELPER_PID-1"
+TIP=
+for _ in $(seq 1 50); do
+  TIP=$(as_helper busctl --address="$HELPER_BUS" get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
+  case "$TIP" in *"indisponible"*) break ;; esac
+  sleep 0.1
+done
+case "$TIP" in
+  *"indisponible"*) log "tray while the service is down: assistance à distance indisponible" ;;
+  *) fail "tray does not say the service is unreachable: ${TIP: -200}" ;;
+esac
+kill -0 "$HELPER_PID" 2>/dev/null || fail "the helper died with the service"
+"$BIN" service --policy "$POLICY" >"$WORK/service-agent2.log" 2>&1 &
+SERVICE_PID=$!
+PIDS+=("$SERVICE_PID")
+wait_status "listening on" || fail "service did not restart"
+wait_helper agent2
+MARK=$(wc -l <"$WORK/agent.log")
+connect c2b UI-2b --view-only &
+C2B=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || fail "no prompt after the service restarted"
+sleep 1.0
+click_button "$WID" "Refuser"
+set +e; wait "$C2B"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "after the restart, refused prompt: connect exited $rc, expected 3"
+log "round 2b: ok (tray said unavailable, helper reconnected, prompt refused: exit 3)"
+
 # ---- round 3: the prompt in English (screenshot), refused by click ----
 log "round 3: English prompt"
 stop_agent
@@ -410,4 +443,4 @@ log "round 3: ok (exit 3)"
 
 stop_agent
 log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png $OUT/banner-two-monitors.png $OUT/prompt-en.png"
-echo "4 passed, 0 failed"
+echo "5 passed, 0 failed"

@@ -108,6 +108,12 @@ impl From<WireAnswer> for crate::broker::Answer {
 pub struct WireTechnician {
     pub subject: String,
     pub fingerprint: String,
+    /// The certificate's CN and O, as the service read them from the
+    /// verified certificate (the prompt's name line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -200,6 +206,8 @@ fn technician(t: &Identity) -> WireTechnician {
     WireTechnician {
         subject: t.subject.clone(),
         fingerprint: t.fingerprint.clone(),
+        common_name: t.common_name.clone(),
+        organization: t.organization.clone(),
     }
 }
 
@@ -207,8 +215,8 @@ fn identity(t: &WireTechnician) -> Identity {
     Identity {
         subject: t.subject.clone(),
         fingerprint: t.fingerprint.clone(),
-        common_name: None,
-        organization: None,
+        common_name: t.common_name.clone(),
+        organization: t.organization.clone(),
     }
 }
 
@@ -388,8 +396,8 @@ mod tests {
             technician: Identity {
                 subject: "CN=Jeanne Martin,O=Helpdesk CHU".into(),
                 fingerprint: format!("sha256:{}", "ab".repeat(32)),
-                common_name: None,
-                organization: None,
+                common_name: Some("Jeanne Martin".into()),
+                organization: Some("Helpdesk CHU".into()),
             },
             ticket: "INC-1".into(),
             reason: "Imprimante".into(),
@@ -461,6 +469,7 @@ mod tests {
         assert_eq!(back.deadline, now + Duration::from_secs(30));
         assert_eq!(back.control_offered, req.control_offered);
         assert_eq!(back.clipboard, req.clipboard);
+        assert_eq!(back.technician.display_name(), "Jeanne Martin");
     }
 
     #[test]
