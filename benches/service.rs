@@ -85,11 +85,18 @@ async fn one_round(
     (to_prompt, ended)
 }
 
+/// The policy of both runs: the hourly prompt limit out of the way.
+fn bench_policy(pki: &Pki, stub: &RfbStub) -> accord::policy::Policy {
+    let mut p = pki.policy(stub.addr);
+    p.consent.max_prompts_per_technician_per_hour = 10_000;
+    p
+}
+
 async fn in_process(pki: &Pki, stub: &RfbStub) -> (Vec<f64>, Vec<f64>) {
     let stamp = Stamp(Arc::new(Mutex::new(None)));
     // A broker whose prompter stamps the time it is asked.
     let broker = accord::broker::Broker::new(
-        Arc::new(pki.policy(stub.addr)),
+        Arc::new(bench_policy(pki, stub)),
         Arc::new(accord::broker::MemoryJournal::default()),
         stamp.clone(),
     );
@@ -162,7 +169,7 @@ async fn helper(sock: &Path) -> (Arc<Mutex<Option<Instant>>>, mpsc::Sender<FromH
 
 async fn through_service(pki: &Pki, stub: &RfbStub) -> (Vec<f64>, Vec<f64>) {
     let run = tempfile::tempdir().unwrap();
-    let mut policy = pki.policy(stub.addr);
+    let mut policy = bench_policy(pki, stub);
     policy.service.seat = SeatMode::Single;
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let dir = run.path().to_path_buf();
@@ -213,6 +220,9 @@ fn service_rss(pki: &Pki, stub: &RfbStub) -> Option<u64> {
     let run = tempfile::tempdir().ok()?;
     let mut policy = pki.policy(stub.addr);
     policy.service.seat = SeatMode::Single;
+    // A file the parser accepts (tests use a shorter deadline).
+    policy.consent.timeout = Duration::from_secs(60);
+    policy.audit.path = Some(run.path().join("audit.jsonl"));
     let policy = policy.to_toml();
     let file = run.path().join("policy.toml");
     std::fs::write(&file, policy).ok()?;
