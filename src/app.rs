@@ -124,17 +124,28 @@ fn audit_health(
     let cursor = std::path::PathBuf::from(cursor);
     Arc::new(move || {
         let last = journal.last_seq();
-        let behind = match (forwarding, last) {
+        let (behind, stalled) = match (forwarding, last) {
             (true, Some(last)) => {
                 let sent = crate::audit::forward::Cursor::load(&cursor).seq;
-                serde_json::json!(last.saturating_sub(sent))
+                let behind = last.saturating_sub(sent);
+                // How long the collector has taken nothing while records
+                // wait: the cursor is rewritten after every batch it takes.
+                let stalled = (behind > 0).then(|| {
+                    std::fs::metadata(&cursor)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .map_or(u64::MAX, |d| d.as_secs())
+                });
+                (serde_json::json!(behind), serde_json::json!(stalled))
             }
-            _ => serde_json::Value::Null,
+            _ => (serde_json::Value::Null, serde_json::Value::Null),
         };
         serde_json::json!({
             "log_problem": journal.health().err(),
             "last_seq": last,
             "forward_behind": behind,
+            "forward_stalled_s": stalled,
         })
     })
 }

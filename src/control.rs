@@ -51,14 +51,21 @@ pub enum Access {
 /// The audit trail's health for `status` ([`crate::app`] builds it).
 pub type Health = std::sync::Arc<dyn Fn() -> Value + Send + Sync>;
 
+/// Records the collector may lag behind before `status` says degraded.
+pub const FORWARD_BEHIND_MAX: u64 = 100;
+/// How long the collector may take nothing while records wait.
+pub const FORWARD_STALL_MAX_S: u64 = 300;
+
 /// How `accord status` exits: 0 healthy, 1 degraded (running but not
-/// listening, refusing every request, log untrustworthy, collector
-/// behind), 2 not running.
+/// listening, refusing every request, log untrustworthy, collector more
+/// than [`FORWARD_BEHIND_MAX`] records behind or taking nothing for
+/// [`FORWARD_STALL_MAX_S`]), 2 not running (decided by the caller).
 pub fn status_exit(v: &Value) -> u8 {
     let listening = v["agent"]["listening"].as_bool() == Some(true);
     let blocked = !v["blocked"].is_null();
     let log = !v["audit"]["log_problem"].is_null();
-    let behind = v["audit"]["forward_behind"].as_u64().unwrap_or(0) > 0;
+    let behind = v["audit"]["forward_behind"].as_u64().unwrap_or(0) > FORWARD_BEHIND_MAX
+        || v["audit"]["forward_stalled_s"].as_u64().unwrap_or(0) > FORWARD_STALL_MAX_S;
     if listening && !blocked && !log && !behind {
         0
     } else {
@@ -131,6 +138,31 @@ pub fn status_text(v: &Value) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_exit_says_degraded_for_each_reason() {
+        let healthy = json!({"agent": {"listening": true}, "blocked": null,
+            "audit": {"log_problem": null, "forward_behind": 3, "forward_stalled_s": 2}});
+        assert_eq!(status_exit(&healthy), 0);
+        for (path, bad) in [
+            ("/agent/listening", json!(false)),
+            ("/blocked", json!("the user interface is not available")),
+            ("/audit/log_problem", json!("the audit log was altered")),
+            ("/audit/forward_behind", json!(FORWARD_BEHIND_MAX + 1)),
+            ("/audit/forward_stalled_s", json!(FORWARD_STALL_MAX_S + 1)),
+        ] {
+            let mut v = healthy.clone();
+            if let Some(slot) = v.pointer_mut(path) {
+                *slot = bad;
+            }
+            assert_eq!(status_exit(&v), 1, "{path}");
+        }
+    }
 }
 
 #[cfg(unix)]

@@ -528,3 +528,33 @@ tried("stop service", lambda: os.kill(pid, signal.SIGTERM))
     accord::audit::verify::verify_file(&log).expect("the chain verifies");
     svc.stop().await;
 }
+
+/// A socket planted where `accord status` looks, by another local user, is
+/// not believed: it could lie that no session runs, or swallow `end`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_planted_by_another_user_is_not_used() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let sock = dir.path().join("control.sock");
+    let _liar = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    std::os::unix::fs::chown(&sock, Some(64005), Some(64005)).unwrap();
+    for cmd in ["status", "end"] {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_accord"));
+        c.arg(cmd)
+            .env("ACCORD_RUN_DIR", dir.path())
+            .uid(64006)
+            .gid(64006);
+        let out = tokio::process::Command::from(c).output().await.unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("belongs to uid 64005"), "{cmd}: {text}");
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {text}");
+    }
+}

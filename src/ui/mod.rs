@@ -17,6 +17,7 @@
 
 pub mod agent;
 pub mod banner;
+#[cfg(unix)]
 pub mod helper;
 pub mod history;
 pub mod hotkey;
@@ -33,6 +34,7 @@ pub mod x11;
 
 pub use agent::run_agent;
 pub use banner::{BannerAction, BannerState, SessionActions, banner_ui};
+#[cfg(unix)]
 pub use helper::run_helper;
 pub use hub::{DeadOnDrop, Hub, UiPrompter};
 pub use prompt::{PromptState, prompt_ui};
