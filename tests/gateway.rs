@@ -297,10 +297,26 @@ async fn upstream_unreachable() {
         .unwrap();
     let prompter = ScriptedPrompter::new([Step::Answer(Answer::ViewOnly, Duration::ZERO)]);
     let mut agent = RunningAgent::start(pki.policy(free), prompter).await;
+    let mut notices = agent.ctl.notices();
     let (r, _) = connect_tunnel(pki.connect_config(agent.addr, Mode::View)).await;
     assert_eq!(refused(r), RefusalCode::UpstreamUnreachable);
     let e = agent.wait_event("session_ended", "why", "upstream").await;
     assert!(e["detail"].as_str().is_some());
+    // The clinician, who accepted, is told it could not start.
+    let n = tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .expect("a notice")
+        .unwrap();
+    assert!(
+        matches!(
+            n,
+            accord::broker::Notice::SessionEnded {
+                why: accord::broker::EndReason::Upstream,
+                ..
+            }
+        ),
+        "{n:?}"
+    );
     agent.stop().await;
 }
 

@@ -490,6 +490,11 @@ impl<P: Prompter> Broker<P> {
                 if let Err(e) = self.shared.journal.record(&ended(why, Some(detail), 0, 0)) {
                     tracing::error!("{e}");
                 }
+                // She accepted: she is told it did not happen, and why.
+                let _ = self.shared.notices.send(Notice::SessionEnded {
+                    info: info.clone(),
+                    why,
+                });
                 let code = match why {
                     EndReason::AgentStopped => RefusalCode::AgentShuttingDown,
                     EndReason::UiLost => RefusalCode::Policy,
@@ -511,6 +516,12 @@ impl<P: Prompter> Broker<P> {
                 )) {
                     tracing::error!("{e}");
                 }
+                // She accepted: a session that could not start is told to
+                // her (issue 11), not only to the technician.
+                let _ = self.shared.notices.send(Notice::SessionEnded {
+                    info: info.clone(),
+                    why: EndReason::Upstream,
+                });
                 let code = RefusalCode::UpstreamUnreachable;
                 send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
                 return Outcome::Refused(code);
