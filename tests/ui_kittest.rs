@@ -37,6 +37,7 @@ fn request(asked: Mode, control_offered: bool, timeout: Duration, arm: Duration)
         timeout,
         arm_delay: arm,
         clipboard: accord::policy::Clipboard::ToWorkstation,
+        raise: false,
     }
 }
 

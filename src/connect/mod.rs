@@ -202,6 +202,7 @@ impl ConnectConfig {
             ticket: self.ticket.clone(),
             reason: self.reason.clone(),
             mode: self.mode,
+            session: None,
         }
     }
 }
