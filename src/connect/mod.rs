@@ -305,8 +305,20 @@ pub fn session_file(host: &str, port: u16) -> Option<PathBuf> {
     crate::platform::runtime_dir().map(|d| d.join(format!("connect-{safe}-{port}.session")))
 }
 
-/// The session id the running `accord connect` to `host:port` wrote.
-pub fn read_session_file(host: &str, port: u16) -> Result<Uuid, ConnectError> {
+/// What the running `accord connect` to a workstation leaves for
+/// `--request-control`: its session, and the ticket and reason it asked
+/// with (a request for control repeats them for the user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionState {
+    pub session: Uuid,
+    pub ticket: String,
+    pub reason: String,
+}
+
+/// The session the running `accord connect` to `host:port` wrote: one line
+/// each for the session id, the ticket and the reason (neither may hold a
+/// line break: the protocol forbids control characters).
+pub fn read_session_file(host: &str, port: u16) -> Result<SessionState, ConnectError> {
     let path = session_file(host, port).ok_or_else(|| {
         ConnectError::Usage(
             "no private runtime directory ($XDG_RUNTIME_DIR): give the session with --session"
@@ -319,9 +331,19 @@ pub fn read_session_file(host: &str, port: u16) -> Result<Uuid, ConnectError> {
             path.display()
         ))
     })?;
-    text.trim()
-        .parse()
-        .map_err(|_| ConnectError::Usage(format!("{}: not a session id", path.display())))
+    let bad = || ConnectError::Usage(format!("{}: not a session file", path.display()));
+    let mut lines = text.lines();
+    let session = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(bad)?;
+    let ticket = lines.next().ok_or_else(bad)?.to_string();
+    let reason = lines.next().ok_or_else(bad)?.to_string();
+    Ok(SessionState {
+        session,
+        ticket,
+        reason,
+    })
 }
 
 /// The session file of a running tunnel; removed when the tunnel ends.
@@ -330,7 +352,8 @@ struct SessionFile(PathBuf);
 impl SessionFile {
     /// Best effort: a session without the file only means
     /// `--request-control` needs `--session`.
-    fn write(host: &str, port: u16, session: Uuid) -> Option<SessionFile> {
+    fn write(cfg: &ConnectConfig, session: Uuid) -> Option<SessionFile> {
+        let (host, port) = (cfg.host.as_str(), cfg.port);
         use std::io::Write;
         let path = session_file(host, port)?;
         let dir = path.parent()?;
@@ -344,7 +367,7 @@ impl SessionFile {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
         let mut f = o.open(&path).ok()?;
-        writeln!(f, "{session}").ok()?;
+        write!(f, "{session}\n{}\n{}\n", cfg.ticket, cfg.reason).ok()?;
         Some(SessionFile(path))
     }
 }
@@ -566,7 +589,8 @@ pub async fn run(
         session: accepted.session,
         listen,
     });
-    let _session_file = SessionFile::write(&cfg.host, cfg.port, accepted.session);
+    // Removed when this function returns: the tunnel is over.
+    let _session_file = SessionFile::write(cfg, accepted.session);
     let child = match &plan {
         Some(p) => {
             let (child, command) = p.spawn(listen)?;
