@@ -73,10 +73,12 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
     /// Helpdesk ticket number (shown to the user, at most 64 characters).
-    #[arg(long, value_name = "T", required_unless_present = "whoami")]
+    /// With --request-control: default, the running session's.
+    #[arg(long, value_name = "T", required_unless_present_any = ["whoami", "request_control"])]
     pub ticket: Option<String>,
-    /// Why you ask (shown to the user, at most 280 characters).
-    #[arg(long, value_name = "R", required_unless_present = "whoami")]
+    /// Why you ask (shown to the user, at most 280 characters). With
+    /// --request-control: default, the running session's.
+    #[arg(long, value_name = "R", required_unless_present_any = ["whoami", "request_control"])]
     pub reason: Option<String>,
     /// Ask only to see the screen.
     #[arg(long)]
@@ -93,6 +95,17 @@ pub struct ConnectArgs {
     /// verification code the user sees), then exit.
     #[arg(long)]
     pub whoami: bool,
+    /// In your running view-only session on HOST, ask the user for control,
+    /// then exit: 0 granted, 3 refused, 4 no answer in time, 6 control not
+    /// allowed there. The session is the one the running `accord connect`
+    /// to HOST[:PORT] noted in $XDG_RUNTIME_DIR/accord/ (with its ticket
+    /// and reason), unless --session is given.
+    #[arg(long, conflicts_with_all = ["view_only", "viewer", "whoami"])]
+    pub request_control: bool,
+    /// With --request-control: the session id (the "session" printed when
+    /// it was accepted).
+    #[arg(long, value_name = "UUID", requires = "request_control")]
+    pub session: Option<uuid::Uuid>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -176,7 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// `accord connect`: every failure is printed as a sentence with what to do,
 /// and the exit code is the one DESIGN.md fixes for it.
-fn connect_command(a: ConnectArgs) -> ExitCode {
+fn connect_command(mut a: ConnectArgs) -> ExitCode {
     use connect::text::{self, Lang, Reporter};
     use std::io::IsTerminal;
     let lang = Lang::from_env();
@@ -193,9 +193,9 @@ fn connect_command(a: ConnectArgs) -> ExitCode {
         ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
     };
     let creds = match connect::profile::resolve(connect::profile::Given {
-        cert: a.cert,
-        key: a.key,
-        ca: a.ca,
+        cert: a.cert.take(),
+        key: a.key.take(),
+        ca: a.ca.take(),
     }) {
         Ok(c) => c,
         Err(e) => return fail(&mut out, e),
@@ -214,6 +214,9 @@ fn connect_command(a: ConnectArgs) -> ExitCode {
             }
             Err(e) => fail(&mut out, e),
         };
+    }
+    if a.request_control {
+        return request_control_command(a, creds, out);
     }
     let (Some(target), Some(ticket), Some(reason)) = (a.target, a.ticket, a.reason) else {
         // clap requires them without --whoami.
@@ -267,6 +270,93 @@ fn connect_command(a: ConnectArgs) -> ExitCode {
     match r {
         Ok(()) => {
             out.line(text::session_ended(lang));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&mut out, e),
+    }
+}
+
+/// `accord connect HOST --request-control`: asks for control of the running
+/// view-only session, prints the outcome, exits with DESIGN.md's codes.
+fn request_control_command(
+    a: ConnectArgs,
+    creds: connect::profile::Credentials,
+    mut out: connect::text::Reporter<std::io::Stderr>,
+) -> ExitCode {
+    use connect::text;
+    let lang = out.lang();
+    let fail = |out: &mut connect::text::Reporter<std::io::Stderr>, e: connect::ConnectError| {
+        let msg = match &e {
+            connect::ConnectError::Refused(c) => text::raise_refusal(lang, *c).to_string(),
+            connect::ConnectError::Handshake(f) => text::tls_failure(lang, f),
+            other => other.to_string(),
+        };
+        out.line(&msg);
+        ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+    };
+    let Some(target) = a.target else {
+        return fail(
+            &mut out,
+            connect::ConnectError::Usage("HOST is required".into()),
+        );
+    };
+    let (host, port) = match connect::parse_target(&target) {
+        Ok(t) => t,
+        Err(e) => return fail(&mut out, e),
+    };
+    // The running tunnel's note, needed unless everything is given.
+    let noted = match (a.session, &a.ticket, &a.reason) {
+        (Some(_), Some(_), Some(_)) => None,
+        _ => match connect::read_session_file(&host, port) {
+            Ok(n) => Some(n),
+            Err(e) => return fail(&mut out, e),
+        },
+    };
+    let session = match (a.session, &noted) {
+        (Some(s), _) => s,
+        (None, Some(n)) => n.session,
+        (None, None) => {
+            return fail(
+                &mut out,
+                connect::ConnectError::Usage("--session is required".into()),
+            );
+        }
+    };
+    let pick = |given: Option<String>, noted: Option<&String>| {
+        given.or_else(|| noted.cloned()).unwrap_or_default()
+    };
+    let cfg = ConnectConfig {
+        host,
+        port,
+        cert: creds.cert,
+        key: creds.key,
+        ca: creds.ca,
+        ticket: pick(a.ticket, noted.as_ref().map(|n| &n.ticket)),
+        reason: pick(a.reason, noted.as_ref().map(|n| &n.reason)),
+        mode: Mode::Control,
+        listen: a.listen,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.line(&format!("{e:#}"));
+            return ExitCode::from(2);
+        }
+    };
+    let out = std::sync::Mutex::new(out);
+    let mut progress = |p: connect::Progress| {
+        if let Ok(mut o) = out.lock() {
+            o.progress(&p);
+        }
+    };
+    let r = rt.block_on(connect::request_control(&cfg, session, &mut progress));
+    let mut out = match out.into_inner() {
+        Ok(o) => o,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    match r {
+        Ok(()) => {
+            out.line(text::control_granted(lang));
             ExitCode::SUCCESS
         }
         Err(e) => fail(&mut out, e),

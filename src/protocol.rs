@@ -54,6 +54,9 @@ pub struct Request {
     pub ticket: String,
     pub reason: String,
     pub mode: Mode,
+    /// `Some(id)`: asks to raise running session `id` from view-only to
+    /// control (DESIGN.md, wire step 1); `mode` is then always `Control`.
+    pub session: Option<Uuid>,
 }
 
 /// Why a request was refused; the wire spelling is fixed by DESIGN.md.
@@ -131,6 +134,9 @@ pub enum RequestError {
     ForbiddenChar { field: &'static str, code: u32 },
     #[error("connection closed before a complete request line")]
     Incomplete,
+    /// A session id can only ask for more rights: raising to view is meaningless.
+    #[error("a request naming a session must ask for control")]
+    RaiseNotControl,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +146,8 @@ struct RawRequest {
     ticket: String,
     reason: String,
     mode: Mode,
+    #[serde(default)]
+    session: Option<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +156,8 @@ struct WireRequest<'a> {
     ticket: &'a str,
     reason: &'a str,
     mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<Uuid>,
 }
 
 /// A complete line (without `\n`) and the bytes received after it.
@@ -223,10 +233,14 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     }
     check_text("ticket", &raw.ticket, MAX_TICKET)?;
     check_text("reason", &raw.reason, MAX_REASON)?;
+    if raw.session.is_some() && raw.mode != Mode::Control {
+        return Err(RequestError::RaiseNotControl);
+    }
     Ok(Request {
         ticket: raw.ticket,
         reason: raw.reason,
         mode: raw.mode,
+        session: raw.session,
     })
 }
 
@@ -237,6 +251,7 @@ pub fn encode_request(req: &Request) -> Vec<u8> {
         ticket: &req.ticket,
         reason: &req.reason,
         mode: req.mode,
+        session: req.session,
     })
     .unwrap_or_default();
     out.push(b'\n');
@@ -391,6 +406,44 @@ mod tests {
             line(r#"{"v":1,"ticket":" ","reason":"b","mode":"view"}"#),
             Err(RequestError::Empty { field: "ticket" })
         );
+    }
+
+    #[test]
+    fn a_session_id_asks_to_raise_to_control() {
+        let id = "6f1c7a52-3b7e-4f7e-9d55-0a4b6c8e9f10";
+        let r = line(&format!(
+            r#"{{"v":1,"ticket":"T","reason":"R","mode":"control","session":"{id}"}}"#
+        ))
+        .unwrap();
+        assert_eq!(r.session, Some(id.parse().unwrap()));
+        assert_eq!(r.mode, Mode::Control);
+        let back = encode_request(&r);
+        assert!(std::str::from_utf8(&back).unwrap().contains(id));
+        assert_eq!(parse_request(&back[..back.len() - 1]).unwrap(), r);
+        // Without a session the line is the same as before.
+        let plain = Request {
+            session: None,
+            ..r.clone()
+        };
+        assert!(
+            !String::from_utf8(encode_request(&plain))
+                .unwrap()
+                .contains("session")
+        );
+
+        assert_eq!(
+            line(&format!(
+                r#"{{"v":1,"ticket":"T","reason":"R","mode":"view","session":"{id}"}}"#
+            )),
+            Err(RequestError::RaiseNotControl)
+        );
+        for bad in [
+            r#"{"v":1,"ticket":"T","reason":"R","mode":"control","session":"nope"}"#,
+            r#"{"v":1,"ticket":"T","reason":"R","mode":"control","session":42}"#,
+            r#"{"v":1,"ticket":"T","reason":"R","mode":"control","session":null,"x":1}"#,
+        ] {
+            assert!(matches!(line(bad), Err(RequestError::Json(_))), "{bad}");
+        }
     }
 
     #[test]

@@ -505,3 +505,108 @@ fn policy_check_checks_the_files_it_names() {
         "{out}"
     );
 }
+
+/// `accord connect HOST --request-control`: the running `accord connect`
+/// notes its session in $XDG_RUNTIME_DIR/accord (0600, removed when the
+/// tunnel ends); the request for control finds it there and exits 0 when
+/// granted, 2 when there is no such session of this technician's.
+#[tokio::test(flavor = "multi_thread")]
+async fn request_control_from_the_command_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter = ScriptedPrompter::new([
+        Step::Answer(Answer::ViewOnly, Duration::ZERO),
+        Step::Answer(Answer::Control, Duration::from_millis(200)),
+    ]);
+    let mut agent = RunningAgent::start(pki.policy(stub.addr), prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let run = tempfile::tempdir().unwrap();
+    let run_env = (
+        "XDG_RUNTIME_DIR".to_string(),
+        run.path().display().to_string(),
+    );
+    let tls_args = [
+        "--ca",
+        pki.ca_path.to_str().unwrap(),
+        "--cert",
+        pki.tech_cert.to_str().unwrap(),
+        "--key",
+        pki.tech_key.to_str().unwrap(),
+    ];
+    let raise = |extra: &[&str]| {
+        let mut v = owned(&["connect", &target, "--request-control"]);
+        v.extend(owned(&tls_args));
+        v.extend(owned(extra));
+        v
+    };
+
+    // Nothing running yet: a usage error naming what to do.
+    let out = accord_env(raise(&[]), vec![run_env.clone()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--session"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut tunnel = Command::new(env!("CARGO_BIN_EXE_accord"))
+        .args(connect_args(&pki, &target, &[]))
+        .env("ACCORD_LOG", "warn")
+        .env("LANG", "C.UTF-8")
+        .env("XDG_RUNTIME_DIR", run.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let file = run
+        .path()
+        .join("accord")
+        .join(format!("connect-127.0.0.1-{}.session", agent.addr.port()));
+    for _ in 0..500 {
+        if file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let started = agent.wait_event("session_started", "mode", "view").await;
+    let noted = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        noted.starts_with(started["session"].as_str().unwrap()),
+        "{noted}"
+    );
+
+    // Granted: exit 0 with the sentence.
+    let out = accord_env(raise(&[]), vec![run_env.clone()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("control granted"),
+        "{}",
+        text(&out.stderr)
+    );
+    agent.wait_event("mode_changed", "mode", "control").await;
+    assert_eq!(agent.prompter.asked.lock().unwrap()[1].ticket, "INC-4711");
+
+    // Already in control, or another session id: bad_request, exit 2.
+    let out = accord_env(raise(&[]), vec![run_env.clone()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no view-only session of yours"));
+    let other = uuid::Uuid::new_v4().to_string();
+    let out = accord_env(
+        raise(&["--session", &other, "--ticket", "T", "--reason", "R"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(agent.prompter.asked(), 2, "never asked for those");
+
+    // The tunnel ends: its note goes with it.
+    agent.ctl.end();
+    let status = tokio::task::spawn_blocking(move || tunnel.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(!file.exists());
+    agent.stop().await;
+}

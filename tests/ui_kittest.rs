@@ -37,6 +37,7 @@ fn request(asked: Mode, control_offered: bool, timeout: Duration, arm: Duration)
         timeout,
         arm_delay: arm,
         clipboard: accord::policy::Clipboard::ToWorkstation,
+        raise: false,
     }
 }
 
@@ -296,6 +297,42 @@ fn view_only_button_yields_view_only_and_control_is_absent_when_not_offered() {
     advance(&mut h, 0.5);
     assert!(h.query_by_label("Autoriser le contrôle").is_none());
     h.get_by_label(&format!("Demande à{NB}: voir votre écran"));
+}
+
+/// The technician of a view-only session asks for control: the question
+/// says so, and only "Autoriser le contrôle" and "Refuser" are offered.
+#[test]
+fn a_request_for_control_offers_only_control_or_refuse() {
+    let mut req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+    );
+    req.raise = true;
+    let mut h = prompt_harness(req.clone(), Lang::Fr);
+    advance(&mut h, 0.5);
+    h.get_by_role_and_label(
+        Role::Heading,
+        "Le technicien qui voit votre écran demande à prendre le contrôle",
+    );
+    assert!(h.query_by_label("Autoriser l'affichage seul").is_none());
+    let x = |l: &str| h.get_by_label(l).rect().left();
+    assert!(x("Autoriser le contrôle") < x("Refuser"));
+    h.get_by_label("Autoriser le contrôle").click();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Control]);
+
+    let mut h = prompt_harness(req, Lang::En);
+    advance(&mut h, 0.5);
+    h.get_by_role_and_label(
+        Role::Heading,
+        "The technician who sees your screen asks to take control",
+    );
+    assert!(h.query_by_label("Allow view only").is_none());
+    h.get_by_label("Refuse").click();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
 }
 
 #[test]

@@ -355,6 +355,10 @@ pub struct PromptRequest {
     /// What the session's clipboard permission will be in control
     /// (view-only never shares it), so the clinician knows before deciding.
     pub clipboard: crate::policy::Clipboard,
+    /// The technician of session `id`, already watching in view-only, asks
+    /// for control of it: the prompt words it so and offers only "Allow
+    /// control" and "Refuse". `false` for a new request.
+    pub raise: bool,
 }
 
 /// A running session, as the banner shows it.

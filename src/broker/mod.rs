@@ -79,6 +79,9 @@ struct Inner {
     prompts: HashMap<String, VecDeque<Instant>>,
     current: Option<LiveSession>,
     current_info: Option<SessionInfo>,
+    /// A request for control of the running session is being asked: a
+    /// second one is `busy` (one prompt at a time).
+    raising: bool,
 }
 
 struct Shared {
@@ -117,6 +120,9 @@ struct Grant {
 pub enum Outcome {
     Refused(RefusalCode),
     Ended(EndReason),
+    /// A request for control of a running session was granted; the session
+    /// goes on on its own connection.
+    Raised,
 }
 
 /// Clears the busy slot and the displayed activity even if the task is
@@ -138,6 +144,30 @@ impl Drop for BusyGuard<'_> {
     }
 }
 
+/// A pending request for control of a running session: clears the mark
+/// and releases the technician's input however the request ends, even if
+/// its task is cancelled.
+struct RaiseGuard<'a> {
+    shared: &'a Shared,
+    session: Uuid,
+}
+
+impl Drop for RaiseGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.shared.inner.lock() {
+            inner.raising = false;
+            if inner
+                .current_info
+                .as_ref()
+                .is_some_and(|i| i.id == self.session)
+                && let Some(live) = &inner.current
+            {
+                live.hold_input(false);
+            }
+        }
+    }
+}
+
 impl<P: Prompter> Broker<P> {
     pub fn new(policy: Arc<Policy>, journal: Arc<dyn Journal>, prompter: P) -> Arc<Self> {
         let (state, _) = watch::channel(AgentState::default());
@@ -154,6 +184,7 @@ impl<P: Prompter> Broker<P> {
                 prompts: HashMap::new(),
                 current: None,
                 current_info: None,
+                raising: false,
             }),
             shutdown,
             ui_lost,
@@ -253,6 +284,28 @@ impl<P: Prompter> Broker<P> {
     /// Checks the one-at-a-time rule, the blocks and the rate limit, and takes
     /// the busy slot. Nothing is shown to the clinician before this passes.
     fn admit(&self, tech: &Identity) -> Result<BusyGuard<'_>, (RefusalCode, String)> {
+        self.preflight()?;
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
+        if inner.busy.is_some() {
+            return Err((
+                RefusalCode::Busy,
+                "a prompt or session is already active".into(),
+            ));
+        }
+        self.count_prompt(&mut inner, tech)?;
+        inner.busy = Some(Busy::Prompting);
+        Ok(BusyGuard {
+            shared: &self.shared,
+        })
+    }
+
+    /// What refuses every request whatever it asks: shutdown, lost UI,
+    /// untrustworthy log.
+    fn preflight(&self) -> Result<(), (RefusalCode, String)> {
         if *self.shared.shutdown.borrow() {
             return Err((RefusalCode::AgentShuttingDown, "agent shutting down".into()));
         }
@@ -265,17 +318,16 @@ impl<P: Prompter> Broker<P> {
         if let Err(why) = self.shared.journal.health() {
             return Err((RefusalCode::Policy, format!("audit log unusable: {why}")));
         }
-        let mut inner = self
-            .shared
-            .inner
-            .lock()
-            .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
-        if inner.busy.is_some() {
-            return Err((
-                RefusalCode::Busy,
-                "a prompt or session is already active".into(),
-            ));
-        }
+        Ok(())
+    }
+
+    /// The hourly prompt rate limit per technician (new requests and
+    /// requests for control alike): counts one prompt, or refuses.
+    fn count_prompt(
+        &self,
+        inner: &mut Inner,
+        tech: &Identity,
+    ) -> Result<(), (RefusalCode, String)> {
         let max = self
             .shared
             .policy
@@ -296,10 +348,7 @@ impl<P: Prompter> Broker<P> {
             ));
         }
         times.push_back(now);
-        inner.busy = Some(Busy::Prompting);
-        Ok(BusyGuard {
-            shared: &self.shared,
-        })
+        Ok(())
     }
 
     /// Handles one authenticated, parsed request to the end: prompt, decision,
@@ -315,6 +364,11 @@ impl<P: Prompter> Broker<P> {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        if let Some(session) = request.session {
+            return self
+                .raise(tech_stream, technician, peer, request, session)
+                .await;
+        }
         let guard = match self.admit(&technician) {
             Ok(g) => g,
             Err((code, detail)) => {
@@ -338,6 +392,7 @@ impl<P: Prompter> Broker<P> {
             timeout: policy.consent.timeout,
             arm_delay: policy.consent.arm_delay,
             clipboard: policy.session.clipboard,
+            raise: false,
         };
         self.shared
             .state
@@ -399,6 +454,229 @@ impl<P: Prompter> Broker<P> {
         let grant = Grant { id, mode, local };
         self.run_session(guard, tech_stream, technician, request, grant)
             .await
+    }
+
+    /// Checks a request for control of running session `session` (DESIGN.md,
+    /// wire step 1): control allowed by policy, the session running and
+    /// view-only, asked from that session's own certificate, no other such
+    /// prompt pending, within the hourly prompt limit. It does not take the
+    /// busy slot (the session holds it). On success the technician's input
+    /// is held until the returned guard drops.
+    fn admit_raise(
+        &self,
+        tech: &Identity,
+        session: Uuid,
+    ) -> Result<RaiseGuard<'_>, (RefusalCode, String)> {
+        self.preflight()?;
+        if !self.shared.policy.consent.allow_control {
+            return Err((
+                RefusalCode::Policy,
+                "control is not allowed by policy (consent.allow_control = false)".into(),
+            ));
+        }
+        let mut inner = self
+            .shared
+            .inner
+            .lock()
+            .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
+        let (owner, mode) = match inner.current_info.as_ref().filter(|i| i.id == session) {
+            Some(i) => (i.technician.fingerprint.clone(), i.mode),
+            None => {
+                return Err((
+                    RefusalCode::BadRequest,
+                    format!("request for control of session {session}, which is not running"),
+                ));
+            }
+        };
+        if owner != tech.fingerprint {
+            return Err((
+                RefusalCode::BadRequest,
+                format!(
+                    "request for control of session {session} from another certificate than the session's ({owner})"
+                ),
+            ));
+        }
+        if mode != Mode::View {
+            return Err((
+                RefusalCode::BadRequest,
+                format!("request for control of session {session}, already in control"),
+            ));
+        }
+        if inner.raising {
+            return Err((
+                RefusalCode::Busy,
+                format!("a request for control of session {session} is already being asked"),
+            ));
+        }
+        self.count_prompt(&mut inner, tech)?;
+        inner.raising = true;
+        if let Some(live) = &inner.current {
+            live.hold_input(true);
+        }
+        Ok(RaiseGuard {
+            shared: &self.shared,
+            session,
+        })
+    }
+
+    /// A request for control of running view-only session `session`, on a
+    /// connection of its own: asks the clinician with the technician's input
+    /// held, switches the session to control on "Allow control", answers on
+    /// this connection and closes it (the RFB stream stays on the session's
+    /// own). Refused, unanswered, withdrawn or ended meanwhile: nothing
+    /// changes. A session that ended while asking is answered `bad_request`
+    /// (as for any session id that is not running), decided by the agent.
+    async fn raise<S>(
+        &self,
+        mut tech_stream: S,
+        technician: Identity,
+        peer: SocketAddr,
+        request: Request,
+        session: Uuid,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let guard = match self.admit_raise(&technician, session) {
+            Ok(g) => g,
+            Err((code, detail)) => {
+                self.reject(peer, code, &technician, &detail);
+                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+                return Outcome::Refused(code);
+            }
+        };
+        let policy = &self.shared.policy;
+        let prompt_id = Uuid::new_v4();
+        let prompt = PromptRequest {
+            id: prompt_id,
+            technician: technician.clone(),
+            peer,
+            ticket: request.ticket.clone(),
+            reason: request.reason.clone(),
+            asked: Mode::Control,
+            control_offered: true,
+            deadline: Instant::now() + policy.consent.timeout,
+            timeout: policy.consent.timeout,
+            arm_delay: policy.consent.arm_delay,
+            clipboard: policy.session.clipboard,
+            raise: true,
+        };
+        let pending = crate::protocol::encode_pending(policy.consent.timeout, Mode::Control);
+        if tech_stream.write_all(&pending).await.is_ok() {
+            let _ = tech_stream.flush().await;
+        }
+        // Whatever ends the session (kill switch, hang-up, timers) shows in
+        // the state: the prompt is then withdrawn.
+        let mut state = self.shared.state.subscribe();
+        let session_gone = async move {
+            let _ = state
+                .wait_for(|s| !matches!(&s.activity, Activity::InSession(i) if i.id == session))
+                .await;
+        };
+        let answer = tokio::select! {
+            a = self.ask(prompt, &mut tech_stream) => a,
+            _ = session_gone => Err(RefusalCode::BadRequest),
+        };
+        let (granted, by, why) = match answer {
+            Ok(Answer::Control) => (Some(Mode::Control), DecidedBy::User, None),
+            // Only "Allow control" and "Refuse" are offered for a raise;
+            // anything else keeps the session as it is.
+            Ok(Answer::ViewOnly) | Ok(Answer::Refused) => {
+                (None, DecidedBy::User, Some(RefusalCode::User))
+            }
+            Err(code @ RefusalCode::Timeout) => (None, DecidedBy::Timeout, Some(code)),
+            Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
+            Err(code) => (None, DecidedBy::Policy, Some(code)),
+        };
+        if why == Some(RefusalCode::Timeout) {
+            let _ = self.shared.notices.send(Notice::PromptTimedOut {
+                technician: technician.clone(),
+            });
+        }
+        let local = match by {
+            DecidedBy::User => self.prompter.consenter(prompt_id),
+            _ => None,
+        };
+        let decision = |granted, by, why| Event::Decision {
+            local: local.clone(),
+            session,
+            technician: technician.clone(),
+            peer,
+            ticket: request.ticket.clone(),
+            reason: request.reason.clone(),
+            asked: Mode::Control,
+            granted,
+            by,
+            why,
+        };
+        // Checked, recorded and switched under one lock, so that the record
+        // and the session cannot disagree (the session cannot end between).
+        let result = match self.shared.inner.lock() {
+            Ok(mut inner) => {
+                let running = inner.current_info.as_ref().is_some_and(|i| i.id == session)
+                    && inner.current.is_some();
+                let (granted, by, why) = if running {
+                    (granted, by, why)
+                } else {
+                    (None, DecidedBy::Agent, Some(RefusalCode::BadRequest))
+                };
+                match self.shared.journal.record(&decision(granted, by, why)) {
+                    Err(e) => {
+                        tracing::error!("{e}: refusing the request for control");
+                        Err(RefusalCode::Policy)
+                    }
+                    Ok(()) if granted.is_none() => Err(why.unwrap_or(RefusalCode::User)),
+                    Ok(()) => {
+                        let changed = Event::ModeChanged {
+                            session,
+                            from: Mode::View,
+                            to: Mode::Control,
+                            by: "user",
+                        };
+                        match self.shared.journal.record(&changed) {
+                            Err(e) => {
+                                tracing::error!("{e}: not switching to control");
+                                Err(RefusalCode::Policy)
+                            }
+                            Ok(()) => {
+                                if let Some(live) = &inner.current {
+                                    live.set_mode(Mode::Control);
+                                }
+                                if let Some(info) = inner.current_info.as_mut() {
+                                    info.mode = Mode::Control;
+                                }
+                                Ok(())
+                            }
+                        }
+                    }
+                }
+            }
+            Err(_) => Err(RefusalCode::Policy),
+        };
+        // Input flows again only now, in the mode just decided.
+        drop(guard);
+        match result {
+            Ok(()) => {
+                self.shared.state.send_modify(|s| {
+                    if let Activity::InSession(info) = &mut s.activity
+                        && info.id == session
+                    {
+                        info.mode = Mode::Control;
+                    }
+                });
+                let accepted = Decision::Accepted {
+                    mode: Mode::Control,
+                    session,
+                };
+                send_decision(&mut tech_stream, &accepted).await;
+                let _ = tech_stream.shutdown().await;
+                Outcome::Raised
+            }
+            Err(code) => {
+                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
+                Outcome::Refused(code)
+            }
+        }
     }
 
     /// Asks the prompter under the deadline. While waiting, a technician who

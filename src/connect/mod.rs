@@ -202,6 +202,7 @@ impl ConnectConfig {
             ticket: self.ticket.clone(),
             reason: self.reason.clone(),
             mode: self.mode,
+            session: None,
         }
     }
 }
@@ -259,6 +260,130 @@ pub async fn ask(
     cfg: &ConnectConfig,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Accepted, ConnectError> {
+    ask_request(cfg, cfg.request(), progress).await
+}
+
+/// `accord connect --request-control`: in running view-only session
+/// `session` (of this same certificate), asks the user for control, on a
+/// connection of its own that closes with the decision; the RFB stream
+/// stays on the session's connection. `Ok` once control is granted.
+pub async fn request_control(
+    cfg: &ConnectConfig,
+    session: Uuid,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<(), ConnectError> {
+    let request = Request {
+        mode: Mode::Control,
+        session: Some(session),
+        ..cfg.request()
+    };
+    let accepted = ask_request(cfg, request, progress).await?;
+    if accepted.session != session || accepted.mode != Mode::Control {
+        return Err(ConnectError::Network(format!(
+            "the agent answered for session {} in {} mode, not control of {session}",
+            accepted.session, accepted.mode
+        )));
+    }
+    Ok(())
+}
+
+/// Where the running `accord connect` to `host:port` leaves its session id
+/// for `--request-control`: `$XDG_RUNTIME_DIR/accord/connect-<host>-<port>.session`
+/// (0600 in the 0700 per-user runtime directory, never a shared one such
+/// as /tmp). `None` without a private runtime directory.
+pub fn session_file(host: &str, port: u16) -> Option<PathBuf> {
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    crate::platform::runtime_dir().map(|d| d.join(format!("connect-{safe}-{port}.session")))
+}
+
+/// What the running `accord connect` to a workstation leaves for
+/// `--request-control`: its session, and the ticket and reason it asked
+/// with (a request for control repeats them for the user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionState {
+    pub session: Uuid,
+    pub ticket: String,
+    pub reason: String,
+}
+
+/// The session the running `accord connect` to `host:port` wrote: one line
+/// each for the session id, the ticket and the reason (neither may hold a
+/// line break: the protocol forbids control characters).
+pub fn read_session_file(host: &str, port: u16) -> Result<SessionState, ConnectError> {
+    let path = session_file(host, port).ok_or_else(|| {
+        ConnectError::Usage(
+            "no private runtime directory ($XDG_RUNTIME_DIR): give the session with --session"
+                .into(),
+        )
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConnectError::Usage(format!(
+            "no running session to {host}:{port} known ({}: {e}): start `accord connect` first, or give --session",
+            path.display()
+        ))
+    })?;
+    let bad = || ConnectError::Usage(format!("{}: not a session file", path.display()));
+    let mut lines = text.lines();
+    let session = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(bad)?;
+    let ticket = lines.next().ok_or_else(bad)?.to_string();
+    let reason = lines.next().ok_or_else(bad)?.to_string();
+    Ok(SessionState {
+        session,
+        ticket,
+        reason,
+    })
+}
+
+/// The session file of a running tunnel; removed when the tunnel ends.
+struct SessionFile(PathBuf);
+
+impl SessionFile {
+    /// Best effort: a session without the file only means
+    /// `--request-control` needs `--session`.
+    fn write(cfg: &ConnectConfig, session: Uuid) -> Option<SessionFile> {
+        let (host, port) = (cfg.host.as_str(), cfg.port);
+        use std::io::Write;
+        let path = session_file(host, port)?;
+        let dir = path.parent()?;
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir).ok()?;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o.open(&path).ok()?;
+        write!(f, "{session}\n{}\n{}\n", cfg.ticket, cfg.reason).ok()?;
+        Some(SessionFile(path))
+    }
+}
+
+impl Drop for SessionFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Sends `request` and waits for the decision.
+async fn ask_request(
+    cfg: &ConnectConfig,
+    request: Request,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Accepted, ConnectError> {
     cfg.validate()?;
     let client = tls::client_config(&cfg.ca, &cfg.cert, &cfg.key)?;
     let server_name = ServerName::try_from(cfg.host.clone())
@@ -281,7 +406,7 @@ pub async fn ask(
         .map_err(|_| ConnectError::Network("TLS handshake timed out".into()))?
         .map_err(tls_error)?;
     stream
-        .write_all(&protocol::encode_request(&cfg.request()))
+        .write_all(&protocol::encode_request(&request))
         .await
         .map_err(|e| ConnectError::Network(e.to_string()))?;
     stream
@@ -464,6 +589,8 @@ pub async fn run(
         session: accepted.session,
         listen,
     });
+    // Removed when this function returns: the tunnel is over.
+    let _session_file = SessionFile::write(cfg, accepted.session);
     let child = match &plan {
         Some(p) => {
             let (child, command) = p.spawn(listen)?;

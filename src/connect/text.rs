@@ -218,6 +218,37 @@ pub fn progress(lang: Lang, p: &Progress) -> String {
     }
 }
 
+/// `--request-control` succeeded.
+pub fn control_granted(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "control granted: your keyboard and mouse now reach the workstation.",
+        Lang::Fr => {
+            "contrôle accordé\u{a0}: votre clavier et votre souris agissent maintenant sur le poste."
+        }
+    }
+}
+
+/// A refused `--request-control`: as [`refusal`], except where a request
+/// for control means something else (no such session of yours; another
+/// request for control already asked).
+pub fn raise_refusal(lang: Lang, code: RefusalCode) -> &'static str {
+    match (lang, code) {
+        (Lang::En, RefusalCode::BadRequest) => {
+            "the workstation has no view-only session of yours with that id (it ended, is already in control, or was opened with another certificate). Check --session, or ask for a new session."
+        }
+        (Lang::Fr, RefusalCode::BadRequest) => {
+            "le poste n'a pas de session en affichage seul ouverte par vous avec cet identifiant (terminée, déjà en contrôle, ou ouverte avec un autre certificat). Vérifiez --session, ou refaites une demande de session."
+        }
+        (Lang::En, RefusalCode::Busy) => {
+            "a request for control of this session is already being asked. Wait for its answer."
+        }
+        (Lang::Fr, RefusalCode::Busy) => {
+            "une demande de contrôle de cette session est déjà en cours. Attendez sa réponse."
+        }
+        _ => refusal(lang, code),
+    }
+}
+
 /// The end of a session that had started.
 pub fn session_ended(lang: Lang) -> &'static str {
     match lang {

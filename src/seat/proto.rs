@@ -131,6 +131,11 @@ pub struct WireAsk {
     pub remaining_ms: u64,
     pub arm_delay_ms: u64,
     pub clipboard: String,
+    /// A request for control of the running view-only session
+    /// ([`PromptRequest::raise`]). Defaults to `false` so that lines from a
+    /// service that predates it still parse.
+    #[serde(default)]
+    pub raise: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -246,6 +251,7 @@ impl WireAsk {
             remaining_ms: ms(r.deadline.saturating_duration_since(now)),
             arm_delay_ms: ms(r.arm_delay),
             clipboard: r.clipboard.as_str().into(),
+            raise: r.raise,
         }
     }
 
@@ -264,6 +270,7 @@ impl WireAsk {
             timeout: Duration::from_millis(self.timeout_ms),
             arm_delay: Duration::from_millis(self.arm_delay_ms),
             clipboard: clipboard(&self.clipboard)?,
+            raise: self.raise,
         })
     }
 }
@@ -424,6 +431,7 @@ mod tests {
             timeout: Duration::from_secs(60),
             arm_delay: Duration::from_millis(1000),
             clipboard: Clipboard::Both,
+            raise: true,
         };
         let to: Vec<ToHelper> = vec![
             ToHelper::Welcome {
@@ -470,6 +478,17 @@ mod tests {
         assert_eq!(back.control_offered, req.control_offered);
         assert_eq!(back.clipboard, req.clipboard);
         assert_eq!(back.technician.display_name(), "Jeanne Martin");
+        assert!(back.raise);
+        // A line without `raise` (an older service) is a new request.
+        let ask = encode(&ToHelper::Ask(WireAsk::from_request(&req, now)));
+        let mut old: serde_json::Value = serde_json::from_slice(&ask).unwrap();
+        old["ask"].as_object_mut().unwrap().remove("raise");
+        let mut line = serde_json::to_vec(&old).unwrap();
+        line.push(b'\n');
+        match parse::<ToHelper>(&line) {
+            Ok(ToHelper::Ask(a)) => assert!(!a.raise),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -177,12 +177,14 @@ impl LiveSession {
         });
     }
 
-    /// Returns whether the mode changed. Only control → view is possible: more
-    /// rights need a new consent.
+    /// Returns whether the mode changed. Control → view is the clinician's
+    /// right at any moment; view → control is more rights, so only the
+    /// broker calls it, after she consented to the technician's request for
+    /// control (and recorded it).
     pub fn set_mode(&self, to: Mode) -> bool {
         self.mode.send_if_modified(|m| {
-            if *m == Mode::Control && to == Mode::View {
-                *m = Mode::View;
+            if *m != to {
+                *m = to;
                 true
             } else {
                 false

@@ -429,16 +429,22 @@ impl State {
     /// Reads the current mode and hold flag. On control → view-only (or
     /// hold switched on), the input still waiting in Accord is dropped and
     /// every held key and button is released, ahead of anything the
-    /// technician sends next.
+    /// technician sends next. On view-only → control (the clinician granted
+    /// a request for control), the viewer's input extensions stripped from
+    /// its SetEncodings are offered to the server again.
     fn sync(&mut self, mode: &mut watch::Receiver<Mode>, hold: &mut watch::Receiver<bool>) {
         let view_only = *mode.borrow_and_update() == Mode::View;
         let held = *hold.borrow_and_update();
         let losing_input = (view_only && !self.view_only) || (held && !self.hold);
-        self.view_only = self.view_only || view_only;
+        let gaining_control = !view_only && self.view_only;
+        self.view_only = view_only;
         self.hold = held;
         if losing_input {
             self.outbox.drop_input();
             self.release();
+        }
+        if gaining_control && let Some(m) = self.filter.restore_encodings() {
+            self.outbox.push(&m);
         }
     }
 

@@ -167,7 +167,13 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
             if st.req.control_offered {
                 buttons.push((Answer::Control, p.allow_control.as_str()));
             }
-            buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
+            // A request for control comes from a session already in view
+            // only: "Allow view only" would grant nothing and could be
+            // mistaken for a yes, so it is hidden rather than made to mean
+            // "refuse". (The broker treats any other answer as a refusal.)
+            if !st.req.raise {
+                buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
+            }
             buttons.push((Answer::Refused, p.refuse.as_str()));
             for (a, label) in buttons {
                 let r = ui.add_enabled(armed, look::answer_button(a, label));
@@ -225,12 +231,20 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     let req = &st.req;
     let id = &req.technician;
     // The question, large: it is what the window is about.
-    let q = ui.label(
-        RichText::new(s.question.as_str())
-            .size(look::QUESTION_PT)
-            .strong(),
+    let question = if req.raise {
+        &s.question_raise
+    } else {
+        &s.question
+    };
+    let q = ui.add(
+        egui::Label::new(
+            RichText::new(question.as_str())
+                .size(look::QUESTION_PT)
+                .strong(),
+        )
+        .wrap(),
     );
-    q.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Heading, true, &s.question));
+    q.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Heading, true, question));
     ui.add_space(8.0);
 
     // Who asks: from the verified certificate.
@@ -289,7 +303,12 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     ui.add_space(6.0);
 
     // What will happen, the clipboard included (patient data).
-    ui.add(egui::Label::new(RichText::new(s.consequences.as_str()).size(look::BODY_PT)).wrap());
+    let consequences = if req.raise {
+        &s.consequences_raise
+    } else {
+        &s.consequences
+    };
+    ui.add(egui::Label::new(RichText::new(consequences.as_str()).size(look::BODY_PT)).wrap());
     let clipboard = match (st.req.control_offered, st.req.clipboard) {
         // View only never shares it.
         (false, _) | (true, Clipboard::None) => &s.clipboard_none,

@@ -60,6 +60,11 @@ pub struct TimeStrings {
 pub struct PromptStrings {
     pub title: String,
     pub question: String,
+    /// The question when the technician of the running view-only session
+    /// asks for control ([`crate::broker::PromptRequest::raise`]).
+    pub question_raise: String,
+    /// What control would change, instead of `consequences`, for that question.
+    pub consequences_raise: String,
     pub technician: String,
     pub technician_no_org: String,
     pub identity_note: String,
@@ -339,6 +344,12 @@ mod tests {
         assert_eq!(en.prompt.allow_control, "Allow control");
         assert_eq!(en.prompt.allow_view, "Allow view only");
         assert_eq!(en.prompt.refuse, "Refuse");
+        assert!(
+            fr.prompt
+                .question_raise
+                .ends_with("demande à prendre le contrôle")
+        );
+        assert!(en.prompt.question_raise.ends_with("asks to take control"));
         assert_eq!(fr.banner.title, "Accord — session en cours");
         assert_eq!(en.banner.title, "Accord — session in progress");
         assert_eq!(fr.banner.view_only, "Passer en affichage seul");
