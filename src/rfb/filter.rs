@@ -725,4 +725,26 @@ mod tests {
         let _ = f.apply(key(true, 2), HOLD);
         assert!(!f.holds_input());
     }
+
+    #[test]
+    fn view_to_control_offers_the_stripped_encodings_again() {
+        let mut f = Filter::new();
+        // QEMU key events (-258) and extended desktop size (-308) asked in view-only.
+        let asked = vec![0, 7, -258, -308];
+        match f.apply(ClientMessage::SetEncodings(asked.clone()), VIEW) {
+            Action::Forward(ClientMessage::SetEncodings(sent)) => assert!(!sent.contains(&-258)),
+            other => panic!("{other:?}"),
+        }
+        match f.restore_encodings() {
+            Some(ClientMessage::SetEncodings(list)) => {
+                assert!(list.contains(&-258), "{list:?}");
+                assert!(list.iter().all(|e| FRAMEABLE_ENCODINGS.contains(e)));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Once restored, nothing more to restore; in control nothing was stripped.
+        assert!(f.restore_encodings().is_none());
+        f.apply(ClientMessage::SetEncodings(asked), CONTROL);
+        assert!(f.restore_encodings().is_none());
+    }
 }
