@@ -233,6 +233,14 @@ fn setup() -> (Pki, Policy) {
     (pki, policy)
 }
 
+/// [`setup`] with a stand-in VNC server, for tests that reach a session.
+async fn setup_with_server() -> (Pki, Policy, RfbStub) {
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    (pki, policy, stub)
+}
+
 async fn refused_with(pki: &Pki, svc: &Service) -> RefusalCode {
     let (r, _task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
     match r {
@@ -246,9 +254,7 @@ async fn the_one_helper_is_asked_and_the_record_says_who_consented() {
     if !can_run() {
         return;
     }
-    let stub = RfbStub::start().await;
-    let (pki, mut policy) = setup();
-    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let (pki, policy, _stub) = setup_with_server().await;
     let svc = Service::start(policy).await;
     let helper = Helper::start(&svc.ui_sock(), 64001, "view").await;
     let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
@@ -290,9 +296,7 @@ async fn a_helper_leaving_refuses_its_prompt_and_ends_its_session() {
     if !can_run() {
         return;
     }
-    let stub = RfbStub::start().await;
-    let (pki, mut policy) = setup();
-    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let (pki, policy, _stub) = setup_with_server().await;
     let svc = Service::start(policy).await;
     let mut h = Helper::start(&svc.ui_sock(), 64001, "exit_on_ask").await;
     let t0 = Instant::now();
@@ -313,9 +317,7 @@ async fn the_screen_saver_of_the_consenting_session_ends_it() {
     if !can_run() {
         return;
     }
-    let stub = RfbStub::start().await;
-    let (pki, mut policy) = setup();
-    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let (pki, policy, _stub) = setup_with_server().await;
     let svc = Service::start(policy).await;
     let _h = Helper::start(&svc.ui_sock(), 64001, "lock_in_session").await;
     let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
@@ -366,9 +368,7 @@ async fn another_user_cannot_end_the_session_and_root_can() {
     if !can_run() {
         return;
     }
-    let stub = RfbStub::start().await;
-    let (pki, mut policy) = setup();
-    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let (pki, policy, _stub) = setup_with_server().await;
     let svc = Service::start(policy).await;
     let _h = Helper::start(&svc.ui_sock(), 64001, "control").await;
     let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
@@ -405,9 +405,7 @@ async fn with_logind_only_the_active_session_is_asked_and_lock_or_switch_end_it(
         Some("2"),
     )
     .await;
-    let stub = RfbStub::start().await;
-    let (pki, mut policy) = setup();
-    policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
+    let (pki, policy, _stub) = setup_with_server().await;
     let svc = Service::start_on(policy, SeatMode::Logind, Some(bus.address.clone())).await;
     let sock = svc.ui_sock();
     let a = Helper::start_then(&sock, 64001, "control", |pid| logind.add_pid(pid, "2")).await;

@@ -410,24 +410,12 @@ impl<P: Prompter> Broker<P> {
             let _ = tech_stream.flush().await;
         }
         let answer = self.ask(prompt, &mut tech_stream).await;
-        let (granted, by, why) = match answer {
-            Ok(Answer::Control) if control_offered => (Some(Mode::Control), DecidedBy::User, None),
+        let (granted, by, why, local) = self.settle(answer, &technician, id, |a| match a {
+            Answer::Control if control_offered => Some(Mode::Control),
             // Never more than was offered, whatever the prompter says.
-            Ok(Answer::Control) | Ok(Answer::ViewOnly) => (Some(Mode::View), DecidedBy::User, None),
-            Ok(Answer::Refused) => (None, DecidedBy::User, Some(RefusalCode::User)),
-            Err(code @ RefusalCode::Timeout) => (None, DecidedBy::Timeout, Some(code)),
-            Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
-            Err(code) => (None, DecidedBy::Policy, Some(code)),
-        };
-        if why == Some(RefusalCode::Timeout) {
-            let _ = self.shared.notices.send(Notice::PromptTimedOut {
-                technician: technician.clone(),
-            });
-        }
-        let local = match by {
-            DecidedBy::User => self.prompter.consenter(id),
-            _ => None,
-        };
+            Answer::Control | Answer::ViewOnly => Some(Mode::View),
+            Answer::Refused => None,
+        });
         let decision_ev = Event::Decision {
             local: local.clone(),
             session: id,
@@ -577,26 +565,12 @@ impl<P: Prompter> Broker<P> {
             a = self.ask(prompt, &mut tech_stream) => a,
             _ = session_gone => Err(RefusalCode::BadRequest),
         };
-        let (granted, by, why) = match answer {
-            Ok(Answer::Control) => (Some(Mode::Control), DecidedBy::User, None),
-            // Only "Allow control" and "Refuse" are offered for a raise;
-            // anything else keeps the session as it is.
-            Ok(Answer::ViewOnly) | Ok(Answer::Refused) => {
-                (None, DecidedBy::User, Some(RefusalCode::User))
-            }
-            Err(code @ RefusalCode::Timeout) => (None, DecidedBy::Timeout, Some(code)),
-            Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
-            Err(code) => (None, DecidedBy::Policy, Some(code)),
-        };
-        if why == Some(RefusalCode::Timeout) {
-            let _ = self.shared.notices.send(Notice::PromptTimedOut {
-                technician: technician.clone(),
-            });
-        }
-        let local = match by {
-            DecidedBy::User => self.prompter.consenter(prompt_id),
-            _ => None,
-        };
+        let (granted, by, why, local) = self.settle(answer, &technician, prompt_id, |a| match a {
+            Answer::Control => Some(Mode::Control),
+            // Only "Allow control" and "Refuse" are offered for a
+            // raise; anything else keeps the session as it is.
+            Answer::ViewOnly | Answer::Refused => None,
+        });
         let decision = |granted, by, why| Event::Decision {
             local: local.clone(),
             session,
@@ -677,6 +651,42 @@ impl<P: Prompter> Broker<P> {
                 Outcome::Refused(code)
             }
         }
+    }
+
+    /// What the prompt's outcome means: the mode granted (`grant` reads the
+    /// clinician's answer), who decided, the refusal code, and who answered
+    /// (user decisions only). A timeout is also a notice for the UI.
+    fn settle(
+        &self,
+        answer: Result<Answer, RefusalCode>,
+        technician: &Identity,
+        id: Uuid,
+        grant: impl Fn(Answer) -> Option<Mode>,
+    ) -> (
+        Option<Mode>,
+        DecidedBy,
+        Option<RefusalCode>,
+        Option<LocalUser>,
+    ) {
+        let (granted, by, why) = match answer {
+            Ok(a) => match grant(a) {
+                Some(m) => (Some(m), DecidedBy::User, None),
+                None => (None, DecidedBy::User, Some(RefusalCode::User)),
+            },
+            Err(code @ RefusalCode::Timeout) => (None, DecidedBy::Timeout, Some(code)),
+            Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
+            Err(code) => (None, DecidedBy::Policy, Some(code)),
+        };
+        if why == Some(RefusalCode::Timeout) {
+            let _ = self.shared.notices.send(Notice::PromptTimedOut {
+                technician: technician.clone(),
+            });
+        }
+        let local = match by {
+            DecidedBy::User => self.prompter.consenter(id),
+            _ => None,
+        };
+        (granted, by, why, local)
     }
 
     /// Asks the prompter under the deadline. While waiting, a technician who

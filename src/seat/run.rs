@@ -45,63 +45,74 @@ pub async fn serve(
 ) {
     let journal = crate::app::open_journal(&policy);
     let run_dir = run_dir.to_path_buf();
-    match policy.service.seat {
-        SeatMode::Single => {
-            let (_keep, seat) = watch::channel(SeatView::default());
-            let helpers = Helpers::new(
-                SeatMode::Single,
-                policy.session.end_on_screen_lock,
-                seat,
-                journal.clone(),
-            );
-            serve_with(
-                policy,
-                journal,
-                helpers,
-                Arc::new(listener::NoSessions),
-                &run_dir,
-                shutdown,
-            )
-            .await;
-        }
-        SeatMode::Logind => {
+    let (seat, sessions) = watch_seat(policy.service.seat, system_bus);
+    let helpers = Helpers::new(
+        policy.service.seat,
+        policy.session.end_on_screen_lock,
+        seat,
+        journal.clone(),
+    );
+    serve_with(
+        policy,
+        journal,
+        helpers,
+        Arc::new(sessions),
+        &run_dir,
+        shutdown,
+    )
+    .await;
+}
+
+/// Where helpers' sessions come from.
+enum Sessions {
+    /// Holds the seat's (never changing) sender: a closed watch would read
+    /// as "the seat watcher stopped" and refuse every request.
+    None {
+        sessions: listener::NoSessions,
+        _seat: watch::Sender<SeatView>,
+    },
+    #[cfg(feature = "logind")]
+    Logind(super::seatwatch::LogindSessions),
+}
+
+impl SessionOf for Sessions {
+    async fn session_of(&self, pid: u32) -> Option<String> {
+        match self {
+            Sessions::None { sessions, .. } => sessions.session_of(pid).await,
             #[cfg(feature = "logind")]
-            {
-                let (seat, sessions) = super::seatwatch::start("seat0", system_bus);
-                let helpers = Helpers::new(
-                    SeatMode::Logind,
-                    policy.session.end_on_screen_lock,
-                    seat,
-                    journal.clone(),
-                );
-                serve_with(
-                    policy,
-                    journal,
-                    helpers,
-                    Arc::new(sessions),
-                    &run_dir,
-                    shutdown,
-                )
-                .await;
-            }
-            #[cfg(not(feature = "logind"))]
-            {
-                let _ = system_bus;
-                tracing::error!(
-                    "built without logind support: set [service] seat = \"single\"; every request is refused"
-                );
-                let (_keep, seat) = watch::channel(SeatView::default());
-                let helpers = Helpers::new(SeatMode::Logind, true, seat, journal.clone());
-                serve_with(
-                    policy,
-                    journal,
-                    helpers,
-                    Arc::new(listener::NoSessions),
-                    &run_dir,
-                    shutdown,
-                )
-                .await;
-            }
+            Sessions::Logind(l) => l.session_of(pid).await,
+        }
+    }
+}
+
+/// The seat as the policy says to watch it: logind's `seat0`, or nothing
+/// (`single`: the helpers alone decide). Without logind support built in,
+/// `logind` means nobody is ever in front of the screen (fail closed).
+fn watch_seat(mode: SeatMode, system_bus: Option<String>) -> (watch::Receiver<SeatView>, Sessions) {
+    let nobody = || {
+        let (tx, rx) = watch::channel(SeatView::default());
+        (
+            rx,
+            Sessions::None {
+                sessions: listener::NoSessions,
+                _seat: tx,
+            },
+        )
+    };
+    match mode {
+        SeatMode::Single => nobody(),
+        #[cfg(feature = "logind")]
+        SeatMode::Logind => {
+            let (seat, sessions) = super::seatwatch::start("seat0", system_bus);
+            (seat, Sessions::Logind(sessions))
+        }
+        #[cfg(not(feature = "logind"))]
+        SeatMode::Logind => {
+            let _ = system_bus;
+            tracing::error!(
+                "built without logind support: set [service] seat = \"single\"; every request is refused"
+            );
+            nobody()
         }
     }
 }
