@@ -203,6 +203,9 @@ PIDS+=("${bus[1]}")
 sleep 0.5
 start_agent agent
 wait_helper agent
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+sleep 1
+log "RSS: service $(rss "$SERVICE_PID") kB, idle helper $(rss "$HELPER_PID") kB (before any prompt)"
 
 # Clicks the button whose centre the agent logged (window pixels).
 click_button() { # click_button WINDOW LABEL
@@ -242,6 +245,7 @@ wait_status "no session" || fail "status not idle after refusal"
 for _ in $(seq 1 50); do xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1 || break; sleep 0.1; done
 if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then fail "prompt still shown"; fi
 log "round 1: ok (exit 3, prompt gone)"
+log "RSS: idle helper $(rss "$HELPER_PID") kB after one prompt (issue 11 goal: 40 MB)"
 
 # ---- round 1b: stray typing never answers (docs/ui-keyboard.md) ----
 # Text with Tabs, spaces and Returns typed without a break while a control
