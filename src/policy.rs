@@ -1268,6 +1268,17 @@ language = "fr"
     }
 
     #[test]
+    fn the_shipped_policies_are_valid_and_keep_launch_none() {
+        for src in [
+            include_str!("../assets/policy.toml"),
+            include_str!("../installer/windows/policy.toml"),
+        ] {
+            let p = Policy::parse_str(src, None).unwrap();
+            assert_eq!(p.upstream.launch, Launch::None);
+        }
+    }
+
+    #[test]
     fn sd_ids() {
         assert!(valid_sd_id(DEFAULT_SD_ID));
         assert!(valid_sd_id("chu-lyon@61234"));
