@@ -18,6 +18,8 @@ test_pkgs=(
   # wmctrl to put a window above the banner; xsetroot (e2e idle test).
   xterm x11-xserver-utils wmctrl
   tigervnc-standalone-server tigervnc-tools
+  # tests/launch.rs: the scraping server Accord starts itself (issue 14).
+  tigervnc-scraping-server
   # A real viewer with its default Tight encoding, through the server framer.
   tigervnc-viewer
   rsyslog rsyslog-gnutls

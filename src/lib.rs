@@ -11,6 +11,8 @@ pub mod broker;
 pub mod cli;
 pub mod connect;
 pub mod control;
+#[cfg(unix)]
+pub mod launch;
 pub mod platform;
 pub mod policy;
 pub mod preflight;

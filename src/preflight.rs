@@ -144,6 +144,20 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
         }
     }
 
+    // Issue 14: a VNC server Accord did not start, on a port, is a way in
+    // that bypasses consent for every local account.
+    if policy.upstream.launch == crate::policy::Launch::None
+        && let crate::policy::UpstreamAddr::Tcp(a) = &policy.upstream.vnc
+    {
+        push(
+            Level::Warning,
+            "upstream.launch",
+            format!(
+                "launch = \"none\" with vnc = \"{a}\": every local account can reach this VNC server without consent (set launch = \"auto\", or vnc = \"unix:/path\" to a 0600 socket)"
+            ),
+        );
+    }
+
     // What the service reads besides.
     if let Some(p) = &policy.upstream.password_file {
         readable(&mut push, "upstream.password_file", p);
@@ -284,4 +298,38 @@ pub fn render(findings: &[Finding]) -> String {
         s.push_str(&format!("  {tag}  {:<22} {}\n", f.key, f.message));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Launch, UpstreamAddr};
+
+    fn launch_warnings(p: &Policy) -> Vec<String> {
+        check(p, 0)
+            .into_iter()
+            .filter(|f| f.key == "upstream.launch")
+            .map(|f| {
+                assert_eq!(f.level, Level::Warning);
+                f.message
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_tcp_server_not_started_by_accord_is_a_warning() {
+        let mut p = Policy::defaults();
+        let w = launch_warnings(&p);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("every local account can reach this VNC server without consent"),
+            "{}",
+            w[0]
+        );
+        p.upstream.vnc = UpstreamAddr::Unix("/run/user/1000/vnc.sock".into());
+        assert!(launch_warnings(&p).is_empty());
+        p.upstream.vnc = UpstreamAddr::Tcp("127.0.0.1:5900".parse().unwrap());
+        p.upstream.launch = Launch::Auto;
+        assert!(launch_warnings(&p).is_empty());
+    }
 }

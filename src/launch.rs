@@ -1,0 +1,855 @@
+//! Starts a VNC server for one session on a private Unix socket, and makes
+//! sure it dies with the session (issue 14).
+//!
+//! A VNC server left listening on a port is reachable by every local account
+//! without consent. So the server is started only for one session, for the
+//! session's display, listening only on a socket in a fresh 0700 directory
+//! (socket 0600) under the user's runtime directory, with no TCP port; the
+//! launcher connects to it at once and hands over that one connection.
+//!
+//! Lifetime: the server runs in its own process group; [`Launched::stop`]
+//! and dropping a [`Launched`] kill the group, and a dedicated thread reaps
+//! it. `PR_SET_PDEATHSIG(SIGKILL)` takes the server down if the process that
+//! started it dies (that thread is the "parent" the kernel watches, and it
+//! lives exactly as long as the server).
+//!
+//! Not wired into the broker yet: the helper in the clinician's graphical
+//! session will call [`start`] after consent and pass the stream to the
+//! service with `SCM_RIGHTS`.
+
+use crate::policy::Launch;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, BufRead as _, Read as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::UnixStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// How long the server has to accept a connection and start speaking RFB.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Launched::stop`] waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
+/// Lines of the server's stderr kept (the last ones), and their byte bound.
+const TAIL_LINES: usize = 20;
+const TAIL_BYTES: usize = 4096;
+/// First lines that say what failed (x11vnc prints its reason, then ~50
+/// lines of tips: the last lines alone would hide it).
+const NOTABLE_LINES: usize = 4;
+const LINE_MAX: usize = 160;
+/// `sun_path` is 108 bytes with its NUL.
+const SUN_PATH_MAX: usize = 107;
+
+/// A VNC server Accord knows how to start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    X11vnc,
+    /// TigerVNC's scraping server (Debian: tigervnc-scraping-server).
+    X0vncserver,
+}
+
+impl Server {
+    /// The name used in messages and in the policy.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::X11vnc => "x11vnc",
+            Server::X0vncserver => "x0vncserver",
+        }
+    }
+
+    /// The program to run. Debian's `x0vncserver` is a Perl wrapper that
+    /// reads ~/.vnc/ and daemonizes; its real server is `X0tigervnc`, run
+    /// directly when present (other distributions ship the server itself as
+    /// `x0vncserver`).
+    fn program(self) -> Option<PathBuf> {
+        match self {
+            Server::X11vnc => which("x11vnc"),
+            Server::X0vncserver => which("X0tigervnc").or_else(|| which("x0vncserver")),
+        }
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a server could not be started (or was stopped at start).
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("[upstream] launch = \"none\": Accord starts no VNC server")]
+    Disabled,
+    #[error("no VNC server installed: install x11vnc or tigervnc-scraping-server")]
+    NoneInstalled,
+    #[error("{0} is not installed")]
+    NotInstalled(Server),
+    #[error("{display:?} is not an X display name (e.g. \":0\")")]
+    BadDisplay { display: String },
+    #[error("runtime directory {}: {why}", path.display())]
+    RuntimeDir { path: PathBuf, why: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start {server}: {source}")]
+    Spawn {
+        server: Server,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{server} exited at start ({}): {}",
+        describe(status),
+        summary(stderr_tail)
+    )]
+    Exited {
+        server: Server,
+        status: ExitStatus,
+        /// The last lines of its stderr (bounded), for the log.
+        stderr_tail: String,
+    },
+    #[error("{server} did not accept a connection within {} s: {}", START_TIMEOUT.as_secs(), summary(stderr_tail))]
+    Timeout { server: Server, stderr_tail: String },
+    #[error("{server} opened TCP port {port} although told not to: stopped")]
+    TcpListener { server: Server, port: u16 },
+}
+
+fn describe(status: &ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("status {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => status.to_string(),
+    }
+}
+
+/// One line for a message: the lines that say what failed, else the last.
+fn summary(tail: &str) -> String {
+    let notable: Vec<&str> = tail.lines().filter(|l| is_notable(l)).collect();
+    let lines: Vec<&str> = if notable.is_empty() {
+        let all: Vec<&str> = tail.lines().collect();
+        all[all.len().saturating_sub(3)..].to_vec()
+    } else {
+        notable
+    };
+    if lines.is_empty() {
+        "no output".into()
+    } else {
+        lines.join(" / ")
+    }
+}
+
+fn is_notable(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    [
+        "fail", "error", "unable", "cannot", "can't", "refused", "denied",
+    ]
+    .iter()
+    .any(|w| l.contains(w))
+}
+
+/// Picks the server for `[upstream] launch`.
+pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
+    let installed = |s: Server| s.program().is_some();
+    match choice {
+        Launch::None => Err(LaunchError::Disabled),
+        Launch::Auto => [Server::X11vnc, Server::X0vncserver]
+            .into_iter()
+            .find(|s| installed(*s))
+            .ok_or(LaunchError::NoneInstalled),
+        Launch::X11vnc if installed(Server::X11vnc) => Ok(Server::X11vnc),
+        Launch::X0vncserver if installed(Server::X0vncserver) => Ok(Server::X0vncserver),
+        Launch::X11vnc => Err(LaunchError::NotInstalled(Server::X11vnc)),
+        Launch::X0vncserver => Err(LaunchError::NotInstalled(Server::X0vncserver)),
+    }
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(bin))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0))
+}
+
+/// What to start the server for.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The session's X display, e.g. `:0`.
+    pub display: String,
+    /// `false` ⇒ the server itself shares no clipboard (Accord's filter
+    /// still applies the policy on top).
+    pub clipboard: bool,
+    /// Where the private directory is made: the user's `$XDG_RUNTIME_DIR`
+    /// (never a shared directory: it must be ours and not writable by others).
+    pub runtime_dir: PathBuf,
+}
+
+/// The arguments for `server`. No password: the socket's directory is the
+/// only way in, and only its owner (who can read the screen anyway) passes.
+fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -> Vec<String> {
+    let s = |v: &[&str]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let sock = socket.display().to_string();
+    match server {
+        Server::X11vnc => {
+            let mut a = s(&["-display", &opts.display, "-unixsock", &sock]);
+            // `-rfbport 0` alone still leaves libvncserver's IPv6 listener on
+            // [::]:5900 (x11vnc 0.9.16): both ports must be turned off.
+            a.extend(s(&["-rfbport", "0", "-rfbportv6", "-1", "-noipv6"]));
+            // One client: exit when it leaves, refuse a second meanwhile.
+            a.extend(s(&["-once", "-nevershared", "-dontdisconnect"]));
+            // No ~/.x11vncrc (it could add a port); no reverse connections
+            // asked through the VNC_CONNECT X property, no remote control,
+            // no external commands: nothing but this socket.
+            a.extend(s(&["-norc", "-novncconnect", "-noremote", "-nocmds"]));
+            a.extend(s(&["-nopw", "-nolookup", "-quiet"]));
+            if !opts.clipboard {
+                // Neither CLIPBOARD nor PRIMARY nor the cut buffer.
+                a.push("-nosel".into());
+            }
+            a
+        }
+        Server::X0vncserver => {
+            // `rfbport -1` = no TCP listener (0 would pick a random port on
+            // every interface).
+            let mut a = s(&[
+                "-display",
+                &opts.display,
+                "-rfbunixpath",
+                &sock,
+                "-rfbunixmode",
+                "0600",
+                "-rfbport",
+                "-1",
+                "-SecurityTypes",
+                "None",
+                "-NeverShared=1",
+                "-DisconnectClients=0",
+                "-AcceptSetDesktopSize=0",
+            ]);
+            // TigerVNC < 1.13's scraping server has no clipboard at all,
+            // and refuses parameters it does not know.
+            if !opts.clipboard && x0_has_clipboard {
+                a.extend(s(&[
+                    "-AcceptCutText=0",
+                    "-SendCutText=0",
+                    "-SetPrimary=0",
+                    "-SendPrimary=0",
+                ]));
+            }
+            a
+        }
+    }
+}
+
+/// Whether this x0vncserver knows the clipboard parameters.
+fn x0_has_clipboard(program: &Path) -> bool {
+    Command::new(program)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .is_ok_and(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text).contains("AcceptCutText")
+        })
+}
+
+/// `:0`, `:1.0`, `host:0`; nothing that could pass for an option.
+fn valid_display(d: &str) -> bool {
+    let Some((host, num)) = d.rsplit_once(':') else {
+        return false;
+    };
+    let num_ok = {
+        let mut parts = num.splitn(2, '.');
+        parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    num_ok
+        && !host.starts_with('-')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/".contains(&b))
+}
+
+/// The runtime directory must be ours and closed to others: the private
+/// directory's name must not be raced by another account.
+fn check_runtime_dir(dir: &Path) -> Result<(), LaunchError> {
+    let bad = |why: String| LaunchError::RuntimeDir {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let m = std::fs::metadata(dir).map_err(|e| bad(e.to_string()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if !m.is_dir() {
+        return Err(bad("not a directory".into()));
+    }
+    if m.uid() != me {
+        return Err(bad(format!("owned by uid {}, not by us ({me})", m.uid())));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(bad(format!(
+            "writable by group or others (mode {:o})",
+            m.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// `mkdtemp`: a fresh 0700 directory with an unpredictable name.
+fn make_private_dir(parent: &Path) -> Result<PathBuf, LaunchError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let template = parent.join("accord-vnc-XXXXXX");
+    let mut bytes = template.as_os_str().as_bytes().to_vec();
+    bytes.push(0);
+    // SAFETY: a writable NUL-terminated buffer that mkdtemp fills in place.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(LaunchError::Io {
+            what: format!("cannot create a directory in {}", parent.display()),
+            source: io::Error::last_os_error(),
+        });
+    }
+    bytes.pop();
+    let dir = PathBuf::from(std::ffi::OsStr::from_bytes(&bytes));
+    // mkdtemp makes 0700 already; say it rather than trust the libc.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
+        let _ = std::fs::remove_dir(&dir);
+        LaunchError::Io {
+            what: format!("chmod 0700 {}", dir.display()),
+            source,
+        }
+    })?;
+    Ok(dir)
+}
+
+/// The server's stderr: the first lines that say what failed, and the last
+/// lines, bounded. No password is ever given to the server, so none can be
+/// echoed here.
+#[derive(Default)]
+struct StderrLog {
+    notable: Vec<String>,
+    tail: VecDeque<String>,
+}
+
+impl StderrLog {
+    fn push(&mut self, line: &str) {
+        let line = line.trim_end();
+        if line.trim().is_empty() {
+            return;
+        }
+        let mut l = line.to_string();
+        if l.len() > LINE_MAX {
+            let mut cut = LINE_MAX;
+            while !l.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            l.truncate(cut);
+            l.push('…');
+        }
+        if self.notable.len() < NOTABLE_LINES && is_notable(&l) {
+            self.notable.push(l.clone());
+        }
+        self.tail.push_back(l);
+        while self.tail.len() > TAIL_LINES
+            || self.tail.iter().map(|l| l.len() + 1).sum::<usize>() > TAIL_BYTES
+        {
+            self.tail.pop_front();
+        }
+    }
+
+    /// Notable lines no longer in the tail, then the tail.
+    fn render(&self) -> String {
+        let mut out: Vec<&str> = self
+            .notable
+            .iter()
+            .filter(|n| !self.tail.contains(n))
+            .map(String::as_str)
+            .collect();
+        out.extend(self.tail.iter().map(String::as_str));
+        out.join("\n")
+    }
+}
+
+/// State shared with the thread that spawned and reaps the server.
+struct Shared {
+    pid: i32,
+    /// Set under this lock just before the server is reaped: once it is
+    /// true, its pid (and process group id) may belong to someone else.
+    reaped: Mutex<bool>,
+    stderr: Mutex<StderrLog>,
+}
+
+impl Shared {
+    /// Signals the server's process group, unless it was already reaped.
+    fn kill_group(&self, sig: libc::c_int) {
+        let reaped = self.reaped.lock().unwrap_or_else(|e| e.into_inner());
+        if !*reaped {
+            // SAFETY: kill(2) on our child's process group, not yet reaped,
+            // so the group id is still ours.
+            unsafe { libc::kill(-self.pid, sig) };
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .render()
+    }
+}
+
+/// A running server for one session.
+pub struct Launched {
+    server: Server,
+    shared: Arc<Shared>,
+    status: watch::Receiver<Option<ExitStatus>>,
+    stream: Option<UnixStream>,
+    dir: PathBuf,
+    socket: PathBuf,
+    /// Set once `stop` has done the cleanup, so `Drop` does not repeat it.
+    done: bool,
+}
+
+/// Starts `server` for `opts.display`; returns once it has accepted our
+/// connection and started speaking RFB.
+pub async fn start(server: Server, opts: &Options) -> Result<Launched, LaunchError> {
+    if !valid_display(&opts.display) {
+        return Err(LaunchError::BadDisplay {
+            display: opts.display.clone(),
+        });
+    }
+    let program = server.program().ok_or(LaunchError::NotInstalled(server))?;
+    check_runtime_dir(&opts.runtime_dir)?;
+    let dir = make_private_dir(&opts.runtime_dir)?;
+    let socket = dir.join("vnc.sock");
+    if socket.as_os_str().len() > SUN_PATH_MAX {
+        let _ = std::fs::remove_dir(&dir);
+        return Err(LaunchError::RuntimeDir {
+            path: opts.runtime_dir.clone(),
+            why: "path too long for a Unix socket".into(),
+        });
+    }
+    let has_clip = server == Server::X0vncserver && !opts.clipboard && {
+        let p = program.clone();
+        tokio::task::spawn_blocking(move || x0_has_clipboard(&p))
+            .await
+            .unwrap_or(false)
+    };
+    let mut cmd = Command::new(&program);
+    cmd.args(args(server, opts, &socket, has_clip))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls (umask, prctl, getppid) between
+    // fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // x11vnc creates its socket with the umask: owner only.
+            libc::umask(0o077);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl: then nobody would
+            // ever kill this server.
+            if u32::try_from(libc::getppid()).ok() != Some(parent) {
+                return Err(io::Error::other("parent died during start"));
+            }
+            Ok(())
+        });
+    }
+    let launched = match spawn(server, cmd) {
+        Ok((shared, status)) => Launched {
+            server,
+            shared,
+            status,
+            stream: None,
+            dir,
+            socket,
+            done: false,
+        },
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    // On any error below, dropping `launched` kills and removes everything.
+    launched.connect().await
+}
+
+/// Spawns on a thread of its own, which then waits for the server: the
+/// kernel's parent-death signal follows the thread that forked, so that
+/// thread must live exactly as long as the server (a runtime's worker or
+/// blocking thread may exit before it).
+fn spawn(
+    server: Server,
+    mut cmd: Command,
+) -> Result<(Arc<Shared>, watch::Receiver<Option<ExitStatus>>), LaunchError> {
+    let (status_tx, status_rx) = watch::channel(None);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, io::Error>>();
+    std::thread::Builder::new()
+        .name(format!("accord-{server}"))
+        .spawn(move || {
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let Ok(pid) = i32::try_from(child.id()) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                let _ = ready_tx.send(Err(io::Error::other("pid out of range")));
+                return;
+            };
+            let shared = Arc::new(Shared {
+                pid,
+                reaped: Mutex::new(false),
+                stderr: Mutex::new(StderrLog::default()),
+            });
+            let reader = child.stderr.take().and_then(|err| {
+                let sh = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("accord-{server}-err"))
+                    .spawn(move || {
+                        let mut r = io::BufReader::new(err);
+                        let mut buf = Vec::new();
+                        loop {
+                            buf.clear();
+                            // A line longer than this is cut, not buffered whole.
+                            match (&mut r).take(8192).read_until(b'\n', &mut buf) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => sh
+                                    .stderr
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(&String::from_utf8_lossy(&buf)),
+                            }
+                        }
+                    })
+                    .ok()
+            });
+            let _ = ready_tx.send(Ok(shared.clone()));
+            // Wait without reaping, kill what is left of the group while its
+            // id is still reserved by the zombie, then reap.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            loop {
+                // SAFETY: waitid on our own child, WNOWAIT leaves it unreaped.
+                let rc = unsafe {
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    )
+                };
+                if rc == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                    break;
+                }
+            }
+            let status = {
+                let mut reaped = shared.reaped.lock().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: the leader is a zombie, so the group id is ours.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+                *reaped = true;
+                child.wait()
+            };
+            // The last lines the server wrote belong with its exit status.
+            if let Some(r) = reader {
+                let _ = r.join();
+            }
+            let status = status.unwrap_or_else(|_| ExitStatus::from_raw(0));
+            let _ = status_tx.send(Some(status));
+        })
+        .map_err(|source| LaunchError::Spawn { server, source })?;
+    match ready_rx.recv() {
+        Ok(Ok(shared)) => Ok((shared, status_rx)),
+        Ok(Err(source)) => Err(LaunchError::Spawn { server, source }),
+        Err(_) => Err(LaunchError::Spawn {
+            server,
+            source: io::Error::other("the launcher thread ended"),
+        }),
+    }
+}
+
+impl Launched {
+    /// Polls the socket until the server accepts and speaks, or exits.
+    async fn connect(mut self) -> Result<Launched, LaunchError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let stream = loop {
+            if let Some(status) = *self.status.borrow() {
+                return Err(self.exited_error(status));
+            }
+            if let Ok(s) = UnixStream::connect(&self.socket).await {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                return Err(self.timeout_error());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        // The version line comes once the server is in its main loop, after
+        // it made every listener it will make: then look for TCP ports.
+        let mut status = self.status.clone();
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.readable()) => match r {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    return Err(LaunchError::Io { what: format!("{} socket", self.server), source })
+                }
+                Err(_) => return Err(self.timeout_error()),
+            },
+            r = status.wait_for(Option::is_some) => {
+                let st = r.ok().and_then(|s| *s).unwrap_or_else(|| ExitStatus::from_raw(0));
+                return Err(self.exited_error(st));
+            }
+        }
+        // Owner only, whatever the server did with it (x11vnc: the umask).
+        std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| LaunchError::Io {
+                what: format!("chmod 0600 {}", self.socket.display()),
+                source,
+            },
+        )?;
+        if let Some(port) = tcp_listeners(self.pid()).into_iter().next() {
+            return Err(LaunchError::TcpListener {
+                server: self.server,
+                port,
+            });
+        }
+        self.stream = Some(stream);
+        Ok(self)
+    }
+
+    fn exited_error(&self, status: ExitStatus) -> LaunchError {
+        LaunchError::Exited {
+            server: self.server,
+            status,
+            stderr_tail: self.shared.stderr_tail(),
+        }
+    }
+
+    fn timeout_error(&self) -> LaunchError {
+        LaunchError::Timeout {
+            server: self.server,
+            stderr_tail: self.shared.stderr_tail(),
+        }
+    }
+
+    /// The connection to the server, taken once.
+    pub fn take_stream(&mut self) -> Option<UnixStream> {
+        self.stream.take()
+    }
+
+    pub fn server(&self) -> Server {
+        self.server
+    }
+
+    /// The server's pid (also its process group id).
+    pub fn pid(&self) -> u32 {
+        self.shared.pid.unsigned_abs()
+    }
+
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The private directory holding the socket.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The last lines of the server's stderr (bounded).
+    pub fn stderr_tail(&self) -> String {
+        self.shared.stderr_tail()
+    }
+
+    /// Resolves when the server has exited (on its own or killed) and was
+    /// reaped: the session must then end (`upstream`).
+    pub fn exited(&self) -> impl Future<Output = ExitStatus> + Send + 'static {
+        let mut rx = self.status.clone();
+        async move {
+            match rx.wait_for(Option::is_some).await {
+                Ok(s) => s.unwrap_or_else(|| ExitStatus::from_raw(0)),
+                // The reaper thread is gone without a status: not running.
+                Err(_) => ExitStatus::from_raw(0),
+            }
+        }
+    }
+
+    /// SIGTERM, [`STOP_GRACE`] to exit, then SIGKILL; reaps the server and
+    /// removes the directory. Returns the exit status.
+    pub async fn stop(mut self) -> ExitStatus {
+        self.stream = None;
+        self.shared.kill_group(libc::SIGTERM);
+        let exited = self.exited();
+        tokio::pin!(exited);
+        let status = match tokio::time::timeout(STOP_GRACE, &mut exited).await {
+            Ok(s) => s,
+            Err(_) => {
+                self.shared.kill_group(libc::SIGKILL);
+                exited.await
+            }
+        };
+        let _ = tokio::fs::remove_dir_all(&self.dir).await;
+        self.done = true;
+        status
+    }
+}
+
+impl Drop for Launched {
+    /// No server survives its handle: SIGKILL now; the launcher's thread
+    /// reaps it (nothing here blocks).
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        self.shared.kill_group(libc::SIGKILL);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// TCP ports in LISTEN owned by `pid` (its socket inodes matched against
+/// its network namespace's /proc/net/tcp and tcp6).
+pub fn tcp_listeners(pid: u32) -> Vec<u16> {
+    let inodes: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    l.to_str()?
+                        .strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:tm retrnsmt uid timeout inode
+            let (Some(local), Some(st), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            if *st != "0A" {
+                continue;
+            }
+            let Ok(inode) = inode.parse::<u64>() else {
+                continue;
+            };
+            if inodes.contains(&inode)
+                && let Some(port) = local
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays() {
+        for ok in [":0", ":10", ":1.0", "localhost:0", "host-1.example:3"] {
+            assert!(valid_display(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "0",
+            ":",
+            ":a",
+            "-rfbport:0",
+            ":0 -rfbport 5900",
+            ":1.",
+            "a b:0",
+        ] {
+            assert!(!valid_display(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stderr_is_bounded_and_keeps_the_reason() {
+        let mut log = StderrLog::default();
+        log.push("*** XOpenDisplay failed (:99999)\n");
+        for i in 0..100 {
+            log.push(&format!("tip {i} {}\n", "x".repeat(400)));
+        }
+        let r = log.render();
+        assert!(r.starts_with("*** XOpenDisplay failed"), "{r}");
+        assert!(
+            r.len() <= TAIL_BYTES + LINE_MAX * NOTABLE_LINES,
+            "{}",
+            r.len()
+        );
+        assert!(r.lines().count() <= TAIL_LINES + NOTABLE_LINES);
+        assert!(r.contains("tip 99"));
+        assert_eq!(summary(&r), "*** XOpenDisplay failed (:99999)");
+        assert_eq!(summary("a\nb\nc\nd"), "b / c / d");
+    }
+
+    #[test]
+    fn no_tcp_port_in_the_arguments() {
+        let opts = Options {
+            display: ":0".into(),
+            clipboard: false,
+            runtime_dir: "/run/user/1000".into(),
+        };
+        let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
+        let a = args(Server::X11vnc, &opts, sock, false).join(" ");
+        assert!(a.contains("-rfbport 0 -rfbportv6 -1"), "{a}");
+        assert!(a.contains("-nosel") && a.contains("-novncconnect"), "{a}");
+        let a = args(Server::X0vncserver, &opts, sock, true).join(" ");
+        assert!(a.contains("-rfbport -1"), "{a}");
+        assert!(a.contains("-AcceptCutText=0"), "{a}");
+        let a = args(Server::X0vncserver, &opts, sock, false).join(" ");
+        assert!(!a.contains("CutText"), "{a}");
+        let open = Options {
+            clipboard: true,
+            ..opts
+        };
+        assert!(!args(Server::X11vnc, &open, sock, false).contains(&"-nosel".to_string()));
+    }
+
+    #[test]
+    fn runtime_dir_must_be_private() {
+        let d = std::env::temp_dir().join(format!("accord-launch-rt-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            check_runtime_dir(&d),
+            Err(LaunchError::RuntimeDir { .. })
+        ));
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        check_runtime_dir(&d).unwrap();
+        let sub = make_private_dir(&d).unwrap();
+        let m = std::fs::metadata(&sub).unwrap();
+        assert_eq!(m.mode() & 0o777, 0o700);
+        assert!(
+            sub.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("accord-vnc-")
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
