@@ -154,12 +154,8 @@ fn audit_health(
 /// does not stop the agent (the tray must still say what is wrong), but every
 /// request is then refused: consent without a trace is not allowed.
 pub fn open_journal(policy: &Policy) -> Arc<dyn Journal> {
-    open_journal_at(&policy.audit_path())
-}
-
-/// [`open_journal`] for a given path (the service's default differs).
-pub fn open_journal_at(path: &std::path::Path) -> Arc<dyn Journal> {
-    match crate::audit::journal::AuditJournal::open(path) {
+    let path = policy.audit_path();
+    match crate::audit::journal::AuditJournal::open(&path) {
         Ok((j, _report)) => Arc::new(j),
         Err(e) => {
             let why = format!("audit log {} unusable: {e}", path.display());

@@ -27,6 +27,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `f` on a fresh runtime with a progress callback that prints
+/// through `out`, then gives `out` back for the final line. Exit 2 when no
+/// runtime can start (said on `out`).
+fn with_progress<T>(
+    mut out: connect::text::Reporter<std::io::Stderr>,
+    f: impl FnOnce(&tokio::runtime::Runtime, &mut (dyn FnMut(connect::Progress) + Send)) -> T,
+) -> Result<(T, connect::text::Reporter<std::io::Stderr>), ExitCode> {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.line(&format!("{e:#}"));
+            return Err(ExitCode::from(2));
+        }
+    };
+    // The reporter is shared by the progress callback and the final line.
+    let out = std::sync::Mutex::new(out);
+    let mut progress = |p: connect::Progress| {
+        if let Ok(mut o) = out.lock() {
+            o.progress(&p);
+        }
+    };
+    let r = f(&rt, &mut progress);
+    Ok((r, out.into_inner().unwrap_or_else(|p| p.into_inner())))
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -248,24 +273,11 @@ fn connect_command(mut a: ConnectArgs) -> ExitCode {
         .viewer
         .as_deref()
         .map(connect::viewer::ViewerChoice::parse);
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            out.line(&format!("{e:#}"));
-            return ExitCode::from(2);
-        }
-    };
-    // The reporter is shared by the progress callback and the final line.
-    let out = std::sync::Mutex::new(out);
-    let mut progress = |p: connect::Progress| {
-        if let Ok(mut o) = out.lock() {
-            o.progress(&p);
-        }
-    };
-    let r = rt.block_on(connect::run(&cfg, viewer.as_ref(), &mut progress));
-    let mut out = match out.into_inner() {
-        Ok(o) => o,
-        Err(poisoned) => poisoned.into_inner(),
+    let (r, mut out) = match with_progress(out, |rt, progress| {
+        rt.block_on(connect::run(&cfg, viewer.as_ref(), progress))
+    }) {
+        Ok(done) => done,
+        Err(code) => return code,
     };
     match r {
         Ok(()) => {
@@ -336,23 +348,11 @@ fn request_control_command(
         mode: Mode::Control,
         listen: a.listen,
     };
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => {
-            out.line(&format!("{e:#}"));
-            return ExitCode::from(2);
-        }
-    };
-    let out = std::sync::Mutex::new(out);
-    let mut progress = |p: connect::Progress| {
-        if let Ok(mut o) = out.lock() {
-            o.progress(&p);
-        }
-    };
-    let r = rt.block_on(connect::request_control(&cfg, session, &mut progress));
-    let mut out = match out.into_inner() {
-        Ok(o) => o,
-        Err(poisoned) => poisoned.into_inner(),
+    let (r, mut out) = match with_progress(out, |rt, progress| {
+        rt.block_on(connect::request_control(&cfg, session, progress))
+    }) {
+        Ok(done) => done,
+        Err(code) => return code,
     };
     match r {
         Ok(()) => {

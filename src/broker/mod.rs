@@ -240,6 +240,21 @@ impl<P: Prompter> Broker<P> {
         self.reject_request(peer, why.as_str(), Some(tech.clone()), detail.to_string());
     }
 
+    /// A request refused before anyone is asked: on record (within its
+    /// budget), then the technician is told.
+    async fn turn_away<S: AsyncWrite + Unpin>(
+        &self,
+        tech_stream: &mut S,
+        peer: SocketAddr,
+        why: RefusalCode,
+        tech: &Identity,
+        detail: &str,
+    ) -> Outcome {
+        self.reject(peer, why, tech, detail);
+        send_decision(tech_stream, &Decision::Refused { why }).await;
+        Outcome::Refused(why)
+    }
+
     /// Records a refused request within its origin's budget
     /// ([`budget`]); beyond it the refusal is only counted, and the count
     /// goes into the origin's next record. The technician is answered
@@ -372,9 +387,9 @@ impl<P: Prompter> Broker<P> {
         let guard = match self.admit(&technician) {
             Ok(g) => g,
             Err((code, detail)) => {
-                self.reject(peer, code, &technician, &detail);
-                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
-                return Outcome::Refused(code);
+                return self
+                    .turn_away(&mut tech_stream, peer, code, &technician, &detail)
+                    .await;
             }
         };
         let policy = &self.shared.policy;
@@ -528,9 +543,9 @@ impl<P: Prompter> Broker<P> {
         let guard = match self.admit_raise(&technician, session) {
             Ok(g) => g,
             Err((code, detail)) => {
-                self.reject(peer, code, &technician, &detail);
-                send_decision(&mut tech_stream, &Decision::Refused { why: code }).await;
-                return Outcome::Refused(code);
+                return self
+                    .turn_away(&mut tech_stream, peer, code, &technician, &detail)
+                    .await;
             }
         };
         let policy = &self.shared.policy;
