@@ -556,3 +556,36 @@ async fn a_socket_planted_by_another_user_is_not_used() {
         assert_eq!(out.status.code(), Some(2), "{cmd}: {text}");
     }
 }
+
+/// A local user who reconnects a babbling helper in a loop cannot fill the
+/// audit log: `helper_rejected` is recorded within a per-user budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_flood_costs_a_bounded_number_of_records() {
+    if !can_run() {
+        return;
+    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_pki, policy) = setup();
+    let svc = Service::start(policy).await;
+    for _ in 0..40 {
+        let mut s = tokio::net::UnixStream::connect(svc.ui_sock())
+            .await
+            .unwrap();
+        s.write_all(b"not the protocol\n").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    }
+    let n = svc
+        .records()
+        .iter()
+        .filter(|r| r["event"] == "helper_rejected")
+        .count();
+    assert!(
+        (1..=10).contains(&n),
+        "{n} helper_rejected records for 40 breaches"
+    );
+    // Still serving helpers.
+    let h = Helper::start(&svc.ui_sock(), 64001, "silent").await;
+    drop(h);
+    svc.stop().await;
+}

@@ -40,6 +40,9 @@ pub(crate) enum RejectClass {
     Technician(String),
     /// Anyone without a verified certificate, by source.
     Anonymous(IpAddr),
+    /// A local user whose session helper broke the helper protocol
+    /// (`helper_rejected`): reconnecting in a loop must not fill the log.
+    LocalUser(u32),
 }
 
 /// Rejection records per class per minute; beyond the budget they go to

@@ -71,6 +71,8 @@ pub struct Helpers {
     changed: watch::Sender<u64>,
     journal: Arc<dyn Journal>,
     control: OnceLock<SessionControl>,
+    /// `helper_rejected` records per local user per minute.
+    rejections: crate::broker::budget::RejectLimiter,
 }
 
 impl Helpers {
@@ -88,6 +90,7 @@ impl Helpers {
             changed: watch::Sender::new(0),
             journal,
             control: OnceLock::new(),
+            rejections: Default::default(),
         })
     }
 
@@ -237,15 +240,25 @@ impl Helpers {
         (self.reg().owners.get(&id) == Some(&conn)).then(|| ctl.clone())
     }
 
-    /// Records a helper's breach (bounded by the journal's own limits on
-    /// what a helper can trigger: one record per connection).
+    /// Records a helper's breach, within its user's budget (the broker's
+    /// refusal budget, per uid): beyond it the breach is only counted, and
+    /// the count goes into that user's next record.
     pub fn record_violation(&self, uid: u32, pid: u32, detail: &str) {
         tracing::warn!(uid, pid, "session helper disconnected: {detail}");
-        if let Err(e) = self.journal.record(&Event::HelperRejected {
-            uid,
-            pid,
-            detail: detail.chars().take(200).collect(),
-        }) {
+        let class = crate::broker::budget::RejectClass::LocalUser(uid);
+        let Some(skipped) = self.rejections.admit(&class, std::time::Instant::now()) else {
+            return;
+        };
+        let mut detail: String = detail.chars().take(200).collect();
+        if skipped > 0 {
+            detail.push_str(&format!(
+                " ({skipped} earlier breaches of this user not recorded: over budget)"
+            ));
+        }
+        if let Err(e) = self
+            .journal
+            .record(&Event::HelperRejected { uid, pid, detail })
+        {
             tracing::error!("{e}");
         }
     }
