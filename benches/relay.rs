@@ -306,6 +306,7 @@ async fn accord_run(pki: &Pki, mode: Mode, count: usize, per: u64) -> (Duration,
     policy.listen.cert = pki.agent.0.clone();
     policy.listen.key = pki.agent.1.clone();
     policy.technicians.ca = pki.ca.clone();
+    policy.upstream.launch = accord::policy::Launch::None;
     policy.upstream.vnc = UpstreamAddr::Tcp(server);
     policy.audit.path = Some(pki.audit.clone());
     let answer = if mode == Mode::Control {

@@ -211,6 +211,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port = free_port()?;
     let mut policy = accord::policy::Policy::load(&pki.policy)?;
     policy.listen.address = format!("127.0.0.1:{port}").parse()?;
+    policy.upstream.launch = accord::policy::Launch::None;
     policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(upstream);
     policy.consent.arm_delay = Duration::from_millis(300);
     let policy = Arc::new(policy);

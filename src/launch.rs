@@ -13,10 +13,12 @@
 //! started it dies (that thread is the "parent" the kernel watches, and it
 //! lives exactly as long as the server).
 //!
-//! Not wired into the broker yet: the helper in the clinician's graphical
-//! session will call [`start`] after consent and pass the stream to the
-//! service with `SCM_RIGHTS`.
+//! Who calls it: the process in the clinician's graphical session, after
+//! consent — `accord agent` itself, or `accord ui`, which then passes the
+//! connected stream to the service with `SCM_RIGHTS` (the service never
+//! enters the user's runtime directory). See [`for_session`].
 
+use crate::broker::{Screen, ScreenError, ScreenRequest};
 use crate::policy::Launch;
 use std::collections::VecDeque;
 use std::fmt;
@@ -169,6 +171,55 @@ pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
         Launch::X11vnc => Err(LaunchError::NotInstalled(Server::X11vnc)),
         Launch::X0vncserver => Err(LaunchError::NotInstalled(Server::X0vncserver)),
     }
+}
+
+/// The options for this process's own graphical session: `$DISPLAY`, in
+/// `$XDG_RUNTIME_DIR` (else `/run/user/<uid>`). `clipboard`: whether the
+/// session's policy lets any clipboard through.
+pub fn options_here(clipboard: bool) -> Options {
+    let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        // SAFETY: getuid has no preconditions.
+        _ => PathBuf::from(format!("/run/user/{}", unsafe { libc::getuid() })),
+    };
+    Options {
+        display: std::env::var("DISPLAY").unwrap_or_default(),
+        clipboard,
+        runtime_dir,
+    }
+}
+
+/// Starts the server `choice` picks for this process's own graphical
+/// session ([`options_here`]).
+pub async fn for_session(choice: Launch, clipboard: bool) -> Result<Launched, LaunchError> {
+    let server = pick(choice)?;
+    start(server, &options_here(clipboard)).await
+}
+
+/// [`crate::broker::Prompter::open_screen`] for a process that runs in the
+/// clinician's graphical session itself (`accord agent`): the server is
+/// started here and stops when the returned [`Screen`]'s `keep` drops.
+pub async fn screen_here(req: &ScreenRequest) -> Result<Screen, ScreenError> {
+    let server = pick(req.launch).map_err(|e| ScreenError(e.to_string()))?;
+    screen(server, &options_here(req.clipboard)).await
+}
+
+/// Starts `server` with `opts` and wraps its connection as a session's
+/// server leg.
+pub async fn screen(server: Server, opts: &Options) -> Result<Screen, ScreenError> {
+    let mut launched = start(server, opts)
+        .await
+        .map_err(|e| ScreenError(e.to_string()))?;
+    let stream = launched
+        .take_stream()
+        .ok_or_else(|| ScreenError("the server's connection was already taken".into()))?;
+    let upstream = crate::session::Upstream::from_unix(stream)
+        .map_err(|e| ScreenError(format!("{} socket: {e}", launched.server())))?;
+    Ok(Screen {
+        upstream,
+        describe: launched.describe(),
+        keep: Box::new(launched),
+    })
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -644,6 +695,15 @@ impl Launched {
             server: self.server,
             stderr_tail: self.shared.stderr_tail(),
         }
+    }
+
+    /// What the audit log records as the session's `upstream`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (started for the session, pid {})",
+            self.server,
+            self.pid()
+        )
     }
 
     /// The connection to the server, taken once.

@@ -88,11 +88,7 @@ pub struct Upstream {
 /// `[upstream] launch`: which VNC server Accord starts for each session, on
 /// a private Unix socket, after consent (see [`crate::launch`]). A server
 /// left running on a port (`"none"` with a TCP `vnc`) is reachable by every
-/// local account without consent.
-///
-/// The default is `"none"` for now, which keeps today's behaviour (connect
-/// to `vnc`): the launcher is not yet wired into the broker. DESIGN.md's
-/// default, `"auto"`, comes with that wiring.
+/// local account without consent. Default `"auto"` (DESIGN.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Launch {
     /// x11vnc if installed, else TigerVNC's x0vncserver.
@@ -561,7 +557,7 @@ impl Policy {
             },
         };
         let launch = match &raw.upstream.launch {
-            None => Launch::None,
+            None => Launch::Auto,
             Some(s) => match Launch::parse(s.get_ref()) {
                 Some(l) => l,
                 None => {
@@ -1016,7 +1012,7 @@ fn unreachable_defaults() -> Policy {
             crl: None,
         },
         upstream: Upstream {
-            launch: Launch::None,
+            launch: Launch::Auto,
             vnc: UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 5900))),
             password_file: None,
         },
@@ -1124,7 +1120,7 @@ mod tests {
             UpstreamAddr::Tcp("127.0.0.1:5900".parse().unwrap())
         );
         assert_eq!(p.upstream.password_file, None);
-        assert_eq!(p.upstream.launch, Launch::None);
+        assert_eq!(p.upstream.launch, Launch::Auto);
         assert_eq!(p.consent.timeout, Duration::from_secs(60));
         assert_eq!(p.consent.arm_delay, Duration::from_millis(1000));
         assert!(p.consent.allow_control);
@@ -1268,13 +1264,17 @@ language = "fr"
     }
 
     #[test]
-    fn the_shipped_policies_are_valid_and_keep_launch_none() {
-        for src in [
-            include_str!("../assets/policy.toml"),
-            include_str!("../installer/windows/policy.toml"),
+    fn the_shipped_policies_are_valid_and_launch_where_accord_can() {
+        for (src, launch) in [
+            (include_str!("../assets/policy.toml"), Launch::Auto),
+            // Nothing starts a VNC server on Windows (docs/windows.md).
+            (
+                include_str!("../installer/windows/policy.toml"),
+                Launch::None,
+            ),
         ] {
             let p = Policy::parse_str(src, None).unwrap();
-            assert_eq!(p.upstream.launch, Launch::None);
+            assert_eq!(p.upstream.launch, launch);
         }
     }
 

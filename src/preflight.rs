@@ -158,6 +158,23 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
         );
     }
 
+    #[cfg(unix)]
+    if policy.upstream.launch != crate::policy::Launch::None {
+        match crate::launch::pick(policy.upstream.launch) {
+            Ok(server) => push(
+                Level::Ok,
+                "upstream.launch",
+                format!("{server} is started for each session, after consent"),
+            ),
+            // The agent still listens; every accepted session would fail.
+            Err(e) => push(
+                Level::Warning,
+                "upstream.launch",
+                format!("{e}: every accepted session will fail (upstream_unreachable)"),
+            ),
+        }
+    }
+
     // What the service reads besides.
     if let Some(p) = &policy.upstream.password_file {
         readable(&mut push, "upstream.password_file", p);
@@ -305,21 +322,19 @@ mod tests {
     use super::*;
     use crate::policy::{Launch, UpstreamAddr};
 
-    fn launch_warnings(p: &Policy) -> Vec<String> {
+    fn launch_findings(p: &Policy, level: Level) -> Vec<String> {
         check(p, 0)
             .into_iter()
-            .filter(|f| f.key == "upstream.launch")
-            .map(|f| {
-                assert_eq!(f.level, Level::Warning);
-                f.message
-            })
+            .filter(|f| f.key == "upstream.launch" && f.level == level)
+            .map(|f| f.message)
             .collect()
     }
 
     #[test]
     fn a_tcp_server_not_started_by_accord_is_a_warning() {
         let mut p = Policy::defaults();
-        let w = launch_warnings(&p);
+        p.upstream.launch = Launch::None;
+        let w = launch_findings(&p, Level::Warning);
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(
             w[0].contains("every local account can reach this VNC server without consent"),
@@ -327,9 +342,21 @@ mod tests {
             w[0]
         );
         p.upstream.vnc = UpstreamAddr::Unix("/run/user/1000/vnc.sock".into());
-        assert!(launch_warnings(&p).is_empty());
+        assert!(launch_findings(&p, Level::Warning).is_empty());
         p.upstream.vnc = UpstreamAddr::Tcp("127.0.0.1:5900".parse().unwrap());
         p.upstream.launch = Launch::Auto;
-        assert!(launch_warnings(&p).is_empty());
+        // Launching: which server, or that none is installed; never "reach".
+        let all = [
+            launch_findings(&p, Level::Ok),
+            launch_findings(&p, Level::Warning),
+        ]
+        .concat();
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert!(
+            all[0].contains("is started for each session")
+                || all[0].contains("no VNC server installed"),
+            "{}",
+            all[0]
+        );
     }
 }

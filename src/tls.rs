@@ -545,7 +545,7 @@ pub mod demo {
             "# Demo policy written by `accord pki demo`: loopback only, demo certificates.\n\
              [listen]\naddress = \"127.0.0.1:5988\"\ncert = {:?}\nkey = {:?}\n\n\
              [technicians]\nca = {:?}\n\n\
-             [upstream]\nvnc = \"127.0.0.1:5900\"\n\n\
+             [upstream]\n# x11vnc (or x0vncserver) started after consent, on a private socket\nlaunch = \"auto\"\n\n\
              [audit]\npath = {:?}\n",
             abs(&pki.agent_cert),
             abs(&pki.agent_key),

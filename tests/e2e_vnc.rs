@@ -97,6 +97,7 @@ impl Pki {
         p.listen.cert = self.agent_cert.clone();
         p.listen.key = self.agent_key.clone();
         p.technicians.ca = self.ca_path.clone();
+        p.upstream.launch = accord::policy::Launch::None;
         p.upstream.vnc = UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], upstream_port)));
         p.consent.timeout = Duration::from_secs(5);
         p.audit.path = Some(self.dir.path().join("audit.jsonl"));

@@ -152,6 +152,20 @@ fn listening() -> Vec<String> {
     out
 }
 
+/// The socket inodes this test process holds.
+fn own_socket_inodes() -> Vec<String> {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_str()?.to_string();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn leftovers(rt: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(rt)
         .unwrap()
@@ -199,9 +213,15 @@ async fn private_socket_rfb_and_stop(server: Server) {
 
     // No TCP listener: not among the server's sockets, and none new at all.
     assert_eq!(launch::tcp_listeners(pid), Vec::<u16>::new(), "{server}");
+    // Other tests of this binary run agents in this process meanwhile.
+    let ours = own_socket_inodes();
     let new: Vec<String> = listening()
         .into_iter()
         .filter(|l| !before.contains(l))
+        .filter(|l| {
+            !l.rsplit_once("inode ")
+                .is_some_and(|(_, i)| ours.iter().any(|o| o == i))
+        })
         .collect();
     assert!(new.is_empty(), "{server}: new TCP listeners {new:?}");
 
@@ -474,4 +494,385 @@ fn x11vnc_dies_with_its_parent() {
 #[test]
 fn x0vncserver_dies_with_its_parent() {
     dies_with_its_parent(Server::X0vncserver);
+}
+
+// ---------------------------------------------------------------------------
+// Sessions through a launched server (issue 14): the broker asks the
+// process in the clinician's session to start the server only once she has
+// accepted; control and view-only act on the real X server; whatever ends
+// the session, no server process is left and nothing listens on TCP.
+
+mod common;
+use accord::agent::Agent;
+use accord::broker::{
+    Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, Screen, ScreenError,
+    ScreenRequest, SessionControl,
+};
+use accord::protocol::Mode;
+use std::sync::{Arc, Mutex};
+use tokio::io::AsyncWriteExt as _;
+
+/// Answers every prompt at once and starts `server` on the test's display,
+/// like `accord agent` does on its own; counts what it was asked.
+#[derive(Clone)]
+struct LaunchingPrompter {
+    answer: Answer,
+    server: Server,
+    opts: Options,
+    opened: Arc<Mutex<Vec<ScreenRequest>>>,
+}
+
+impl Prompter for LaunchingPrompter {
+    async fn ask(&self, _req: PromptRequest) -> Result<Answer, PromptError> {
+        Ok(self.answer)
+    }
+
+    async fn open_screen(&self, req: ScreenRequest) -> Result<Screen, ScreenError> {
+        self.opened.lock().unwrap().push(req);
+        launch::screen(self.server, &self.opts).await
+    }
+}
+
+struct SessionRig {
+    _x: Xvfb,
+    display: String,
+    rt: tempfile::TempDir,
+    pki: common::Pki,
+    addr: std::net::SocketAddr,
+    ctl: SessionControl,
+    journal: Arc<MemoryJournal>,
+    prompter: LaunchingPrompter,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn rig(server: Server, answer: Answer, idle: Duration) -> SessionRig {
+    rig_on(server, answer, idle, None).await
+}
+
+/// `display`: another display than the rig's Xvfb (one that does not exist).
+async fn rig_on(
+    server: Server,
+    answer: Answer,
+    idle: Duration,
+    display: Option<&str>,
+) -> SessionRig {
+    let x = Xvfb::start();
+    let rt = runtime_dir();
+    let mut opts = options(&x, rt.path());
+    if let Some(d) = display {
+        opts.display = d.into();
+    }
+    let pki = common::Pki::new();
+    let mut policy = pki.policy("127.0.0.1:9".parse().unwrap());
+    policy.upstream.launch = match server {
+        Server::X11vnc => accord::policy::Launch::X11vnc,
+        Server::X0vncserver => accord::policy::Launch::X0vncserver,
+    };
+    policy.session.idle_timeout = idle;
+    let prompter = LaunchingPrompter {
+        answer,
+        server,
+        opts,
+        opened: Arc::default(),
+    };
+    let journal = Arc::new(MemoryJournal::default());
+    let broker = Broker::new(Arc::new(policy), journal.clone(), prompter.clone());
+    let agent = Agent::bind(broker).await;
+    let addr = agent.local_addr().expect("agent listening");
+    let ctl = agent.control();
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    SessionRig {
+        display: x.display(),
+        _x: x,
+        rt,
+        pki,
+        addr,
+        ctl,
+        journal,
+        prompter,
+        _stop: stop,
+    }
+}
+
+impl SessionRig {
+    /// Pids of the servers started in this rig's runtime directory.
+    fn servers(&self) -> Vec<u32> {
+        let needle = self.rt.path().to_string_lossy().into_owned();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    && !dead(*pid)
+            })
+            .collect()
+    }
+
+    fn record(&self, name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.journal
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.to_fields())
+            .find(|r| r["event"] == name)
+    }
+
+    async fn wait_ended(&self) -> String {
+        for _ in 0..500 {
+            if let Some(r) = self.record("session_ended") {
+                return r["why"].as_str().unwrap_or_default().to_string();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the session did not end");
+    }
+
+    async fn no_server_left(&self, what: &str) {
+        let t = Instant::now();
+        while !self.servers().is_empty() && t.elapsed() < Duration::from_secs(3) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            self.servers(),
+            Vec::<u32>::new(),
+            "{what}: a server is left"
+        );
+        assert!(
+            leftovers(self.rt.path()).is_empty(),
+            "{what}: {:?}",
+            leftovers(self.rt.path())
+        );
+    }
+
+    fn pointer(&self) -> String {
+        let out = Command::new("xdotool")
+            .arg("getmouselocation")
+            .env("DISPLAY", &self.display)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Before: nothing runs, nothing listens on 5900–5999. During: one server,
+/// no TCP listener. Control moves the real pointer; `end()` (the kill
+/// switch) stops the server.
+async fn session_control_then_kill_switch(server: Server) {
+    if !have(&["Xvfb", server_bin(server), "xdotool"]) {
+        return;
+    }
+    let r = rig(server, Answer::Control, Duration::from_secs(60)).await;
+    let vnc_ports = || {
+        listening()
+            .into_iter()
+            .filter(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|a| a.rsplit_once(':'))
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    .is_some_and(|p| (5900..=5999).contains(&p))
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(r.servers().is_empty(), "{server} runs before any request");
+    let before = vnc_ports();
+
+    let (local, _task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
+    assert_eq!(r.prompter.opened.lock().unwrap().len(), 1);
+    let pids = r.servers();
+    assert_eq!(pids.len(), 1, "{server}: one server during the session");
+    assert_eq!(launch::tcp_listeners(pids[0]), Vec::<u16>::new());
+    assert_eq!(vnc_ports(), before, "{server}: something listens on 59xx");
+    let started = r.record("session_started").unwrap();
+    let up = started["upstream"].as_str().unwrap();
+    assert!(
+        up.contains(server.name()) && up.contains("started for the session"),
+        "{up}"
+    );
+
+    let (mut v, si) = common::rfb_viewer(local).await.unwrap();
+    assert_eq!(
+        u16::from_be_bytes([si[0], si[1]]),
+        640,
+        "the real screen's width"
+    );
+    let target = (123u16, 77u16);
+    let mut ev = vec![5u8, 0];
+    ev.extend_from_slice(&target.0.to_be_bytes());
+    ev.extend_from_slice(&target.1.to_be_bytes());
+    v.write_all(&ev).await.unwrap();
+    let want = format!("x:{} y:{}", target.0, target.1);
+    let t = Instant::now();
+    while r.pointer() != want && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        r.pointer(),
+        want,
+        "{server}: control moves the real pointer"
+    );
+
+    r.ctl.end();
+    assert_eq!(r.wait_ended().await, "user");
+    r.no_server_left("kill switch").await;
+    assert_eq!(vnc_ports(), before);
+}
+
+/// View-only through a launched server: the pointer does not move; then the
+/// technician hangs up and the server goes with the session.
+async fn session_view_only_then_hang_up(server: Server) {
+    if !have(&["Xvfb", server_bin(server), "xdotool"]) {
+        return;
+    }
+    let r = rig(server, Answer::ViewOnly, Duration::from_secs(60)).await;
+    let (local, task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
+    let (mut v, _) = common::rfb_viewer(local).await.unwrap();
+    let before = r.pointer();
+    v.write_all(&[5, 1, 0, 200, 0, 150]).await.unwrap();
+    // A full update request, answered: the relay runs, the pointer did not move.
+    v.write_all(&[3, 0, 0, 0, 0, 0, 2, 128, 1, 224])
+        .await
+        .unwrap();
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(5), v.read_exact(&mut first))
+        .await
+        .expect("an update in view-only")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(r.pointer(), before, "{server}: view-only moved the pointer");
+    drop(v);
+    task.abort();
+    let why = r.wait_ended().await;
+    assert_eq!(why, "technician");
+    r.no_server_left("technician hang-up").await;
+}
+
+/// T10 through a launched server: nobody acts, the session ends `idle` and
+/// the server stops.
+async fn session_idle(server: Server) {
+    if !have(&["Xvfb", server_bin(server)]) {
+        return;
+    }
+    let r = rig(server, Answer::Control, Duration::from_secs(2)).await;
+    let (local, _task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::View)).await;
+    let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
+    let (_v, _) = common::rfb_viewer(local).await.unwrap();
+    assert_eq!(r.servers().len(), 1);
+    assert_eq!(r.wait_ended().await, "idle");
+    r.no_server_left("idle").await;
+}
+
+#[tokio::test]
+async fn x11vnc_session_control_then_kill_switch() {
+    session_control_then_kill_switch(Server::X11vnc).await;
+}
+
+#[tokio::test]
+async fn x0vncserver_session_control_then_kill_switch() {
+    session_control_then_kill_switch(Server::X0vncserver).await;
+}
+
+#[tokio::test]
+async fn x11vnc_session_view_only_then_hang_up() {
+    session_view_only_then_hang_up(Server::X11vnc).await;
+}
+
+#[tokio::test]
+async fn x0vncserver_session_view_only_then_hang_up() {
+    session_view_only_then_hang_up(Server::X0vncserver).await;
+}
+
+#[tokio::test]
+async fn x11vnc_session_idle() {
+    session_idle(Server::X11vnc).await;
+}
+
+#[tokio::test]
+async fn x0vncserver_session_idle() {
+    session_idle(Server::X0vncserver).await;
+}
+
+/// A server that cannot start (no such display): the technician gets
+/// `upstream_unreachable`, the log the server's reason, and nothing is left.
+#[tokio::test]
+async fn a_server_that_cannot_start_is_upstream_unreachable() {
+    if !have(&["Xvfb", "x11vnc"]) {
+        return;
+    }
+    let r = rig_on(
+        Server::X11vnc,
+        Answer::Control,
+        Duration::from_secs(60),
+        Some(":98765"),
+    )
+    .await;
+    let (res, _task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    match res {
+        Err(accord::connect::ConnectError::Refused(
+            accord::protocol::RefusalCode::UpstreamUnreachable,
+        )) => {}
+        other => panic!("expected upstream_unreachable, got {other:?}"),
+    }
+    let ended = r.record("session_ended").expect("recorded");
+    assert_eq!(ended["why"], "upstream");
+    let detail = ended["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("x11vnc") && detail.contains("98765"),
+        "{detail}"
+    );
+    r.no_server_left("failed start").await;
+}
+
+/// Refused: nothing is started at all.
+#[tokio::test]
+async fn a_refusal_starts_nothing() {
+    if !have(&["Xvfb", "x11vnc"]) {
+        return;
+    }
+    let r = rig(Server::X11vnc, Answer::Refused, Duration::from_secs(60)).await;
+    let (res, _task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    assert!(res.is_err());
+    assert!(
+        r.prompter.opened.lock().unwrap().is_empty(),
+        "opened after a refusal"
+    );
+    assert!(r.servers().is_empty());
+}
+
+/// The server exiting on its own ends the session `upstream`.
+async fn server_exit_ends_the_session(server: Server) {
+    if !have(&["Xvfb", server_bin(server)]) {
+        return;
+    }
+    let r = rig(server, Answer::Control, Duration::from_secs(60)).await;
+    let (local, _task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
+    let (_v, _) = common::rfb_viewer(local).await.unwrap();
+    let pids = r.servers();
+    assert_eq!(pids.len(), 1);
+    // SAFETY: kill(2) on the server this test's session started.
+    unsafe { libc::kill(pids[0] as i32, libc::SIGKILL) };
+    assert_eq!(r.wait_ended().await, "upstream");
+    r.no_server_left("server killed").await;
+}
+
+#[tokio::test]
+async fn x11vnc_server_exit_ends_the_session() {
+    server_exit_ends_the_session(Server::X11vnc).await;
+}
+
+#[tokio::test]
+async fn x0vncserver_server_exit_ends_the_session() {
+    server_exit_ends_the_session(Server::X0vncserver).await;
 }

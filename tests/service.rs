@@ -237,6 +237,7 @@ fn setup() -> (Pki, Policy) {
 async fn setup_with_server() -> (Pki, Policy, RfbStub) {
     let stub = RfbStub::start().await;
     let (pki, mut policy) = setup();
+    policy.upstream.launch = accord::policy::Launch::None;
     policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
     (pki, policy, stub)
 }
@@ -586,6 +587,120 @@ async fn a_helper_flood_costs_a_bounded_number_of_records() {
     );
     // Still serving helpers.
     let h = Helper::start(&svc.ui_sock(), 64001, "silent").await;
+    drop(h);
+    svc.stop().await;
+}
+
+/// Issue 14: with `launch` on, the consenting helper starts the server and
+/// hands over the connection (`SCM_RIGHTS`); the service relays to it and
+/// never opens anything in the user's runtime directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helper_hands_over_the_server_it_started() {
+    if !can_run() {
+        return;
+    }
+    let (pki, mut policy) = setup();
+    policy.upstream.launch = accord::policy::Launch::Auto;
+    let svc = Service::start(policy).await;
+    let h = Helper::start(&svc.ui_sock(), 64001, "open_pair").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    let local = r.expect("accepted");
+    let open = h.wait_line("\"open\"").await;
+    assert!(open.contains("\"launch\":\"auto\""), "{open}");
+    let started = svc.wait_record("session_started", "", "").await;
+    let up = started["upstream"].as_str().unwrap();
+    assert!(up.contains("started for the session by"), "{up}");
+    // The viewer reaches the helper's server through the relay.
+    let (_v, si) = common::rfb_viewer(local).await.unwrap();
+    assert_eq!(
+        &si[si.len() - 4..],
+        b"pair",
+        "ServerInit of the helper's server"
+    );
+    let out = end_as(&svc.run, 64001).await;
+    assert!(out.contains("session ended"), "{out}");
+    svc.wait_record("session_ended", "why", "user").await;
+    assert!(
+        !svc.records()
+            .iter()
+            .any(|r| r["event"] == "helper_rejected"),
+        "{:#?}",
+        svc.records()
+    );
+    task.abort();
+    svc.stop().await;
+}
+
+/// What a helper hands over must be a connected Unix stream socket whose
+/// other end runs as the helper's user: a file, a TCP connection, or no
+/// descriptor at all cut the helper off (`helper_rejected`) and refuse the
+/// session `upstream_unreachable`; a server that could not start is said
+/// so in the record, without a breach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_cannot_hand_over_anything_but_its_server() {
+    if !can_run() {
+        return;
+    }
+    let stub = RfbStub::start().await;
+    let (pki, mut policy) = setup();
+    policy.upstream.launch = accord::policy::Launch::Auto;
+    let svc = Service::start(policy).await;
+    let tcp = format!("open_tcp:{}", stub.addr.port());
+    for (behaviour, detail) in [
+        ("open_file", "not a socket"),
+        (tcp.as_str(), "not a Unix socket"),
+        ("open_nofd", "without its connection"),
+    ] {
+        let h = Helper::start(&svc.ui_sock(), 64004, behaviour).await;
+        assert_eq!(
+            refused_with(&pki, &svc).await,
+            RefusalCode::UpstreamUnreachable,
+            "{behaviour}: {:#?}",
+            svc.records()
+        );
+        h.wait_line("closed").await;
+        let rejected = svc.wait_record("helper_rejected", "", "").await;
+        let got = svc
+            .records()
+            .into_iter()
+            .filter(|r| r["event"] == "helper_rejected")
+            .map(|r| r["detail"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>();
+        assert!(
+            got.iter().any(|d| d.contains(detail)),
+            "{behaviour}: {got:?} {rejected}"
+        );
+    }
+    // The helper connected to it, the relay never spoke to it.
+    assert!(
+        stub.received().is_empty(),
+        "the relay used a foreign server"
+    );
+
+    let h = Helper::start(&svc.ui_sock(), 64005, "open_fail").await;
+    assert_eq!(
+        refused_with(&pki, &svc).await,
+        RefusalCode::UpstreamUnreachable
+    );
+    let ended = svc
+        .records()
+        .into_iter()
+        .rfind(|r| r["event"] == "session_ended")
+        .unwrap();
+    assert_eq!(ended["why"], "upstream");
+    assert!(
+        ended["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot open display"),
+        "{ended}"
+    );
+    assert!(
+        !svc.records()
+            .iter()
+            .any(|r| r["event"] == "helper_rejected" && r["uid"] == 64005),
+        "a failed start is not a breach"
+    );
     drop(h);
     svc.stop().await;
 }

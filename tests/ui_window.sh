@@ -12,12 +12,17 @@
 #   round 1b: text with Tabs/spaces/Returns typed into an xterm, then into
 #            the prompt (windowactivate), 5 s each -> no answer; click
 #            "Refuser" -> connect exits 3
-#   round 2: prompt, "Autoriser le contrôle", one banner on each of two
-#            RandR monitors; each moved off screen -> back within 1 s;
-#            covered by an always-on-top window -> on top again within 1 s;
-#            click "Terminer" -> connect exits 0, status idle
+#   round 2: prompt, "Autoriser le contrôle"; the helper starts x11vnc as
+#            the clinician on a 0600 socket in a 0700 directory, no TCP
+#            port, another account cannot connect; a viewer gets the real
+#            screen through the tunnel; one banner on each of two RandR
+#            monitors; each moved off screen -> back within 1 s; covered by
+#            an always-on-top window -> on top again within 1 s; click
+#            "Terminer" -> connect exits 0, status idle, no x11vnc left
 #   round 2b: the service stops: the helper's tray says unavailable; the
 #            service restarts: the helper reconnects, a prompt is refused
+#   round 2c: a session, then the helper is SIGKILLed -> its x11vnc dies
+#            with it, the session ends ui_lost
 #   round 3: the prompt in English, click "Refuse" -> connect exits 3
 #
 # Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
@@ -71,13 +76,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --bin accord)
 
-# ---- a demo PKI, a policy in French, a stand-in for the local VNC server ----
+# ---- a demo PKI, a policy in French; the VNC server is started by the helper ----
 "$BIN" pki demo "$WORK/pki" >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 AGENT_PORT=$(free_port)
-VNC_PORT=$(free_port)
 POLICY=$WORK/pki/policy.toml
-sed -i "s/127.0.0.1:5988/127.0.0.1:$AGENT_PORT/; s/127.0.0.1:5900/127.0.0.1:$VNC_PORT/" "$POLICY"
+sed -i "s/127.0.0.1:5988/127.0.0.1:$AGENT_PORT/" "$POLICY"
+grep -q '^launch = "auto"' "$POLICY" || fail "the demo policy does not launch the VNC server"
 cat >>"$POLICY" <<EOF
 
 [consent]
@@ -91,31 +96,6 @@ language = "fr"
 seat = "single"
 EOF
 
-cat >"$WORK/rfb_stub.py" <<'EOF'
-# Minimal RFB 3.8 server (security None) standing in for x11vnc.
-import socket, struct, sys, threading
-def serve(c):
-    try:
-        c.sendall(b"RFB 003.008\n"); c.recv(12); c.sendall(b"\x01\x01"); c.recv(1)
-        c.sendall(struct.pack(">I", 0)); c.recv(1)
-        name = b"stub"
-        c.sendall(struct.pack(">HH", 64, 48) + bytes([32,24,0,1,0,255,0,255,0,255,16,8,0,0,0,0])
-                  + struct.pack(">I", len(name)) + name)
-        while c.recv(4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        c.close()
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(4)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-EOF
-python3 "$WORK/rfb_stub.py" "$VNC_PORT" &
-PIDS+=($!)
-
 # The service's sockets (systemd's /run/accord), reachable by the helper.
 export ACCORD_RUN_DIR=$WORK/svc
 mkdir -p -m 0755 "$ACCORD_RUN_DIR"
@@ -126,12 +106,16 @@ id -u accord-clinician >/dev/null 2>&1 || useradd --system --no-create-home \
   --shell /usr/sbin/nologin accord-clinician
 HELPER_UID=$(id -u accord-clinician)
 as_helper() { setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups "$@"; }
+# The clinician's $XDG_RUNTIME_DIR (logind makes /run/user/UID): where the
+# helper starts the VNC server, on a private socket.
+HELPER_RT=$WORK/run-clinician
+mkdir -p "$HELPER_RT"; chown "$HELPER_UID:$HELPER_UID" "$HELPER_RT"; chmod 0700 "$HELPER_RT"
 export ACCORD_LOG=info,accord::ui::layout=debug
 connect() { # connect NAME TICKET [--view-only]
   local name=$1 ticket=$2; shift 2
   "$BIN" connect "127.0.0.1:$AGENT_PORT" --ca "$WORK/pki/ca.pem" --cert "$WORK/pki/technician.pem" \
     --key "$WORK/pki/technician.key" --ticket "$ticket" --reason "Test" \
-    --listen "127.0.0.1:$(free_port)" "$@" >"$WORK/$name.log" 2>&1
+    --listen "127.0.0.1:${LISTEN_PORT:-$(free_port)}" "$@" >"$WORK/$name.log" 2>&1
 }
 wait_status() { # wait_status PATTERN
   local i
@@ -149,7 +133,7 @@ start_agent() { # start_agent LOGNAME: the service, then the helper (log LOGNAME
   wait_status "listening on" || fail "service did not start"
   # setpriv and env exec: $! is the helper's own pid (its tray's bus name).
   setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups \
-    env HOME="$WORK" DBUS_SESSION_BUS_ADDRESS="${HELPER_BUS:-}" \
+    env HOME="$WORK" DBUS_SESSION_BUS_ADDRESS="${HELPER_BUS:-}" XDG_RUNTIME_DIR="$HELPER_RT" \
     "$BIN" ui --policy "$POLICY" >"$WORK/$1.log" 2>&1 &
   HELPER_PID=$!
   PIDS+=("$HELPER_PID")
@@ -297,7 +281,17 @@ xdotool windowkill "$XT" 2>/dev/null || true
 # ---- round 2: accept control, banner, Terminer ----
 log "round 2: prompt, Autoriser le contrôle, banner, Terminer"
 MARK=$(wc -l <"$WORK/agent.log")
-connect c2 UI-2 &
+# Sessions started so far; a new one is on record once its VNC server was
+# started and handed over (not while the helper is still starting it).
+started_count() { grep -ac '"event":"session_started"' "$WORK/pki/audit.jsonl" || true; }
+wait_started() { # wait_started COUNT-BEFORE
+  local i
+  for i in $(seq 1 100); do [ "$(started_count)" -gt "$1" ] && return 0; sleep 0.1; done
+  return 1
+}
+STARTED=$(started_count)
+TUNNEL=$(free_port)
+LISTEN_PORT=$TUNNEL connect c2 UI-2 &
 C2=$!
 WID=$(find_window "demande d'assistance") || true
 [ -n "$WID" ] || fail "no prompt window (round 2)"
@@ -307,6 +301,47 @@ click_button "$WID" "Autoriser le contrôle"
 BID=$(find_window "session en cours") || true
 [ -n "$BID" ] || fail "no banner window"
 wait_status "session in progress" || fail "status does not say in session"
+wait_started "$STARTED" || fail "the session did not start"
+# The VNC server exists only now, started by the helper as the clinician,
+# reachable only through its private socket (issue 14).
+VNC_PID=$(pgrep -u "$HELPER_UID" -x x11vnc | head -n 1) || true
+[ -n "$VNC_PID" ] || fail "no x11vnc of the clinician during the session: $(ps -eo user,pid,args | grep -i vnc)"
+SOCK=$(ls "$HELPER_RT"/accord-vnc-*/vnc.sock 2>/dev/null | head -n 1)
+[ -S "$SOCK" ] || fail "no private socket under $HELPER_RT"
+[ "$(stat -c '%a %U' "$(dirname "$SOCK")")" = "700 accord-clinician" ] || fail "socket dir: $(stat -c '%a %U' "$(dirname "$SOCK")")"
+[ "$(stat -c '%a %U' "$SOCK")" = "600 accord-clinician" ] || fail "socket: $(stat -c '%a %U' "$SOCK")"
+if ss -ltnpH 2>/dev/null | grep -q "pid=$VNC_PID,"; then fail "x11vnc listens on TCP: $(ss -ltnp)"; fi
+if setpriv --reuid 65534 --regid 65534 --clear-groups python3 -c \
+    'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$SOCK" 2>/dev/null; then
+  fail "another account connected to the session's VNC socket"
+fi
+# A viewer through the tunnel gets the real screen (2560x800); it stays
+# connected (draining) until the session ends.
+cat >"$WORK/viewer.py" <<'EOF'
+import socket, struct, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+def rd(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c: raise SystemExit("closed")
+        b += c
+    return b
+rd(12); s.sendall(b"RFB 003.008\n")
+n = rd(1)[0]; types = rd(n); s.sendall(b"\x01"); rd(4); s.sendall(b"\x01")
+w, h = struct.unpack(">HH", rd(4)); rd(16); rd(struct.unpack(">I", rd(4))[0])
+s.sendall(struct.pack(">BBHHHH", 3, 0, 0, 0, w, h))
+print(w, h, "update" if rd(1) == b"\x00" else "other", flush=True)
+s.settimeout(None)
+while s.recv(65536):
+    pass
+EOF
+python3 "$WORK/viewer.py" "$TUNNEL" >"$WORK/viewer.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$WORK/viewer.out" ] && break; sleep 0.1; done
+GEOM=$(head -n 1 "$WORK/viewer.out")
+[ "$GEOM" = "2560 800 update" ] || fail "viewer got: $GEOM"
+log "x11vnc pid $VNC_PID (clinician), socket 0600 in a 0700 dir, no TCP port; a viewer got a $GEOM"
 sleep 1.2
 import -window root "$OUT/banner-two-monitors.png"
 shot "$OUT/banner.png"
@@ -389,7 +424,10 @@ set +e; wait "$C2"; rc=$?; set -e
 wait_status "no session" || fail "status not idle after Terminer"
 for _ in $(seq 1 50); do xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1 || break; sleep 0.1; done
 if xdotool search --onlyvisible --name "session en cours" >/dev/null 2>&1; then fail "banner still shown"; fi
-log "round 2: ok (exit 0, banner gone)"
+for _ in $(seq 1 30); do kill -0 "$VNC_PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$VNC_PID" 2>/dev/null; then fail "x11vnc still runs after the session"; fi
+if ls -d "$HELPER_RT"/accord-vnc-* >/dev/null 2>&1; then fail "socket dir left: $(ls "$HELPER_RT")"; fi
+log "round 2: ok (exit 0, banner gone, x11vnc gone)"
 grep -a "shown .* ms after the request" "$WORK/agent.log" | sed 's/^/ui_window: /' >&2 || true
 
 # ---- round 2b: the service restarts; the helper says so, then reconnects ----
@@ -423,6 +461,33 @@ set +e; wait "$C2B"; rc=$?; set -e
 [ "$rc" -eq 3 ] || fail "after the restart, refused prompt: connect exited $rc, expected 3"
 log "round 2b: ok (tray said unavailable, helper reconnected, prompt refused: exit 3)"
 
+# ---- round 2c: the helper dies during a session: its server dies with it ----
+log "round 2c: helper SIGKILLed during a session"
+MARK=$(wc -l <"$WORK/agent.log")
+STARTED=$(started_count)
+connect c2c UI-2c &
+C2C=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || fail "no prompt (round 2c)"
+sleep 1.4
+click_button "$WID" "Autoriser le contrôle"
+wait_status "session in progress" || fail "no session (round 2c)"
+wait_started "$STARTED" || fail "the session did not start (round 2c)"
+VNC_PID=$(pgrep -u "$HELPER_UID" -x x11vnc | head -n 1) || true
+[ -n "$VNC_PID" ] || fail "no x11vnc (round 2c)"
+# Gone or a zombie (this container's pid 1 may reap late): no longer runs.
+runs() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1; case "$st" in Z*) return 1 ;; esac; }
+kill -KILL "$HELPER_PID"
+T0=$(ms)
+for _ in $(seq 1 40); do runs "$VNC_PID" || break; sleep 0.05; done
+if runs "$VNC_PID"; then fail "x11vnc survived its helper"; fi
+log "x11vnc gone $(( $(ms) - T0 )) ms after its helper was SIGKILLed"
+wait_status "no session" || fail "the session outlived its helper"
+for _ in $(seq 1 100); do kill -0 "$C2C" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$C2C" 2>/dev/null && fail "connect still runs after the helper died"
+grep -aq '"why":"ui_lost"' "$WORK/pki/audit.jsonl" || fail "no session_ended ui_lost in the audit log"
+log "round 2c: ok (server died with its helper, session ended ui_lost)"
+
 # ---- round 3: the prompt in English (screenshot), refused by click ----
 log "round 3: English prompt"
 stop_agent
@@ -447,4 +512,4 @@ log "round 3: ok (exit 3)"
 
 stop_agent
 log "screenshots: $OUT/prompt.png $OUT/prompt-control.png $OUT/banner.png $OUT/banner-two-monitors.png $OUT/prompt-en.png"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

@@ -66,7 +66,51 @@ pub trait Prompter: Send + Sync + 'static {
     fn consenter(&self, _id: Uuid) -> Option<LocalUser> {
         None
     }
+
+    /// Starts the VNC server for granted session `req.session` in the
+    /// consenting user's graphical session and connects to it. The server
+    /// must stop when [`Screen::keep`] drops, or when the session is no
+    /// longer running.
+    fn open_screen(
+        &self,
+        req: ScreenRequest,
+    ) -> impl Future<Output = Result<Screen, ScreenError>> + Send {
+        let _ = req;
+        async {
+            Err(ScreenError(
+                "this user interface cannot start a VNC server ([upstream] launch)".into(),
+            ))
+        }
+    }
 }
+
+/// What the broker asks of the process in the clinician's graphical
+/// session once she has accepted, when `[upstream] launch` is on: start the
+/// VNC server for that session and connect to it (issue 14). Never asked
+/// before consent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScreenRequest {
+    pub session: Uuid,
+    pub launch: crate::policy::Launch,
+    /// Whether the policy lets any clipboard through (`clipboard != none`);
+    /// otherwise the server shares none either.
+    pub clipboard: bool,
+}
+
+/// A connection to the VNC server started for one session.
+pub struct Screen {
+    pub upstream: session::Upstream,
+    /// For `session_started.upstream`, e.g. `x11vnc (started for the session, pid 4242)`.
+    pub describe: String,
+    /// Keeps the server running: dropped when the session is over, which
+    /// stops it (or nothing, when another process holds the server).
+    pub keep: Box<dyn std::any::Any + Send>,
+}
+
+/// Why no screen server could be opened (the session ends `upstream`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ScreenError(pub String);
 
 enum Busy {
     Prompting,
@@ -787,7 +831,11 @@ impl<P: Prompter> Broker<P> {
             .state
             .send_modify(|s| s.activity = Activity::InSession(Box::new(info.clone())));
         let prepared = tokio::select! {
-            r = session::prepare(&policy.upstream) => r,
+            // A server leg that fails says why, even if its failure also
+            // ends the session (a helper cut off for a bad hand-over); an
+            // ending that comes with it is seen at once by the relay.
+            biased;
+            r = self.open_upstream(id) => r,
             why = handles.ended() => {
                 let detail = "ended while connecting to the VNC server".to_string();
                 if let Err(e) = self.shared.journal.record(&ended(why, Some(detail), 0, 0)) {
@@ -807,16 +855,15 @@ impl<P: Prompter> Broker<P> {
                 return Outcome::Ended(why);
             }
         };
-        let upstream = match prepared {
+        let (upstream, screen, describe) = match prepared {
             Ok(u) => u,
             Err(e) => {
-                tracing::warn!("upstream {}: {e}", policy.upstream.vnc);
-                if let Err(e) = self.shared.journal.record(&ended(
-                    EndReason::Upstream,
-                    Some(e.to_string()),
-                    0,
-                    0,
-                )) {
+                tracing::warn!("upstream: {e}");
+                if let Err(e) =
+                    self.shared
+                        .journal
+                        .record(&ended(EndReason::Upstream, Some(e), 0, 0))
+                {
                     tracing::error!("{e}");
                 }
                 // She accepted: a session that could not start is told to
@@ -835,7 +882,7 @@ impl<P: Prompter> Broker<P> {
             session: id,
             technician,
             mode,
-            upstream: policy.upstream.vnc.to_string(),
+            upstream: describe,
         }) {
             tracing::error!("{e}: not starting the session");
             let code = RefusalCode::Policy;
@@ -854,6 +901,9 @@ impl<P: Prompter> Broker<P> {
             clipboard: policy.session.clipboard,
         };
         let result = session::run(tech_stream, upstream, handles, limits).await;
+        // The server started for this session stops with it, before anything
+        // else is recorded or asked.
+        drop(screen);
         if let Err(e) = self.shared.journal.record(&ended(
             result.why,
             result.detail.clone(),
@@ -870,6 +920,46 @@ impl<P: Prompter> Broker<P> {
         // appear: no input of this session can reach the next one.
         drop(guard);
         Outcome::Ended(result.why)
+    }
+}
+
+impl<P: Prompter> Broker<P> {
+    /// The session's server leg, past its RFB handshake: the server started
+    /// for it (`[upstream] launch`), or `[upstream] vnc`. Also returns what
+    /// keeps a started server running, and what to record as `upstream`.
+    async fn open_upstream(
+        &self,
+        id: Uuid,
+    ) -> Result<
+        (
+            session::Prepared,
+            Option<Box<dyn std::any::Any + Send>>,
+            String,
+        ),
+        String,
+    > {
+        let policy = &self.shared.policy;
+        if policy.upstream.launch == crate::policy::Launch::None {
+            let p = session::prepare(&policy.upstream)
+                .await
+                .map_err(|e| format!("{}: {e}", policy.upstream.vnc))?;
+            return Ok((p, None, policy.upstream.vnc.to_string()));
+        }
+        let req = ScreenRequest {
+            session: id,
+            launch: policy.upstream.launch,
+            clipboard: policy.session.clipboard != crate::policy::Clipboard::None,
+        };
+        let screen = self
+            .prompter
+            .open_screen(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A server Accord started has no password: its socket is the lock.
+        let p = session::prepare_connected(screen.upstream, None)
+            .await
+            .map_err(|e| format!("{}: {e}", screen.describe))?;
+        Ok((p, Some(screen.keep), screen.describe))
     }
 }
 

@@ -8,18 +8,23 @@
 //! session disconnecting ⇒ `ui_lost`; the seat switching to another session
 //! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
 
-use super::proto::{ToHelper, WireAsk, WireNotice, WireState};
+use super::proto::{ToHelper, WireAsk, WireNotice, WireOpen, WireState};
 use super::rule::{self, HelperId, SeatMode, SeatView};
 use crate::broker::{
     Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
-    Prompter, SessionControl,
+    Prompter, Screen, ScreenError, ScreenRequest, SessionControl,
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
+
+/// How long a helper has to start the session's VNC server and hand over
+/// its connection (the launcher itself gives up after 5 s).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages queued for one helper before it counts as not reading.
 pub const QUEUE: usize = 64;
@@ -36,6 +41,17 @@ struct Conn {
     /// Every prompt this helper was ever asked: a late answer to one of
     /// them is a race with the deadline, an answer to any other is a lie.
     asked: HashSet<Uuid>,
+    /// Every session it was asked to start a server for (same rule).
+    opens: HashSet<Uuid>,
+}
+
+/// The server connection a helper handed over, or why it could not.
+type Opened = Result<(OwnedFd, String), String>;
+
+struct Opening {
+    conn: u64,
+    uid: u32,
+    reply: oneshot::Sender<Opened>,
 }
 
 struct Asking {
@@ -54,6 +70,8 @@ struct Registry {
     owners: HashMap<Uuid, u64>,
     /// The helper last asked, for a "prompt timed out" notice.
     last_asked: Option<u64>,
+    /// Sessions waiting for their helper to start the VNC server.
+    opening: HashMap<Uuid, Opening>,
 }
 
 /// What a helper did wrong (it is disconnected and the service records it).
@@ -138,6 +156,7 @@ impl Helpers {
                     name,
                     tx,
                     asked: HashSet::new(),
+                    opens: HashSet::new(),
                 },
             );
             conn
@@ -155,15 +174,33 @@ impl Helpers {
             r.conns.remove(&conn);
             r.asking.retain(|_, a| a.conn != conn);
             r.owners.retain(|_, c| *c != conn);
+            r.opening.retain(|_, o| o.conn != conn);
         }
         tracing::info!(conn, "session helper disconnected");
         self.bump();
     }
 
-    /// A line from helper `conn`, already parsed.
-    pub fn on_message(&self, conn: u64, msg: super::proto::FromHelper) -> Result<(), Violation> {
+    /// A line from helper `conn`, already parsed, with the descriptor that
+    /// came with it (only for `opened`).
+    pub fn on_message(
+        &self,
+        conn: u64,
+        msg: super::proto::FromHelper,
+        fd: Option<OwnedFd>,
+    ) -> Result<(), Violation> {
         use super::proto::FromHelper as F;
         match msg {
+            F::Opened { session, server } => match fd {
+                Some(fd) => self.on_opened(conn, session, Ok((fd, server))),
+                None => {
+                    // The session fails on this, before the cut-off helper
+                    // ends it `ui_lost`.
+                    let why = format!("opened session {session} without its connection");
+                    self.on_opened(conn, session, Err(why.clone()))?;
+                    Err(Violation(why))
+                }
+            },
+            F::OpenFailed { session, why } => self.on_opened(conn, session, Err(why)),
             F::Hello { .. } => Err(Violation("hello sent twice".into())),
             F::Answer { id, answer } => self.on_answer(conn, id, answer.into()),
             F::End {} => {
@@ -227,6 +264,40 @@ impl Helpers {
             // Withdrawn meanwhile (deadline, seat change): a race, not a lie.
             None => {}
         }
+        Ok(())
+    }
+
+    /// A helper's answer to `open`. The connection must be a Unix stream
+    /// socket whose other end runs as the helper's user.
+    fn on_opened(&self, conn: u64, session: Uuid, result: Opened) -> Result<(), Violation> {
+        let mut r = self.reg();
+        let Some(c) = r.conns.get(&conn) else {
+            return Ok(());
+        };
+        if !c.opens.contains(&session) {
+            return Err(Violation(format!(
+                "answered open for session {session}, which it was not asked"
+            )));
+        }
+        let Some(o) = r.opening.remove(&session) else {
+            // The session ended meanwhile (kill switch, deadline): a race.
+            return Ok(());
+        };
+        let result = match result {
+            Ok((fd, server)) => match super::fdpass::check_server_socket(&fd, o.uid) {
+                Ok(()) => Ok((fd, server.chars().take(64).collect())),
+                Err(why) => {
+                    let _ = o
+                        .reply
+                        .send(Err(format!("refused the connection handed over: {why}")));
+                    return Err(Violation(format!(
+                        "handed over a connection for session {session} that is not its server's: {why}"
+                    )));
+                }
+            },
+            Err(why) => Err(why.chars().take(600).collect()),
+        };
+        let _ = o.reply.send(result);
         Ok(())
     }
 
@@ -476,5 +547,85 @@ impl Prompter for HelperPrompter {
 
     fn consenter(&self, id: Uuid) -> Option<LocalUser> {
         self.helpers.reg().answered.remove(&id)
+    }
+
+    /// Asks the helper whose user accepted `req.session` to start the
+    /// server in its graphical session and hand over the connection: the
+    /// service never enters the user's runtime directory. The helper keeps
+    /// the server and stops it when its `state` no longer shows the session.
+    fn open_screen(
+        &self,
+        req: ScreenRequest,
+    ) -> impl Future<Output = Result<Screen, ScreenError>> + Send {
+        let helpers = self.helpers.clone();
+        async move {
+            let session = req.session;
+            let (tx, rx) = oneshot::channel();
+            let (conn, name) = {
+                let mut r = helpers.reg();
+                let owner = r.owners.get(&session).copied();
+                let Some((conn, c)) = owner.and_then(|o| r.conns.get_mut(&o).map(|c| (o, c)))
+                else {
+                    return Err(ScreenError(
+                        "the session helper that accepted is gone".into(),
+                    ));
+                };
+                c.opens.insert(session);
+                let (uid, name) = (c.id.uid, c.name.clone());
+                r.opening.insert(
+                    session,
+                    Opening {
+                        conn,
+                        uid,
+                        reply: tx,
+                    },
+                );
+                (conn, name)
+            };
+            /// Forgets the pending open however this ends.
+            struct Forget(Arc<Helpers>, Uuid);
+            impl Drop for Forget {
+                fn drop(&mut self) {
+                    self.0.reg().opening.remove(&self.1);
+                }
+            }
+            let _forget = Forget(helpers.clone(), session);
+            helpers.send(
+                conn,
+                ToHelper::Open(WireOpen {
+                    session,
+                    launch: req.launch.as_str().into(),
+                    clipboard: req.clipboard,
+                }),
+            );
+            let (fd, server) = match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
+                Ok(Ok(Ok(opened))) => opened,
+                Ok(Ok(Err(why))) => return Err(ScreenError(why)),
+                Ok(Err(_)) => {
+                    return Err(ScreenError(
+                        "the session helper went away while starting the VNC server".into(),
+                    ));
+                }
+                Err(_) => {
+                    return Err(ScreenError(format!(
+                        "the session helper did not start the VNC server within {} s",
+                        OPEN_TIMEOUT.as_secs()
+                    )));
+                }
+            };
+            let std = std::os::unix::net::UnixStream::from(fd);
+            let stream = std
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(std))
+                .and_then(crate::session::Upstream::from_unix)
+                .map_err(|e| ScreenError(format!("the connection handed over: {e}")))?;
+            Ok(Screen {
+                upstream: stream,
+                describe: format!("{server} (started for the session by {name}'s helper)"),
+                // The helper holds the server; the relay closing this
+                // connection and the next `state` both stop it.
+                keep: Box::new(()),
+            })
+        }
     }
 }

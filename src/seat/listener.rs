@@ -2,12 +2,13 @@
 //! are (SO_PEERCRED: uid, pid), logind which session they run in; nothing a
 //! helper writes can change either.
 
+use super::fdpass::FdLines;
 use super::helpers::{Helpers, QUEUE};
-use super::proto::{self, FromHelper, MAX_LINE, ToHelper};
+use super::proto::{self, FromHelper, ToHelper};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc;
 
@@ -70,10 +71,10 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
         return;
     };
     let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
+    let mut lines = FdLines::new();
     let mut line = Vec::new();
     // Hello first, within the deadline, before anything is registered.
-    let hello = tokio::time::timeout(HELLO_DEADLINE, read_line(&mut r, &mut line)).await;
+    let hello = tokio::time::timeout(HELLO_DEADLINE, lines.read_line(r.as_ref(), &mut line)).await;
     match hello {
         Ok(Ok(true)) => match proto::parse::<FromHelper>(&line) {
             Ok(FromHelper::Hello { .. }) => {}
@@ -113,7 +114,7 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
     let outcome = loop {
         line.clear();
         tokio::select! {
-            r = read_line(&mut r, &mut line) => match r {
+            r = lines.read_line(r.as_ref(), &mut line) => match r {
                 Ok(true) => {}
                 Ok(false) => break Ok(()),
                 Err(e) => break Err(e.to_string()),
@@ -124,7 +125,12 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
             Ok(m) => m,
             Err(e) => break Err(e.to_string()),
         };
-        if let Err(v) = helpers.on_message(conn, msg) {
+        // The server connection travels with its `opened` line.
+        let fd = match &msg {
+            FromHelper::Opened { .. } => lines.take_fd(),
+            _ => None,
+        };
+        if let Err(v) = helpers.on_message(conn, msg, fd) {
             break Err(v.0);
         }
     };
@@ -133,32 +139,4 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
     if let Err(why) = outcome {
         helpers.record_violation(uid, pid, &why);
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-enum LineError {
-    #[error("line longer than {MAX_LINE} bytes")]
-    TooLong,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads one line of at most [`MAX_LINE`] bytes; `Ok(false)` at a clean end.
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-    line: &mut Vec<u8>,
-) -> Result<bool, LineError> {
-    let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
-    let n = r.take(limit).read_until(b'\n', line).await?;
-    if n == 0 {
-        return Ok(false);
-    }
-    if line.last() != Some(&b'\n') {
-        return Err(if line.len() >= MAX_LINE {
-            LineError::TooLong
-        } else {
-            LineError::Io(std::io::ErrorKind::UnexpectedEof.into())
-        });
-    }
-    Ok(true)
 }

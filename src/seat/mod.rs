@@ -8,10 +8,14 @@
 //! - [`helpers`]: the connected helpers, the broker's `Prompter` across
 //!   processes, and the consent monitor.
 //! - [`listener`]: `ui.sock`, peers identified by the kernel.
+//! - [`fdpass`]: lines with a descriptor attached (the VNC server's
+//!   connection, from helper to service).
 //! - `logind`, `seatwatch`: the seat's active session and its lock.
 //! - `screensaver`: the session bus's screen saver, seen by the helper.
 //! - [`run`]: `accord service`'s wiring.
 
+#[cfg(unix)]
+pub mod fdpass;
 #[cfg(unix)]
 pub mod helpers;
 #[cfg(unix)]

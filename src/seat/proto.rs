@@ -55,6 +55,35 @@ pub enum ToHelper {
     /// A session of this helper's user started or ended, or a prompt asked
     /// here timed out: for notifications and history.
     Notice(WireNotice),
+    /// This helper's user accepted `session` and `[upstream] launch` is on:
+    /// start the VNC server for this graphical session, connect to it, and
+    /// answer `opened` with the connection attached (`SCM_RIGHTS`), or
+    /// `open_failed`. The server stops as soon as a `state` no longer shows
+    /// `session` as this helper's, or the link to the service ends.
+    Open(WireOpen),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireOpen {
+    pub session: Uuid,
+    /// `auto`, `x11vnc` or `x0vncserver` (policy spelling).
+    pub launch: String,
+    /// Whether the server may share the clipboard at all.
+    pub clipboard: bool,
+}
+
+impl WireOpen {
+    pub fn launch(&self) -> Result<crate::policy::Launch, ProtoError> {
+        use crate::policy::Launch;
+        match Launch::parse(&self.launch) {
+            Some(Launch::None) | None => Err(ProtoError::Message(format!(
+                "cannot launch {:?}",
+                self.launch
+            ))),
+            Some(l) => Ok(l),
+        }
+    }
 }
 
 /// What a helper tells the service.
@@ -73,6 +102,12 @@ pub enum FromHelper {
     Screensaver { active: bool },
     /// This helper cannot show a window (no display): never ask it.
     Unavailable { why: String },
+    /// The server for `session` runs; the line carries the connection to it
+    /// (`SCM_RIGHTS`). `server`: what was started, for the log.
+    Opened { session: Uuid, server: String },
+    /// The server for `session` could not be started: why, in a few lines
+    /// (its exit status and last stderr lines, bounded).
+    OpenFailed { session: Uuid, why: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -451,6 +486,11 @@ mod tests {
                 info: info.clone(),
                 why: EndReason::UserSwitched,
             })),
+            ToHelper::Open(WireOpen {
+                session: req.id,
+                launch: "auto".into(),
+                clipboard: false,
+            }),
         ];
         for m in to {
             let line = encode(&m);
@@ -469,9 +509,31 @@ mod tests {
             FromHelper::ViewOnly {},
             FromHelper::Screensaver { active: true },
             FromHelper::Unavailable { why: "x".into() },
+            FromHelper::Opened {
+                session: req.id,
+                server: "x11vnc".into(),
+            },
+            FromHelper::OpenFailed {
+                session: req.id,
+                why: "x11vnc exited at start (status 1)".into(),
+            },
         ];
         for m in from {
             assert_eq!(parse::<FromHelper>(&encode(&m)), Ok(m));
+        }
+        // A helper is never told to start nothing, or something unknown.
+        for (l, ok) in [
+            ("auto", true),
+            ("x0vncserver", true),
+            ("none", false),
+            ("sh", false),
+        ] {
+            let o = WireOpen {
+                session: req.id,
+                launch: l.into(),
+                clipboard: true,
+            };
+            assert_eq!(o.launch().is_ok(), ok, "{l}");
         }
         let back = WireAsk::from_request(&req, now).to_request(now).unwrap();
         assert_eq!(back.deadline, now + Duration::from_secs(30));

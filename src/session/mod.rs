@@ -94,6 +94,15 @@ fn set_unix_sndbuf(s: &tokio::net::UnixStream) -> io::Result<()> {
     }
 }
 
+#[cfg(unix)]
+impl Upstream {
+    /// A connected Unix stream, with the server leg's small send buffer.
+    pub fn from_unix(s: tokio::net::UnixStream) -> io::Result<Upstream> {
+        set_unix_sndbuf(&s)?;
+        Ok(Upstream::Unix(s))
+    }
+}
+
 impl AsyncRead for Upstream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -264,9 +273,18 @@ pub async fn prepare(cfg: &policy::Upstream) -> Result<Prepared, rfb_io::SetupEr
         Some(p) => Some(rfb_io::read_password(p)?),
         None => None,
     };
-    let mut upstream = Upstream::connect(cfg)
+    let upstream = Upstream::connect(cfg)
         .await
         .map_err(rfb_io::SetupError::Connect)?;
+    prepare_connected(upstream, password).await
+}
+
+/// Runs Accord's handshake on a connection made elsewhere (a server started
+/// for the session, [`crate::launch`]).
+pub async fn prepare_connected(
+    mut upstream: Upstream,
+    password: Option<Vec<u8>>,
+) -> Result<Prepared, rfb_io::SetupError> {
     let (server_init, leftover) = rfb_io::upstream_handshake(&mut upstream, password).await?;
     Ok(Prepared {
         upstream,

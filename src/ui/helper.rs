@@ -16,13 +16,17 @@ use super::strings::Strings;
 use super::{notify, tray};
 use crate::app::AppError;
 use crate::broker::{AgentState, Listening, Notice, Prompter};
+use crate::launch;
+use crate::policy::Launch;
 use crate::policy::Policy;
+use crate::seat::fdpass;
 use crate::seat::proto::{self, FromHelper, MAX_LINE, ToHelper};
 use std::collections::HashMap;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{Notify, broadcast, mpsc, watch};
 use uuid::Uuid;
@@ -30,10 +34,13 @@ use uuid::Uuid;
 /// Shown while the service cannot be reached.
 const UNREACHABLE: &str = "the Accord service is unreachable";
 
+/// A line to the service, and the descriptor it carries (`opened`).
+type Out = (FromHelper, Option<OwnedFd>);
+
 /// The banner's and tray's buttons: messages to the service, if connected.
 #[derive(Default)]
 struct HelperActions {
-    out: Mutex<Option<mpsc::Sender<FromHelper>>>,
+    out: Mutex<Option<mpsc::Sender<Out>>>,
 }
 
 impl HelperActions {
@@ -41,7 +48,7 @@ impl HelperActions {
         let tx = self.out.lock().ok().and_then(|g| g.clone());
         match tx {
             Some(tx) => {
-                if tx.try_send(m).is_err() {
+                if tx.try_send((m, None)).is_err() {
                     tracing::warn!("the service does not read: the request is lost");
                 }
             }
@@ -188,26 +195,38 @@ enum LinkError {
 /// One connection to the service. Prompts still open when it ends are
 /// withdrawn (their ask tasks are aborted).
 async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
-    let (r, mut w) = stream.into_split();
+    let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let (out_tx, mut out_rx) = mpsc::channel::<FromHelper>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let hello = FromHelper::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
     };
-    w.write_all(&proto::encode(&hello)).await?;
+    fdpass::send_line(w.as_ref(), &proto::encode(&hello)).await?;
     let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
-            if w.write_all(&proto::encode(&m)).await.is_err() {
+        while let Some((m, fd)) = out_rx.recv().await {
+            let line = proto::encode(&m);
+            let sent = match &fd {
+                Some(fd) => fdpass::send_line_with_fd(w.as_ref(), &line, fd.as_fd()).await,
+                None => fdpass::send_line(w.as_ref(), &line).await,
+            };
+            if sent.is_err() {
                 break;
             }
         }
     });
     *link.actions.out.lock().unwrap_or_else(|p| p.into_inner()) = Some(out_tx.clone());
-    let _ = out_tx.try_send(FromHelper::Screensaver {
-        active: *link.screensaver.borrow_and_update(),
-    });
+    let _ = out_tx.try_send((
+        FromHelper::Screensaver {
+            active: *link.screensaver.borrow_and_update(),
+        },
+        None,
+    ));
     let prompter = UiPrompter::new(link.hub.clone());
     let mut asks: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
+    // The VNC servers started for this user's sessions: stopped (the task
+    // aborted, which kills the server) once the service no longer shows
+    // the session as ours, and when the link ends.
+    let mut screens: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
     let mut line = Vec::new();
     let result = loop {
         // `line` keeps what a cancelled read appended (read_until is
@@ -226,7 +245,7 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
             c = link.screensaver.changed() => {
                 if c.is_ok() {
                     let active = *link.screensaver.borrow_and_update();
-                    let _ = out_tx.try_send(FromHelper::Screensaver { active });
+                    let _ = out_tx.try_send((FromHelper::Screensaver { active }, None));
                 }
                 continue;
             }
@@ -257,7 +276,7 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                         },
                         Err(e) => FromHelper::Unavailable { why: e.to_string() },
                     };
-                    let _ = out.send(m).await;
+                    let _ = out.send((m, None)).await;
                 });
                 asks.insert(id, task.abort_handle());
             }
@@ -268,10 +287,28 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
             }
             ToHelper::State(s) => match s.to_state(now) {
                 Ok(st) => {
+                    let mine = s.session.as_ref().map(|w| w.id);
+                    screens.retain(|id, task| {
+                        let keep = Some(*id) == mine && !task.is_finished();
+                        if !keep {
+                            task.abort();
+                        }
+                        keep
+                    });
                     link.state.send_replace(st);
                 }
                 Err(e) => break Err(e.into()),
             },
+            ToHelper::Open(o) => {
+                let launch = match o.launch() {
+                    Ok(l) => l,
+                    Err(e) => break Err(e.into()),
+                };
+                let task = tokio::spawn(run_screen(o.session, launch, o.clipboard, out_tx.clone()));
+                if let Some(old) = screens.insert(o.session, task.abort_handle()) {
+                    old.abort();
+                }
+            }
             ToHelper::Notice(n) => match n.to_notice(now) {
                 Ok(n) => {
                     let _ = link.notices.send(n);
@@ -280,9 +317,53 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
             },
         }
     };
-    for (_, h) in asks {
+    for (_, h) in asks.into_iter().chain(screens) {
         h.abort();
     }
     writer.abort();
     result
+}
+
+/// Starts the VNC server for `session` in this graphical session, hands
+/// the connection to the service, and keeps the server until this task is
+/// aborted (dropping [`launch::Launched`] kills it) or the server exits.
+async fn run_screen(session: Uuid, launch: Launch, clipboard: bool, out: mpsc::Sender<Out>) {
+    let mut launched = match launch::for_session(launch, clipboard).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("session {session}: {e}");
+            let why = e.to_string();
+            let _ = out
+                .send((FromHelper::OpenFailed { session, why }, None))
+                .await;
+            return;
+        }
+    };
+    let fd = launched
+        .take_stream()
+        .map(|s| s.into_std().map(OwnedFd::from));
+    let server = launched.server().name().to_string();
+    match fd {
+        Some(Ok(fd)) => {
+            tracing::info!(
+                "session {session}: {} on {}",
+                launched.describe(),
+                launched.socket_path().display()
+            );
+            let opened = FromHelper::Opened {
+                session,
+                server: server.clone(),
+            };
+            let _ = out.send((opened, Some(fd))).await;
+        }
+        _ => {
+            let why = format!("{server}: the connection could not be handed over");
+            let _ = out
+                .send((FromHelper::OpenFailed { session, why }, None))
+                .await;
+            return;
+        }
+    }
+    let status = launched.exited().await;
+    tracing::info!("session {session}: {server} exited ({status})");
 }

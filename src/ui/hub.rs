@@ -9,7 +9,9 @@
 //! shutdown, technician gone) is withdrawn from the hub by a drop guard, so
 //! the window disappears instead of offering an answer nobody waits for.
 
-use crate::broker::{Answer, PromptError, PromptRequest, Prompter, SessionInfo};
+use crate::broker::{
+    Answer, PromptError, PromptRequest, Prompter, Screen, ScreenError, ScreenRequest, SessionInfo,
+};
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -231,6 +233,13 @@ impl Prompter for UiPrompter {
         async move {
             let _ = alive.wait_for(|a| !*a).await;
         }
+    }
+
+    /// `accord agent` runs in the clinician's session: it starts the server
+    /// itself.
+    #[cfg(unix)]
+    async fn open_screen(&self, req: ScreenRequest) -> Result<Screen, ScreenError> {
+        crate::launch::screen_here(&req).await
     }
 }
 

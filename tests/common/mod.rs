@@ -83,6 +83,7 @@ impl Pki {
         p.listen.cert = self.agent_cert.clone();
         p.listen.key = self.agent_key.clone();
         p.technicians.ca = self.ca_path.clone();
+        p.upstream.launch = accord::policy::Launch::None;
         p.upstream.vnc = UpstreamAddr::Tcp(upstream);
         p.consent.timeout = Duration::from_secs(5);
         p.audit.path = Some(self.dir.path().join("audit.jsonl"));

@@ -9,7 +9,15 @@
 # lock_in_session             report the screen saver active once its session runs
 # forge                       answer a prompt it was never asked
 # garbage                     send a line that is not the protocol
-import json, os, socket, sys, time
+# open_pair                   accept control; on open, hand over one end of a
+#                             socketpair and serve RFB on the other (a VNC
+#                             server of this uid, like x11vnc started by
+#                             the real helper)
+# open_file | open_tcp:PORT   accept; on open, hand over /dev/null, or a TCP
+#                             connection (not a server of ours: refused)
+# open_nofd                   accept; say opened without the connection
+# open_fail                   accept; say the server could not start
+import json, os, socket, struct, sys, threading, time
 
 path, behaviour = sys.argv[1], sys.argv[2]
 sys.stdin.readline()  # the test is ready for this pid
@@ -24,6 +32,41 @@ def send(o):
 send({"hello": {"version": "test"}})
 if behaviour == "garbage":
     s.sendall(b'{"v":1,"answer":"yes please"}\n')
+def rfb_server(c):
+    # RFB 3.8, security None, a 64x48 desktop; then reads until closed.
+    try:
+        c.sendall(b"RFB 003.008\n"); c.recv(12); c.sendall(b"\x01\x01"); c.recv(1)
+        c.sendall(struct.pack(">I", 0)); c.recv(1)
+        name = b"pair"
+        c.sendall(struct.pack(">HH", 64, 48) + bytes([32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0])
+                  + struct.pack(">I", len(name)) + name)
+        while c.recv(4096):
+            pass
+    except OSError:
+        pass
+
+def opened(session, fd):
+    d = {"v": 1, "opened": {"session": session, "server": "fake"}}
+    socket.send_fds(s, [(json.dumps(d) + "\n").encode()], [fd])
+
+def on_open(session):
+    if behaviour == "open_pair":
+        mine, theirs = socket.socketpair()
+        threading.Thread(target=rfb_server, args=(mine,), daemon=True).start()
+        opened(session, theirs.fileno())
+        theirs.close()
+    elif behaviour == "open_file":
+        f = os.open("/dev/null", os.O_RDONLY)
+        opened(session, f)
+        os.close(f)
+    elif behaviour.startswith("open_tcp:"):
+        t = socket.create_connection(("127.0.0.1", int(behaviour.split(":")[1])))
+        opened(session, t.fileno())
+    elif behaviour == "open_nofd":
+        send({"opened": {"session": session, "server": "fake"}})
+    elif behaviour == "open_fail":
+        send({"open_failed": {"session": session, "why": "x11vnc exited at start (status 1): cannot open display"}})
+
 if behaviour == "forge":
     send({"answer": {"id": "00000000-0000-4000-8000-000000000001", "answer": "control"}})
 for line in s.makefile("rb"):
@@ -32,10 +75,14 @@ for line in s.makefile("rb"):
     if "ask" in m:
         if behaviour in ("control", "view", "refused"):
             send({"answer": {"id": m["ask"]["id"], "answer": behaviour}})
+        elif behaviour.startswith("open_"):
+            send({"answer": {"id": m["ask"]["id"], "answer": "control"}})
         elif behaviour in ("exit_in_session", "lock_in_session"):
             send({"answer": {"id": m["ask"]["id"], "answer": "control"}})
         elif behaviour == "exit_on_ask":
             os._exit(0)
+    if "open" in m:
+        on_open(m["open"]["session"])
     if "state" in m and m["state"].get("session"):
         if behaviour == "exit_in_session":
             time.sleep(0.5)
