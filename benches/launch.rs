@@ -14,7 +14,6 @@
 //! Under `cargo test --benches` one round per server, as a smoke test.
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
 mod common;
 
 use accord::agent::Agent;
