@@ -8,6 +8,8 @@
 
 pub mod budget;
 pub mod events;
+mod ratelimit;
+pub mod watcher;
 
 pub use events::{
     Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening, LocalUser,
@@ -94,6 +96,8 @@ struct Shared {
     ui_lost: watch::Sender<bool>,
     /// How many refusals each origin may put in the audit log.
     rejections: budget::RejectLimiter,
+    /// The session `accord connect` watches ([`watcher`]).
+    watcher: watcher::Slot,
 }
 
 /// The broker: shared by every connection task.
@@ -189,6 +193,7 @@ impl<P: Prompter> Broker<P> {
             shutdown,
             ui_lost,
             rejections: budget::RejectLimiter::default(),
+            watcher: watcher::Slot::default(),
         });
         Arc::new(Broker { shared, prompter })
     }
@@ -251,7 +256,15 @@ impl<P: Prompter> Broker<P> {
         detail: &str,
     ) -> Outcome {
         self.reject(peer, why, tech, detail);
-        send_decision(tech_stream, &Decision::Refused { why }).await;
+        let retry_after = match why {
+            RefusalCode::RateLimited => self.retry_after(tech),
+            _ => None,
+        };
+        let line = crate::protocol::encode_refusal(why, retry_after);
+        if tech_stream.write_all(&line).await.is_ok() {
+            let _ = tech_stream.flush().await;
+        }
+        let _ = tech_stream.shutdown().await;
         Outcome::Refused(why)
     }
 
