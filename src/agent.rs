@@ -18,7 +18,7 @@
 
 use crate::broker::{Broker, Event, Listening, Prompter, SessionControl};
 use crate::policy::Policy;
-use crate::protocol::{self, Decision, LineReader, RefusalCode, RequestError};
+use crate::protocol::{self, ClientLine, Decision, LineReader, RefusalCode, RequestError};
 use crate::tls::{self, Identity};
 use std::collections::HashMap;
 use std::future::Future;
@@ -337,7 +337,15 @@ async fn connection<P: Prompter>(
         };
     // Authenticated and well-formed: the connection no longer counts as pending.
     drop(permit);
-    broker.handle(stream, identity, peer, request).await;
+    match request {
+        ClientLine::Request(request) => {
+            broker.handle(stream, identity, peer, request).await;
+        }
+        ClientLine::Watch(session) => {
+            let outcome = broker.watch(stream, identity, peer, session).await;
+            tracing::debug!(%peer, %session, "watch over: {outcome:?}");
+        }
+    }
 }
 
 /// `revoked` for a revoked technician certificate (DESIGN's audit record),
@@ -355,7 +363,9 @@ fn tls_why(e: &std::io::Error) -> &'static str {
     if revoked { "revoked" } else { "tls" }
 }
 
-async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<protocol::Request, RequestError> {
+/// The connection's first line: a request, or the watch of a running
+/// session (same size, time and strictness rules).
+async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<ClientLine, RequestError> {
     let mut reader = LineReader::new();
     let mut buf = [0u8; 1024];
     loop {
@@ -373,7 +383,7 @@ async fn read_request<S: AsyncRead + Unpin>(s: &mut S) -> Result<protocol::Reque
                     "bytes after the request line before the decision".into(),
                 ));
             }
-            return protocol::parse_request(&line);
+            return protocol::parse_client_line(&line);
         }
     }
 }

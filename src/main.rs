@@ -211,6 +211,9 @@ fn connect_command(mut a: ConnectArgs) -> ExitCode {
     let fail = |out: &mut Reporter<std::io::Stderr>, e: connect::ConnectError| {
         let msg = match &e {
             connect::ConnectError::Refused(c) => text::refusal(out.lang(), *c).to_string(),
+            connect::ConnectError::RefusedUntil { why, retry_at } => {
+                text::refusal_until(out.lang(), *why, *retry_at)
+            }
             connect::ConnectError::Handshake(f) => text::tls_failure(out.lang(), f),
             other => other.to_string(),
         };
@@ -280,9 +283,10 @@ fn connect_command(mut a: ConnectArgs) -> ExitCode {
         Err(code) => return code,
     };
     match r {
-        Ok(()) => {
-            out.line(text::session_ended(lang));
-            ExitCode::SUCCESS
+        // What ended it, when the workstation said; DESIGN's exit code.
+        Ok(ending) => {
+            out.line(&text::session_end(lang, &ending));
+            ExitCode::from(u8::try_from(ending.exit_code()).unwrap_or(2))
         }
         Err(e) => fail(&mut out, e),
     }
@@ -300,6 +304,9 @@ fn request_control_command(
     let fail = |out: &mut connect::text::Reporter<std::io::Stderr>, e: connect::ConnectError| {
         let msg = match &e {
             connect::ConnectError::Refused(c) => text::raise_refusal(lang, *c).to_string(),
+            connect::ConnectError::RefusedUntil { why, retry_at } => {
+                text::refusal_until(lang, *why, *retry_at)
+            }
             connect::ConnectError::Handshake(f) => text::tls_failure(lang, f),
             other => other.to_string(),
         };

@@ -5,6 +5,31 @@
 //! only, bounded lengths, and no control characters or bidi overrides (which
 //! could make "Imprimante" display as something else). Anything else is
 //! `bad_request`, decided before any prompt is shown.
+//!
+//! Two additions to DESIGN.md's frames (fields and lines added, none changing
+//! meaning; parsers accept lines without them):
+//!
+//! - A `rate_limited` refusal says when to retry: `{"v":1,"decision":
+//!   "refused","why":"rate_limited","retry_after_s":N}`, N whole seconds
+//!   (rounded up) until the oldest prompt of the technician's hour leaves the
+//!   window. `accord connect` prints the local time ("retry after 14:32").
+//! - **Watching a session** (issue 12 item 4). After `accepted` the session's
+//!   TLS stream carries raw RFB (wire step 3), so nothing can be said on it.
+//!   The running `accord connect` therefore opens a second connection right
+//!   after acceptance and sends, under the same rules as a request (one line,
+//!   at most [`MAX_LINE`] bytes, within [`REQUEST_TIMEOUT`]),
+//!   `{"v":1,"watch":"<session uuid>"}`. It is admitted only from the
+//!   certificate of that running session (otherwise refused `bad_request`,
+//!   as a request for control of a foreign session), one watcher per session
+//!   (a second is refused `busy`); a refusal is the usual decision line. Once
+//!   admitted the agent sends one line per event, then closes after `ended`:
+//!   `{"v":1,"mode":"view"}` at once (the current mode: also the sign that
+//!   the watch is admitted), `{"v":1,"mode":"view"|"control","by":"user"}`
+//!   when the mode changes, and `{"v":1,"ended":{"why":"<reason>"}}` (the
+//!   audit log's `session_ended.why`) when the session ends. The watch
+//!   grants nothing and shows nothing to the clinician; `accord connect`
+//!   works without it (an older agent refuses it `bad_request`), it only
+//!   cannot say then what ended the session.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,8 +137,15 @@ pub enum Decision {
 /// technician's countdown is the workstation's real deadline.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AgentLine {
-    Pending { deadline: Duration, asked: Mode },
-    Decision(Decision),
+    Pending {
+        deadline: Duration,
+        asked: Mode,
+    },
+    /// The decision, and for a refusal the agent's retry hint if it gave one.
+    Decision {
+        decision: Decision,
+        retry_after: Option<Duration>,
+    },
 }
 
 /// Why a request line was rejected. All of them are `bad_request` on the wire;
@@ -137,6 +169,21 @@ pub enum RequestError {
     /// A session id can only ask for more rights: raising to view is meaningless.
     #[error("a request naming a session must ask for control")]
     RaiseNotControl,
+}
+
+/// A line a technician may open a connection with: a request (wire step
+/// 1), or the watch of a running session (module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientLine {
+    Request(Request),
+    Watch(Uuid),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    v: u32,
+    watch: Uuid,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +291,40 @@ pub fn parse_request(line: &[u8]) -> Result<Request, RequestError> {
     })
 }
 
+/// Parses the first line of a connection (without its `\n`): a watch when
+/// it names one, otherwise a request ([`parse_request`], same rules).
+pub fn parse_client_line(line: &[u8]) -> Result<ClientLine, RequestError> {
+    if line.len() >= MAX_LINE {
+        return Err(RequestError::TooLong);
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| RequestError::Json(e.to_string()))?;
+    if value.get("watch").is_none() {
+        return parse_request(line).map(ClientLine::Request);
+    }
+    let raw: RawWatch =
+        serde_json::from_value(value).map_err(|e| RequestError::Json(e.to_string()))?;
+    if raw.v != VERSION {
+        return Err(RequestError::Version(raw.v));
+    }
+    Ok(ClientLine::Watch(raw.watch))
+}
+
+/// The watch line `accord connect` opens its second connection with, `\n`
+/// included.
+pub fn encode_watch(session: Uuid) -> Vec<u8> {
+    encode_line(&RawWatch {
+        v: VERSION,
+        watch: session,
+    })
+}
+
+fn encode_line<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec(value).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
 /// The request line as `accord connect` sends it, `\n` included.
 pub fn encode_request(req: &Request) -> Vec<u8> {
     let mut out = serde_json::to_vec(&WireRequest {
@@ -268,6 +349,11 @@ struct WireDecision {
     session: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     why: Option<RefusalCode>,
+    /// Added field (rate limit): seconds until a request may succeed. Read
+    /// leniently: a value that is not a whole number of seconds within
+    /// [`MAX_RETRY_AFTER`] is ignored, the refusal itself still stands.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    retry_after_s: Option<serde_json::Value>,
 }
 
 /// The decision line as the agent sends it, `\n` included.
@@ -279,6 +365,7 @@ pub fn encode_decision(d: &Decision) -> Vec<u8> {
             mode: Some(*mode),
             session: Some(*session),
             why: None,
+            retry_after_s: None,
         },
         Decision::Refused { why } => WireDecision {
             v: VERSION,
@@ -286,11 +373,32 @@ pub fn encode_decision(d: &Decision) -> Vec<u8> {
             mode: None,
             session: None,
             why: Some(*why),
+            retry_after_s: None,
         },
     };
-    let mut out = serde_json::to_vec(&wire).unwrap_or_default();
-    out.push(b'\n');
-    out
+    encode_line(&wire)
+}
+
+/// Longest retry hint a refusal may carry: the rate limit's window is an
+/// hour, so anything longer is not a hint this protocol gives.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// A refusal line with an optional retry hint (`retry_after_s`, whole
+/// seconds rounded up), `\n` included. Without a hint it is exactly
+/// [`encode_decision`]'s refusal.
+pub fn encode_refusal(why: RefusalCode, retry_after: Option<Duration>) -> Vec<u8> {
+    let retry_after_s = retry_after.map(|d| {
+        let s = d.min(MAX_RETRY_AFTER).as_millis().div_ceil(1000);
+        serde_json::Value::from(u64::try_from(s).unwrap_or(u64::MAX))
+    });
+    encode_line(&WireDecision {
+        v: VERSION,
+        decision: "refused".into(),
+        mode: None,
+        session: None,
+        why: Some(why),
+        retry_after_s,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -333,11 +441,27 @@ pub enum DecisionError {
 /// Parses the agent's decision line. Unknown extra fields are ignored so that
 /// a newer agent may add some (DESIGN.md: a field may be added).
 pub fn parse_decision(line: &[u8]) -> Result<Decision, DecisionError> {
+    parse_decision_hint(line).map(|(d, _)| d)
+}
+
+/// [`parse_decision`], with a refusal's retry hint (`retry_after_s`) when
+/// it is there and sensible.
+fn parse_decision_hint(line: &[u8]) -> Result<(Decision, Option<Duration>), DecisionError> {
     let w: WireDecision =
         serde_json::from_slice(line).map_err(|e| DecisionError::Json(e.to_string()))?;
     match (w.decision.as_str(), w.mode, w.session, w.why) {
-        ("accepted", Some(mode), Some(session), _) => Ok(Decision::Accepted { mode, session }),
-        ("refused", _, _, Some(why)) => Ok(Decision::Refused { why }),
+        ("accepted", Some(mode), Some(session), _) => {
+            Ok((Decision::Accepted { mode, session }, None))
+        }
+        ("refused", _, _, Some(why)) => {
+            let retry_after = w
+                .retry_after_s
+                .as_ref()
+                .and_then(serde_json::Value::as_u64)
+                .map(Duration::from_secs)
+                .filter(|d| *d <= MAX_RETRY_AFTER);
+            Ok((Decision::Refused { why }, retry_after))
+        }
         (other, ..) => Err(DecisionError::Shape(other.to_string())),
     }
 }
@@ -365,7 +489,109 @@ pub fn parse_agent_line(line: &[u8]) -> Result<AgentLine, DecisionError> {
             asked: p.pending.asked,
         });
     }
-    parse_decision(line).map(AgentLine::Decision)
+    parse_decision_hint(line).map(|(decision, retry_after)| AgentLine::Decision {
+        decision,
+        retry_after,
+    })
+}
+
+/// One line the agent sends on a watch connection (module documentation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchLine {
+    /// The session's mode: the current one right after admission (`by`
+    /// absent), then each change with who made it (`"user"`: the clinician
+    /// switched to view only, or granted a request for control).
+    Mode { mode: Mode, by: Option<String> },
+    /// The session ended; `why` is the audit log's `session_ended.why`
+    /// (a newer agent may send a reason this build does not know).
+    Ended { why: String },
+    /// The watch itself was refused (a decision line).
+    Refused { why: RefusalCode },
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireMode {
+    v: u32,
+    mode: Mode,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    by: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEnded {
+    v: u32,
+    ended: EndedBody,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EndedBody {
+    why: String,
+}
+
+/// Longest `why` / `by` word on a watch line.
+const MAX_WATCH_WORD: usize = 32;
+
+/// Words from the agent that `accord connect` may print: lowercase ASCII
+/// and `_` only, so that a hostile agent cannot send terminal escapes.
+fn watch_word(field: &str, w: &str) -> Result<(), DecisionError> {
+    if w.is_empty()
+        || w.len() > MAX_WATCH_WORD
+        || !w.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+    {
+        return Err(DecisionError::Shape(format!("watch line: bad {field}")));
+    }
+    Ok(())
+}
+
+/// A watch line announcing the mode, `\n` included: `by` absent for the
+/// mode at admission, `Some("user")` for a change.
+pub fn encode_watch_mode(mode: Mode, by: Option<&str>) -> Vec<u8> {
+    encode_line(&WireMode {
+        v: VERSION,
+        mode,
+        by: by.map(str::to_string),
+    })
+}
+
+/// The watch line announcing the end of the session, `\n` included; `why`
+/// is an end reason as written in the audit log.
+pub fn encode_watch_ended(why: &str) -> Vec<u8> {
+    encode_line(&WireEnded {
+        v: VERSION,
+        ended: EndedBody {
+            why: why.to_string(),
+        },
+    })
+}
+
+/// Parses one line received on a watch connection.
+pub fn parse_watch_line(line: &[u8]) -> Result<WatchLine, DecisionError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(line).map_err(|e| DecisionError::Json(e.to_string()))?;
+    if v.get("decision").is_some() {
+        return match parse_decision(line)? {
+            Decision::Refused { why } => Ok(WatchLine::Refused { why }),
+            Decision::Accepted { .. } => Err(DecisionError::Shape(
+                "an acceptance on a watch connection".into(),
+            )),
+        };
+    }
+    if v.get("ended").is_some() {
+        let e: WireEnded =
+            serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+        watch_word("why", &e.ended.why)?;
+        return Ok(WatchLine::Ended { why: e.ended.why });
+    }
+    let m: WireMode = serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+    if let Some(by) = &m.by {
+        watch_word("by", by)?;
+    }
+    Ok(WatchLine::Mode {
+        mode: m.mode,
+        by: m.by,
+    })
 }
 
 #[cfg(test)]
@@ -525,9 +751,12 @@ mod tests {
         });
         assert_eq!(
             parse_agent_line(&d[..d.len() - 1]).unwrap(),
-            AgentLine::Decision(Decision::Refused {
-                why: RefusalCode::NoUser
-            })
+            AgentLine::Decision {
+                decision: Decision::Refused {
+                    why: RefusalCode::NoUser
+                },
+                retry_after: None
+            }
         );
         for bad in [
             r#"{"v":1,"pending":{"deadline_s":99999,"asked":"view"}}"#,
@@ -561,5 +790,138 @@ mod tests {
             std::str::from_utf8(&l).unwrap(),
             "{\"v\":1,\"decision\":\"refused\",\"why\":\"agent_shutting_down\"}\n"
         );
+    }
+
+    #[test]
+    fn rate_limited_may_say_when_to_retry() {
+        let l = encode_refusal(
+            RefusalCode::RateLimited,
+            Some(Duration::from_millis(1_200_300)),
+        );
+        assert_eq!(
+            std::str::from_utf8(&l).unwrap(),
+            "{\"v\":1,\"decision\":\"refused\",\"why\":\"rate_limited\",\"retry_after_s\":1201}\n"
+        );
+        let refused = Decision::Refused {
+            why: RefusalCode::RateLimited,
+        };
+        assert_eq!(
+            parse_agent_line(&l[..l.len() - 1]).unwrap(),
+            AgentLine::Decision {
+                decision: refused.clone(),
+                retry_after: Some(Duration::from_secs(1201))
+            }
+        );
+        assert_eq!(parse_decision(&l[..l.len() - 1]).unwrap(), refused);
+        // Without the field: the DESIGN line, as before.
+        let plain = encode_refusal(RefusalCode::RateLimited, None);
+        assert_eq!(plain, encode_decision(&refused));
+        assert_eq!(
+            parse_agent_line(br#"{"v":1,"decision":"refused","why":"rate_limited"}"#).unwrap(),
+            AgentLine::Decision {
+                decision: refused.clone(),
+                retry_after: None
+            }
+        );
+        // A hint that makes no sense is dropped; the refusal stands.
+        for odd in [r#""soon""#, "-5", "1.5", "999999", "null"] {
+            let line = format!(
+                r#"{{"v":1,"decision":"refused","why":"rate_limited","retry_after_s":{odd}}}"#
+            );
+            assert_eq!(
+                parse_agent_line(line.as_bytes()).unwrap(),
+                AgentLine::Decision {
+                    decision: refused.clone(),
+                    retry_after: None
+                },
+                "{odd}"
+            );
+        }
+    }
+
+    #[test]
+    fn watch_request_and_lines() {
+        let id = Uuid::new_v4();
+        let l = encode_watch(id);
+        assert_eq!(
+            std::str::from_utf8(&l).unwrap(),
+            format!("{{\"v\":1,\"watch\":\"{id}\"}}\n")
+        );
+        assert_eq!(
+            parse_client_line(&l[..l.len() - 1]).unwrap(),
+            ClientLine::Watch(id)
+        );
+        let req = br#"{"v":1,"ticket":"T","reason":"R","mode":"view"}"#;
+        assert!(matches!(
+            parse_client_line(req),
+            Ok(ClientLine::Request(Request {
+                mode: Mode::View,
+                ..
+            }))
+        ));
+        for bad in [
+            format!(r#"{{"v":2,"watch":"{id}"}}"#),
+            format!(r#"{{"v":1,"watch":"{id}","mode":"control"}}"#),
+            format!(r#"{{"v":1,"watch":"{id}","ticket":"T","reason":"R","mode":"view"}}"#),
+            r#"{"v":1,"watch":"nope"}"#.to_string(),
+            r#"{"v":1,"watch":null}"#.to_string(),
+            r#"{"watch":"6f1c7a52-3b7e-4f7e-9d55-0a4b6c8e9f10"}"#.to_string(),
+            "x".repeat(MAX_LINE),
+        ] {
+            assert!(parse_client_line(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // parse_request alone never takes a watch line.
+        assert!(parse_request(&l[..l.len() - 1]).is_err());
+
+        let strip = |l: Vec<u8>| l[..l.len() - 1].to_vec();
+        assert_eq!(
+            strip(encode_watch_mode(Mode::View, None)),
+            br#"{"v":1,"mode":"view"}"#
+        );
+        assert_eq!(
+            strip(encode_watch_mode(Mode::Control, Some("user"))),
+            br#"{"v":1,"mode":"control","by":"user"}"#
+        );
+        assert_eq!(
+            strip(encode_watch_ended("max_duration")),
+            br#"{"v":1,"ended":{"why":"max_duration"}}"#
+        );
+        assert_eq!(
+            parse_watch_line(br#"{"v":1,"mode":"view","by":"user"}"#).unwrap(),
+            WatchLine::Mode {
+                mode: Mode::View,
+                by: Some("user".into())
+            }
+        );
+        assert_eq!(
+            parse_watch_line(br#"{"v":1,"mode":"control"}"#).unwrap(),
+            WatchLine::Mode {
+                mode: Mode::Control,
+                by: None
+            }
+        );
+        assert_eq!(
+            parse_watch_line(br#"{"v":1,"ended":{"why":"idle"}}"#).unwrap(),
+            WatchLine::Ended { why: "idle".into() }
+        );
+        assert_eq!(
+            parse_watch_line(br#"{"v":1,"decision":"refused","why":"bad_request"}"#).unwrap(),
+            WatchLine::Refused {
+                why: RefusalCode::BadRequest
+            }
+        );
+        for bad in [
+            r#"{"v":1,"ended":{"why":"\u001b[2J"}}"#,
+            r#"{"v":1,"ended":{"why":"USER"}}"#,
+            r#"{"v":1,"ended":{"why":""}}"#,
+            r#"{"v":1,"ended":"idle"}"#,
+            r#"{"v":1,"mode":"admin"}"#,
+            r#"{"v":1,"mode":"view","by":"the user\n"}"#,
+            r#"{"v":1,"decision":"accepted","mode":"view","session":"6f1c7a52-3b7e-4f7e-9d55-0a4b6c8e9f10"}"#,
+            "[]",
+            "not json",
+        ] {
+            assert!(parse_watch_line(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 }

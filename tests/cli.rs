@@ -610,3 +610,190 @@ async fn request_control_from_the_command_line() {
     assert!(!file.exists());
     agent.stop().await;
 }
+
+/// Minutes from now (local wall clock) to a printed `HH:MM` or `HH h MM`,
+/// across midnight.
+fn minutes_ahead(hh: u32, mm: u32) -> i64 {
+    let (h, m, _) = accord::platform::local_time(std::time::SystemTime::now()).unwrap();
+    let printed = i64::from(hh) * 60 + i64::from(mm);
+    (printed - (h * 60 + m)).rem_euclid(24 * 60)
+}
+
+/// Rate limited: exit 5, and the sentence says after what local time a
+/// request may succeed again (an hour after the first prompt of the hour,
+/// rounded up to the minute).
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_says_when_to_retry() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let mut policy = pki.policy(stub.addr);
+    policy.consent.max_prompts_per_technician_per_hour = 1;
+    let prompter = ScriptedPrompter::new([Step::Answer(Answer::Refused, Duration::ZERO)]);
+    let mut agent = RunningAgent::start(policy, prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let out = accord_env(owned(&connect_args(&pki, &target, &[])), vec![]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+
+    let out = accord_env(owned(&connect_args(&pki, &target, &[])), vec![]).await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let at = err
+        .split("Retry after ")
+        .nth(1)
+        .and_then(|rest| rest.get(..5))
+        .unwrap_or_else(|| panic!("no retry time in {err}"));
+    let (hh, mm) = at.split_once(':').unwrap();
+    let ahead = minutes_ahead(hh.parse().unwrap(), mm.parse().unwrap());
+    assert!(
+        (59..=61).contains(&ahead),
+        "{at} is {ahead} min ahead: {err}"
+    );
+    assert!(err.contains("too many requests"), "{err}");
+
+    // In French: « réessayez après 14 h 32 ».
+    let out = accord_env(
+        owned(&connect_args(&pki, &target, &[])),
+        vec![("LC_ALL".into(), "fr_FR.UTF-8".into())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let at = err
+        .split("Réessayez après ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no retry time in {err}"));
+    let mut parts = at.split('\u{a0}');
+    let hh: u32 = parts.next().unwrap().parse().unwrap();
+    assert_eq!(parts.next(), Some("h"), "{err}");
+    let mm: u32 = parts.next().unwrap().get(..2).unwrap().parse().unwrap();
+    assert!((59..=61).contains(&minutes_ahead(hh, mm)), "{err}");
+    assert_eq!(
+        agent.prompter.asked(),
+        1,
+        "a rate-limited request asks nobody"
+    );
+    agent.stop().await;
+}
+
+/// A running `accord connect` whose standard error is read line by line.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_accord"))
+            .args(args)
+            .env("ACCORD_LOG", "warn")
+            .env("LANG", "C.UTF-8")
+            .env_remove("LC_ALL")
+            .env_remove("LC_MESSAGES")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stderr).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (off the runtime's threads) for a line containing `needle`.
+    async fn wait_line(&mut self, needle: &str) -> String {
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < until {
+            match self.lines.try_recv() {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        panic!("no line with {needle:?} in {:#?}", self.seen);
+    }
+
+    async fn exit_code(mut self) -> Option<i32> {
+        tokio::task::spawn_blocking(move || self.child.wait().unwrap().code())
+            .await
+            .unwrap()
+    }
+}
+
+/// The running `accord connect` prints a mode change when it happens and,
+/// at the end, what ended the session; the exit code is DESIGN's.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_end_and_mode_changes_are_printed() {
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let prompter = ScriptedPrompter::new([
+        Step::Answer(Answer::Control, Duration::ZERO),
+        Step::Answer(Answer::Control, Duration::ZERO),
+        Step::Answer(Answer::Control, Duration::ZERO),
+    ]);
+    let mut policy = pki.policy(stub.addr);
+    policy.session.idle_timeout = Duration::from_secs(3);
+    let mut agent = RunningAgent::start(policy, prompter).await;
+    let target = format!("127.0.0.1:{}", agent.addr.port());
+    let args = connect_args(&pki, &target, &[]);
+
+    // The clinician switches to view only, then ends the session.
+    let mut run = Running::start(&args, &[]);
+    run.wait_line("accepted (control)").await;
+    agent.ctl.set_view_only();
+    run.wait_line("accord connect: switched to view only by the workstation's user")
+        .await;
+    agent.ctl.end();
+    let last = run
+        .wait_line("accord connect: session ended by the workstation's user")
+        .await;
+    assert!(!last.contains('\u{1b}'), "{last:?}");
+    assert_eq!(run.exit_code().await, Some(0));
+    agent.wait_event("session_ended", "why", "user").await;
+    wait_idle(&agent).await;
+
+    // Nobody types: idle, in French; a normal end, exit 0.
+    let mut run = Running::start(&args, &[("LC_ALL", "fr_FR.UTF-8")]);
+    run.wait_line("accepté (contrôle)").await;
+    run.wait_line("session terminée pour inactivité (idle)")
+        .await;
+    assert_eq!(run.exit_code().await, Some(0));
+    wait_idle(&agent).await;
+
+    // Accord stops on the workstation: exit 7, retry later.
+    let mut run = Running::start(&args, &[]);
+    run.wait_line("accepted (control)").await;
+    agent.stop().await;
+    run.wait_line("session ended: Accord stopped on the workstation (agent stopped)")
+        .await;
+    assert_eq!(run.exit_code().await, Some(7));
+}
+
+async fn wait_idle(agent: &RunningAgent) {
+    for _ in 0..500 {
+        if matches!(
+            agent.ctl.state().borrow().activity,
+            accord::broker::Activity::Idle
+        ) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the agent stays busy");
+}

@@ -151,7 +151,7 @@ struct RunningAgent {
 }
 
 impl RunningAgent {
-    async fn start(policy: Policy, prompter: ScriptedPrompter) -> RunningAgent {
+    async fn start(policy: Policy, prompter: impl Prompter) -> RunningAgent {
         let journal = Arc::new(MemoryJournal::default());
         let broker = Broker::new(Arc::new(policy), journal.clone(), prompter);
         let agent = Agent::bind(broker).await;
@@ -2063,4 +2063,171 @@ async fn tigervnc_viewer_with_tight_sees_the_screen_through_the_framer() {
         let _ = task.await;
         agent.stop().await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 12 item 3: input held while a request for control is pending.
+// ---------------------------------------------------------------------------
+
+/// Answers the first prompt at once, then each later one only when the
+/// test says (the clinician reading the request for control).
+#[derive(Clone)]
+struct GatedPrompter {
+    first: Answer,
+    asked: Arc<AtomicU32>,
+    gate: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Answer>>>,
+}
+
+impl GatedPrompter {
+    fn new(first: Answer) -> (GatedPrompter, tokio::sync::mpsc::UnboundedSender<Answer>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let p = GatedPrompter {
+            first,
+            asked: Arc::new(AtomicU32::new(0)),
+            gate: Arc::new(tokio::sync::Mutex::new(rx)),
+        };
+        (p, tx)
+    }
+
+    /// Waits (10 s at most) until `n` prompts have been shown.
+    async fn wait_asked(&self, n: u32) {
+        for _ in 0..500 {
+            if self.asked.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the prompter was not asked {n} times");
+    }
+}
+
+impl Prompter for GatedPrompter {
+    async fn ask(&self, _req: PromptRequest) -> Result<Answer, PromptError> {
+        if self.asked.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Ok(self.first);
+        }
+        match self.gate.lock().await.recv().await {
+            Some(a) => Ok(a),
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// PointerEvent: button mask and position.
+fn pointer_event(mask: u8, x: u16, y: u16) -> Vec<u8> {
+    let mut m = vec![5, mask];
+    m.extend_from_slice(&x.to_be_bytes());
+    m.extend_from_slice(&y.to_be_bytes());
+    m
+}
+
+/// Sends `input`, then a full FramebufferUpdateRequest and reads its
+/// answer: x11vnc has then processed everything Accord forwarded before
+/// it (the request is not input, so it is never held).
+async fn send_and_sync(s: &mut TcpStream, input: &[u8]) {
+    let mut bytes = input.to_vec();
+    bytes.extend_from_slice(&[3, 0, 0, 0, 0, 0]);
+    bytes.extend_from_slice(&W.to_be_bytes());
+    bytes.extend_from_slice(&H.to_be_bytes());
+    s.write_all(&bytes).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(15), read_one_update(s))
+        .await
+        .expect("a framebuffer update through the tunnel");
+    // xinput's own output is line-buffered through a pipe: a moment for it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// Right-button (3) clicks and motion all over the screen, e.g. on the
+/// prompt's "Allow control".
+fn held_input() -> Vec<u8> {
+    let mut b = Vec::new();
+    for (x, y) in [(10, 20), (320, 240), (600, 400)] {
+        b.extend(pointer_event(0, x, y));
+        b.extend(pointer_event(4, x, y));
+        b.extend(pointer_event(0, x, y));
+    }
+    b
+}
+
+/// A view-only session asks for control; while the clinician reads the
+/// request the technician moves and clicks. Refused: none of it ever
+/// reached the X server (pointer still, no input event). Asked again with
+/// more input meanwhile, then granted: only input sent after the grant
+/// reaches X, and nothing held is replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_while_control_is_asked_never_reaches_x() {
+    if !have(BASE) {
+        return;
+    }
+    let mut peers = Peers::new();
+    let d = peers.xvfb();
+    let (port, _x11vnc) = peers.x11vnc(d);
+    let mut xi = peers.xinput(d, 300, 200);
+
+    let pki = Pki::new();
+    let mut policy = pki.policy(port);
+    // The clinician takes her time: the test decides when she answers.
+    policy.consent.timeout = Duration::from_secs(60);
+    let (prompter, answer) = GatedPrompter::new(Answer::ViewOnly);
+    let mut agent = RunningAgent::start(policy, prompter.clone()).await;
+    let (local, task) = open_tunnel(&pki, &agent, Mode::Control).await;
+    let started = agent.wait_event("session_started", "mode", "view").await;
+    let session: uuid::Uuid = started["session"].as_str().unwrap().parse().unwrap();
+    let (mut s, _, _) = raw_viewer(local).await;
+    let raise = |agent: &RunningAgent| {
+        let cfg = pki.connect_config(agent.addr, Mode::Control);
+        tokio::spawn(async move { connect::request_control(&cfg, session, &mut |_| {}).await })
+    };
+
+    // 1. Asked, then refused.
+    let pending = raise(&agent);
+    prompter.wait_asked(2).await;
+    send_and_sync(&mut s, &held_input()).await;
+    assert_eq!(d.pointer(), (300, 200), "held: the pointer did not move");
+    assert!(xi.input_events().is_empty(), "{:?}", xi.input_events());
+    answer.send(Answer::Refused).unwrap();
+    match pending.await.unwrap() {
+        Err(ConnectError::Refused(RefusalCode::User)) => {}
+        other => panic!("expected the user's refusal, got {other:?}"),
+    }
+    agent.wait_event("decision", "why", "user").await;
+    // Held input is dropped, not delivered late; and the session is still
+    // view-only.
+    send_and_sync(&mut s, &pointer_event(1, 50, 50)).await;
+    assert_eq!(d.pointer(), (300, 200), "refused: the pointer never moved");
+    assert!(xi.input_events().is_empty(), "{:?}", xi.input_events());
+
+    // 2. Asked again, input meanwhile, then granted.
+    let pending = raise(&agent);
+    prompter.wait_asked(3).await;
+    send_and_sync(&mut s, &held_input()).await;
+    assert_eq!(d.pointer(), (300, 200), "held again");
+    assert!(xi.input_events().is_empty(), "{:?}", xi.input_events());
+    answer.send(Answer::Control).unwrap();
+    pending.await.unwrap().expect("control granted");
+    agent.wait_event("mode_changed", "mode", "control").await;
+    xi.mark();
+
+    // Now the technician's pointer reaches X: a move and a left click.
+    let mut now = pointer_event(0, 123, 145);
+    now.extend(pointer_event(1, 123, 145));
+    now.extend(pointer_event(0, 123, 145));
+    send_and_sync(&mut s, &now).await;
+    assert_eq!(d.pointer(), (123, 145), "granted: the pointer moved");
+    let ev = xi.input_events();
+    let presses: Vec<Option<u32>> = ev
+        .iter()
+        .filter(|e| e.name == "RawButtonPress")
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        presses,
+        [Some(1)],
+        "one left click, nothing held replayed: {ev:?}"
+    );
+
+    drop(s);
+    let _ = task.await;
+    agent.wait_event("session_ended", "why", "technician").await;
+    agent.stop().await;
 }

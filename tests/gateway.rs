@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn refused(r: Result<std::net::SocketAddr, ConnectError>) -> RefusalCode {
-    match r {
-        Err(ConnectError::Refused(c)) => c,
-        other => panic!("expected a refusal, got {other:?}"),
+    match &r {
+        // With or without a retry time (rate_limited says when).
+        Err(e) => e
+            .refusal()
+            .unwrap_or_else(|| panic!("expected a refusal, got {e:?}")),
+        Ok(_) => panic!("expected a refusal, got {r:?}"),
     }
 }
 
@@ -204,6 +207,22 @@ async fn rate_limited_per_technician() {
         assert_eq!(refused(r), RefusalCode::User);
     }
     let (r, _) = connect_tunnel(cfg.clone()).await;
+    // The refusal says when: an hour after the first of the two prompts.
+    match &r {
+        Err(ConnectError::RefusedUntil {
+            why: RefusalCode::RateLimited,
+            retry_at,
+        }) => {
+            let left = retry_at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap();
+            assert!(
+                left > Duration::from_secs(3500) && left <= Duration::from_secs(3601),
+                "{left:?}"
+            );
+        }
+        other => panic!("expected rate_limited with a retry time, got {other:?}"),
+    }
     assert_eq!(refused(r), RefusalCode::RateLimited);
     assert_eq!(agent.prompter.asked(), 2);
     // Another technician is not affected.

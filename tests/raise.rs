@@ -110,9 +110,12 @@ impl ViewSession {
 }
 
 fn refused(r: Result<(), ConnectError>) -> RefusalCode {
-    match r {
-        Err(ConnectError::Refused(c)) => c,
-        other => panic!("expected a refusal, got {other:?}"),
+    match &r {
+        // With or without a retry time (rate_limited says when).
+        Err(e) => e
+            .refusal()
+            .unwrap_or_else(|| panic!("expected a refusal, got {e:?}")),
+        Ok(_) => panic!("expected a refusal, got {r:?}"),
     }
 }
 

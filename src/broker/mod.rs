@@ -8,6 +8,8 @@
 
 pub mod budget;
 pub mod events;
+mod ratelimit;
+pub mod watcher;
 
 pub use events::{
     Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening, LocalUser,
@@ -138,6 +140,8 @@ struct Shared {
     ui_lost: watch::Sender<bool>,
     /// How many refusals each origin may put in the audit log.
     rejections: budget::RejectLimiter,
+    /// The session `accord connect` watches ([`watcher`]).
+    watcher: watcher::Slot,
 }
 
 /// The broker: shared by every connection task.
@@ -233,6 +237,7 @@ impl<P: Prompter> Broker<P> {
             shutdown,
             ui_lost,
             rejections: budget::RejectLimiter::default(),
+            watcher: watcher::Slot::default(),
         });
         Arc::new(Broker { shared, prompter })
     }
@@ -295,7 +300,15 @@ impl<P: Prompter> Broker<P> {
         detail: &str,
     ) -> Outcome {
         self.reject(peer, why, tech, detail);
-        send_decision(tech_stream, &Decision::Refused { why }).await;
+        let retry_after = match why {
+            RefusalCode::RateLimited => self.retry_after(tech),
+            _ => None,
+        };
+        let line = crate::protocol::encode_refusal(why, retry_after);
+        if tech_stream.write_all(&line).await.is_ok() {
+            let _ = tech_stream.flush().await;
+        }
+        let _ = tech_stream.shutdown().await;
         Outcome::Refused(why)
     }
 

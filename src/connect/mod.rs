@@ -5,18 +5,22 @@
 //!
 //! Submodules: [`profile`] (where the certificate, key and CA come from),
 //! [`text`] (what each outcome says, in French or English), [`viewer`] (the
-//! viewer started for the technician).
+//! viewer started for the technician), [`watch`] (what ended the session,
+//! and mode changes as they happen, on a second connection).
 
 pub mod profile;
 pub mod text;
 pub mod viewer;
+pub mod watch;
+
+pub use watch::Ending;
 
 use crate::protocol::{self, AgentLine, Decision, LineReader, Mode, RefusalCode, Request};
 use crate::tls::{self, TlsError};
 use rustls::pki_types::ServerName;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::client::TlsStream;
@@ -58,6 +62,13 @@ pub enum ConnectError {
     Handshake(TlsFailure),
     #[error("refused: {}", text::refusal(text::Lang::En, *.0))]
     Refused(RefusalCode),
+    /// A refusal that says when a request may succeed (`rate_limited`'s
+    /// `retry_after_s`, as a wall-clock time on this machine).
+    #[error("refused: {}", text::refusal_until(text::Lang::En, *.why, *.retry_at))]
+    RefusedUntil {
+        why: RefusalCode,
+        retry_at: SystemTime,
+    },
 }
 
 /// Why the mutual-TLS handshake failed, told apart so the technician knows
@@ -131,7 +142,7 @@ impl ConnectError {
         match self {
             ConnectError::Usage(_) | ConnectError::Tls(_) => 2,
             ConnectError::Network(_) | ConnectError::Handshake(_) => 7,
-            ConnectError::Refused(c) => match c {
+            ConnectError::Refused(c) | ConnectError::RefusedUntil { why: c, .. } => match c {
                 RefusalCode::User => 3,
                 RefusalCode::Timeout => 4,
                 RefusalCode::Busy | RefusalCode::RateLimited => 5,
@@ -140,6 +151,14 @@ impl ConnectError {
                 RefusalCode::UpstreamUnreachable | RefusalCode::AgentShuttingDown => 7,
                 RefusalCode::NoUser => 8,
             },
+        }
+    }
+
+    /// The agent's refusal code, with or without a retry time.
+    pub fn refusal(&self) -> Option<RefusalCode> {
+        match self {
+            ConnectError::Refused(c) | ConnectError::RefusedUntil { why: c, .. } => Some(*c),
+            _ => None,
         }
     }
 }
@@ -233,6 +252,13 @@ pub enum Progress {
     },
     ViewerConnected {
         from: SocketAddr,
+    },
+    /// The session's mode changed (the watch, [`watch`]); `by_user`: the
+    /// workstation's user did it (switched to view only, or granted a
+    /// request for control).
+    ModeChanged {
+        mode: Mode,
+        by_user: bool,
     },
 }
 
@@ -378,13 +404,8 @@ impl Drop for SessionFile {
     }
 }
 
-/// Sends `request` and waits for the decision.
-async fn ask_request(
-    cfg: &ConnectConfig,
-    request: Request,
-    progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<Accepted, ConnectError> {
-    cfg.validate()?;
+/// Opens a mutual-TLS connection to the agent.
+async fn open_tls(cfg: &ConnectConfig) -> Result<TlsStream<TcpStream>, ConnectError> {
     let client = tls::client_config(&cfg.ca, &cfg.cert, &cfg.key)?;
     let server_name = ServerName::try_from(cfg.host.clone())
         .map_err(|_| ConnectError::Usage(format!("{:?} is not a valid host name", cfg.host)))?;
@@ -401,10 +422,20 @@ async fn ask_request(
         Some(f) => ConnectError::Handshake(f),
         None => ConnectError::Network(format!("TLS: {e}")),
     };
-    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
+    tokio::time::timeout(CONNECT_TIMEOUT, connector.connect(server_name, tcp))
         .await
         .map_err(|_| ConnectError::Network("TLS handshake timed out".into()))?
-        .map_err(tls_error)?;
+        .map_err(tls_error)
+}
+
+/// Sends `request` and waits for the decision.
+async fn ask_request(
+    cfg: &ConnectConfig,
+    request: Request,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<Accepted, ConnectError> {
+    cfg.validate()?;
+    let mut stream = open_tls(cfg).await?;
     stream
         .write_all(&protocol::encode_request(&request))
         .await
@@ -424,7 +455,7 @@ async fn ask_request(
     let mut buf = [0u8; 512];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let (decision, early) = 'wait: loop {
+    let (decision, retry_after, early) = 'wait: loop {
         tokio::select! {
             r = stream.read(&mut buf) => {
                 // The workstation refusing our certificate shows up here
@@ -452,7 +483,9 @@ async fn ask_request(
                             progress(Progress::Pending { left: deadline, asked });
                             input = rest;
                         }
-                        AgentLine::Decision(d) => break 'wait (d, rest),
+                        AgentLine::Decision { decision, retry_after } => {
+                            break 'wait (decision, retry_after, rest)
+                        }
                     }
                 }
             }
@@ -472,7 +505,13 @@ async fn ask_request(
         }
     };
     match decision {
-        Decision::Refused { why } => Err(ConnectError::Refused(why)),
+        Decision::Refused { why } => Err(match retry_after {
+            Some(d) => ConnectError::RefusedUntil {
+                why,
+                retry_at: SystemTime::now() + d,
+            },
+            None => ConnectError::Refused(why),
+        }),
         Decision::Accepted { mode, session } => Ok(Accepted {
             session,
             mode,
@@ -564,14 +603,20 @@ impl Accepted {
     }
 }
 
+/// How long, once the tunnel has closed, to wait for the watch to say why:
+/// the agent closes the session's stream before it has recorded the end.
+const END_WAIT: Duration = Duration::from_secs(2);
+
 /// The whole `accord connect`: bind the local end first (so a busy port fails
 /// before the clinician is disturbed), find the viewer to start if asked
-/// (same reason), ask, then tunnel.
+/// (same reason), ask, watch the session, then tunnel. Returns what ended
+/// the session, as far as the agent said ([`Ending::Untold`] without a
+/// watch: an older agent, or the second connection failed).
 pub async fn run(
     cfg: &ConnectConfig,
     viewer_choice: Option<&viewer::ViewerChoice>,
     progress: &mut (dyn FnMut(Progress) + Send),
-) -> Result<(), ConnectError> {
+) -> Result<Ending, ConnectError> {
     cfg.validate()?;
     let plan = viewer_choice.map(viewer::ViewerPlan::resolve).transpose()?;
     let listener = match &plan {
@@ -584,11 +629,29 @@ pub async fn run(
     };
     let listen = listener.local_addr().unwrap_or(cfg.listen);
     let accepted = ask(cfg, progress).await?;
+    // Before the technician is told "accepted" (and the viewer starts), so
+    // that from then on every change and the end are told. Bounded: a
+    // watch that cannot open only means the end is not explained.
+    let watch = match watch::Watch::open(cfg, accepted.session).await {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::debug!("cannot watch session {}: {e}", accepted.session);
+            None
+        }
+    };
     progress(Progress::Accepted {
         mode: accepted.mode,
         session: accepted.session,
         listen,
     });
+    if let Some(w) = &watch
+        && w.mode() != accepted.mode
+    {
+        progress(Progress::ModeChanged {
+            mode: w.mode(),
+            by_user: false,
+        });
+    }
     // Removed when this function returns: the tunnel is over.
     let _session_file = SessionFile::write(cfg, accepted.session);
     let child = match &plan {
@@ -599,7 +662,43 @@ pub async fn run(
         }
         None => None,
     };
-    accepted.serve_with_viewer(listener, child, progress).await
+    // The tunnel and the watch run together; both report through `tx`, and
+    // only this loop calls `progress`.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut forward = |p: Progress| {
+        let _ = tx.send(p);
+    };
+    let serve = accepted.serve_with_viewer(listener, child, &mut forward);
+    let follow = watch::follow(watch, tx.clone());
+    tokio::pin!(serve, follow);
+    let mut told: Option<Ending> = None;
+    let served = loop {
+        tokio::select! {
+            r = &mut serve => break r,
+            e = &mut follow, if told.is_none() => told = Some(e),
+            Some(p) = rx.recv() => progress(p),
+        }
+    };
+    if told.is_none() {
+        let wait = async {
+            loop {
+                tokio::select! {
+                    e = &mut follow => break e,
+                    Some(p) = rx.recv() => progress(p),
+                }
+            }
+        };
+        told = tokio::time::timeout(END_WAIT, wait).await.ok();
+    }
+    while let Ok(p) = rx.try_recv() {
+        progress(p);
+    }
+    match (served, told.unwrap_or(Ending::Untold)) {
+        // The workstation said why: that is the story, whatever the
+        // tunnel's last error was.
+        (Err(e), Ending::Untold) => Err(e),
+        (_, ending) => Ok(ending),
+    }
 }
 
 #[cfg(test)]

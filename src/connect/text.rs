@@ -5,10 +5,11 @@
 //! says whom to call or when to retry. The language follows the locale
 //! (`LC_ALL`, `LC_MESSAGES`, `LANG`: French for `fr*`, English otherwise).
 
-use super::{OursRefused, Progress, TlsFailure};
+use super::{Ending, OursRefused, Progress, TlsFailure};
 use crate::protocol::{Mode, RefusalCode};
+use crate::session::EndReason;
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Language of the technician's messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,36 @@ pub fn refusal(lang: Lang, code: RefusalCode) -> &'static str {
             "personne ne peut répondre sur ce poste (aucune session ouverte, écran verrouillé ou plusieurs sessions). Appelez l'utilisateur."
         }
     }
+}
+
+/// A refusal that says when to retry (`rate_limited` with `retry_after_s`):
+/// what happened, then the local time after which a request may succeed.
+pub fn refusal_until(lang: Lang, code: RefusalCode, retry_at: SystemTime) -> String {
+    let at = clock(lang, retry_at);
+    match (lang, code, at) {
+        (Lang::En, RefusalCode::RateLimited, Some(at)) => format!(
+            "too many requests from you to this workstation in the last hour. Retry after {at}, or call the user."
+        ),
+        (Lang::Fr, RefusalCode::RateLimited, Some(at)) => format!(
+            "trop de demandes de votre part vers ce poste dans l'heure. Réessayez après {at}, ou appelez l'utilisateur."
+        ),
+        (Lang::En, _, Some(at)) => format!("{} Retry after {at}.", refusal(lang, code)),
+        (Lang::Fr, _, Some(at)) => format!("{} Réessayez après {at}.", refusal(lang, code)),
+        (_, _, None) => refusal(lang, code).to_string(),
+    }
+}
+
+/// The local wall-clock time of `t`, rounded up to the minute (retrying
+/// "after 14:32" must work at 14:32): `14:32` in English, `14 h 32` in
+/// French. `None` when the local time cannot be known.
+pub fn clock(lang: Lang, t: SystemTime) -> Option<String> {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    let up = SystemTime::UNIX_EPOCH + Duration::from_secs(secs.div_ceil(60).checked_mul(60)?);
+    let (h, m, _) = crate::platform::local_time(up)?;
+    Some(match lang {
+        Lang::En => format!("{h:02}:{m:02}"),
+        Lang::Fr => format!("{h:02}\u{a0}h\u{a0}{m:02}"),
+    })
 }
 
 /// A failed TLS handshake: which side refused which certificate, and whom to call.
@@ -215,6 +246,29 @@ pub fn progress(lang: Lang, p: &Progress) -> String {
         (Lang::Fr, Progress::ViewerConnected { from }) => {
             format!("visionneuse connectée depuis {from}\u{a0}; tunnel ouvert")
         }
+        (_, Progress::ModeChanged { mode, by_user }) => mode_changed(lang, *mode, *by_user).into(),
+    }
+}
+
+/// The session's mode changed while it runs.
+pub fn mode_changed(lang: Lang, mode: Mode, by_user: bool) -> &'static str {
+    match (lang, mode, by_user) {
+        (Lang::En, Mode::View, true) => {
+            "switched to view only by the workstation's user: your keyboard and mouse no longer reach it."
+        }
+        (Lang::Fr, Mode::View, true) => {
+            "passé en affichage seul par l'utilisateur du poste\u{a0}: votre clavier et votre souris n'agissent plus sur le poste."
+        }
+        (Lang::En, Mode::Control, true) => {
+            "control granted by the workstation's user: your keyboard and mouse now reach the workstation."
+        }
+        (Lang::Fr, Mode::Control, true) => {
+            "passé en contrôle par l'utilisateur du poste\u{a0}: votre clavier et votre souris agissent maintenant sur le poste."
+        }
+        (Lang::En, Mode::View, false) => "the session is now view only.",
+        (Lang::Fr, Mode::View, false) => "la session est maintenant en affichage seul.",
+        (Lang::En, Mode::Control, false) => "the session is now in control.",
+        (Lang::Fr, Mode::Control, false) => "la session est maintenant en contrôle.",
     }
 }
 
@@ -249,11 +303,79 @@ pub fn raise_refusal(lang: Lang, code: RefusalCode) -> &'static str {
     }
 }
 
-/// The end of a session that had started.
+/// The end of a session that had started, when nobody said why.
 pub fn session_ended(lang: Lang) -> &'static str {
     match lang {
         Lang::En => "session ended",
         Lang::Fr => "session terminée",
+    }
+}
+
+/// The end of a session, with what ended it when the workstation said
+/// (its watch, [`super::watch`]), and what to do next when there is
+/// something to do. Every sentence starts as [`session_ended`] does.
+pub fn session_end(lang: Lang, ending: &Ending) -> String {
+    match ending {
+        Ending::Told(r) => end_reason(lang, *r).to_string(),
+        Ending::Unknown(why) => format!("{} ({why})", session_ended(lang)),
+        Ending::Untold => session_ended(lang).to_string(),
+    }
+}
+
+/// Why a session ended, as the technician is told.
+pub fn end_reason(lang: Lang, why: EndReason) -> &'static str {
+    use EndReason as E;
+    match (lang, why) {
+        (Lang::En, E::User) => "session ended by the workstation's user.",
+        (Lang::Fr, E::User) => "session terminée par l'utilisateur du poste.",
+        (Lang::En, E::Technician) => "session ended: you closed the viewer or the tunnel.",
+        (Lang::Fr, E::Technician) => {
+            "session terminée\u{a0}: vous avez fermé la visionneuse ou le tunnel."
+        }
+        (Lang::En, E::Idle) => {
+            "session ended for inactivity (idle): no key or pointer from you within the workstation's limit. Ask again if you still need it."
+        }
+        (Lang::Fr, E::Idle) => {
+            "session terminée pour inactivité (idle)\u{a0}: aucune action de votre part dans le délai du poste. Refaites une demande si besoin."
+        }
+        (Lang::En, E::MaxDuration) => {
+            "session ended: maximum duration reached. Ask again if you still need it."
+        }
+        (Lang::Fr, E::MaxDuration) => {
+            "session terminée\u{a0}: durée maximale atteinte. Refaites une demande si besoin."
+        }
+        (Lang::En, E::ScreenLocked) => "session ended: the workstation's screen was locked.",
+        (Lang::Fr, E::ScreenLocked) => "session terminée\u{a0}: écran verrouillé sur le poste.",
+        (Lang::En, E::UserSwitched) => {
+            "session ended: another user took over the workstation (user switch)."
+        }
+        (Lang::Fr, E::UserSwitched) => {
+            "session terminée\u{a0}: un autre utilisateur a pris la main sur le poste (changement d'utilisateur)."
+        }
+        (Lang::En, E::Upstream) => {
+            "session ended: the workstation's screen-sharing server stopped or failed. Ask IT to check the VNC server on that workstation."
+        }
+        (Lang::Fr, E::Upstream) => {
+            "session terminée\u{a0}: le serveur de partage d'écran du poste s'est arrêté ou a échoué. Demandez au service informatique de vérifier le serveur VNC de ce poste."
+        }
+        (Lang::En, E::AgentStopped) => {
+            "session ended: Accord stopped on the workstation (agent stopped). Try again in a minute."
+        }
+        (Lang::Fr, E::AgentStopped) => {
+            "session terminée\u{a0}: Accord s'est arrêté sur le poste (agent arrêté). Réessayez dans une minute."
+        }
+        (Lang::En, E::UiLost) => {
+            "session ended: Accord's window on the workstation closed, so nobody there could follow or stop the session. Call the user or IT."
+        }
+        (Lang::Fr, E::UiLost) => {
+            "session terminée\u{a0}: la fenêtre d'Accord s'est fermée sur le poste, personne ne pouvait plus suivre ni arrêter la session. Appelez l'utilisateur ou le service informatique."
+        }
+        (Lang::En, E::Protocol) => {
+            "session ended: your viewer sent a message Accord cannot check, so it closed the session. Try another VNC viewer."
+        }
+        (Lang::Fr, E::Protocol) => {
+            "session terminée\u{a0}: votre visionneuse a envoyé un message qu'Accord ne sait pas vérifier, la session a donc été fermée. Essayez une autre visionneuse VNC."
+        }
     }
 }
 
@@ -368,6 +490,53 @@ mod tests {
             // French typography: no plain space before a colon.
             assert!(!fr.contains(" :"), "{fr}");
         }
+    }
+
+    #[test]
+    fn every_end_reason_has_its_sentence_in_both_languages() {
+        let mut seen = std::collections::HashSet::new();
+        for r in EndReason::ALL {
+            let (en, fr) = (end_reason(Lang::En, r), end_reason(Lang::Fr, r));
+            assert!(en.starts_with("session ended"), "{en}");
+            assert!(fr.starts_with("session terminée"), "{fr}");
+            assert!(!fr.contains(" :"), "{fr}");
+            assert!(seen.insert(en) && seen.insert(fr), "{en} / {fr}");
+        }
+        assert_eq!(session_end(Lang::En, &Ending::Untold), "session ended");
+        assert_eq!(
+            session_end(Lang::Fr, &Ending::Unknown("meteor".into())),
+            "session terminée (meteor)"
+        );
+        assert!(
+            session_end(Lang::Fr, &Ending::Told(EndReason::User))
+                .contains("terminée par l'utilisateur du poste")
+        );
+        assert!(end_reason(Lang::Fr, EndReason::Idle).contains("inactivité (idle)"));
+        assert!(end_reason(Lang::Fr, EndReason::MaxDuration).contains("durée maximale"));
+        assert!(end_reason(Lang::Fr, EndReason::ScreenLocked).contains("écran verrouillé"));
+        assert!(end_reason(Lang::Fr, EndReason::AgentStopped).contains("agent arrêté"));
+        assert!(
+            mode_changed(Lang::Fr, Mode::View, true)
+                .starts_with("passé en affichage seul par l'utilisateur")
+        );
+    }
+
+    #[test]
+    fn retry_time_is_local_and_rounded_up_to_the_minute() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + 61);
+        let (h, m, _) = crate::platform::local_time(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_120),
+        )
+        .unwrap();
+        assert_eq!(clock(Lang::En, t).unwrap(), format!("{h:02}:{m:02}"));
+        assert_eq!(
+            clock(Lang::Fr, t).unwrap(),
+            format!("{h:02}\u{a0}h\u{a0}{m:02}")
+        );
+        let en = refusal_until(Lang::En, RefusalCode::RateLimited, t);
+        assert!(en.contains(&format!("Retry after {h:02}:{m:02}")), "{en}");
+        let fr = refusal_until(Lang::Fr, RefusalCode::RateLimited, t);
+        assert!(fr.contains("Réessayez après "), "{fr}");
     }
 
     fn run(tty: bool, events: &[Progress]) -> String {

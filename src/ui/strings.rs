@@ -295,37 +295,9 @@ pub fn local_clock(t: std::time::SystemTime) -> Option<String> {
     Some(format!("{h:02}:{m:02}:{s:02}"))
 }
 
-/// Local (hours, minutes, seconds) of a moment.
+/// Local (hours, minutes, seconds) of a moment ([`crate::platform::local_time`]).
 pub fn local_time(t: std::time::SystemTime) -> Option<(i64, i64, i64)> {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    local_hms(i64::try_from(secs).ok()?)
-}
-
-#[cfg(unix)]
-fn local_hms(secs: i64) -> Option<(i64, i64, i64)> {
-    #[allow(clippy::useless_conversion, reason = "time_t is i32 on some targets")]
-    let t: libc::time_t = secs.try_into().ok()?;
-    // SAFETY: `localtime_r` only writes into the `tm` we own; both pointers
-    // are valid for the duration of the call.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return None;
-        }
-        tm
-    };
-    Some((
-        i64::from(tm.tm_hour),
-        i64::from(tm.tm_min),
-        i64::from(tm.tm_sec),
-    ))
-}
-
-#[cfg(not(unix))]
-fn local_hms(secs: i64) -> Option<(i64, i64, i64)> {
-    // UTC: the local offset is not known here.
-    let s = secs.rem_euclid(86_400);
-    Some((s / 3600, (s / 60) % 60, s % 60))
+    crate::platform::local_time(t)
 }
 
 #[cfg(test)]
