@@ -174,19 +174,44 @@ pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
 }
 
 /// The options for this process's own graphical session: `$DISPLAY`, in
-/// `$XDG_RUNTIME_DIR` (else `/run/user/<uid>`). `clipboard`: whether the
-/// session's policy lets any clipboard through.
+/// `$XDG_RUNTIME_DIR`, else `/run/user/<uid>`, else (a session without
+/// logind, e.g. `sudo make run` in a container) `~/.cache/accord/run`,
+/// made 0700. [`start`] checks whichever it is: ours, closed to others.
+/// `clipboard`: whether the session's policy lets any clipboard through.
 pub fn options_here(clipboard: bool) -> Options {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
     let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
-        // SAFETY: getuid has no preconditions.
-        _ => PathBuf::from(format!("/run/user/{}", unsafe { libc::getuid() })),
+        _ => {
+            let run_user = PathBuf::from(format!("/run/user/{uid}"));
+            if run_user.is_dir() {
+                run_user
+            } else {
+                private_cache_dir().unwrap_or(run_user)
+            }
+        }
     };
     Options {
         display: std::env::var("DISPLAY").unwrap_or_default(),
         clipboard,
         runtime_dir,
     }
+}
+
+/// `~/.cache/accord/run`, created 0700 (its parents as the user's umask
+/// makes them; the check in [`start`] is on this directory itself).
+fn private_cache_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let dir = directories::ProjectDirs::from("", "", "accord")?
+        .cache_dir()
+        .join("run");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .ok()?;
+    Some(dir)
 }
 
 /// Starts the server `choice` picks for this process's own graphical

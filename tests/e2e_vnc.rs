@@ -1001,6 +1001,20 @@ async fn wait_log(peers: &Peers, idx: usize, needle: &str) {
     panic!("{needle:?} never logged by {}", peers.procs[idx].name);
 }
 
+/// [`x11vnc_received`] once x11vnc has written its whole table (it prints
+/// it row by row after "Client … gone"; the TOTALS row comes last).
+async fn x11vnc_stats(peers: &Peers, idx: usize) -> String {
+    let mut got = String::new();
+    for _ in 0..100 {
+        got = x11vnc_received(&peers.log_of(idx));
+        if got.contains("FramebufferUpdate") && got.contains("TOTALS") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    got
+}
+
 /// x11vnc's per-client statistics (printed when the client leaves): the
 /// names of the client→server messages it received.
 fn x11vnc_received(log: &str) -> String {
@@ -1153,8 +1167,8 @@ async fn view_only_leaves_the_display_untouched_but_screenshots_work() {
     agent.wait_event("session_ended", "why", "technician").await;
     // The server's own account: no input message ever reached it.
     wait_log(&peers, x11vnc, "Client 127.0.0.1 gone").await;
+    let got = x11vnc_stats(&peers, x11vnc).await;
     let log = peers.log_of(x11vnc);
-    let got = x11vnc_received(&log);
     assert!(
         got.contains("FramebufferUpdate"),
         "x11vnc stats parsed: {got:?}"
@@ -1469,8 +1483,8 @@ async fn hostile_raw_client_in_view_only_cannot_touch_the_display() {
     assert_eq!(d.pointer(), (300, 200));
     assert!(xi.input_events().is_empty(), "{:?}", xi.input_events());
     assert_eq!(d.clipboard(), clip_before);
+    let got = x11vnc_stats(&peers, x11vnc).await;
     let log = peers.log_of(x11vnc);
-    let got = x11vnc_received(&log);
     assert!(
         got.contains("SetEncodings") && got.contains("FramebufferUpdate"),
         "{got}"
