@@ -285,6 +285,11 @@ fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -
             // no external commands: nothing but this socket.
             a.extend(s(&["-norc", "-novncconnect", "-noremote", "-nocmds"]));
             a.extend(s(&["-nopw", "-nolookup", "-quiet"]));
+            // x11vnc "naps" (long sleeps) while the screen is still: its
+            // first update then came ~760 ms after the handshake, against 4
+            // ms without (benches/launch.rs). It runs only during a session,
+            // which is exactly when it must answer at once.
+            a.push("-nonap".into());
             if !opts.clipboard {
                 // Neither CLIPBOARD nor PRIMARY nor the cut buffer.
                 a.push("-nosel".into());
