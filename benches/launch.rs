@@ -16,10 +16,8 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use accord::agent::Agent;
 use accord::broker::{
-    Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, Screen, ScreenError,
-    ScreenRequest,
+    Answer, PromptError, PromptRequest, Prompter, Screen, ScreenError, ScreenRequest,
 };
 use accord::launch::{self, Options, Server};
 use accord::protocol::Mode;
@@ -118,19 +116,8 @@ async fn one_round(server: Server, display: &str) -> (Duration, Duration, Durati
         clicked: Arc::default(),
         launch_time: Arc::default(),
     };
-    let broker = Broker::new(
-        Arc::new(policy),
-        Arc::new(MemoryJournal::default()),
-        prompter.clone(),
-    );
-    let agent = Agent::bind(broker).await;
-    let addr = agent.local_addr().unwrap();
-    let ctl = agent.control();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
-    let (local, task) = common::connect_tunnel(pki.connect_config(addr, Mode::Control)).await;
+    let agent = common::spawn_agent(policy, prompter.clone()).await;
+    let (local, task) = common::connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
     let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
     let (mut v, si) = common::rfb_viewer(local).await.unwrap();
     let (w, h) = (
@@ -164,11 +151,11 @@ async fn one_round(server: Server, display: &str) -> (Duration, Duration, Durati
     let whole = Instant::now();
     let clicked = prompter.clicked.lock().unwrap().expect("asked");
     let launch_time = prompter.launch_time.lock().unwrap().expect("launched");
-    ctl.end();
+    agent.ctl.end();
     drop(v);
     task.abort();
-    let _ = stop.send(());
-    let _ = running.await;
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
     (launch_time, first_byte - clicked, whole - clicked)
 }
 

@@ -503,9 +503,8 @@ fn x0vncserver_dies_with_its_parent() {
 // the session, no server process is left and nothing listens on TCP.
 
 mod common;
-use accord::agent::Agent;
 use accord::broker::{
-    Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, Screen, ScreenError,
+    Answer, MemoryJournal, PromptError, PromptRequest, Prompter, Screen, ScreenError,
     ScreenRequest, SessionControl,
 };
 use accord::protocol::Mode;
@@ -575,25 +574,17 @@ async fn rig_on(
         opts,
         opened: Arc::default(),
     };
-    let journal = Arc::new(MemoryJournal::default());
-    let broker = Broker::new(Arc::new(policy), journal.clone(), prompter.clone());
-    let agent = Agent::bind(broker).await;
-    let addr = agent.local_addr().expect("agent listening");
-    let ctl = agent.control();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
+    let a = common::spawn_agent(policy, prompter.clone()).await;
     SessionRig {
         display: x.display(),
         _x: x,
         rt,
         pki,
-        addr,
-        ctl,
-        journal,
+        addr: a.addr,
+        ctl: a.ctl,
+        journal: a.journal,
         prompter,
-        _stop: stop,
+        _stop: a.stop,
     }
 }
 

@@ -539,23 +539,7 @@ impl<P: Prompter> Broker<P> {
             .inner
             .lock()
             .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
-        let (owner, mode) = match inner.current_info.as_ref().filter(|i| i.id == session) {
-            Some(i) => (i.technician.fingerprint.clone(), i.mode),
-            None => {
-                return Err((
-                    RefusalCode::BadRequest,
-                    format!("request for control of session {session}, which is not running"),
-                ));
-            }
-        };
-        if owner != tech.fingerprint {
-            return Err((
-                RefusalCode::BadRequest,
-                format!(
-                    "request for control of session {session} from another certificate than the session's ({owner})"
-                ),
-            ));
-        }
+        let mode = own_session(&inner, tech, session, "request for control")?;
         if mode != Mode::View {
             return Err((
                 RefusalCode::BadRequest,
@@ -974,6 +958,33 @@ impl<P: Prompter> Broker<P> {
             .map_err(|e| format!("{}: {e}", screen.describe))?;
         Ok((p, Some(screen.keep), screen.describe))
     }
+}
+
+/// The mode of running session `session` if `tech` holds it (what a
+/// request for control or a watch of it, `what`, may ask): `bad_request`
+/// for a session that is not running or is another certificate's.
+fn own_session(
+    inner: &Inner,
+    tech: &Identity,
+    session: Uuid,
+    what: &str,
+) -> Result<Mode, (RefusalCode, String)> {
+    let Some(info) = inner.current_info.as_ref().filter(|i| i.id == session) else {
+        return Err((
+            RefusalCode::BadRequest,
+            format!("{what} of session {session}, which is not running"),
+        ));
+    };
+    let owner = &info.technician.fingerprint;
+    if *owner != tech.fingerprint {
+        return Err((
+            RefusalCode::BadRequest,
+            format!(
+                "{what} of session {session} from another certificate than the session's ({owner})"
+            ),
+        ));
+    }
+    Ok(info.mode)
 }
 
 /// Resolves when the peer sends anything or closes; never consumes bytes

@@ -153,23 +153,7 @@ fn admit_watch<'a>(
         .inner
         .lock()
         .map_err(|_| (RefusalCode::Policy, "internal state poisoned".to_string()))?;
-    let (owner, mode) = match inner.current_info.as_ref().filter(|i| i.id == session) {
-        Some(i) => (i.technician.fingerprint.clone(), i.mode),
-        None => {
-            return Err((
-                RefusalCode::BadRequest,
-                format!("watch of session {session}, which is not running"),
-            ));
-        }
-    };
-    if owner != tech.fingerprint {
-        return Err((
-            RefusalCode::BadRequest,
-            format!(
-                "watch of session {session} from another certificate than the session's ({owner})"
-            ),
-        ));
-    }
+    let mode = super::own_session(&inner, tech, session, "watch")?;
     let mut slot = shared
         .watcher
         .0

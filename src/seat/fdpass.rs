@@ -151,16 +151,7 @@ pub async fn send_line_with_fd(
         }
     };
     // The descriptor went with the first bytes; the rest is plain.
-    let mut rest = &line[sent..];
-    while !rest.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    send_line(stream, &line[sent..]).await
 }
 
 /// Writes `line` without a descriptor (on a stream shared with

@@ -165,17 +165,44 @@ pub struct RunningAgent {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// An in-process agent on 127.0.0.1:0 asking `prompter`, in a memory
+/// journal; it runs until `stop` is sent or dropped.
+pub struct Spawned {
+    pub addr: SocketAddr,
+    pub ctl: SessionControl,
+    pub journal: Arc<MemoryJournal>,
+    pub stop: oneshot::Sender<()>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+pub async fn spawn_agent<P: Prompter>(policy: Policy, prompter: P) -> Spawned {
+    let journal = Arc::new(MemoryJournal::default());
+    let broker = Broker::new(Arc::new(policy), journal.clone(), prompter);
+    let agent = Agent::bind(broker).await;
+    let addr = agent.local_addr().expect("agent listening");
+    let ctl = agent.control();
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(agent.run(async move {
+        let _ = rx.await;
+    }));
+    Spawned {
+        addr,
+        ctl,
+        journal,
+        stop,
+        task,
+    }
+}
+
 impl RunningAgent {
     pub async fn start(policy: Policy, prompter: ScriptedPrompter) -> RunningAgent {
-        let journal = Arc::new(MemoryJournal::default());
-        let broker = Broker::new(Arc::new(policy), journal.clone(), prompter.clone());
-        let agent = Agent::bind(broker).await;
-        let addr = agent.local_addr().expect("agent listening");
-        let ctl = agent.control();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(agent.run(async move {
-            let _ = rx.await;
-        }));
+        let Spawned {
+            addr,
+            ctl,
+            journal,
+            stop,
+            task,
+        } = spawn_agent(policy, prompter.clone()).await;
         RunningAgent {
             addr,
             ctl,
