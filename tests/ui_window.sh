@@ -188,6 +188,9 @@ sleep 0.5
 start_agent agent
 wait_helper agent
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+# RSS split: anonymous (heap, GL buffers) and file-backed (mapped libraries,
+# e.g. Mesa's driver and LLVM), for issue 11's memory goal.
+rss_split() { awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print "anon " a " kB, file " f " kB"}' "/proc/$1/status" 2>/dev/null; }
 sleep 1
 log "RSS: service $(rss "$SERVICE_PID") kB, idle helper $(rss "$HELPER_PID") kB (before any prompt)"
 
@@ -229,7 +232,7 @@ wait_status "no session" || fail "status not idle after refusal"
 for _ in $(seq 1 50); do xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1 || break; sleep 0.1; done
 if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then fail "prompt still shown"; fi
 log "round 1: ok (exit 3, prompt gone)"
-log "RSS: idle helper $(rss "$HELPER_PID") kB after one prompt (issue 11 goal: 40 MB)"
+log "RSS: idle helper $(rss "$HELPER_PID") kB after one prompt ($(rss_split "$HELPER_PID"); issue 11 goal: 40 MB)"
 
 # ---- round 1b: stray typing never answers (docs/ui-keyboard.md) ----
 # Text with Tabs, spaces and Returns typed without a break while a control
