@@ -380,20 +380,52 @@ async fn viewer(addr: SocketAddr, hello: &[u8], expect: u64) -> (Duration, u64) 
 // ---------------------------------------------------------------------------
 
 /// Copies until EOF with a 64 KiB buffer, like the session's server →
-/// technician direction.
+/// technician direction, flushing whenever the reader has nothing ready
+/// (as `tokio::io::copy` does): without it the tail of the stream can stay
+/// inside rustls while the server waits, and the baseline itself stalls.
 async fn pump<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut r: R, mut w: W) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut unflushed = false;
     loop {
-        match r.read(&mut buf).await {
+        match read_or_flush(&mut r, &mut w, &mut buf, &mut unflushed).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if w.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
+                unflushed = true;
             }
         }
     }
     let _ = w.shutdown().await;
+}
+
+/// Reads into `buf`; while the read waits, flushes `w` if `unflushed`.
+async fn read_or_flush<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    r: &mut R,
+    w: &mut W,
+    buf: &mut [u8],
+    unflushed: &mut bool,
+) -> std::io::Result<usize> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    std::future::poll_fn(|cx| {
+        let mut rb = tokio::io::ReadBuf::new(buf);
+        match Pin::new(&mut *r).poll_read(cx, &mut rb) {
+            Poll::Ready(res) => Poll::Ready(res.map(|()| rb.filled().len())),
+            Poll::Pending => {
+                if *unflushed {
+                    match Pin::new(&mut *w).poll_flush(cx) {
+                        Poll::Ready(Ok(())) => *unflushed = false,
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {}
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// Far hop: accepts one connection (through `wrap`), connects to the
@@ -787,7 +819,11 @@ fn recorded_rows(
                 (Path_::Tls, &mut tls),
                 (Path_::Accord(Mode::Control), &mut accord),
             ] {
-                let (took, _, _) = timed_run(rt, pki, "recorded", &path, s, loops);
+                let name = match path {
+                    Path_::Tls => "TLS relay ×2",
+                    _ => "Accord, control",
+                };
+                let (took, _, _) = timed_run(rt, pki, name, &path, s, loops);
                 rates.push(bytes as f64 / took.as_secs_f64() / 1e6);
             }
         }
