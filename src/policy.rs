@@ -870,6 +870,29 @@ impl Policy {
                 }
             ),
         ));
+        // Consent is only as strong as the only way in (issue 14).
+        let private = !matches!(
+            (&self.upstream.launch, &self.upstream.vnc),
+            (Launch::None, UpstreamAddr::Tcp(_))
+        );
+        rows.push((
+            "O6",
+            "1",
+            private,
+            match (&self.upstream.launch, &self.upstream.vnc) {
+                (Launch::None, UpstreamAddr::Tcp(a)) => format!(
+                    "the VNC server on {a} is not Accord's: every local account can reach it without consent (set upstream.launch = \"auto\")"
+                ),
+                (Launch::None, UpstreamAddr::Unix(p)) => format!(
+                    "VNC server started by IT on {} (keep it 0600): Accord does not start or stop it",
+                    p.display()
+                ),
+                (l, _) => format!(
+                    "VNC server ({}) started only for a consented session, on a private 0600 socket, no TCP port",
+                    l.as_str()
+                ),
+            },
+        ));
         rows.push((
             "O7",
             "2",
@@ -1304,5 +1327,30 @@ language = "fr"
             assert!(r.contains(rule), "{rule} missing in {r}");
         }
         assert!(r.contains("NOT centralised"));
+    }
+
+    #[test]
+    fn conformity_says_whether_accord_is_the_only_way_in() {
+        let mut p = Policy::defaults();
+        let line = |p: &Policy| {
+            p.conformity_report()
+                .lines()
+                .find(|l| l.contains("VNC server"))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let l = line(&p);
+        assert!(
+            l.contains(" ok ") && l.contains("only for a consented session"),
+            "{l}"
+        );
+        p.upstream.launch = Launch::None;
+        let l = line(&p);
+        assert!(
+            l.contains("warning") && l.contains("every local account"),
+            "{l}"
+        );
+        p.upstream.vnc = UpstreamAddr::Unix("/run/user/1000/vnc.sock".into());
+        assert!(line(&p).contains(" ok "), "{}", line(&p));
     }
 }
