@@ -6,8 +6,7 @@
 
 mod common;
 
-use accord::agent::Agent;
-use accord::broker::{Activity, Answer, Broker, MemoryJournal};
+use accord::broker::{Activity, Answer, MemoryJournal};
 use accord::protocol::Mode;
 use accord::ui::{DeadOnDrop, Hub, UiPrompter};
 use common::{Pki, RfbStub, connect_tunnel, rfb_viewer};
@@ -16,32 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-struct Running {
-    addr: SocketAddr,
-    journal: Arc<MemoryJournal>,
-    ctl: accord::broker::SessionControl,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
+type Running = common::Spawned;
 
 async fn start(pki: &Pki, upstream: SocketAddr, hub: &Arc<Hub>) -> Running {
-    let journal = Arc::new(MemoryJournal::default());
-    let policy = Arc::new(pki.policy(upstream));
-    let broker = Broker::new(policy, journal.clone(), UiPrompter::new(hub.clone()));
-    let agent = Agent::bind(broker).await;
-    let addr = agent.local_addr().expect("agent listening");
-    let ctl = agent.control();
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(agent.run(async move {
-        let _ = rx.await;
-    }));
-    Running {
-        addr,
-        journal,
-        ctl,
-        stop,
-        task,
-    }
+    common::spawn_agent(pki.policy(upstream), UiPrompter::new(hub.clone())).await
 }
 
 fn records(j: &MemoryJournal) -> Vec<serde_json::Map<String, serde_json::Value>> {

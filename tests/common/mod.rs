@@ -245,6 +245,17 @@ impl RunningAgent {
             .collect()
     }
 
+    /// The record of a request about a running session (raise, watch) made
+    /// from another certificate than the session's: refused `bad_request`.
+    pub async fn wait_foreign_rejection(&self, subject: &str) {
+        let r = self
+            .wait_event("request_rejected", "why", "bad_request")
+            .await;
+        let detail = r["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains("another certificate"), "{r:?}");
+        assert_eq!(r["technician"]["subject"], subject);
+    }
+
     /// Waits until an event with this name (and field values) is recorded.
     pub async fn wait_event(
         &self,
