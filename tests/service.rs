@@ -704,3 +704,26 @@ async fn a_helper_cannot_hand_over_anything_but_its_server() {
     drop(h);
     svc.stop().await;
 }
+
+/// A prompt nobody answers is recorded with the user who was asked (her
+/// own unanswered requests, for her history); a refusal before anyone is
+/// asked names nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_out_names_who_was_asked() {
+    if !can_run() {
+        return;
+    }
+    let (pki, mut policy) = setup();
+    policy.consent.timeout = Duration::from_secs(1);
+    let svc = Service::start(policy).await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::NoUser);
+    let h = Helper::start(&svc.ui_sock(), 64006, "silent").await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::Timeout);
+    assert!(h.was_asked());
+    let d = svc.wait_record("decision", "why", "timeout").await;
+    assert_eq!(d["by"], "timeout");
+    assert_eq!(d["local_user"]["uid"], 64006, "{d}");
+    let nobody = svc.wait_record("decision", "why", "no_user").await;
+    assert!(nobody.get("local_user").is_none(), "{nobody}");
+    svc.stop().await;
+}

@@ -69,6 +69,13 @@ pub trait Prompter: Send + Sync + 'static {
         None
     }
 
+    /// Who was asked prompt `id` when nobody answered it in time: recorded
+    /// in that `decision` (`by: timeout`), so that the person asked can find
+    /// her own unanswered requests (issue 11, history).
+    fn asked(&self, _id: Uuid) -> Option<LocalUser> {
+        None
+    }
+
     /// Starts the VNC server for granted session `req.session` in the
     /// consenting user's graphical session and connects to it. The server
     /// must stop when [`Screen::keep`] drops, or when the session is no
@@ -740,6 +747,7 @@ impl<P: Prompter> Broker<P> {
         }
         let local = match by {
             DecidedBy::User => self.prompter.consenter(id),
+            DecidedBy::Timeout => self.prompter.asked(id),
             _ => None,
         };
         (granted, by, why, local)

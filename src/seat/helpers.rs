@@ -26,6 +26,9 @@ use uuid::Uuid;
 /// its connection (the launcher itself gives up after 5 s).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Prompts whose asked user is remembered for a time-out's record.
+const ASKED_USERS: usize = 16;
+
 /// Messages queued for one helper before it counts as not reading.
 pub const QUEUE: usize = 64;
 
@@ -70,6 +73,9 @@ struct Registry {
     owners: HashMap<Uuid, u64>,
     /// The helper last asked, for a "prompt timed out" notice.
     last_asked: Option<u64>,
+    /// Who was asked the last prompts, for a time-out's record (bounded:
+    /// only the broker's next `asked` reads one).
+    asked_users: std::collections::VecDeque<(Uuid, LocalUser)>,
     /// Sessions waiting for their helper to start the VNC server.
     opening: HashMap<Uuid, Opening>,
 }
@@ -506,8 +512,17 @@ impl Prompter for HelperPrompter {
                     return Err(PromptError::NoUser("the helper went away".into()));
                 };
                 c.asked.insert(id);
+                let who = LocalUser {
+                    name: c.name.clone(),
+                    uid: c.id.uid,
+                    session: c.id.session.clone(),
+                };
                 r.asking.insert(id, Asking { conn, reply: tx });
                 r.last_asked = Some(conn);
+                if r.asked_users.len() >= ASKED_USERS {
+                    r.asked_users.pop_front();
+                }
+                r.asked_users.push_back((id, who));
             }
             let _withdraw = Withdraw {
                 helpers: helpers.clone(),
@@ -547,6 +562,12 @@ impl Prompter for HelperPrompter {
 
     fn consenter(&self, id: Uuid) -> Option<LocalUser> {
         self.helpers.reg().answered.remove(&id)
+    }
+
+    fn asked(&self, id: Uuid) -> Option<LocalUser> {
+        let mut r = self.helpers.reg();
+        let i = r.asked_users.iter().position(|(p, _)| *p == id)?;
+        r.asked_users.remove(i).map(|(_, who)| who)
     }
 
     /// Asks the helper whose user accepted `req.session` to start the
