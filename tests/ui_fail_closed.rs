@@ -9,7 +9,7 @@ mod common;
 use accord::broker::{Activity, Answer, MemoryJournal};
 use accord::protocol::Mode;
 use accord::ui::{DeadOnDrop, Hub, UiPrompter};
-use common::{Pki, RfbStub, connect_tunnel, rfb_viewer};
+use common::{Pki, RfbStub, connect_tunnel, records, rfb_viewer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,15 +19,6 @@ type Running = common::Spawned;
 
 async fn start(pki: &Pki, upstream: SocketAddr, hub: &Arc<Hub>) -> Running {
     common::spawn_agent(pki.policy(upstream), UiPrompter::new(hub.clone())).await
-}
-
-fn records(j: &MemoryJournal) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    j.events
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|e| e.to_fields())
-        .collect()
 }
 
 async fn wait_for(j: &MemoryJournal, event: &str, field: &str, value: &str) {

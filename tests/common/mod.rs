@@ -165,6 +165,16 @@ pub struct RunningAgent {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Every record of a memory journal, as the audit log writes them.
+pub fn records(j: &MemoryJournal) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    j.events
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_fields())
+        .collect()
+}
+
 /// An in-process agent on 127.0.0.1:0 asking `prompter`, in a memory
 /// journal; it runs until `stop` is sent or dropped.
 pub struct Spawned {
@@ -236,13 +246,7 @@ impl RunningAgent {
     }
 
     pub fn records(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.journal
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.to_fields())
-            .collect()
+        records(&self.journal)
     }
 
     /// The record of a request about a running session (raise, watch) made
