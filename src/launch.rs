@@ -797,14 +797,32 @@ impl Launched {
     }
 }
 
+/// How long a dropped server has, after SIGTERM, before SIGKILL.
+const DROP_GRACE: Duration = Duration::from_millis(500);
+
 impl Drop for Launched {
-    /// No server survives its handle: SIGKILL now; the launcher's thread
-    /// reaps it (nothing here blocks).
+    /// No server survives its handle: SIGTERM now, SIGKILL [`DROP_GRACE`]
+    /// later if it is still there; the launcher's thread reaps it (nothing
+    /// here blocks). SIGTERM first because x11vnc frees its SysV shared
+    /// memory segments on SIGTERM and cannot on SIGKILL: killed sessions
+    /// leaked them until the system limit (4096) was reached and no x11vnc
+    /// could start any more ("shmget: No space left on device").
     fn drop(&mut self) {
         if self.done {
             return;
         }
-        self.shared.kill_group(libc::SIGKILL);
+        self.stream = None;
+        self.shared.kill_group(libc::SIGTERM);
+        let shared = self.shared.clone();
+        let escalate = std::thread::Builder::new()
+            .name("accord-vnc-stop".into())
+            .spawn(move || {
+                std::thread::sleep(DROP_GRACE);
+                shared.kill_group(libc::SIGKILL);
+            });
+        if escalate.is_err() {
+            self.shared.kill_group(libc::SIGKILL);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

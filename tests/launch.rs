@@ -152,6 +152,17 @@ fn listening() -> Vec<String> {
     out
 }
 
+/// SysV shared memory segments created by `pid` that still exist.
+fn shm_of(pid: u32) -> Vec<String> {
+    std::fs::read_to_string("/proc/sysvipc/shm")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(4) == Some(pid.to_string().as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The processes of process group `pgid`.
 fn group_members(pgid: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
@@ -604,12 +615,8 @@ impl SessionRig {
     }
 
     fn record(&self, name: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-        self.journal
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.to_fields())
+        common::records(&self.journal)
+            .into_iter()
             .find(|r| r["event"] == name)
     }
 
@@ -716,6 +723,17 @@ async fn session_control_then_kill_switch(server: Server) {
     r.ctl.end();
     assert_eq!(r.wait_ended().await, "user");
     r.no_server_left("kill switch").await;
+    // Stopped cleanly: no SysV shared memory left behind by the server
+    // (leaked segments add up until no server can start any more).
+    let t = Instant::now();
+    while !shm_of(pids[0]).is_empty() && t.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        shm_of(pids[0]),
+        Vec::<String>::new(),
+        "{server}: shm segments leaked"
+    );
     assert_eq!(vnc_ports(), before);
 }
 
