@@ -247,6 +247,23 @@ pub fn run_helper(_policy: Policy) -> Result<(), AppError> {
     ))
 }
 
+/// `accord ui-window`: the window process of `accord agent` / `accord ui`
+/// ([`crate::ui::winhost`]). `lang`: `fr` or `en`.
+#[cfg(feature = "ui")]
+pub fn run_window_process(lang: &str, shortcut: String) -> Result<(), AppError> {
+    let lang = match lang {
+        "fr" => crate::ui::Lang::Fr,
+        "en" => crate::ui::Lang::En,
+        other => return Err(AppError::Other(format!("unknown language {other:?}"))),
+    };
+    crate::ui::winchild::run(lang, shortcut).map_err(AppError::Other)
+}
+
+#[cfg(not(feature = "ui"))]
+pub fn run_window_process(_lang: &str, _shortcut: String) -> Result<(), AppError> {
+    Err(AppError::Other("built without the `ui` feature".into()))
+}
+
 /// Where `accord end` and `accord status` go: the service's socket when a
 /// service runs on this machine, else this user's own agent.
 pub fn control_target() -> Option<std::path::PathBuf> {

@@ -23,6 +23,10 @@ pub enum Command {
     /// Run the session helper: prompt, banner, tray, notifications, kill
     /// shortcut, for `accord service` (started in every graphical session).
     Ui(AgentArgs),
+    /// The window process of `accord agent` and `accord ui` (internal: they
+    /// start it when there is something to show, over a pipe).
+    #[command(hide = true)]
+    UiWindow(UiWindowArgs),
     /// Ask for a session on a workstation, then tunnel a local VNC viewer.
     Connect(ConnectArgs),
     /// End the running session (the kill switch, from a shell).
@@ -47,6 +51,16 @@ pub struct AgentArgs {
     /// Policy file (default: the machine-wide /etc/accord/policy.toml).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct UiWindowArgs {
+    /// `fr` or `en`.
+    #[arg(long)]
+    pub lang: String,
+    /// The kill shortcut as the banner prints it.
+    #[arg(long, default_value = "")]
+    pub shortcut: String,
 }
 
 #[derive(Args, Debug, Default)]

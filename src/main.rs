@@ -88,6 +88,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accord::app::run_helper(policy)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::UiWindow(a) => {
+            accord::app::run_window_process(&a.lang, a.shortcut)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Connect(a) => Ok(connect_command(a)),
         Command::End => {
             let rt = runtime()?;

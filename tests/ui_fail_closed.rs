@@ -8,7 +8,9 @@ mod common;
 
 use accord::broker::{Activity, Answer, MemoryJournal};
 use accord::protocol::Mode;
-use accord::ui::{DeadOnDrop, Hub, UiPrompter};
+use accord::ui::banner::SessionActions;
+use accord::ui::winhost::{self, HostConfig};
+use accord::ui::{DeadOnDrop, Hub, Lang, UiPrompter};
 use common::{Pki, RfbStub, connect_tunnel, records, rfb_viewer};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -119,6 +121,63 @@ async fn a_ui_thread_that_panics_ends_the_session_with_ui_lost() {
     // No new session while the UI is gone.
     let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::View)).await;
     assert_eq!(r.expect_err("refused").exit_code(), 6);
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
+}
+
+struct NoActions;
+
+impl SessionActions for NoActions {
+    fn end(&self) {}
+    fn set_view_only(&self) {}
+}
+
+/// The real window host with a "window process" that reads the request
+/// and dies (a crash of `accord ui-window`, a GL driver abort): the request
+/// is refused by policy, and so is the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_process_that_dies_while_asking_refuses_that_request() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let crash = dir.path().join("crashing-window");
+    std::fs::write(&crash, "#!/bin/sh\nread ask\nexit 3\n").unwrap();
+    std::fs::set_permissions(&crash, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let hub = Hub::new();
+    let agent = start(&pki, stub.addr, &hub).await;
+    let ui = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            let cfg = HostConfig {
+                program: Some(crash),
+                lang: Lang::Fr,
+                shortcut: "ctrl+alt+Pause".into(),
+                actions: Arc::new(NoActions),
+            };
+            // What `run_windows` does with the host's error.
+            let r = winhost::run(&hub, &cfg);
+            if let Err(e) = &r {
+                hub.mark_dead(format!("no window can be shown: {e}"));
+            }
+            r
+        })
+    };
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
+    assert_eq!(r.expect_err("refused").exit_code(), 6);
+    let why = ui
+        .join()
+        .unwrap()
+        .expect_err("the host reports the dead window process");
+    assert!(why.contains("stopped"), "{why}");
+    wait_for(&agent.journal, "decision", "by", "policy").await;
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::View)).await;
+    assert_eq!(r.expect_err("refused").exit_code(), 6);
+    assert_eq!(
+        *stub.connections.lock().unwrap(),
+        0,
+        "nothing reached the screen"
+    );
     let _ = agent.stop.send(());
     let _ = agent.task.await;
 }

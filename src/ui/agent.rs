@@ -9,7 +9,7 @@
 use super::banner::SessionActions;
 use super::hub::{DeadOnDrop, Hub, UiPrompter};
 use super::strings::Strings;
-use super::windows::{self, WindowsConfig};
+use super::winhost::{self, HostConfig};
 use super::{hotkey, notify, tray};
 use crate::app::AppError;
 use crate::broker::{Activity, AgentState, Journal, SessionControl};
@@ -181,10 +181,11 @@ pub fn run_windows(
             None
         }
     };
-    let cfg = WindowsConfig {
-        actions,
+    let cfg = HostConfig {
+        program: None,
+        lang: strings.lang,
         shortcut: hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
-        strings,
+        actions,
     };
     let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Marks the UI dead if this thread unwinds (panic) or the window
@@ -193,13 +194,13 @@ pub fn run_windows(
             hub: hub.clone(),
             armed: true,
         };
-        let r = windows::run(hub, &cfg);
+        let r = winhost::run(hub, &cfg);
         guard.armed = false;
         r
     }));
     match ui_result {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => hub.mark_dead(format!("cannot open a window: {e}")),
+        Ok(Err(e)) => hub.mark_dead(format!("no window can be shown: {e}")),
         Err(_) => hub.mark_dead("the user interface thread panicked"),
     }
     hub.lock().dead.clone()

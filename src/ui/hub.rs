@@ -41,6 +41,9 @@ pub struct HubState {
     pub ctx: Option<egui::Context>,
     /// Recent decisions and session ends, newest last ("Historique").
     pub history: std::collections::VecDeque<String>,
+    /// Bumped by every [`Hub::wake`]: lets a watcher of the state (the
+    /// window host) tell a change from a spurious wake-up.
+    pub generation: u64,
 }
 
 /// Shared between the prompter (core side) and the UI thread.
@@ -73,7 +76,11 @@ impl Hub {
 
     /// Wakes the main thread (waiting for work) and the running window.
     pub fn wake(&self) {
-        let ctx = self.lock().ctx.clone();
+        let ctx = {
+            let mut g = self.lock();
+            g.generation = g.generation.wrapping_add(1);
+            g.ctx.clone()
+        };
         self.cond.notify_all();
         if let Some(ctx) = ctx {
             ctx.request_repaint();
@@ -89,7 +96,25 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn post(&self, req: PromptRequest, reply: oneshot::Sender<Answer>) -> Result<(), PromptError> {
+    /// Like [`Hub::wait_until`], but gives up after `timeout`.
+    pub fn wait_until_for(
+        &self,
+        timeout: std::time::Duration,
+        mut ready: impl FnMut(&HubState) -> bool,
+    ) -> MutexGuard<'_, HubState> {
+        let g = self.lock();
+        match self.cond.wait_timeout_while(g, timeout, |s| !ready(s)) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        }
+    }
+
+    /// Adds a prompt; `reply` gets the answer. An error when the UI is dead.
+    pub fn post(
+        &self,
+        req: PromptRequest,
+        reply: oneshot::Sender<Answer>,
+    ) -> Result<(), PromptError> {
         {
             let mut g = self.lock();
             if let Some(why) = &g.dead {
@@ -105,7 +130,8 @@ impl Hub {
         Ok(())
     }
 
-    fn withdraw(&self, id: Uuid) {
+    /// Removes prompt `id` unanswered (its `reply` is dropped).
+    pub fn withdraw(&self, id: Uuid) {
         let removed = {
             let mut g = self.lock();
             let before = g.prompts.len();

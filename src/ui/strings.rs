@@ -15,8 +15,9 @@ const FR: &str = include_str!("../../assets/i18n/fr.toml");
 const EN: &str = include_str!("../../assets/i18n/en.toml");
 
 /// The language actually used (after `auto` is resolved).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Lang {
+    #[default]
     Fr,
     En,
 }
@@ -169,6 +170,9 @@ pub struct WhyStrings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Strings {
+    /// The table's language (not in the table: set by [`Strings::load`]).
+    #[serde(skip)]
+    pub lang: Lang,
     pub time: TimeStrings,
     pub prompt: PromptStrings,
     pub banner: BannerStrings,
@@ -194,10 +198,12 @@ impl Strings {
             Lang::Fr => FR,
             Lang::En => EN,
         };
-        toml::from_str(src).map_err(|e| StringsError {
+        let mut s: Strings = toml::from_str(src).map_err(|e| StringsError {
             lang,
             msg: e.to_string(),
-        })
+        })?;
+        s.lang = lang;
+        Ok(s)
     }
 
     /// The table for a policy's `[ui].language`; English if French were

@@ -44,6 +44,18 @@ pub struct WindowsConfig {
     pub strings: Arc<Strings>,
     pub actions: Arc<dyn SessionActions>,
     pub shortcut: String,
+    /// Told when a prompt is first painted and when the history closes
+    /// (the window process reports them to its parent).
+    pub events: Option<Arc<dyn WindowEvents>>,
+}
+
+/// What the windows report besides answers and session actions.
+pub trait WindowEvents: Send + Sync {
+    /// The first frame of prompt `id` was painted, `us` after the request
+    /// reached the broker.
+    fn prompt_shown(&self, id: uuid::Uuid, us: u64);
+    /// The history window closed.
+    fn history_closed(&self);
 }
 
 enum Kind {
@@ -359,7 +371,10 @@ impl eframe::App for Window {
                 }
                 if first {
                     self.latency_logged = true;
-                    log_latency(&st.req);
+                    let us = log_latency(&st.req);
+                    if let Some(ev) = &self.cfg.events {
+                        ev.prompt_shown(st.req.id, us);
+                    }
                 }
                 if ui.input(|i| i.viewport().minimized) == Some(true) {
                     // Some window managers offer "iconify" whatever the
@@ -431,6 +446,9 @@ impl eframe::App for Window {
                     || close_requested
                     || super::history::history_ui(ui, &self.hub, &self.cfg.strings)
                 {
+                    if let Some(ev) = &self.cfg.events {
+                        ev.history_closed();
+                    }
                     Self::close(ui);
                 }
             }
@@ -471,14 +489,17 @@ pub fn prompt_window_ui(ui: &mut egui::Ui, hub: &Hub, st: &mut PromptState) -> S
     }
 }
 
-fn log_latency(req: &crate::broker::PromptRequest) {
-    if let Some(t) = req.deadline.checked_sub(req.timeout) {
-        let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-        LAST_PROMPT_LATENCY_US.store(us, Ordering::Relaxed);
-        tracing::info!(
-            "prompt {} shown {:.1} ms after the request reached the broker",
-            req.id,
-            us as f64 / 1000.0
-        );
-    }
+/// Logs and returns how long after the request the prompt was painted.
+fn log_latency(req: &crate::broker::PromptRequest) -> u64 {
+    let Some(t) = req.deadline.checked_sub(req.timeout) else {
+        return 0;
+    };
+    let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+    LAST_PROMPT_LATENCY_US.store(us, Ordering::Relaxed);
+    tracing::info!(
+        "prompt {} shown {:.1} ms after the request reached the broker",
+        req.id,
+        us as f64 / 1000.0
+    );
+    us
 }

@@ -1,0 +1,142 @@
+//! `accord ui-window`: the window process. It draws the prompt, the banners
+//! and the history for the UI process that started it ([`super::winhost`]),
+//! fed over stdin, answering over stdout ([`super::winproto`]), and exits
+//! when told there is nothing left to show or when stdin closes (its parent
+//! is gone: nobody could receive an answer).
+//!
+//! The windows are the same code as before the split ([`super::windows`]):
+//! the keyboard gate, the arming delay and the banner keeper do not know
+//! which process they run in.
+
+use super::banner::SessionActions;
+use super::hub::Hub;
+use super::strings::{Lang, Strings};
+use super::windows::{self, WindowEvents, WindowsConfig};
+use super::winproto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use crate::seat::proto::WireAnswer;
+use std::io::{BufRead, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// The parent's end: one line per message, flushed at once (a buffered
+/// answer would be an answer never given).
+#[derive(Clone)]
+struct Parent(Arc<Mutex<std::io::Stdout>>);
+
+impl Parent {
+    fn send(&self, m: &FromWindow) {
+        let line = encode(m);
+        let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if out.write_all(&line).and_then(|()| out.flush()).is_err() {
+            // The parent is gone; stdin closes too and the windows quit.
+            tracing::debug!("window process: the parent stopped reading");
+        }
+    }
+}
+
+impl SessionActions for Parent {
+    fn end(&self) {
+        self.send(&FromWindow::End {});
+    }
+    fn set_view_only(&self) {
+        self.send(&FromWindow::ViewOnly {});
+    }
+}
+
+impl WindowEvents for Parent {
+    fn prompt_shown(&self, id: uuid::Uuid, us: u64) {
+        self.send(&FromWindow::Shown { id, us });
+    }
+    fn history_closed(&self) {
+        self.send(&FromWindow::HistoryClosed {});
+    }
+}
+
+/// Runs the window process until its parent says quit or goes away.
+/// `Err` when no window could be opened (the parent fails closed).
+pub fn run(lang: Lang, shortcut: String) -> Result<(), String> {
+    let strings = Arc::new(Strings::load(lang).map_err(|e| e.to_string())?);
+    let hub = Hub::new();
+    let parent = Parent(Arc::new(Mutex::new(std::io::stdout())));
+    {
+        let (hub, parent) = (hub.clone(), parent.clone());
+        std::thread::Builder::new()
+            .name("accord-window-in".into())
+            .spawn(move || {
+                let why = read_parent(&hub, &parent, std::io::stdin().lock());
+                if let Err(e) = why {
+                    tracing::error!("window process: {e}");
+                }
+                hub.quit();
+            })
+            .map_err(|e| e.to_string())?;
+    }
+    let cfg = WindowsConfig {
+        strings,
+        actions: Arc::new(parent.clone()),
+        shortcut,
+        events: Some(Arc::new(parent)),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| windows::run(&hub, &cfg))) {
+        Ok(r) => r,
+        Err(_) => Err("the window thread panicked".into()),
+    }
+}
+
+/// Applies the parent's lines to the hub until `quit` or end of input.
+fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(), String> {
+    let mut input = input.take(0);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        input.set_limit(u64::try_from(MAX_LINE).unwrap_or(u64::MAX));
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) => return Ok(()),
+            Ok(_) if !line.ends_with(b"\n") => {
+                return Err(format!("a line longer than {MAX_LINE} bytes or cut short"));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let msg = parse::<ToWindow>(&line).map_err(|e| e.to_string())?;
+        let now = Instant::now();
+        match msg {
+            ToWindow::Ask(a) => {
+                let req = a.to_request(now).map_err(|e| e.to_string())?;
+                let id = req.id;
+                let (tx, rx) = oneshot::channel();
+                if hub.post(req, tx).is_err() {
+                    return Ok(());
+                }
+                let parent = parent.clone();
+                // One short thread per prompt, waiting for its answer; a
+                // withdrawn prompt drops the sender and the thread ends.
+                std::thread::Builder::new()
+                    .name("accord-window-answer".into())
+                    .spawn(move || {
+                        if let Ok(answer) = rx.blocking_recv() {
+                            parent.send(&FromWindow::Answer {
+                                id,
+                                answer: WireAnswer::from(answer),
+                            });
+                        }
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+            ToWindow::Withdraw { id } => hub.withdraw(id),
+            ToWindow::Session { session } => {
+                let info = session
+                    .map(|s| s.to_info(now))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
+                hub.set_session(info);
+            }
+            ToWindow::History { lines } => {
+                hub.lock().history = lines.into_iter().rev().collect();
+                hub.request_history();
+            }
+            ToWindow::Quit {} => return Ok(()),
+        }
+    }
+}
