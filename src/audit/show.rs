@@ -386,6 +386,16 @@ mod tests {
     }
 
     #[test]
+    fn subject_attributes() {
+        let s = "CN=Paul Durand\\, jr,O=Helpdesk\\, CHU,OU=N2";
+        assert_eq!(common_name(s), "Paul Durand, jr");
+        assert_eq!(subject_attribute(s, "O").as_deref(), Some("Helpdesk, CHU"));
+        assert_eq!(subject_attribute(s, "OU").as_deref(), Some("N2"));
+        assert_eq!(subject_attribute(s, "C"), None);
+        assert_eq!(common_name("O=X"), "O=X");
+    }
+
+    #[test]
     fn json_rows_and_since() {
         let since = parse_ts("2026-11-27T10:30:00Z");
         let out = render(&sample(), since, true);
