@@ -152,6 +152,8 @@ async fn wait_listening(run: &Path) -> SocketAddr {
 struct Helper {
     child: tokio::process::Child,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Commands for the helper (fake_helper.py, after "go").
+    stdin: tokio::process::ChildStdin,
 }
 
 impl Helper {
@@ -181,10 +183,10 @@ impl Helper {
             .spawn()
             .unwrap();
         before_hello(child.id().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
         {
             use tokio::io::AsyncWriteExt;
-            let mut go = child.stdin.take().unwrap();
-            go.write_all(b"go\n").await.unwrap();
+            stdin.write_all(b"go\n").await.unwrap();
         }
         let lines = Arc::new(Mutex::new(Vec::new()));
         let out = child.stdout.take().unwrap();
@@ -195,7 +197,11 @@ impl Helper {
                 l.lock().unwrap().push(line);
             }
         });
-        let h = Helper { child, lines };
+        let h = Helper {
+            child,
+            lines,
+            stdin,
+        };
         // A helper that misbehaves at once may be cut off before welcome.
         if !matches!(behaviour, "forge" | "garbage") {
             h.wait_line("welcome").await;
@@ -205,6 +211,50 @@ impl Helper {
 
     fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
+    }
+
+    /// Sends the helper `command` (see fake_helper.py) and waits until it
+    /// has acted on it.
+    async fn tell(&mut self, command: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap();
+        let told = format!("told {command}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.lines().contains(&told) {
+            assert!(Instant::now() < deadline, "helper never did {command}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The `history` answers this helper received, parsed as `accord ui`
+    /// would.
+    fn histories(&self) -> Vec<Vec<accord::audit::history::Entry>> {
+        use accord::seat::proto::{ToHelper, parse};
+        self.lines()
+            .iter()
+            .filter(|l| l.starts_with('{') && l.contains("\"history\":{\"items\""))
+            .map(|l| match parse::<ToHelper>(l.as_bytes()) {
+                Ok(ToHelper::History(h)) => h.items,
+                other => panic!("{other:?}: {l}"),
+            })
+            .collect()
+    }
+
+    /// Asks for the history and waits for one more answer.
+    async fn history(&mut self) -> Vec<accord::audit::history::Entry> {
+        let before = self.histories().len();
+        self.tell(r#"{"history":{}}"#).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(h) = self.histories().into_iter().nth(before) {
+                return h;
+            }
+            assert!(Instant::now() < deadline, "no history: {:?}", self.lines());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     fn was_asked(&self) -> bool {
@@ -240,6 +290,20 @@ async fn setup_with_server() -> (Pki, Policy, RfbStub) {
     policy.upstream.launch = accord::policy::Launch::None;
     policy.upstream.vnc = accord::policy::UpstreamAddr::Tcp(stub.addr);
     (pki, policy, stub)
+}
+
+/// [`refused_with`], asked again while the service is still busy with the
+/// last session or still sees a helper that has just left (`no_user`).
+async fn refused_once_ready(pki: &Pki, svc: &Service) -> RefusalCode {
+    for _ in 0..100 {
+        match refused_with(pki, svc).await {
+            RefusalCode::Busy | RefusalCode::NoUser => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            code => return code,
+        }
+    }
+    panic!("the service stayed busy or without anyone to ask");
 }
 
 async fn refused_with(pki: &Pki, svc: &Service) -> RefusalCode {
@@ -725,5 +789,136 @@ async fn a_time_out_names_who_was_asked() {
     assert_eq!(d["local_user"]["uid"], 64006, "{d}");
     let nobody = svc.wait_record("decision", "why", "no_user").await;
     assert!(nobody.get("local_user").is_none(), "{nobody}");
+    svc.stop().await;
+}
+
+/// The sessions of `uid`'s decisions (made, or let run out), newest first,
+/// as the log has them.
+fn decisions_of(svc: &Service, uid: u32) -> Vec<String> {
+    let mut ids: Vec<String> = svc
+        .records()
+        .into_iter()
+        .filter(|r| {
+            r["event"] == "decision"
+                && r["local_user"]["uid"] == uid
+                && (r["by"] == "user" || r["by"] == "timeout")
+        })
+        .map(|r| r["session"].as_str().unwrap().to_string())
+        .collect();
+    ids.reverse();
+    ids
+}
+
+/// Issue 11 item 6: a helper's `history` is its own user's decisions from
+/// the audit log (a session she allowed, with how it ended; a refusal; a
+/// prompt she let run out), newest first, and none of another user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_is_the_helpers_own_decisions_only() {
+    use accord::audit::history::Outcome;
+    if !can_run() {
+        return;
+    }
+    let (pki, mut policy, _stub) = setup_with_server().await;
+    policy.consent.timeout = Duration::from_secs(1);
+    let svc = Service::start(policy).await;
+    let mut a = Helper::start(&svc.ui_sock(), 64007, "view").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    a.wait_line("\"session\":{").await;
+    let out = end_as(&svc.run, 64007).await;
+    assert!(out.contains("session ended"), "{out}");
+    svc.wait_record("session_ended", "why", "user").await;
+    task.abort();
+    a.tell("answer refused").await;
+    assert_eq!(refused_once_ready(&pki, &svc).await, RefusalCode::User);
+    a.tell("answer silent").await;
+    assert_eq!(refused_once_ready(&pki, &svc).await, RefusalCode::Timeout);
+    let mut a = a.child;
+    let killed = a.id().unwrap();
+    a.kill().await.unwrap();
+    // Another user of the workstation refuses.
+    let mut b = Helper::start(&svc.ui_sock(), 64008, "refused").await;
+    assert_eq!(refused_once_ready(&pki, &svc).await, RefusalCode::User);
+
+    let mut a = Helper::start(&svc.ui_sock(), 64007, "silent").await;
+    let mine = a.history().await;
+    let ids: Vec<String> = mine.iter().map(|e| e.session.to_string()).collect();
+    assert_eq!(ids, decisions_of(&svc, 64007));
+    assert_eq!(mine.len(), 3, "{mine:#?}");
+    assert_eq!(mine[0].outcome, Outcome::TimedOut);
+    assert_eq!(mine[1].outcome, Outcome::Refused);
+    match &mine[2].outcome {
+        Outcome::Accepted {
+            mode: Mode::View,
+            ended: Some(end),
+        } => assert_eq!(end.why, "user"),
+        other => panic!("{other:?}"),
+    }
+    assert!(mine.iter().all(|e| !e.technician.is_empty() && !e.raise));
+
+    let theirs = b.history().await;
+    let ids: Vec<String> = theirs.iter().map(|e| e.session.to_string()).collect();
+    assert_eq!(ids, decisions_of(&svc, 64008));
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].outcome, Outcome::Refused);
+    // A user who decided nothing has an empty history.
+    let mut c = Helper::start(&svc.ui_sock(), 64009, "silent").await;
+    assert!(c.history().await.is_empty());
+    // Asking is no breach (killing a helper may read as one: its socket
+    // is reset).
+    assert!(
+        svc.records()
+            .iter()
+            .all(|r| r["event"] != "helper_rejected" || r["pid"] == killed),
+        "{:#?}",
+        svc.records()
+    );
+    svc.stop().await;
+}
+
+/// A helper asking for its history in a loop is not a breach, and costs
+/// the service at most one answer a second: thousands of requests are
+/// coalesced into a few answers, other helpers and prompts go on, and the
+/// next answer still sees what happened since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_flood_is_coalesced_and_breaks_nothing() {
+    use tokio::io::AsyncWriteExt;
+    if !can_run() {
+        return;
+    }
+    let (pki, policy) = setup();
+    let svc = Service::start(policy).await;
+    let mut h = Helper::start(&svc.ui_sock(), 64010, "refused").await;
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::User);
+    let t0 = Instant::now();
+    let flood = "{\"history\":{}}\n".repeat(5000);
+    h.stdin.write_all(flood.as_bytes()).await.unwrap();
+    h.tell("answer refused").await;
+    let sent = t0.elapsed();
+    // The flood is over once the coalesced answer after it arrived.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let answers = h.histories();
+    let elapsed = t0.elapsed();
+    eprintln!(
+        "5000 history requests (sent in {sent:?}): {} answers in {elapsed:?}",
+        answers.len()
+    );
+    assert!(
+        (1..=elapsed.as_secs() as usize + 2).contains(&answers.len()),
+        "{} answers in {elapsed:?}",
+        answers.len()
+    );
+    assert!(answers.iter().all(|a| a.len() == 1), "{answers:?}");
+    // Still connected, still asked, and the next answer is fresh.
+    assert_eq!(refused_with(&pki, &svc).await, RefusalCode::User);
+    let fresh = h.history().await;
+    assert_eq!(fresh.len(), 2, "{fresh:#?}");
+    assert!(
+        !svc.records()
+            .iter()
+            .any(|r| r["event"] == "helper_rejected"),
+        "{:#?}",
+        svc.records()
+    );
     svc.stop().await;
 }

@@ -17,11 +17,13 @@
 //!
 //! Layout: [`chain`] is the sans-IO core (fields in, line out; line in,
 //! verdict out), [`log`] owns the file and durability, [`verify`] reads a
-//! whole file, [`show`] renders it for people, [`syslog`] builds RFC 5424 /
+//! whole file, [`show`] renders it for people, [`history`] reads its tail back
+//! for the clinician's own history, [`syslog`] builds RFC 5424 /
 //! RFC 5425 frames (sans-IO) and [`forward`] sends the log to the collector.
 
 pub mod chain;
 pub mod forward;
+pub mod history;
 pub mod journal;
 pub mod log;
 pub mod show;

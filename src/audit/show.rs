@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::path::Path;
 
 use serde_json::{Map, Value, json};
@@ -26,30 +26,42 @@ use super::AuditError;
 pub fn read_records(path: impl AsRef<Path>) -> Result<Vec<Value>, AuditError> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| AuditError::io(path, e))?;
-    let mut reader = BufReader::new(file);
     let mut records = Vec::new();
-    let mut buf = Vec::new();
-    let mut line = 0usize;
-    loop {
-        buf.clear();
-        if reader
-            .read_until(b'\n', &mut buf)
-            .map_err(|e| AuditError::io(path, e))?
-            == 0
-        {
-            break;
-        }
-        line += 1;
-        let Some(complete) = buf.strip_suffix(b"\n") else {
-            break;
-        };
-        let value = serde_json::from_slice(complete).map_err(|_| AuditError::NotJson {
+    for (i, line) in CompleteLines::new(BufReader::new(file)).enumerate() {
+        let line = line.map_err(|e| AuditError::io(path, e))?;
+        let value = serde_json::from_slice(&line).map_err(|_| AuditError::NotJson {
             path: path.to_path_buf(),
-            line,
+            line: i + 1,
         })?;
         records.push(value);
     }
     Ok(records)
+}
+
+/// The complete lines of a log, without their `\n`. A last line without
+/// one is torn (a write cut short by a crash, or one still in progress
+/// while another process reads) and is not a record: iteration ends there.
+pub(crate) struct CompleteLines<R> {
+    reader: R,
+}
+
+impl<R: BufRead> CompleteLines<R> {
+    pub(crate) fn new(reader: R) -> Self {
+        CompleteLines { reader }
+    }
+}
+
+impl<R: BufRead> Iterator for CompleteLines<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut buf = Vec::new();
+        match self.reader.read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => buf.pop().filter(|&b| b == b'\n').map(|_| Ok(buf)),
+            Err(e) => Some(Err(e)),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -72,7 +84,9 @@ struct Row {
     ended: Option<String>,
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
+/// A field as text: strings as they are, other values as JSON, `null` and
+/// absent as `None`.
+pub(crate) fn text(v: &Value, key: &str) -> Option<String> {
     match v.get(key)? {
         Value::String(s) => Some(s.clone()),
         Value::Null => None,
@@ -80,13 +94,13 @@ fn text(v: &Value, key: &str) -> Option<String> {
     }
 }
 
-fn parse_ts(ts: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_ts(ts: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(ts, &Rfc3339).ok()
 }
 
-/// The CN of an RFC 4514 subject, honouring `\,` escapes; the whole subject
-/// if it has none.
-fn common_name(subject: &str) -> String {
+/// The value of attribute `key` (`CN`, `O`…) in an RFC 4514 subject,
+/// honouring `\,` escapes.
+pub(crate) fn subject_attribute(subject: &str, key: &str) -> Option<String> {
     let mut parts = Vec::new();
     let mut cur = String::new();
     let mut escaped = false;
@@ -102,10 +116,17 @@ fn common_name(subject: &str) -> String {
         }
     }
     parts.push(cur);
-    parts
-        .iter()
-        .find_map(|p| p.trim().strip_prefix("CN=").map(str::to_owned))
-        .unwrap_or_else(|| subject.to_owned())
+    parts.iter().find_map(|p| {
+        p.trim()
+            .strip_prefix(key)
+            .and_then(|v| v.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
+/// The CN of an RFC 4514 subject; the whole subject if it has none.
+pub(crate) fn common_name(subject: &str) -> String {
+    subject_attribute(subject, "CN").unwrap_or_else(|| subject.to_owned())
 }
 
 impl Row {
@@ -362,6 +383,16 @@ mod tests {
         );
         assert!(lines[2].contains("10.9.9.9:4000") && lines[2].contains("rejected: rate_limited"));
         assert!(lines[3].contains("Paul Durand, jr") && lines[3].contains("refused (timeout)"));
+    }
+
+    #[test]
+    fn subject_attributes() {
+        let s = "CN=Paul Durand\\, jr,O=Helpdesk\\, CHU,OU=N2";
+        assert_eq!(common_name(s), "Paul Durand, jr");
+        assert_eq!(subject_attribute(s, "O").as_deref(), Some("Helpdesk, CHU"));
+        assert_eq!(subject_attribute(s, "OU").as_deref(), Some("N2"));
+        assert_eq!(subject_attribute(s, "C"), None);
+        assert_eq!(common_name("O=X"), "O=X");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! session disconnecting ⇒ `ui_lost`; the seat switching to another session
 //! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
 
-use super::proto::{ToHelper, WireAsk, WireNotice, WireOpen, WireState};
+use super::proto::{MAX_HISTORY, ToHelper, WireAsk, WireHistory, WireNotice, WireOpen, WireState};
 use super::rule::{self, HelperId, SeatMode, SeatView};
 use crate::broker::{
     Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
@@ -17,6 +17,7 @@ use crate::broker::{
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,6 +29,11 @@ pub const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Prompts whose asked user is remembered for a time-out's record.
 const ASKED_USERS: usize = 16;
+
+/// At most one `history` answer this often per helper: asking faster only
+/// coalesces into the next answer, so a helper cannot make the service
+/// read the log in a loop.
+pub const HISTORY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Messages queued for one helper before it counts as not reading.
 pub const QUEUE: usize = 64;
@@ -46,6 +52,19 @@ struct Conn {
     asked: HashSet<Uuid>,
     /// Every session it was asked to start a server for (same rule).
     opens: HashSet<Uuid>,
+    history: HistoryAsks,
+}
+
+/// One helper's `history` requests.
+#[derive(Default)]
+struct HistoryAsks {
+    /// A task is answering (reading, or waiting out [`HISTORY_INTERVAL`]).
+    running: bool,
+    /// Asked again since that task's last answer.
+    again: bool,
+    /// The last answer and the log's length it was read at: the log only
+    /// grows, so the same length means the same answer, without a read.
+    last: Option<(u64, Arc<Vec<crate::audit::history::Entry>>)>,
 }
 
 /// The server connection a helper handed over, or why it could not.
@@ -97,14 +116,18 @@ pub struct Helpers {
     control: OnceLock<SessionControl>,
     /// `helper_rejected` records per local user per minute.
     rejections: crate::broker::budget::RejectLimiter,
+    /// The audit log the helpers' histories are read from.
+    audit_log: PathBuf,
 }
 
 impl Helpers {
+    /// `audit_log`: the file `journal` writes, read back for `history`.
     pub fn new(
         mode: SeatMode,
         end_on_lock: bool,
         seat: watch::Receiver<SeatView>,
         journal: Arc<dyn Journal>,
+        audit_log: PathBuf,
     ) -> Arc<Helpers> {
         Arc::new(Helpers {
             mode,
@@ -115,6 +138,7 @@ impl Helpers {
             journal,
             control: OnceLock::new(),
             rejections: Default::default(),
+            audit_log,
         })
     }
 
@@ -163,6 +187,7 @@ impl Helpers {
                     tx,
                     asked: HashSet::new(),
                     opens: HashSet::new(),
+                    history: HistoryAsks::default(),
                 },
             );
             conn
@@ -189,7 +214,7 @@ impl Helpers {
     /// A line from helper `conn`, already parsed, with the descriptor that
     /// came with it (only for `opened`).
     pub fn on_message(
-        &self,
+        self: &Arc<Self>,
         conn: u64,
         msg: super::proto::FromHelper,
         fd: Option<OwnedFd>,
@@ -235,6 +260,84 @@ impl Helpers {
                 }
                 self.bump();
                 Ok(())
+            }
+            F::History {} => {
+                self.on_history(conn);
+                Ok(())
+            }
+        }
+    }
+
+    /// `history`: answered by a task of this helper's, at once if none runs,
+    /// else by its next answer. Asking often is not a breach (a window
+    /// refreshing), it only never costs more than one answer a second.
+    fn on_history(self: &Arc<Self>, conn: u64) {
+        {
+            let mut r = self.reg();
+            let Some(c) = r.conns.get_mut(&conn) else {
+                return;
+            };
+            if c.history.running {
+                c.history.again = true;
+                return;
+            }
+            c.history.running = true;
+        }
+        tokio::spawn(self.clone().answer_history(conn));
+    }
+
+    /// Answers helper `conn`'s `history` until it stops asking: its own
+    /// uid's entries (`SO_PEERCRED`, never what the helper says), read off
+    /// the reactor so that a big log stalls no other helper. A log that
+    /// cannot be read is an empty history and a warning here, not the
+    /// helper's fault.
+    async fn answer_history(self: Arc<Self>, conn: u64) {
+        loop {
+            let Some((uid, last)) = self
+                .reg()
+                .conns
+                .get(&conn)
+                .map(|c| (c.id.uid, c.history.last.clone()))
+            else {
+                return;
+            };
+            let path = self.audit_log.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let len = std::fs::metadata(&path)
+                    .map_err(|e| crate::audit::AuditError::io(&path, e))?
+                    .len();
+                match last {
+                    Some((at, items)) if at == len => Ok((len, items)),
+                    _ => crate::audit::history::read(&path, Some(uid), MAX_HISTORY)
+                        .map(|items| (len, Arc::new(items))),
+                }
+            })
+            .await;
+            let items = match read {
+                Ok(Ok((len, items))) => {
+                    if let Some(c) = self.reg().conns.get_mut(&conn) {
+                        c.history.last = Some((len, items.clone()));
+                    }
+                    items.as_ref().clone()
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(conn, uid, "history: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    tracing::warn!(conn, uid, "history: the reader failed: {e}");
+                    Vec::new()
+                }
+            };
+            self.send(conn, ToHelper::History(WireHistory { items }));
+            tokio::time::sleep(HISTORY_INTERVAL).await;
+            let mut r = self.reg();
+            let Some(c) = r.conns.get_mut(&conn) else {
+                return;
+            };
+            if !std::mem::take(&mut c.history.again) {
+                c.history.running = false;
+                return;
             }
         }
     }

@@ -61,6 +61,21 @@ pub enum ToHelper {
     /// `open_failed`. The server stops as soon as a `state` no longer shows
     /// `session` as this helper's, or the link to the service ends.
     Open(WireOpen),
+    /// The answer to this helper's `history`: its user's own decisions from
+    /// the audit log, most recent first (issue 11 item 6).
+    History(WireHistory),
+}
+
+/// Most entries in one `history` answer: what the tray's window shows, and
+/// what fits one line ([`crate::audit::history::MAX_ENTRY_BYTES`] each).
+pub const MAX_HISTORY: usize = 30;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireHistory {
+    /// At most [`MAX_HISTORY`], most recent first; only decisions of the
+    /// user the kernel says this helper runs as (`SO_PEERCRED`).
+    pub items: Vec<crate::audit::history::Entry>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +123,10 @@ pub enum FromHelper {
     /// The server for `session` could not be started: why, in a few lines
     /// (its exit status and last stderr lines, bounded).
     OpenFailed { session: Uuid, why: String },
+    /// "Historique": asks for this user's decisions from the audit log. The
+    /// service answers `history` (at most one answer a second per helper:
+    /// asking faster only coalesces).
+    History {},
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,6 +510,10 @@ mod tests {
                 launch: "auto".into(),
                 clipboard: false,
             }),
+            ToHelper::History(WireHistory { items: vec![] }),
+            ToHelper::History(WireHistory {
+                items: worst_history(),
+            }),
         ];
         for m in to {
             let line = encode(&m);
@@ -517,6 +540,7 @@ mod tests {
                 session: req.id,
                 why: "x11vnc exited at start (status 1)".into(),
             },
+            FromHelper::History {},
         ];
         for m in from {
             assert_eq!(parse::<FromHelper>(&encode(&m)), Ok(m));
@@ -553,6 +577,84 @@ mod tests {
         }
     }
 
+    /// [`MAX_HISTORY`] entries as long as the history lets them be: every
+    /// text field at its longest, escaped as much as JSON can, and the
+    /// longest outcome (accepted, ended, `u64::MAX` seconds).
+    fn worst_history() -> Vec<crate::audit::history::Entry> {
+        use crate::audit::history::{Ended, Outcome, entries};
+        let nasty = "\"\\\u{1F600}\u{0}\u{202E}".repeat(100);
+        let mut records: Vec<Value> = (0..MAX_HISTORY)
+            .flat_map(|_| {
+                let s = Uuid::new_v4();
+                [
+                    serde_json::json!({"event":"decision","session":s,"by":"user","decision":"accepted",
+                        "mode":"control","ts":"2026-11-27T10:15:02.113Z",
+                        "technician":{"subject":format!("CN={nasty},O={nasty}")},
+                        "ticket":nasty,"reason":nasty,"local_user":{"uid":1000}}),
+                    serde_json::json!({"event":"session_started","session":s}),
+                    serde_json::json!({"event":"session_ended","session":s,"why":"\u{1F600}".repeat(99),
+                        "ts":"2026-11-27T10:15:02.113Z","duration_ms":u64::MAX}),
+                ]
+            })
+            .collect();
+        // The newest, a request for control during its session: the one
+        // field the others do not have.
+        let mut raise = records[records.len() - 3].clone();
+        raise["decision"] = "accepted".into();
+        let at = records.len() - 1;
+        records.insert(at, raise);
+        let items = entries(records.iter(), Some(1000), MAX_HISTORY);
+        assert_eq!(items.len(), MAX_HISTORY);
+        assert!(items[0].raise);
+        for e in &items {
+            assert!(matches!(
+                e.outcome,
+                Outcome::Accepted {
+                    ended: Some(Ended { .. }),
+                    ..
+                }
+            ));
+            assert!(e.organization.is_some() && e.ticket.is_some() && e.reason.is_some());
+        }
+        items
+    }
+
+    /// Any [`MAX_HISTORY`] entries fit one line: each is at most
+    /// `MAX_ENTRY_BYTES` (enforced where entries are made), and so is the
+    /// envelope's arithmetic; the worst entries we can make are checked too.
+    #[test]
+    fn a_full_history_always_fits_one_line() {
+        use crate::audit::history::MAX_ENTRY_BYTES;
+        let empty = encode(&ToHelper::History(WireHistory { items: vec![] })).len();
+        // Each entry, and a comma between two.
+        assert!(
+            empty + MAX_HISTORY * (MAX_ENTRY_BYTES + 1) <= MAX_LINE,
+            "{empty} + {MAX_HISTORY} × {MAX_ENTRY_BYTES}"
+        );
+        let items = worst_history();
+        let sizes: Vec<usize> = items.iter().map(|e| e.encoded_len()).collect();
+        assert!(sizes.iter().all(|&n| n <= MAX_ENTRY_BYTES), "{sizes:?}");
+        let line = encode(&ToHelper::History(WireHistory { items }));
+        eprintln!(
+            "worst history line: {} of {MAX_LINE} bytes (entries {:?}..={:?})",
+            line.len(),
+            sizes.iter().min(),
+            sizes.iter().max()
+        );
+        assert!(line.len() <= MAX_LINE, "{}", line.len());
+        assert!(
+            matches!(parse::<ToHelper>(&line), Ok(ToHelper::History(h)) if h.items.len() == MAX_HISTORY)
+        );
+        // An item with a field the helper does not know is refused whole.
+        let mut v: Value = serde_json::from_slice(&line).unwrap();
+        v["history"]["items"][3]["uid"] = 1000.into();
+        let line = serde_json::to_vec(&v).unwrap();
+        assert!(matches!(
+            parse::<ToHelper>(&line),
+            Err(ProtoError::Message(_))
+        ));
+    }
+
     #[test]
     fn hostile_lines_are_refused() {
         let id = Uuid::new_v4();
@@ -567,6 +669,9 @@ mod tests {
             r#"{"v":1,"end":{},"view_only":{}}"#.into(),
             r#"{"v":1,"end":{"now":true}}"#.into(),
             r#"{"v":1,"reboot":{}}"#.into(),
+            r#"{"v":1,"history":{"uid":0}}"#.into(),
+            r#"{"v":1,"history":{"items":[]}}"#.into(),
+            r#"{"v":1,"history":1}"#.into(),
             format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"all"}}}}"#),
             format!(r#"{{"v":1,"answer":{{"id":"{id}","answer":"control","as":"root"}}}}"#),
             r#"{"v":1,"answer":{"id":"not-a-uuid","answer":"control"}}"#.into(),

@@ -51,6 +51,7 @@ pub async fn serve(
         policy.session.end_on_screen_lock,
         seat,
         journal.clone(),
+        policy.audit_path(),
     );
     serve_with(
         policy,

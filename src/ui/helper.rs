@@ -315,6 +315,8 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                 }
                 Err(e) => break Err(e.into()),
             },
+            // Answers a `history` this helper does not send yet.
+            ToHelper::History(_) => {}
         }
     };
     for (_, h) in asks.into_iter().chain(screens) {

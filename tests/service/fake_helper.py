@@ -17,6 +17,10 @@
 #                             connection (not a server of ours: refused)
 # open_nofd                   accept; say opened without the connection
 # open_fail                   accept; say the server could not start
+# After "go", each further line on stdin is a command, acknowledged on
+# stdout with "told <command>":
+#   answer BEHAVIOUR            from now on behave so (control, silent...)
+#   {...}                       send this message (the version is added)
 import json, os, socket, struct, sys, threading, time
 
 path, behaviour = sys.argv[1], sys.argv[2]
@@ -24,10 +28,32 @@ sys.stdin.readline()  # the test is ready for this pid
 s = socket.socket(socket.AF_UNIX)
 s.connect(path)
 
+lock = threading.Lock()
+shown = threading.Lock()
+def show(text):
+    # One write per line: the command thread must not split the reader's.
+    with shown:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
 def send(o):
     d = {"v": 1}
     d.update(o)
-    s.sendall((json.dumps(d) + "\n").encode())
+    with lock:
+        s.sendall((json.dumps(d) + "\n").encode())
+
+def commands():
+    global behaviour
+    for cmd in sys.stdin:
+        cmd = cmd.strip()
+        if cmd.startswith("answer "):
+            behaviour = cmd.split(" ", 1)[1]
+        elif cmd.startswith("{"):
+            try:
+                send(json.loads(cmd))
+            except OSError:
+                return
+        show("told " + cmd)
 
 send({"hello": {"version": "test"}})
 if behaviour == "garbage":
@@ -47,7 +73,8 @@ def rfb_server(c):
 
 def opened(session, fd):
     d = {"v": 1, "opened": {"session": session, "server": "fake"}}
-    socket.send_fds(s, [(json.dumps(d) + "\n").encode()], [fd])
+    with lock:
+        socket.send_fds(s, [(json.dumps(d) + "\n").encode()], [fd])
 
 def on_open(session):
     if behaviour == "open_pair":
@@ -67,10 +94,11 @@ def on_open(session):
     elif behaviour == "open_fail":
         send({"open_failed": {"session": session, "why": "x11vnc exited at start (status 1): cannot open display"}})
 
+threading.Thread(target=commands, daemon=True).start()
 if behaviour == "forge":
     send({"answer": {"id": "00000000-0000-4000-8000-000000000001", "answer": "control"}})
 for line in s.makefile("rb"):
-    print(line.decode().strip(), flush=True)
+    show(line.decode().strip())
     m = json.loads(line)
     if "ask" in m:
         if behaviour in ("control", "view", "refused"):
@@ -91,4 +119,4 @@ for line in s.makefile("rb"):
             # Once the technician has the session, not while it starts.
             time.sleep(0.5)
             send({"screensaver": {"active": True}})
-print("closed", flush=True)
+show("closed")
