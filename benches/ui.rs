@@ -324,7 +324,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         handle.clone(),
         control.state(),
         Arc::new(control.clone()),
-        hub.clone(),
+        {
+            let hub = hub.clone();
+            Arc::new(move || hub.show_history(Vec::new()))
+        },
         strings.clone(),
         quit.clone(),
     );

@@ -186,16 +186,34 @@ pub fn write_private_or_public(
     f.sync_all()
 }
 
+/// A moment in local time (the clinician's wall clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalTime {
+    pub year: i64,
+    /// 1–12.
+    pub month: u32,
+    /// 1–31.
+    pub day: u32,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+}
+
 /// Local (hours, minutes, seconds) of a moment: the clinician's banner and
 /// history, and the time `accord connect` says to retry after. `None` when
 /// the local time cannot be known.
 pub fn local_time(t: std::time::SystemTime) -> Option<(i64, i64, i64)> {
+    local(t).map(|l| (l.hour, l.minute, l.second))
+}
+
+/// A moment in local time, date included (the history's "which day").
+pub fn local(t: std::time::SystemTime) -> Option<LocalTime> {
     let secs = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    local_hms(i64::try_from(secs).ok()?)
+    local_tm(i64::try_from(secs).ok()?)
 }
 
 #[cfg(unix)]
-fn local_hms(secs: i64) -> Option<(i64, i64, i64)> {
+fn local_tm(secs: i64) -> Option<LocalTime> {
     #[allow(clippy::useless_conversion, reason = "time_t is i32 on some targets")]
     let t: libc::time_t = secs.try_into().ok()?;
     // SAFETY: `localtime_r` only writes into the `tm` we own; both pointers
@@ -207,16 +225,37 @@ fn local_hms(secs: i64) -> Option<(i64, i64, i64)> {
         }
         tm
     };
-    Some((
-        i64::from(tm.tm_hour),
-        i64::from(tm.tm_min),
-        i64::from(tm.tm_sec),
-    ))
+    Some(LocalTime {
+        year: i64::from(tm.tm_year) + 1900,
+        month: u32::try_from(tm.tm_mon + 1).ok()?,
+        day: u32::try_from(tm.tm_mday).ok()?,
+        hour: i64::from(tm.tm_hour),
+        minute: i64::from(tm.tm_min),
+        second: i64::from(tm.tm_sec),
+    })
 }
 
 #[cfg(not(unix))]
-fn local_hms(secs: i64) -> Option<(i64, i64, i64)> {
+fn local_tm(secs: i64) -> Option<LocalTime> {
     // UTC: the local offset is not known here.
+    let days = secs.div_euclid(86_400);
     let s = secs.rem_euclid(86_400);
-    Some((s / 3600, (s / 60) % 60, s % 60))
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).ok()?;
+    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).ok()?;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(LocalTime {
+        year,
+        month,
+        day,
+        hour: s / 3600,
+        minute: (s / 60) % 60,
+        second: s % 60,
+    })
 }

@@ -707,20 +707,52 @@ fn tray_status_and_notifications_say_who_and_why() {
         info,
         why: EndReason::Technician,
     };
-    let (summary, body, line) = accord::ui::notify::texts(&ended, &fr, SystemTime::now());
+    let (summary, body) = accord::ui::notify::texts(&ended, &fr);
     assert_eq!(summary, "Assistance à distance terminée");
     assert_eq!(body, "Le technicien a terminé l'assistance à distance.");
-    assert!(line.ends_with(&format!(
-        "Jeanne Martin{NB}: Le technicien a terminé l'assistance à distance."
-    )));
 }
 
 #[test]
-fn history_lists_newest_first_and_closes() {
-    let hub = Hub::new();
-    hub.lock().history.push_back("10:00:00 — première".into());
-    hub.lock().history.push_back("10:05:00 — seconde".into());
+fn history_lists_her_decisions_newest_first_and_closes() {
+    use accord::audit::history::{Entry, Outcome};
     let fr = strings(Lang::Fr);
+    let now = SystemTime::now();
+    let rfc = |t: SystemTime| {
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let entry = |t: SystemTime, outcome| Entry {
+        at: rfc(t),
+        session: uuid::Uuid::new_v4(),
+        technician: "Jeanne Martin".into(),
+        organization: Some("DSI".into()),
+        ticket: None,
+        reason: None,
+        raise: false,
+        outcome,
+    };
+    let earlier = now - Duration::from_secs(600);
+    // Most recent first, as the log reader returns them.
+    let entries = [
+        entry(now, Outcome::TimedOut),
+        entry(
+            earlier,
+            Outcome::Failed {
+                mode: Mode::Control,
+                why: "upstream".into(),
+            },
+        ),
+    ];
+    let lines = accord::ui::history::lines(&entries, &fr, now);
+    let (newest, oldest) = (lines[0].clone(), lines[1].clone());
+    assert!(newest.ends_with(&format!("Jeanne Martin (DSI){NB}: sans réponse, refusée")));
+    assert!(oldest.ends_with("prise en main acceptée, mais l'assistance n'a pas pu commencer."));
+    let hub = Hub::new();
+    hub.show_history(lines);
+    assert!(hub.lock().history_requested);
     let mut h = Harness::builder().with_size([520.0, 380.0]).build_ui_state(
         move |ui, closed: &mut bool| {
             if accord::ui::history::history_ui(ui, &hub, &fr) {
@@ -730,11 +762,26 @@ fn history_lists_newest_first_and_closes() {
         false,
     );
     h.run_steps(1);
+    h.get_by_label("Vos décisions récentes");
     let y = |l: &str| h.get_by_label(l).rect().top();
-    assert!(y("10:05:00 — seconde") < y("10:00:00 — première"));
+    assert!(y(&newest) < y(&oldest));
     h.get_by_label("Fermer").click();
     h.run_steps(1);
     assert!(*h.state());
+}
+
+#[test]
+fn an_empty_history_says_so() {
+    let fr = strings(Lang::Fr);
+    let hub = Hub::new();
+    hub.show_history(accord::ui::history::lines(&[], &fr, SystemTime::now()));
+    let mut h = Harness::builder()
+        .with_size([520.0, 380.0])
+        .build_ui(move |ui| {
+            accord::ui::history::history_ui(ui, &hub, &fr);
+        });
+    h.run_steps(1);
+    h.get_by_label("Aucune demande d'assistance à distance n'est enregistrée pour vous.");
 }
 
 // ---- the keyboard: no answer by stray typing (docs/ui-keyboard.md) ----

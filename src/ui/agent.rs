@@ -10,12 +10,35 @@ use super::banner::SessionActions;
 use super::hub::{DeadOnDrop, Hub, UiPrompter};
 use super::strings::Strings;
 use super::winhost::{self, HostConfig};
-use super::{hotkey, notify, tray};
+use super::{history, hotkey, notify, tray};
 use crate::app::AppError;
 use crate::broker::{Activity, AgentState, Journal, SessionControl};
 use crate::policy::Policy;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
+
+/// "Historique" of `accord agent`: its own log is hers (it runs as her), so
+/// every decision in it is listed. Read off the runtime's workers.
+fn log_history(
+    rt: tokio::runtime::Handle,
+    log: std::path::PathBuf,
+    hub: Arc<Hub>,
+    strings: Arc<Strings>,
+) -> tray::HistoryFetch {
+    Arc::new(move || {
+        let (log, hub, strings) = (log.clone(), hub.clone(), strings.clone());
+        rt.spawn_blocking(move || {
+            let lines = match crate::audit::history::read(&log, None, history::MAX_ENTRIES) {
+                Ok(entries) => history::lines(&entries, &strings, std::time::SystemTime::now()),
+                Err(e) => {
+                    tracing::warn!("history: {e}");
+                    vec![strings.history.unavailable.clone()]
+                }
+            };
+            hub.show_history(lines);
+        });
+    })
+}
 
 /// Why no window can open here, if that is already known without trying.
 pub fn display_missing() -> Option<String> {
@@ -56,6 +79,7 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
     );
     let shortcut = policy.ui.kill_shortcut.clone();
     let end_on_lock = policy.session.end_on_screen_lock;
+    let audit_log = policy.audit_path();
     let policy = Arc::new(policy);
     let hub = Hub::new();
     if let Some(why) = display_missing() {
@@ -108,13 +132,13 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
     if end_on_lock {
         handle.spawn(end_on_lock_of_this_session(control.clone()));
     }
-    handle.spawn(notify::run(control.notices(), hub.clone(), strings.clone()));
+    handle.spawn(notify::run(control.notices(), strings.clone()));
     let actions: Arc<dyn SessionActions> = Arc::new(control.clone());
     tray::spawn(
         handle.clone(),
         control.state(),
         actions.clone(),
-        hub.clone(),
+        log_history(handle.clone(), audit_log, hub.clone(), strings.clone()),
         strings.clone(),
         quit.clone(),
     );

@@ -45,15 +45,25 @@ struct HelperActions {
 
 impl HelperActions {
     fn send(&self, m: FromHelper) {
+        // Disconnected: the service already ended the session (ui_lost).
+        let _ = self.try_send(m);
+    }
+
+    /// `false` (and said in the log) when the service cannot get it.
+    fn try_send(&self, m: FromHelper) -> bool {
         let tx = self.out.lock().ok().and_then(|g| g.clone());
         match tx {
             Some(tx) => {
-                if tx.try_send((m, None)).is_err() {
+                let sent = tx.try_send((m, None)).is_ok();
+                if !sent {
                     tracing::warn!("the service does not read: the request is lost");
                 }
+                sent
             }
-            // Disconnected: the service already ended the session (ui_lost).
-            None => tracing::warn!("the service is unreachable"),
+            None => {
+                tracing::warn!("the service is unreachable");
+                false
+            }
         }
     }
 }
@@ -98,11 +108,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
     let quit = Arc::new(Notify::new());
 
     rt.spawn(watch_session(state_rx.clone(), hub.clone()));
-    rt.spawn(notify::run(
-        notices.subscribe(),
-        hub.clone(),
-        strings.clone(),
-    ));
+    rt.spawn(notify::run(notices.subscribe(), strings.clone()));
     {
         let (hub, quit) = (hub.clone(), quit.clone());
         rt.spawn(async move {
@@ -116,6 +122,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
     let screensaver = screensaver_watch(&rt);
     rt.spawn(connect_loop(Link {
         socket,
+        strings: strings.clone(),
         hub: hub.clone(),
         state: state_tx,
         notices,
@@ -126,7 +133,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
         rt.handle().clone(),
         state_rx,
         actions.clone(),
-        hub.clone(),
+        service_history(actions.clone(), hub.clone(), strings.clone()),
         strings.clone(),
         quit,
     );
@@ -153,8 +160,24 @@ fn screensaver_watch(rt: &tokio::runtime::Runtime) -> watch::Receiver<bool> {
     watch::channel(false).1
 }
 
+/// "Historique" of `accord ui`: the service reads the log (the helper
+/// cannot) and answers with this user's own decisions only; the window
+/// opens when the answer arrives ([`ToHelper::History`]).
+fn service_history(
+    actions: Arc<HelperActions>,
+    hub: Arc<Hub>,
+    strings: Arc<Strings>,
+) -> super::tray::HistoryFetch {
+    Arc::new(move || {
+        if !actions.try_send(FromHelper::History {}) {
+            hub.show_history(vec![strings.history.unavailable.clone()]);
+        }
+    })
+}
+
 struct Link {
     socket: PathBuf,
+    strings: Arc<Strings>,
     hub: Arc<Hub>,
     state: watch::Sender<AgentState>,
     notices: broadcast::Sender<Notice>,
@@ -315,8 +338,11 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                 }
                 Err(e) => break Err(e.into()),
             },
-            // Answers a `history` this helper does not send yet.
-            ToHelper::History(_) => {}
+            ToHelper::History(h) => {
+                let lines =
+                    super::history::lines(&h.items, &link.strings, std::time::SystemTime::now());
+                link.hub.show_history(lines);
+            }
         }
     };
     for (_, h) in asks.into_iter().chain(screens) {

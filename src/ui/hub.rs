@@ -39,7 +39,8 @@ pub struct HubState {
     pub dead: Option<String>,
     /// The running window's context, to wake it (`request_repaint`).
     pub ctx: Option<egui::Context>,
-    /// Recent decisions and session ends, newest last ("Historique").
+    /// The clinician's recent decisions as lines, newest last
+    /// ("Historique", [`super::history`]).
     pub history: std::collections::VecDeque<String>,
     /// Bumped by every [`Hub::wake`]: lets a watcher of the state (the
     /// window host) tell a change from a spurious wake-up.
@@ -200,6 +201,16 @@ impl Hub {
 
     pub fn request_history(&self) {
         self.lock().history_requested = true;
+        self.wake();
+    }
+
+    /// Opens the history window with these lines (most recent first).
+    pub fn show_history(&self, newest_first: Vec<String>) {
+        {
+            let mut g = self.lock();
+            g.history = newest_first.into_iter().rev().collect();
+            g.history_requested = true;
+        }
         self.wake();
     }
 }

@@ -1,43 +1,31 @@
 //! Desktop notifications (O7: the clinician is told when a session starts,
-//! when it ends and why, and when a request went unanswered), and the
-//! in-memory history the tray's "Historique" shows.
+//! when it ends and why, and when a request went unanswered). The tray's
+//! "Historique" reads the audit log instead ([`super::history`]).
 //!
 //! A missing notification daemon is not an error: the banner and the tray
 //! already show the state; it is said once in the log.
 
-use super::hub::Hub;
-use super::strings::{Strings, fill, local_clock};
+use super::strings::{Strings, fill};
 use crate::broker::Notice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
-/// Most recent history lines kept (oldest dropped first).
-pub const HISTORY_LEN: usize = 50;
-
-/// The notification (summary, body) and history line for a notice.
-pub fn texts(n: &Notice, s: &Strings, now: SystemTime) -> (String, String, String) {
-    let clock = local_clock(now).unwrap_or_default();
+/// The notification's summary and body for a notice.
+pub fn texts(n: &Notice, s: &Strings) -> (String, String) {
     let t = &s.notify;
-    let h = &s.history;
     match n {
         Notice::SessionStarted(info) => {
             let name = info.technician.display_name();
             let org = info.technician.organization.as_deref().unwrap_or("");
             let mode = s.mode(info.mode);
-            let line = match info.mode {
-                crate::protocol::Mode::Control => &h.accepted_control,
-                crate::protocol::Mode::View => &h.accepted_view,
-            };
             (
                 t.started_summary.clone(),
                 fill(
                     &t.started_body,
                     &[("name", name), ("org", org), ("mode", mode)],
                 ),
-                fill(line, &[("clock", &clock), ("name", name)]),
             )
         }
         Notice::SessionEnded { info, why } => {
@@ -46,7 +34,6 @@ pub fn texts(n: &Notice, s: &Strings, now: SystemTime) -> (String, String, Strin
             (
                 t.ended_summary.clone(),
                 fill(&t.ended_body, &[("name", name), ("why", why)]),
-                fill(&h.ended, &[("clock", &clock), ("name", name), ("why", why)]),
             )
         }
         Notice::PromptTimedOut { technician } => {
@@ -54,14 +41,13 @@ pub fn texts(n: &Notice, s: &Strings, now: SystemTime) -> (String, String, Strin
             (
                 t.timed_out_summary.clone(),
                 fill(&t.timed_out_body, &[("name", name)]),
-                fill(&h.timed_out, &[("clock", &clock), ("name", name)]),
             )
         }
     }
 }
 
 /// Listens to the core's notices until it stops. Run it on the runtime.
-pub async fn run(mut rx: broadcast::Receiver<Notice>, hub: Arc<Hub>, strings: Arc<Strings>) {
+pub async fn run(mut rx: broadcast::Receiver<Notice>, strings: Arc<Strings>) {
     let warned = Arc::new(AtomicBool::new(false));
     loop {
         let n = match rx.recv().await {
@@ -69,14 +55,7 @@ pub async fn run(mut rx: broadcast::Receiver<Notice>, hub: Arc<Hub>, strings: Ar
             Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => break,
         };
-        let (summary, body, line) = texts(&n, &strings, SystemTime::now());
-        {
-            let mut g = hub.lock();
-            g.history.push_back(line);
-            while g.history.len() > HISTORY_LEN {
-                g.history.pop_front();
-            }
-        }
+        let (summary, body) = texts(&n, &strings);
         let warned = warned.clone();
         // D-Bus calls block: keep them off the runtime's workers.
         tokio::task::spawn_blocking(move || {

@@ -133,11 +133,31 @@ pub struct HistoryStrings {
     pub title: String,
     pub heading: String,
     pub empty: String,
+    /// The log could not be read (or the service did not answer).
+    pub unavailable: String,
     pub close: String,
-    pub accepted_control: String,
-    pub accepted_view: String,
+    /// One decision: `{when}`, `{who}`, `{what}`.
+    pub line: String,
+    /// `{when}` for today (`{clock}`) and other days (`{day}`, `{month}`,
+    /// `{year}`, `{clock}`).
+    pub today: String,
+    pub other_day: String,
+    /// What she allowed.
+    pub control: String,
+    pub view: String,
+    pub raise: String,
+    /// What became of it (`{what}` is one of the three above; `{why}` a
+    /// sentence of `[why]`; `{minutes}`).
+    pub running: String,
+    pub lasted: String,
+    pub brief: String,
+    pub starting: String,
+    pub failed: String,
+    pub interrupted: String,
+    pub refused: String,
     pub timed_out: String,
-    pub ended: String,
+    /// The end's `why` for a code this version does not know.
+    pub ended_other: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

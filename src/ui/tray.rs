@@ -12,7 +12,6 @@
 //! sleeps on the core's state watch: no polling.
 
 use super::banner::SessionActions;
-use super::hub::Hub;
 use super::strings::{Strings, fill};
 use crate::broker::{Activity, AgentState, Listening};
 use std::sync::Arc;
@@ -94,19 +93,23 @@ struct Tray {
     look: Option<TrayLook>,
 }
 
+/// Fetches the clinician's history and opens its window when it arrives
+/// (from the log, or from the service).
+pub type HistoryFetch = Arc<dyn Fn() + Send + Sync>;
+
 /// Starts the tray thread. Menu actions: end the session, open the history,
 /// quit (`quit` is notified after the session is ended).
 pub fn spawn(
     rt: tokio::runtime::Handle,
     state: watch::Receiver<AgentState>,
     control: Arc<dyn SessionActions>,
-    hub: Arc<Hub>,
+    history: HistoryFetch,
     strings: Arc<Strings>,
     quit: Arc<Notify>,
 ) {
     let spawned = std::thread::Builder::new()
         .name("accord-tray".into())
-        .spawn(move || run(rt, state, control, hub, strings, quit));
+        .spawn(move || run(rt, state, control, history, strings, quit));
     if let Err(e) = spawned {
         tracing::warn!("no tray icon (cannot start its thread: {e}); prompt and banner still work");
     }
@@ -116,7 +119,7 @@ fn run(
     rt: tokio::runtime::Handle,
     mut state: watch::Receiver<AgentState>,
     control: Arc<dyn SessionActions>,
-    hub: Arc<Hub>,
+    history_fetch: HistoryFetch,
     strings: Arc<Strings>,
     quit: Arc<Notify>,
 ) {
@@ -146,7 +149,7 @@ fn run(
         if ev.id == end_id {
             control.end();
         } else if ev.id == history_id {
-            hub.request_history();
+            history_fetch();
         } else if ev.id == quit_id {
             // "Quitter" ends any session first, then stops the agent.
             control.end();
