@@ -8,12 +8,13 @@
 //! the service's answer in `accord ui`); the window process only draws them.
 
 use super::hub::Hub;
+use super::look;
 use super::strings::{Strings, fill};
 use crate::audit::history::{Entry, Outcome};
 use crate::platform::LocalTime;
 use crate::protocol::Mode;
 use crate::session::EndReason;
-use egui::ScrollArea;
+use egui::{RichText, ScrollArea};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The most entries asked for and shown.
@@ -120,25 +121,36 @@ pub fn history_ui(ui: &mut egui::Ui, hub: &Hub, strings: &Strings) -> bool {
     let mut close = false;
     egui::Panel::bottom("accord_history_close").show(ui, |ui| {
         ui.add_space(6.0);
-        if ui.button(h.close.as_str()).clicked() {
+        let close_button = egui::Button::new(RichText::new(h.close.as_str()).size(look::BUTTON_PT))
+            .min_size(egui::vec2(120.0, 36.0));
+        if ui.add(close_button).clicked() {
             close = true;
         }
         ui.add_space(6.0);
     });
     egui::CentralPanel::default_margins().show(ui, |ui| {
-        ui.heading(h.heading.as_str());
+        ui.label(
+            RichText::new(h.heading.as_str())
+                .size(look::QUESTION_PT)
+                .color(look::TEXT),
+        );
         ui.separator();
         ScrollArea::vertical().show(ui, |ui| {
             if lines.is_empty() {
-                ui.label(h.empty.as_str());
+                ui.label(body(&h.empty));
             }
             for l in &lines {
-                ui.label(l.as_str());
-                ui.add_space(4.0);
+                ui.label(body(l));
+                ui.add_space(6.0);
             }
         });
     });
     close
+}
+
+/// The history is read like the prompt: same size, same contrast.
+fn body(text: &str) -> RichText {
+    RichText::new(text).size(look::BODY_PT).color(look::TEXT)
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
         Kind::History => (
             egui::ViewportBuilder::default()
                 .with_title(s.history.title.as_str())
-                .with_inner_size([520.0, 380.0])
+                .with_inner_size([640.0, 480.0])
                 .with_app_id("accord"),
             true,
         ),
