@@ -10,7 +10,7 @@
 //! The helper here is this process speaking the helper protocol on
 //! `ui.sock` (no display needed); the helper's own first frame is measured
 //! by `cargo bench --bench ui` and logged by `tests/ui_window.sh` ("prompt
-//! … shown N ms after the request reached the broker"). Run with
+//! … painted N ms after the request reached the broker"). Run with
 //! `cargo bench --bench service`; `ACCORD_BENCH_ROUNDS` (default 30).
 
 #[path = "../tests/common/mod.rs"]

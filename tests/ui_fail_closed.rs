@@ -181,3 +181,61 @@ async fn a_window_process_that_dies_while_asking_refuses_that_request() {
     let _ = agent.stop.send(());
     let _ = agent.task.await;
 }
+
+/// The spare window process (started ahead of need) dies while idle: it
+/// showed nothing, so it is replaced when a prompt comes, not taken for a
+/// failure; the clinician is asked and her answer counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spare_window_process_that_died_idle_is_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("started");
+    let window = dir.path().join("window");
+    // The first one (the spare) dies at once; the next reads the request
+    // and answers "refused" as the real window would, then waits.
+    std::fs::write(
+        &window,
+        format!(
+            "#!/bin/sh\necho x >> '{}'\n[ \"$(wc -l < '{}')\" -eq 1 ] && exit 0\nread ask\n\
+             id=$(echo \"$ask\" | sed -E 's/.*\"id\":\"([^\"]+)\".*/\\1/')\n\
+             printf '{{\"v\":1,\"answer\":{{\"id\":\"%s\",\"answer\":\"refused\"}}}}\\n' \"$id\"\n\
+             cat > /dev/null\n",
+            count.display(),
+            count.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&window, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pki = Pki::new();
+    let stub = RfbStub::start().await;
+    let hub = Hub::new();
+    let agent = start(&pki, stub.addr, &hub).await;
+    let ui = {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            let cfg = HostConfig {
+                program: Some(window),
+                lang: Lang::Fr,
+                shortcut: "ctrl+alt+Pause".into(),
+                actions: Arc::new(NoActions),
+            };
+            winhost::run(&hub, &cfg)
+        })
+    };
+    // The spare has started and died.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&count).is_ok_and(|s| s.lines().count() == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
+    assert_eq!(r.expect_err("refused").exit_code(), 3, "refused by her");
+    wait_for(&agent.journal, "decision", "by", "user").await;
+    assert!(hub.lock().dead.is_none(), "the UI is not taken for dead");
+    hub.quit();
+    ui.join().unwrap().expect("the host ends cleanly");
+    let _ = agent.stop.send(());
+    let _ = agent.task.await;
+}

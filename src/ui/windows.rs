@@ -5,8 +5,8 @@
 //! thread sleeps on the hub's condition variable (no event loop turning, no
 //! repaint, no timer), and each need opens one window whose root viewport
 //! *is* what must be seen: the prompt, the banner, or the history. When the
-//! need is gone the window closes and `run_native` returns (eframe keeps its
-//! winit event loop for the next one, `run_and_return`).
+//! need is gone the window closes and its run returns; the winit event
+//! loop (the display connection) stays for the next one.
 //!
 //! Always-on-top set at creation is ignored by some window managers until
 //! the window has painted, so it is sent again after the first frames. The
@@ -26,6 +26,12 @@ use crate::broker::Answer;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+use winit::application::ApplicationHandler;
+use winit::event::WindowEvent;
+use winit::event_loop::{ActiveEventLoop, EventLoop};
+use winit::platform::pump_events::{EventLoopExtPumpEvents, PumpStatus};
+use winit::platform::run_on_demand::EventLoopExtRunOnDemand;
+use winit::window::WindowId;
 
 /// Frames painted since start, all windows together (benchmark: an idle
 /// agent must paint none).
@@ -199,16 +205,37 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
 
 /// Runs windows until the core quits. `Err` when a window cannot be opened
 /// (no display, no GL): the caller marks the UI dead.
+///
+/// The display connection and its event loop are made at once, before
+/// anything is asked: a window process is started ahead of need (the
+/// spare, [`super::winhost`]) and a prompt should not wait for the X
+/// connection and keymap (~20 ms). Until its first window the loop is
+/// drained every [`DRAIN_EVERY`] so the server's events (keyboard state
+/// changes) do not pile up for a process that may wait all day.
 pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
+    let mut event_loop = EventLoop::<eframe::UserEvent>::with_user_event()
+        .build()
+        .map_err(|e| format!("cannot use the display: {e}"))?;
+    let mut fresh = true;
+    let needed = |s: &super::hub::HubState| {
+        s.quit
+            || s.dead.is_some()
+            || !s.prompts.is_empty()
+            || s.session.is_some()
+            || s.history_requested
+    };
     loop {
         let kind = {
-            let mut g = hub.wait_until(|s| {
-                s.quit
-                    || s.dead.is_some()
-                    || !s.prompts.is_empty()
-                    || s.session.is_some()
-                    || s.history_requested
-            });
+            let mut g = loop {
+                let g = hub.wait_until_for(DRAIN_EVERY, needed);
+                if needed(&g) {
+                    break g;
+                }
+                drop(g);
+                if fresh {
+                    drain(&mut event_loop, false);
+                }
+            };
             if g.quit || g.dead.is_some() {
                 return Ok(());
             }
@@ -224,11 +251,44 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
                 Kind::History
             }
         };
-        open(hub, cfg, kind)?;
+        if std::mem::take(&mut fresh) {
+            // Ends the drained loop, so that the window's run starts it
+            // anew (its application is told `resumed` and opens windows).
+            drain(&mut event_loop, true);
+        }
+        open(hub, cfg, kind, &mut event_loop)?;
     }
 }
 
-fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
+/// How often an idle spare reads and drops the display's events.
+const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Reads the display's pending events and drops them; `last` ends the loop.
+fn drain(event_loop: &mut EventLoop<eframe::UserEvent>, last: bool) {
+    struct Discard {
+        last: bool,
+    }
+    impl ApplicationHandler<eframe::UserEvent> for Discard {
+        fn resumed(&mut self, _: &ActiveEventLoop) {}
+        fn window_event(&mut self, _: &ActiveEventLoop, _: WindowId, _: WindowEvent) {}
+        fn about_to_wait(&mut self, event_loop: &ActiveEventLoop) {
+            if self.last {
+                event_loop.exit();
+            }
+        }
+    }
+    let status = event_loop.pump_app_events(Some(std::time::Duration::ZERO), &mut Discard { last });
+    if last && !matches!(status, PumpStatus::Exit(_)) {
+        tracing::warn!("the idle event loop did not end");
+    }
+}
+
+fn open(
+    hub: &Arc<Hub>,
+    cfg: &WindowsConfig,
+    kind: Kind,
+    event_loop: &mut EventLoop<eframe::UserEvent>,
+) -> Result<(), String> {
     let s = &cfg.strings;
     let (viewport, centered) = match &kind {
         Kind::Prompt(_) => {
@@ -294,16 +354,32 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
         Kind::Banner(_) => s.banner.title.clone(),
         Kind::History => s.history.title.clone(),
     };
-    let result = eframe::run_native(
-        &title,
-        options,
-        Box::new(|cc| {
-            cc.egui_ctx.set_theme(egui::Theme::Light);
-            hub.lock().ctx = Some(cc.egui_ctx.clone());
-            Ok(Box::new(app) as Box<dyn eframe::App>)
-        }),
-    );
+    let frames = FRAMES.load(Ordering::Relaxed);
+    let result = {
+        let mut winit_app = eframe::create_native(
+            &title,
+            options,
+            Box::new(|cc| {
+                cc.egui_ctx.set_theme(egui::Theme::Light);
+                hub.lock().ctx = Some(cc.egui_ctx.clone());
+                Ok(Box::new(app) as Box<dyn eframe::App>)
+            }),
+            event_loop,
+        );
+        event_loop
+            .run_app_on_demand(&mut winit_app)
+            .map_err(|e| e.to_string())
+    };
     hub.lock().ctx = None;
+    // eframe keeps its own errors (no GL, no window) to itself on this
+    // path: a window that never painted one frame is the sign (fail closed).
+    let result = result.and_then(|()| {
+        if FRAMES.load(Ordering::Relaxed) == frames {
+            Err("the window could not be opened or drawn".to_string())
+        } else {
+            Ok(())
+        }
+    });
     // The window's GL buffers were freed: give the memory back to the
     // system, an idle agent should stay small.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -311,7 +387,7 @@ fn open(hub: &Arc<Hub>, cfg: &WindowsConfig, kind: Kind) -> Result<(), String> {
     unsafe {
         libc::malloc_trim(0);
     }
-    result.map_err(|e| e.to_string())
+    result
 }
 
 struct Window {
@@ -489,15 +565,17 @@ pub fn prompt_window_ui(ui: &mut egui::Ui, hub: &Hub, st: &mut PromptState) -> S
     }
 }
 
-/// Logs and returns how long after the request the prompt was painted.
+/// Logs and returns how long after the request the prompt was painted, as
+/// this process can tell: in a window process, from when it read the
+/// request (its parent times the whole, cold start included).
 fn log_latency(req: &crate::broker::PromptRequest) -> u64 {
     let Some(t) = req.deadline.checked_sub(req.timeout) else {
         return 0;
     };
     let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
     LAST_PROMPT_LATENCY_US.store(us, Ordering::Relaxed);
-    tracing::info!(
-        "prompt {} shown {:.1} ms after the request reached the broker",
+    tracing::debug!(
+        "prompt {} painted {:.1} ms after this process read the request",
         req.id,
         us as f64 / 1000.0
     );
