@@ -137,32 +137,14 @@ impl SessionActions for NoActions {
 /// is refused by policy, and so is the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_process_that_dies_while_asking_refuses_that_request() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let crash = dir.path().join("crashing-window");
-    std::fs::write(&crash, "#!/bin/sh\nread ask\nexit 3\n").unwrap();
-    std::fs::set_permissions(&crash, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script(&crash, "#!/bin/sh\nread ask\nexit 3\n");
     let pki = Pki::new();
     let stub = RfbStub::start().await;
     let hub = Hub::new();
     let agent = start(&pki, stub.addr, &hub).await;
-    let ui = {
-        let hub = hub.clone();
-        std::thread::spawn(move || {
-            let cfg = HostConfig {
-                program: Some(crash),
-                lang: Lang::Fr,
-                shortcut: "ctrl+alt+Pause".into(),
-                actions: Arc::new(NoActions),
-            };
-            // What `run_windows` does with the host's error.
-            let r = winhost::run(&hub, &cfg);
-            if let Err(e) = &r {
-                hub.mark_dead(format!("no window can be shown: {e}"));
-            }
-            r
-        })
-    };
+    let ui = host(&hub, crash);
     let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
     assert_eq!(r.expect_err("refused").exit_code(), 6);
     let why = ui
@@ -187,15 +169,14 @@ async fn a_window_process_that_dies_while_asking_refuses_that_request() {
 /// failure; the clinician is asked and her answer counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spare_window_process_that_died_idle_is_replaced() {
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let count = dir.path().join("started");
     let window = dir.path().join("window");
     // The first one (the spare) dies at once; the next reads the request
     // and answers "refused" as the real window would, then waits.
-    std::fs::write(
+    script(
         &window,
-        format!(
+        &format!(
             "#!/bin/sh\necho x >> '{}'\n[ \"$(wc -l < '{}')\" -eq 1 ] && exit 0\nread ask\n\
              id=$(echo \"$ask\" | sed -E 's/.*\"id\":\"([^\"]+)\".*/\\1/')\n\
              printf '{{\"v\":1,\"answer\":{{\"id\":\"%s\",\"answer\":\"refused\"}}}}\\n' \"$id\"\n\
@@ -203,25 +184,12 @@ async fn a_spare_window_process_that_died_idle_is_replaced() {
             count.display(),
             count.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&window, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let pki = Pki::new();
     let stub = RfbStub::start().await;
     let hub = Hub::new();
     let agent = start(&pki, stub.addr, &hub).await;
-    let ui = {
-        let hub = hub.clone();
-        std::thread::spawn(move || {
-            let cfg = HostConfig {
-                program: Some(window),
-                lang: Lang::Fr,
-                shortcut: "ctrl+alt+Pause".into(),
-                actions: Arc::new(NoActions),
-            };
-            winhost::run(&hub, &cfg)
-        })
-    };
+    let ui = host(&hub, window);
     // The spare has started and died.
     for _ in 0..100 {
         if std::fs::read_to_string(&count).is_ok_and(|s| s.lines().count() == 1) {
@@ -238,4 +206,33 @@ async fn a_spare_window_process_that_died_idle_is_replaced() {
     ui.join().unwrap().expect("the host ends cleanly");
     let _ = agent.stop.send(());
     let _ = agent.task.await;
+}
+
+/// An executable script standing in for `accord ui-window`.
+fn script(path: &std::path::Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// The window host on its own thread with `program` as the window process,
+/// marking the hub dead on error as `run_windows` does.
+fn host(
+    hub: &Arc<Hub>,
+    program: std::path::PathBuf,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    let hub = hub.clone();
+    std::thread::spawn(move || {
+        let cfg = HostConfig {
+            program: Some(program),
+            lang: Lang::Fr,
+            shortcut: "ctrl+alt+Pause".into(),
+            actions: Arc::new(NoActions),
+        };
+        let r = winhost::run(&hub, &cfg);
+        if let Err(e) = &r {
+            hub.mark_dead(format!("no window can be shown: {e}"));
+        }
+        r
+    })
 }
