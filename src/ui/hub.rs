@@ -47,6 +47,18 @@ pub struct HubState {
     pub generation: u64,
 }
 
+impl HubState {
+    /// Something must be on screen: a prompt, the banners or the history.
+    pub fn needs_window(&self) -> bool {
+        !self.prompts.is_empty() || self.session.is_some() || self.history_requested
+    }
+
+    /// The windows must close for good.
+    pub fn over(&self) -> bool {
+        self.quit || self.dead.is_some()
+    }
+}
+
 /// Shared between the prompter (core side) and the UI thread.
 pub struct Hub {
     state: Mutex<HubState>,

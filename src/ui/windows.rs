@@ -2,8 +2,9 @@
 //!
 //! eframe shows its root window even when asked to start hidden (egui
 //! #3654, #8459), so the agent has no root window while idle: the main
-//! thread sleeps on the hub's condition variable (no event loop turning, no
-//! repaint, no timer), and each need opens one window whose root viewport
+//! thread sleeps on the hub's condition variable (no repaint; until its
+//! first window it wakes twice a second only to drop the display's
+//! events, see [`run`]), and each need opens one window whose root viewport
 //! *is* what must be seen: the prompt, the banner, or the history. When the
 //! need is gone the window closes and its run returns; the winit event
 //! loop (the display connection) stays for the next one.
@@ -17,7 +18,7 @@
 use super::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
 };
-use super::hub::Hub;
+use super::hub::{Hub, HubState};
 use super::prompt::{PromptState, prompt_ui};
 use super::stay::{self, Home, Keeper};
 use super::strings::Strings;
@@ -217,13 +218,7 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot use the display: {e}"))?;
     let mut fresh = true;
-    let needed = |s: &super::hub::HubState| {
-        s.quit
-            || s.dead.is_some()
-            || !s.prompts.is_empty()
-            || s.session.is_some()
-            || s.history_requested
-    };
+    let needed = |s: &HubState| s.over() || s.needs_window();
     loop {
         let kind = {
             let mut g = loop {
@@ -236,7 +231,7 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
                     drain(&mut event_loop, false);
                 }
             };
-            if g.quit || g.dead.is_some() {
+            if g.over() {
                 return Ok(());
             }
             if let Some(p) = g.prompts.first() {
@@ -431,7 +426,7 @@ impl eframe::App for Window {
         self.frames += 1;
         let quit = {
             let g = self.hub.lock();
-            g.quit || g.dead.is_some()
+            g.over()
         };
         if quit {
             Self::close(ui);

@@ -24,7 +24,7 @@
 //! prompt does not wait for a process to start nor for the X connection.
 
 use super::banner::SessionActions;
-use super::hub::{Hub, HubState};
+use super::hub::Hub;
 use super::strings::Lang;
 use super::windows::LAST_PROMPT_LATENCY_US;
 use super::winproto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
@@ -55,11 +55,6 @@ pub struct HostConfig {
     pub actions: Arc<dyn SessionActions>,
 }
 
-/// Something the hub holds that needs a window.
-fn needs_window(s: &HubState) -> bool {
-    !s.prompts.is_empty() || s.session.is_some() || s.history_requested
-}
-
 /// Runs window processes as the hub needs them, until the core quits.
 /// `Err` when a window process fails while it had something to show (the
 /// caller marks the UI dead).
@@ -75,8 +70,8 @@ pub fn run(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<(), String> {
     let mut spare = start_spare(hub, cfg);
     loop {
         {
-            let g = hub.wait_until(|s| s.quit || s.dead.is_some() || needs_window(s));
-            if g.quit || g.dead.is_some() {
+            let g = hub.wait_until(|s| s.over() || s.needs_window());
+            if g.over() {
                 return Ok(());
             }
         }
@@ -213,13 +208,7 @@ impl WindowProcess {
                     (session_sent.as_ref() != Some(&g.session)).then(|| g.session.clone());
                 let history = std::mem::take(&mut g.history_requested)
                     .then(|| g.history.iter().rev().cloned().collect::<Vec<_>>());
-                (
-                    asks,
-                    withdrawn,
-                    session,
-                    history,
-                    g.quit || g.dead.is_some(),
-                )
+                (asks, withdrawn, session, history, g.over())
             };
             let (gone, closed, bad) = {
                 let mut s = self.seen.lock().unwrap_or_else(|p| p.into_inner());
