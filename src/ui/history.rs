@@ -117,7 +117,7 @@ fn what(e: &Entry, s: &Strings) -> String {
 /// Draws the history; `true` when the clinician closes it.
 pub fn history_ui(ui: &mut egui::Ui, hub: &Hub, strings: &Strings) -> bool {
     let h = &strings.history;
-    let lines: Vec<String> = hub.lock().history.iter().rev().cloned().collect();
+    let lines = hub.lock().history.clone();
     let mut close = false;
     egui::Panel::bottom("accord_history_close").show(ui, |ui| {
         ui.add_space(6.0);

@@ -39,9 +39,9 @@ pub struct HubState {
     pub dead: Option<String>,
     /// The running window's context, to wake it (`request_repaint`).
     pub ctx: Option<egui::Context>,
-    /// The clinician's recent decisions as lines, newest last
+    /// The clinician's recent decisions as lines, most recent first
     /// ("Historique", [`super::history`]).
-    pub history: std::collections::VecDeque<String>,
+    pub history: Vec<String>,
     /// Bumped by every [`Hub::wake`]: lets a watcher of the state (the
     /// window host) tell a change from a spurious wake-up.
     pub generation: u64,
@@ -211,16 +211,11 @@ impl Hub {
         self.wake();
     }
 
-    pub fn request_history(&self) {
-        self.lock().history_requested = true;
-        self.wake();
-    }
-
     /// Opens the history window with these lines (most recent first).
     pub fn show_history(&self, newest_first: Vec<String>) {
         {
             let mut g = self.lock();
-            g.history = newest_first.into_iter().rev().collect();
+            g.history = newest_first;
             g.history_requested = true;
         }
         self.wake();

@@ -241,7 +241,7 @@ impl Strings {
 
     /// A moment as the clinician reads a time: "14 h 32" / "14:32".
     pub fn hm(&self, t: std::time::SystemTime) -> Option<String> {
-        let (h, m, _) = local_time(t)?;
+        let (h, m, _) = crate::platform::local_time(t)?;
         Some(fill(
             &self.time.hm,
             &[("h", &h.to_string()), ("m", &format!("{m:02}"))],
@@ -312,18 +312,6 @@ pub fn clock_duration(d: std::time::Duration) -> String {
     } else {
         format!("{:02}:{:02}", s / 60, s % 60)
     }
-}
-
-/// Local wall-clock `HH:MM:SS` of a moment, for the history. `None` when the
-/// local time cannot be known.
-pub fn local_clock(t: std::time::SystemTime) -> Option<String> {
-    let (h, m, s) = local_time(t)?;
-    Some(format!("{h:02}:{m:02}:{s:02}"))
-}
-
-/// Local (hours, minutes, seconds) of a moment ([`crate::platform::local_time`]).
-pub fn local_time(t: std::time::SystemTime) -> Option<(i64, i64, i64)> {
-    crate::platform::local_time(t)
 }
 
 #[cfg(test)]

@@ -133,8 +133,7 @@ fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(
                 hub.set_session(info);
             }
             ToWindow::History { lines } => {
-                hub.lock().history = lines.into_iter().rev().collect();
-                hub.request_history();
+                hub.show_history(lines);
             }
             ToWindow::Quit {} => return Ok(()),
         }

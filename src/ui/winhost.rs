@@ -206,8 +206,7 @@ impl WindowProcess {
                     .collect();
                 let session =
                     (session_sent.as_ref() != Some(&g.session)).then(|| g.session.clone());
-                let history = std::mem::take(&mut g.history_requested)
-                    .then(|| g.history.iter().rev().cloned().collect::<Vec<_>>());
+                let history = std::mem::take(&mut g.history_requested).then(|| g.history.clone());
                 (asks, withdrawn, session, history, g.over())
             };
             let (gone, closed, bad) = {
