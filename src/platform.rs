@@ -238,24 +238,40 @@ fn local_tm(secs: i64) -> Option<LocalTime> {
 #[cfg(not(unix))]
 fn local_tm(secs: i64) -> Option<LocalTime> {
     // UTC: the local offset is not known here.
-    let days = secs.div_euclid(86_400);
-    let s = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).ok()?;
-    let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).ok()?;
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    utc_tm(secs)
+}
+
+/// A moment in UTC, broken down like [`LocalTime`].
+#[cfg_attr(unix, allow(dead_code, reason = "the non-unix fallback; tested here"))]
+fn utc_tm(secs: i64) -> Option<LocalTime> {
+    let t = time::OffsetDateTime::from_unix_timestamp(secs).ok()?;
     Some(LocalTime {
-        year,
-        month,
-        day,
-        hour: s / 3600,
-        minute: (s / 60) % 60,
-        second: s % 60,
+        year: i64::from(t.year()),
+        month: u32::from(u8::from(t.month())),
+        day: u32::from(t.day()),
+        hour: i64::from(t.hour()),
+        minute: i64::from(t.minute()),
+        second: i64::from(t.second()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_fallback_breaks_a_leap_day_down() {
+        let t = utc_tm(1_709_251_198).expect("a valid moment");
+        assert_eq!(
+            t,
+            LocalTime {
+                year: 2024,
+                month: 2,
+                day: 29,
+                hour: 23,
+                minute: 59,
+                second: 58,
+            }
+        );
+    }
 }
