@@ -33,6 +33,10 @@ case "${1:-}" in
   *) echo "usage: $0 run|test" >&2; exit 2 ;;
 esac
 
+# Several X servers started at once race on creating /tmp/.X11-unix
+# ("mkdir(/tmp/.X11-unix) failed, errno = 17"): make it before any starts.
+if [ "$1" = test ]; then $([ "$(id -u)" -eq 0 ] || echo sudo) install -d -m 1777 -o root -g root /tmp/.X11-unix; fi
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
