@@ -30,7 +30,8 @@
 #   pointer_moves X Y    whether the technician's pointer reaches the screen
 #
 # Screenshots land in $UI_RAISE_OUT (default target/ui-raise):
-# question-<way>-<round>.png while the question shows.
+# question-<way>-<round>.png as the question appears (arming),
+# question-<way>-<round>-armed.png just before the click.
 # Run as root on Debian 12 (installs what it needs), after `cargo build`.
 # Usage: bash tests/ui_raise.sh
 set -euo pipefail
@@ -142,12 +143,12 @@ start_ui() { # start_ui agent|service
     env XDG_RUNTIME_DIR="$AGENT_RT" "$BIN" agent --policy "$POLICY" >"$UI_LOG" 2>&1 &
     UI_PIDS=($!)
     PIDS+=("${UI_PIDS[@]}")
-    wait_log "$UI_LOG" "listening on" || fail "the agent did not start listening"
+    wait_port || fail "the agent did not start listening"
   else
     "$BIN" service --policy "$POLICY" >"$WORK/service.log" 2>&1 &
     local svc=$!
     PIDS+=("$svc")
-    wait_log "$WORK/service.log" "listening on" || fail "the service did not start listening"
+    wait_port || fail "the service did not start listening"
     setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups \
       env HOME="$WORK" DBUS_SESSION_BUS_ADDRESS="$HELPER_BUS" XDG_RUNTIME_DIR="$HELPER_RT" \
       "$BIN" ui --policy "$POLICY" >"$UI_LOG" 2>&1 &
@@ -161,6 +162,15 @@ stop_ui() {
   kill -TERM "${UI_PIDS[@]}" 2>/dev/null || true
   local p
   for p in "${UI_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+wait_port() { # the agent's port accepts connections
+  local i
+  for i in $(seq 1 100); do
+    python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' \
+      "$AGENT_PORT" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
 }
 wait_log() { # wait_log FILE PATTERN [TENTHS]
   local i
@@ -296,16 +306,27 @@ answer_question() { # answer_question TITLE-REGEX BUTTON-LABEL SHOT-NAME [HEADIN
   [ -n "$QUESTION" ] || fail "$shot: no window titled \"$title\" while the banner shows (issue 27)"
   t=$(( $(date +%s%3N) - t0 ))
   log "$shot: question window $QUESTION on screen ${t} ms after the request"
+  # What the clinician sees at once: the question, its buttons still arming.
+  sleep 0.2
+  import -window root "$OUT/question-$shot.png"
   xdotool search --onlyvisible --name "$BANNER_TITLE" >/dev/null 2>&1 || fail "$shot: the banner went away with the question"
-  [ "$(stack_index "$QUESTION")" -gt "$(stack_index "$BANNER")" ] \
-    || fail "$shot: the question ($(stack_index "$QUESTION")) is under the banner ($(stack_index "$BANNER"))"
+  # Over the banner (both are "always on top"; the banner is raised again
+  # every half second, the question must stay over it).
+  local over=0 i
+  for i in $(seq 1 30); do
+    if [ "$(stack_index "$QUESTION")" -gt "$(stack_index "$BANNER")" ]; then over=$((over + 1)); else
+      log "$shot: $(( $(date +%s%3N) - t0 )) ms: the question ($(stack_index "$QUESTION")) under the banner ($(stack_index "$BANNER"))"
+      over=0
+    fi
+    sleep 0.05
+  done
+  [ "$over" -ge 10 ] || fail "$shot: the question does not stay over the banner"
   if [ -n "$heading" ]; then
     wait_log "$UI_LOG" "shown over the banner" 50 || fail "$shot: the UI did not say it showed the question over the banner"
   fi
-  # Disarmed at first: an immediate click does nothing.
-  sleep 0.3
-  import -window root "$OUT/question-$shot.png"
+  # Armed (the arm delay has passed during the stacking checks).
   sleep "$ARM_DELAY"
+  import -window root "$OUT/question-$shot-armed.png"
   click_button "$QUESTION" "$button"
   for _ in $(seq 1 50); do xdotool search --onlyvisible --name "$title" >/dev/null 2>&1 || break; sleep 0.1; done
   if xdotool search --onlyvisible --name "$title" >/dev/null 2>&1; then fail "$shot: the question stayed after \"$button\""; fi
