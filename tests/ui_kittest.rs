@@ -610,12 +610,14 @@ fn a_request_for_control_during_a_session_shows_over_the_banner() {
         Mode::Control,
         true,
         Duration::from_secs(60),
-        Duration::from_millis(500),
+        Duration::from_secs(1),
     );
     req.raise = true;
     let task = ask(&rt, &hub, req.clone());
     h.run_steps(1);
     assert_eq!(h.state().win.question(), Some(req.id), "shown at once");
+    // Here an embedded window, which egui sizes on its first frame.
+    h.run_steps(1);
     h.get_by_role_and_label(Role::Heading, RAISE_QUESTION);
     h.get_by_role_and_label(Role::Button, "Terminer");
     // The arm delay holds as for the first prompt: a click now does nothing.
@@ -623,7 +625,7 @@ fn a_request_for_control_during_a_session_shows_over_the_banner() {
     h.run_steps(1);
     assert!(!task.is_finished());
     assert_eq!(h.state().win.question(), Some(req.id));
-    h.run_steps(3);
+    h.run_steps(4);
     h.get_by_label("Autoriser le contrôle").click();
     h.run_steps(2);
     assert_eq!(rt.block_on(task).unwrap().unwrap(), Answer::Control);
@@ -639,7 +641,7 @@ fn a_request_for_control_during_a_session_shows_over_the_banner() {
         ..req
     };
     let task = ask(&rt, &hub, again);
-    h.run_steps(4);
+    h.run_steps(6);
     h.get_by_label("Refuser").click();
     h.run_steps(2);
     assert_eq!(rt.block_on(task).unwrap().unwrap(), Answer::Refused);
