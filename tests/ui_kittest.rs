@@ -4,7 +4,7 @@
 use accord::broker::{Answer, PromptRequest, Prompter, SessionInfo};
 use accord::protocol::Mode;
 use accord::tls::Identity;
-use accord::ui::windows::{PROMPT_SIZE, Shown, prompt_window_ui};
+use accord::ui::windows::{PROMPT_SIZE, SessionWindow, Shown, WindowsConfig, prompt_window_ui};
 use accord::ui::{
     BannerAction, BannerState, Hub, Lang, PromptState, SessionActions, Strings, UiPrompter,
     banner_ui, prompt_ui,
@@ -551,6 +551,104 @@ fn session(mode: Mode, elapsed: Duration) -> SessionInfo {
         started_at: Instant::now() - elapsed,
         clipboard: accord::policy::Clipboard::ToWorkstation,
     }
+}
+
+// ---- the session's window: a question asked during the session ----
+
+struct SessionWindowState {
+    hub: Arc<Hub>,
+    cfg: WindowsConfig,
+    win: SessionWindow,
+    shown: Vec<Shown>,
+}
+
+const RAISE_QUESTION: &str = "Le technicien qui voit votre écran demande à prendre le contrôle";
+
+fn session_window_harness(
+    hub: Arc<Hub>,
+    info: &SessionInfo,
+) -> Harness<'static, SessionWindowState> {
+    let cfg = WindowsConfig {
+        strings: strings(Lang::Fr),
+        actions: Arc::new(Recorder::default()),
+        shortcut: "Ctrl+Alt+Pause".into(),
+        events: None,
+    };
+    let win = SessionWindow::new(info, &cfg);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(
+            |ui, st: &mut SessionWindowState| {
+                let shown = st.win.ui(ui, &st.hub, &st.cfg);
+                st.shown.push(shown);
+            },
+            SessionWindowState {
+                hub,
+                cfg,
+                win,
+                shown: Vec::new(),
+            },
+        )
+}
+
+/// Issue 27: the banner's window lasts as long as the session, and a
+/// request for control asked meanwhile was never drawn (the window only
+/// looked at the session). It is shown over the banner, with the arm
+/// delay, answered by a click; the banner stays.
+#[test]
+fn a_request_for_control_during_a_session_shows_over_the_banner() {
+    let rt = runtime();
+    let hub = Hub::new();
+    let info = session(Mode::View, Duration::from_secs(30));
+    hub.set_session(Some(info.clone()));
+    let mut h = session_window_harness(hub.clone(), &info);
+    h.run_steps(2);
+    assert_eq!(h.state().win.question(), None);
+    assert!(h.query_by_label(RAISE_QUESTION).is_none());
+
+    let mut req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    req.raise = true;
+    let task = ask(&rt, &hub, req.clone());
+    h.run_steps(1);
+    assert_eq!(h.state().win.question(), Some(req.id), "shown at once");
+    // Here an embedded window, which egui sizes on its first frame.
+    h.run_steps(1);
+    h.get_by_role_and_label(Role::Heading, RAISE_QUESTION);
+    h.get_by_role_and_label(Role::Button, "Terminer");
+    // The arm delay holds as for the first prompt: a click now does nothing.
+    h.get_by_label("Autoriser le contrôle").click();
+    h.run_steps(1);
+    assert!(!task.is_finished());
+    assert_eq!(h.state().win.question(), Some(req.id));
+    h.run_steps(4);
+    h.get_by_label("Autoriser le contrôle").click();
+    h.run_steps(2);
+    assert_eq!(rt.block_on(task).unwrap().unwrap(), Answer::Control);
+    assert_eq!(h.state().win.question(), None);
+    assert!(h.query_by_label(RAISE_QUESTION).is_none());
+    // The banner stays.
+    assert_eq!(h.state().shown.last(), Some(&Shown::Keep));
+    h.get_by_role_and_label(Role::Button, "Terminer");
+
+    // A second request, refused; then the session ends: the window closes.
+    let again = PromptRequest {
+        id: uuid::Uuid::new_v4(),
+        ..req
+    };
+    let task = ask(&rt, &hub, again);
+    h.run_steps(6);
+    h.get_by_label("Refuser").click();
+    h.run_steps(2);
+    assert_eq!(rt.block_on(task).unwrap().unwrap(), Answer::Refused);
+    assert_eq!(h.state().shown.last(), Some(&Shown::Keep));
+    hub.set_session(None);
+    h.run_steps(1);
+    assert_eq!(h.state().shown.last(), Some(&Shown::Close));
 }
 
 type BannerHarness = Harness<'static, (BannerState, Vec<BannerAction>)>;

@@ -47,10 +47,53 @@ pub struct HubState {
     pub generation: u64,
 }
 
+/// The window whose root viewport is what must be seen ([`HubState::showing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Root {
+    /// The prompt with this id, alone (no session runs).
+    Prompt(Uuid),
+    /// The banners of the session with this id.
+    Banner(Uuid),
+    /// The history.
+    History,
+}
+
+/// What the windows must show for a state: one root window and, over the
+/// banners, the question asked during the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Showing {
+    pub root: Option<Root>,
+    /// The prompt shown over the banners (a request for control, issue 27),
+    /// in a window of its own; the banners stay (O7).
+    pub over_banner: Option<Uuid>,
+}
+
 impl HubState {
+    /// What must be on screen. While a session runs its banners are the
+    /// root and stay; a prompt asked then (a request for control) is shown
+    /// over them, not instead of them and not after them: the banner
+    /// window lasts as long as the session, so a prompt that waited for it
+    /// to close would never be seen (issue 27). Without a session the
+    /// first prompt asked is the root; the history comes last.
+    pub fn showing(&self) -> Showing {
+        let first = self.prompts.first().map(|p| p.req.id);
+        match &self.session {
+            Some(s) => Showing {
+                root: Some(Root::Banner(s.id)),
+                over_banner: first,
+            },
+            None => Showing {
+                root: first
+                    .map(Root::Prompt)
+                    .or(self.history_requested.then_some(Root::History)),
+                over_banner: None,
+            },
+        }
+    }
+
     /// Something must be on screen: a prompt, the banners or the history.
     pub fn needs_window(&self) -> bool {
-        !self.prompts.is_empty() || self.session.is_some() || self.history_requested
+        self.showing().root.is_some()
     }
 
     /// The windows must close for good.
@@ -309,5 +352,124 @@ impl Drop for DeadOnDrop {
             };
             self.hub.mark_dead(why);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Mode;
+    use std::time::{Duration, SystemTime};
+
+    fn identity() -> crate::tls::Identity {
+        crate::tls::Identity {
+            subject: "CN=Jeanne Martin".into(),
+            fingerprint: format!("sha256:{}", "ab".repeat(32)),
+            common_name: Some("Jeanne Martin".into()),
+            organization: None,
+        }
+    }
+
+    fn request(raise: bool) -> PromptRequest {
+        let timeout = Duration::from_secs(60);
+        PromptRequest {
+            id: Uuid::new_v4(),
+            technician: identity(),
+            peer: "10.1.2.3:51234".parse().unwrap(),
+            ticket: "INC-1".into(),
+            reason: "Imprimante".into(),
+            asked: Mode::Control,
+            control_offered: true,
+            deadline: Instant::now() + timeout,
+            timeout,
+            arm_delay: Duration::from_secs(1),
+            clipboard: crate::policy::Clipboard::None,
+            raise,
+        }
+    }
+
+    fn session() -> SessionInfo {
+        SessionInfo {
+            id: Uuid::new_v4(),
+            technician: identity(),
+            ticket: "INC-1".into(),
+            reason: "Imprimante".into(),
+            mode: Mode::View,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            clipboard: crate::policy::Clipboard::None,
+        }
+    }
+
+    fn post(hub: &Hub, req: PromptRequest) -> oneshot::Receiver<Answer> {
+        let (tx, rx) = oneshot::channel();
+        hub.post(req, tx).unwrap();
+        rx
+    }
+
+    #[test]
+    fn nothing_to_show_when_idle_and_the_history_last() {
+        let hub = Hub::new();
+        assert_eq!(hub.lock().showing(), Showing::default());
+        assert!(!hub.lock().needs_window());
+        hub.show_history(vec![]);
+        assert_eq!(hub.lock().showing().root, Some(Root::History));
+        let req = request(false);
+        let id = req.id;
+        let _rx = post(&hub, req);
+        let s = hub.lock().showing();
+        assert_eq!(
+            s.root,
+            Some(Root::Prompt(id)),
+            "a prompt wins over the history"
+        );
+        assert_eq!(s.over_banner, None);
+    }
+
+    /// Issue 27: a request for control asked while the session's banner is
+    /// on screen must be shown, over the banner, which stays.
+    #[test]
+    fn a_request_for_control_during_a_session_shows_over_the_banner() {
+        let hub = Hub::new();
+        let info = session();
+        let sid = info.id;
+        hub.set_session(Some(info));
+        assert_eq!(
+            hub.lock().showing(),
+            Showing {
+                root: Some(Root::Banner(sid)),
+                over_banner: None
+            }
+        );
+        let req = request(true);
+        let id = req.id;
+        let _rx = post(&hub, req);
+        let s = hub.lock().showing();
+        assert_eq!(s.root, Some(Root::Banner(sid)), "the banner stays (O7)");
+        assert_eq!(s.over_banner, Some(id), "the question is shown at once");
+        assert!(hub.lock().needs_window());
+        // Answered: the banner alone again.
+        assert!(hub.answer(id, Answer::Control));
+        assert_eq!(hub.lock().showing().over_banner, None);
+        assert_eq!(hub.lock().showing().root, Some(Root::Banner(sid)));
+        // Withdrawn (deadline): gone too.
+        let req = request(true);
+        let id = req.id;
+        let _rx = post(&hub, req);
+        assert_eq!(hub.lock().showing().over_banner, Some(id));
+        hub.withdraw(id);
+        assert_eq!(hub.lock().showing().over_banner, None);
+    }
+
+    #[test]
+    fn the_first_prompt_asked_is_the_one_shown() {
+        let hub = Hub::new();
+        let (a, b) = (request(false), request(false));
+        let (ida, idb) = (a.id, b.id);
+        let _ra = post(&hub, a);
+        let _rb = post(&hub, b);
+        assert_eq!(hub.lock().showing().root, Some(Root::Prompt(ida)));
+        hub.withdraw(ida);
+        assert_eq!(hub.lock().showing().root, Some(Root::Prompt(idb)));
     }
 }

@@ -9,6 +9,13 @@
 //! need is gone the window closes and its run returns; the winit event
 //! loop (the display connection) stays for the next one.
 //!
+//! The banner's window lasts as long as the session, so a question asked
+//! during the session (a request for control) cannot wait for it to close:
+//! it opens over the banners as a viewport of the banner's window, with the
+//! prompt's own title, size, guards (arm delay, keyboard gate) and
+//! stacking, and closes when answered or withdrawn; the banners stay
+//! ([`HubState::showing`], issue 27).
+//!
 //! Always-on-top set at creation is ignored by some window managers until
 //! the window has painted, so it is sent again after the first frames. The
 //! prompt never asks for the keyboard focus (`docs/ui-keyboard.md`). The
@@ -18,7 +25,7 @@
 use super::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
 };
-use super::hub::{Hub, HubState};
+use super::hub::{Hub, HubState, Root};
 use super::prompt::{PromptState, prompt_ui};
 use super::stay::{self, Home, Keeper};
 use super::strings::Strings;
@@ -66,14 +73,83 @@ pub trait WindowEvents: Send + Sync {
 }
 
 enum Kind {
-    Prompt(Box<PromptState>),
-    Banner(Box<Banners>),
+    Prompt(Box<Asked>),
+    Banner(Box<SessionWindow>),
     History,
 }
 
-/// One banner per monitor (O7): the first is the window's root viewport,
-/// the others are immediate viewports drawn in the same frame.
-struct Banners {
+/// A prompt on screen, in the root viewport or over the banners, with what
+/// its window needs besides the prompt itself.
+struct Asked {
+    st: PromptState,
+    /// Frames of this prompt's viewport.
+    frames: u64,
+    opened: Instant,
+    /// "Always on top" was sent again once the window manager had it.
+    placed: bool,
+    /// The first frame was reported.
+    shown_reported: bool,
+}
+
+impl Asked {
+    fn new(req: crate::broker::PromptRequest, strings: Arc<Strings>) -> Asked {
+        Asked {
+            st: PromptState::new(req, strings),
+            frames: 0,
+            opened: Instant::now(),
+            placed: false,
+            shown_reported: false,
+        }
+    }
+
+    /// One frame of the prompt's viewport: the prompt, its first-frame
+    /// report, kept visible and on top. `Close` once answered or withdrawn.
+    fn frame(&mut self, ui: &mut egui::Ui, hub: &Hub, events: Option<&dyn WindowEvents>) -> Shown {
+        self.frames += 1;
+        if prompt_window_ui(ui, hub, &mut self.st) == Shown::Close {
+            return Shown::Close;
+        }
+        if !std::mem::replace(&mut self.shown_reported, true) {
+            let us = log_latency(&self.st.req);
+            if let Some(ev) = events {
+                ev.prompt_shown(self.st.req.id, us);
+            }
+        }
+        if ui.input(|i| i.viewport().minimized) == Some(true) {
+            // Some window managers offer "iconify" whatever the hints say:
+            // the prompt comes back until answered.
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+        }
+        self.assert_on_top(ui);
+        Shown::Keep
+    }
+
+    /// Re-asserts stacking once the window exists for the window manager
+    /// (see the module comment). Never the keyboard focus.
+    fn assert_on_top(&mut self, ui: &egui::Ui) {
+        let age = self.opened.elapsed();
+        if self.frames == 2 || (self.frames > 2 && !self.placed && age.as_millis() >= 300) {
+            ui.ctx()
+                .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
+                    egui::WindowLevel::AlwaysOnTop,
+                ));
+            if age.as_millis() >= 300 {
+                self.placed = true;
+            }
+        }
+        if !self.placed {
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// The session's window: one banner per monitor (O7), the first the
+/// window's root viewport, the others immediate viewports drawn in the same
+/// frame; and over them, in a viewport of its own, the question asked
+/// during the session (a request for control, issue 27).
+pub struct SessionWindow {
     /// One per monitor, with the keeper that holds it in place.
     each: Vec<(BannerState, Keeper)>,
     /// The monitors were not known before opening: place the root banner
@@ -83,10 +159,12 @@ struct Banners {
     /// said once in the log; "always on top" still holds them over normal
     /// windows).
     raiser: Option<x11::Raiser>,
+    /// The question asked during the session, over the banners.
+    over: Option<Box<Asked>>,
 }
 
-impl Banners {
-    fn new(info: &crate::broker::SessionInfo, cfg: &WindowsConfig) -> Banners {
+impl SessionWindow {
+    pub fn new(info: &crate::broker::SessionInfo, cfg: &WindowsConfig) -> SessionWindow {
         let monitors = match x11::monitors() {
             Ok(m) => m,
             Err(e) => {
@@ -127,11 +205,128 @@ impl Banners {
         let raiser = x11::Raiser::new()
             .map_err(|e| tracing::info!("banner raiser: {e}; relying on \"always on top\""))
             .ok();
-        Banners {
+        SessionWindow {
             each,
             guess_home,
             raiser,
+            over: None,
         }
+    }
+
+    /// The prompt shown over the banners, if one is.
+    pub fn question(&self) -> Option<uuid::Uuid> {
+        self.over.as_ref().map(|a| a.st.req.id)
+    }
+
+    /// One frame of the session's window: the banners and the question
+    /// asked meanwhile, if any. `Close` when the session is over or
+    /// another one runs.
+    pub fn ui(&mut self, ui: &mut egui::Ui, hub: &Hub, cfg: &WindowsConfig) -> Shown {
+        let (current, showing) = {
+            let g = hub.lock();
+            (g.session.clone(), g.showing())
+        };
+        let Some(info) = current else {
+            return Shown::Close;
+        };
+        if self
+            .each
+            .first()
+            .is_none_or(|(st, _)| st.info.id != info.id)
+        {
+            return Shown::Close;
+        }
+        for (st, _) in &mut self.each {
+            st.info = info.clone();
+        }
+        if self.guess_home {
+            // No monitor list: the monitor egui reports, from the window's
+            // origin.
+            if let (Some(m), Some(o)) =
+                ui.input(|i| (i.viewport().monitor_size, i.viewport().outer_rect))
+                && let Some((_, k)) = self.each.first_mut()
+            {
+                let x0 = (o.min.x / m.x).floor() * m.x;
+                let y0 = (o.min.y / m.y).floor() * m.y;
+                k.home = Home {
+                    monitor: egui::Rect::from_min_size(egui::pos2(x0, y0), m),
+                };
+                let (size, _) = banner_geometry(k.home);
+                ui.ctx()
+                    .send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
+                self.guess_home = false;
+            }
+        }
+        let title = cfg.strings.banner.title.clone();
+        let mut raise = false;
+        let mut rest = self.each.iter_mut();
+        if let Some((st, k)) = rest.next() {
+            raise |= banner_frame(ui, st, k);
+        }
+        for (i, (st, k)) in rest.enumerate() {
+            let id = egui::ViewportId::from_hash_of(("accord_banner", i));
+            let builder = banner_viewport(&title, k.home);
+            raise |= ui
+                .ctx()
+                .show_viewport_immediate(id, builder, |ui, _class| banner_frame(ui, st, k));
+        }
+        // The question asked during the session, over the banners: the
+        // banners' window lasts as long as the session, so the question
+        // cannot wait for it to close (issue 27).
+        if self.question() != showing.over_banner {
+            self.over = showing.over_banner.and_then(|id| {
+                let g = hub.lock();
+                let p = g.prompts.iter().find(|p| p.req.id == id)?;
+                tracing::info!("prompt {id}: shown over the banner of session {}", info.id);
+                Some(Box::new(Asked::new(p.req.clone(), cfg.strings.clone())))
+            });
+        }
+        if let Some(a) = &mut self.over {
+            // Centred on the primary monitor, as a prompt alone is.
+            let monitor = self.each.first().map(|(_, k)| k.home.monitor);
+            let builder = prompt_viewport(&cfg.strings.prompt.title, monitor);
+            let id = egui::ViewportId::from_hash_of(("accord_prompt", a.st.req.id));
+            let events = cfg.events.as_deref();
+            let shown = ui
+                .ctx()
+                .show_viewport_immediate(id, builder, |ui, _class| a.frame(ui, hub, events));
+            if shown == Shown::Close {
+                self.over = None;
+                // One more frame drops the closed viewport.
+                ui.ctx().request_repaint();
+            }
+        }
+        if raise && let Some(r) = &self.raiser {
+            // Ours in the order they were mapped: the banners, then the
+            // question over them, which stays on top.
+            r.raise();
+        }
+        Shown::Keep
+    }
+}
+
+/// The prompt's window: on top, never taking the keyboard, centred on
+/// `monitor` when it is known.
+fn prompt_viewport(title: &str, monitor: Option<egui::Rect>) -> egui::ViewportBuilder {
+    let builder = egui::ViewportBuilder::default()
+        .with_title(title)
+        .with_inner_size(PROMPT_SIZE)
+        .with_min_inner_size([460.0, 400.0])
+        .with_resizable(true)
+        .with_minimize_button(false)
+        .with_maximize_button(false)
+        .with_always_on_top()
+        // Never take the keyboard on its own: a clinician typing elsewhere
+        // must not type into it (docs/ui-keyboard.md).
+        .with_active(false)
+        .with_window_type(egui::X11WindowType::Dialog)
+        .with_app_id("accord");
+    match monitor {
+        Some(m) => builder.with_position(egui::pos2(
+            m.min.x + ((m.width() - PROMPT_SIZE[0]) / 2.0).max(0.0),
+            m.min.y + ((m.height() - PROMPT_SIZE[1]) / 2.0).max(0.0),
+        )),
+        None => builder,
     }
 }
 
@@ -234,16 +429,17 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
             if g.over() {
                 return Ok(());
             }
-            if let Some(p) = g.prompts.first() {
-                Kind::Prompt(Box::new(PromptState::new(
-                    p.req.clone(),
-                    cfg.strings.clone(),
-                )))
-            } else if let Some(info) = g.session.clone() {
-                Kind::Banner(Box::new(Banners::new(&info, cfg)))
-            } else {
-                g.history_requested = false;
-                Kind::History
+            match (g.showing().root, g.session.clone(), g.prompts.first()) {
+                (Some(Root::Banner(_)), Some(info), _) => {
+                    Kind::Banner(Box::new(SessionWindow::new(&info, cfg)))
+                }
+                (Some(Root::Prompt(_)), _, Some(p)) => {
+                    Kind::Prompt(Box::new(Asked::new(p.req.clone(), cfg.strings.clone())))
+                }
+                _ => {
+                    g.history_requested = false;
+                    Kind::History
+                }
             }
         };
         if std::mem::take(&mut fresh) {
@@ -287,29 +483,16 @@ fn open(
     let s = &cfg.strings;
     let (viewport, centered) = match &kind {
         Kind::Prompt(_) => {
-            let builder = egui::ViewportBuilder::default()
-                .with_title(s.prompt.title.as_str())
-                .with_inner_size(PROMPT_SIZE)
-                .with_min_inner_size([460.0, 400.0])
-                .with_resizable(true)
-                .with_minimize_button(false)
-                .with_maximize_button(false)
-                .with_always_on_top()
-                // Never take the keyboard on its own: a clinician typing
-                // elsewhere must not type into it (docs/ui-keyboard.md).
-                .with_active(false)
-                .with_window_type(egui::X11WindowType::Dialog)
-                .with_app_id("accord");
             // Centred on the primary monitor (eframe would centre it on the
             // whole X screen, across two monitors).
-            match x11::monitors().ok().and_then(|m| m.first().copied()) {
-                Some(m) => {
-                    let x = m.x as f32 + ((m.width as f32 - PROMPT_SIZE[0]) / 2.0).max(0.0);
-                    let y = m.y as f32 + ((m.height as f32 - PROMPT_SIZE[1]) / 2.0).max(0.0);
-                    (builder.with_position(egui::pos2(x, y)), false)
-                }
-                None => (builder, true),
-            }
+            let primary = x11::monitors().ok().and_then(|m| m.first().copied());
+            let monitor = primary.map(|m| {
+                egui::Rect::from_min_size(
+                    egui::pos2(m.x as f32, m.y as f32),
+                    egui::vec2(m.width as f32, m.height as f32),
+                )
+            });
+            (prompt_viewport(&s.prompt.title, monitor), monitor.is_none())
         }
         Kind::Banner(b) => {
             let home = b.each.first().map_or(
@@ -339,10 +522,6 @@ fn open(
         hub: hub.clone(),
         cfg: cfg.clone(),
         kind,
-        frames: 0,
-        opened: Instant::now(),
-        placed: false,
-        latency_logged: false,
     };
     let title = match &app.kind {
         Kind::Prompt(_) => s.prompt.title.clone(),
@@ -389,118 +568,40 @@ struct Window {
     hub: Arc<Hub>,
     cfg: WindowsConfig,
     kind: Kind,
-    frames: u64,
-    opened: Instant,
-    placed: bool,
-    latency_logged: bool,
 }
 
 impl Window {
     fn close(ui: &egui::Ui) {
         ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
     }
-
-    /// Re-asserts stacking once the window exists for the window manager
-    /// (see the module comment). Never the keyboard focus.
-    fn assert_on_top(&mut self, ui: &egui::Ui) {
-        let age = self.opened.elapsed();
-        if self.frames == 2 || (self.frames > 2 && !self.placed && age.as_millis() >= 300) {
-            ui.ctx()
-                .send_viewport_cmd(egui::ViewportCommand::WindowLevel(
-                    egui::WindowLevel::AlwaysOnTop,
-                ));
-            if age.as_millis() >= 300 {
-                self.placed = true;
-            }
-        }
-        if !self.placed {
-            ui.ctx()
-                .request_repaint_after(std::time::Duration::from_millis(100));
-        }
-    }
 }
 
 impl eframe::App for Window {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         FRAMES.fetch_add(1, Ordering::Relaxed);
-        self.frames += 1;
-        let quit = {
+        let (quit, showing) = {
             let g = self.hub.lock();
-            g.over()
+            (g.over(), g.showing())
         };
         if quit {
             Self::close(ui);
             return;
         }
         let close_requested = ui.input(|i| i.viewport().close_requested());
+        let events = self.cfg.events.as_deref();
         match &mut self.kind {
-            Kind::Prompt(st) => {
-                let first = !self.latency_logged;
-                if prompt_window_ui(ui, &self.hub, st) == Shown::Close {
+            Kind::Prompt(a) => {
+                // A session started meanwhile: its banners are the root
+                // now, and the prompt (if still asked) reopens over them.
+                if showing.root != Some(Root::Prompt(a.st.req.id))
+                    || a.frame(ui, &self.hub, events) == Shown::Close
+                {
                     Self::close(ui);
-                    return;
                 }
-                if first {
-                    self.latency_logged = true;
-                    let us = log_latency(&st.req);
-                    if let Some(ev) = &self.cfg.events {
-                        ev.prompt_shown(st.req.id, us);
-                    }
-                }
-                if ui.input(|i| i.viewport().minimized) == Some(true) {
-                    // Some window managers offer "iconify" whatever the
-                    // hints say: the prompt comes back until answered.
-                    ui.ctx()
-                        .send_viewport_cmd(egui::ViewportCommand::Minimized(false));
-                }
-                self.assert_on_top(ui);
             }
-            Kind::Banner(b) => {
-                let current = self.hub.lock().session.clone();
-                let Some(info) = current else {
+            Kind::Banner(w) => {
+                if w.ui(ui, &self.hub, &self.cfg) == Shown::Close {
                     Self::close(ui);
-                    return;
-                };
-                if b.each.first().is_none_or(|(st, _)| st.info.id != info.id) {
-                    Self::close(ui);
-                    return;
-                }
-                for (st, _) in &mut b.each {
-                    st.info = info.clone();
-                }
-                if b.guess_home {
-                    // No monitor list: the monitor egui reports, from the
-                    // window's origin.
-                    if let (Some(m), Some(o)) =
-                        ui.input(|i| (i.viewport().monitor_size, i.viewport().outer_rect))
-                        && let Some((_, k)) = b.each.first_mut()
-                    {
-                        let x0 = (o.min.x / m.x).floor() * m.x;
-                        let y0 = (o.min.y / m.y).floor() * m.y;
-                        k.home = Home {
-                            monitor: egui::Rect::from_min_size(egui::pos2(x0, y0), m),
-                        };
-                        let (size, _) = banner_geometry(k.home);
-                        ui.ctx()
-                            .send_viewport_cmd(egui::ViewportCommand::InnerSize(size));
-                        b.guess_home = false;
-                    }
-                }
-                let title = self.cfg.strings.banner.title.clone();
-                let mut raise = false;
-                let mut rest = b.each.iter_mut();
-                if let Some((st, k)) = rest.next() {
-                    raise |= banner_frame(ui, st, k);
-                }
-                for (i, (st, k)) in rest.enumerate() {
-                    let id = egui::ViewportId::from_hash_of(("accord_banner", i));
-                    let builder = banner_viewport(&title, k.home);
-                    raise |= ui
-                        .ctx()
-                        .show_viewport_immediate(id, builder, |ui, _class| banner_frame(ui, st, k));
-                }
-                if raise && let Some(r) = &b.raiser {
-                    r.raise();
                 }
             }
             Kind::History => {

@@ -43,7 +43,9 @@ pub fn monitors() -> Result<Vec<Monitor>, String> {
 
 /// Raises this process's managed windows (those in the window manager's
 /// `_NET_CLIENT_LIST` whose `_NET_WM_PID` is ours: while a banner shows, the
-/// banners are the only ones) without touching the keyboard focus.
+/// banners and a question asked during the session, raised in the order
+/// they were mapped so that the question stays over the banners) without
+/// touching the keyboard focus.
 #[cfg(target_os = "linux")]
 pub struct Raiser(ffi::Raiser);
 
