@@ -100,6 +100,7 @@ language = "fr"
 
 [service]
 seat = "single"
+users = ["accord-clinician"]
 EOF
 ARM_DELAY=1.0
 PROMPT_TITLE="demande d'assistance"
