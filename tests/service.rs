@@ -1189,3 +1189,45 @@ async fn with_logind_a_helper_of_the_users_manager_is_asked() {
     b.wait_line("unsupported_session").await;
     svc.stop().await;
 }
+
+/// A technician in control acts as her and could replace `accord ui` by a
+/// program that answers "control" by itself: a helper of her uid that
+/// connects where she granted control is recorded (`helper_replaced`) and
+/// she is told through it. After a view-only session it is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_started_again_after_control_is_recorded_and_told() {
+    if !can_run() {
+        return;
+    }
+    let (pki, policy, _stub) = setup_with_server().await;
+    let svc = Service::start(policy).await;
+    // View only, then the helper goes: nothing to say when it comes back.
+    let mut v = Helper::start(&svc.ui_sock(), 64004, "view").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted in view only");
+    svc.wait_record("session_started", "", "").await;
+    let _ = v.child.kill().await;
+    svc.wait_record("session_ended", "why", "ui_lost").await;
+    task.abort();
+    let back = Helper::start(&svc.ui_sock(), 64004, "exit_in_session").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        svc.records()
+            .iter()
+            .all(|r| r["event"] != "helper_replaced"),
+        "recorded after a view-only session"
+    );
+    // Control, and the helper is killed mid-session (as a technician could).
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted with control");
+    svc.wait_record("session_ended", "why", "ui_lost").await;
+    task.abort();
+    drop(back);
+    let again = Helper::start(&svc.ui_sock(), 64004, "control").await;
+    let rec = svc.wait_record("helper_replaced", "", "").await;
+    assert_eq!(rec["uid"], 64004);
+    assert_eq!(rec["pid"], again.child.id().unwrap());
+    assert!(rec["exe"].is_string(), "{rec}");
+    again.wait_line("helper_replaced").await;
+    svc.stop().await;
+}

@@ -101,6 +101,17 @@ pub enum Event {
         pid: u32,
         detail: String,
     },
+    /// A helper of a user who granted control connected in the login
+    /// session where that control ran: a technician in control acts as
+    /// her and could have replaced `accord ui` by a program that answers
+    /// "control" by itself. Accord cannot prevent it on X11; it says so.
+    HelperReplaced {
+        uid: u32,
+        pid: u32,
+        /// The executable as the new helper names it (its own word).
+        exe: String,
+        session: Option<String>,
+    },
     /// The forwarder's cursor did not match the log (log archived and
     /// restarted, cursor forged or from another log): forwarding restarted
     /// from the log's first record.
@@ -131,6 +142,7 @@ impl Event {
             Event::AgentStopped => "agent_stopped",
             Event::ForwardCursorReset { .. } => "forward_cursor_reset",
             Event::HelperRejected { .. } => "helper_rejected",
+            Event::HelperReplaced { .. } => "helper_replaced",
             Event::RequestRejected { .. } => "request_rejected",
             Event::Decision { .. } => "decision",
             Event::SessionStarted { .. } => "session_started",
@@ -174,6 +186,19 @@ impl Event {
                 m.insert("uid".into(), json!(uid));
                 m.insert("pid".into(), json!(pid));
                 m.insert("detail".into(), json!(detail));
+            }
+            Event::HelperReplaced {
+                uid,
+                pid,
+                exe,
+                session,
+            } => {
+                m.insert("uid".into(), json!(uid));
+                m.insert("pid".into(), json!(pid));
+                m.insert("exe".into(), json!(exe));
+                if let Some(s) = session {
+                    m.insert("local_session".into(), json!(s));
+                }
             }
             Event::RequestRejected {
                 peer,
@@ -422,6 +447,12 @@ pub enum Notice {
     /// A prompt reached its deadline without an answer.
     PromptTimedOut {
         technician: Identity,
+    },
+    /// Accord's window program was started again in her login session
+    /// during or after a session in control (`pid`, `exe` as it says).
+    HelperReplaced {
+        pid: u32,
+        exe: String,
     },
     /// A request was refused because her session cannot be shared
     /// (Wayland): she is told, since she was never asked.

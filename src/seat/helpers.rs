@@ -105,7 +105,13 @@ struct Registry {
     asked_users: std::collections::VecDeque<(Uuid, LocalUser)>,
     /// Sessions waiting for their helper to start the VNC server.
     opening: HashMap<Uuid, Opening>,
+    /// Where control was granted (uid, logind session), most recent last,
+    /// bounded: a helper of that uid connecting there later is recorded.
+    controlled: std::collections::VecDeque<(u32, Option<String>)>,
 }
+
+/// Places where control was granted that are remembered.
+const CONTROLLED: usize = 16;
 
 /// What a helper did wrong (it is disconnected and the service records it).
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +185,57 @@ impl Helpers {
     /// Gives the helpers the broker's handle (kill switch, view-only, state).
     pub fn set_control(&self, ctl: SessionControl) {
         let _ = self.control.set(ctl);
+    }
+
+    /// A helper that just registered, where its user granted control
+    /// before (in the same logind session, or anywhere in single mode): a
+    /// technician in control acts as her and may have replaced `accord ui`
+    /// by a program that answers "control" by itself. Recorded
+    /// (`helper_replaced`) and told to her at once through that helper;
+    /// Accord cannot prevent it on X11.
+    pub fn check_replaced(&self, conn: u64, exe: Option<String>) {
+        let (uid, pid, session) = {
+            let r = self.reg();
+            let Some(c) = r.conns.get(&conn) else {
+                return;
+            };
+            let session = match self.mode {
+                SeatMode::Logind => c.id.session.clone().or_else(|| {
+                    rule::answers_for(&c.id, &self.seat.borrow()).map(|s| s.id.clone())
+                }),
+                SeatMode::Single => None,
+            };
+            if !r.controlled.contains(&(c.id.uid, session.clone())) {
+                return;
+            }
+            (c.id.uid, c.id.pid, session)
+        };
+        let exe: String = exe
+            .unwrap_or_else(|| "(not said)".into())
+            .chars()
+            .take(200)
+            .collect();
+        tracing::warn!(
+            uid,
+            pid,
+            exe,
+            "a helper started again where control was granted"
+        );
+        if let Err(e) = self.journal.record(&Event::HelperReplaced {
+            uid,
+            pid,
+            exe: exe.clone(),
+            session,
+        }) {
+            tracing::error!("{e}");
+        }
+        self.send(
+            conn,
+            ToHelper::Notice(WireNotice::from_notice(&Notice::HelperReplaced {
+                pid,
+                exe,
+            })),
+        );
     }
 
     /// Whether a helper of `uid` may connect at all: in single mode, only
@@ -398,6 +455,15 @@ impl Helpers {
         match r.asking.remove(&id) {
             Some(a) if a.conn == conn => {
                 let session = who.session.clone();
+                if answer == Answer::Control {
+                    let place = (who.uid, session.clone());
+                    if !r.controlled.contains(&place) {
+                        if r.controlled.len() >= CONTROLLED {
+                            r.controlled.pop_front();
+                        }
+                        r.controlled.push_back(place);
+                    }
+                }
                 r.answered.insert(id, who);
                 if answer != Answer::Refused {
                     r.owners.insert(id, Owner { conn, session });
@@ -550,6 +616,7 @@ impl Helpers {
                 r.owners.get(&i.id).map(|o| o.conn)
             }
             Notice::PromptTimedOut { .. } | Notice::UnsupportedSession { .. } => r.last_asked,
+            Notice::HelperReplaced { .. } => None,
         }
     }
 

@@ -99,9 +99,11 @@ async fn connection<L: PlaceOf>(
     let mut line = Vec::new();
     // Hello first, within the deadline, before anything is registered.
     let hello = tokio::time::timeout(HELLO_DEADLINE, lines.read_line(r.as_ref(), &mut line)).await;
-    let wayland = match hello {
+    let (wayland, exe) = match hello {
         Ok(Ok(true)) => match proto::parse::<FromHelper>(&line) {
-            Ok(FromHelper::Hello { display, .. }) => display.as_deref() == Some("wayland"),
+            Ok(FromHelper::Hello { display, exe, .. }) => {
+                (display.as_deref() == Some("wayland"), exe)
+            }
             Ok(_) => {
                 return helpers.record_violation(uid, pid, "first message is not hello");
             }
@@ -137,6 +139,7 @@ async fn connection<L: PlaceOf>(
     if let Some(st) = helpers.state_for(conn) {
         let _ = tx.try_send(st);
     }
+    helpers.check_replaced(conn, exe);
     drop(tx);
     drop(pending);
     // The writer ends when the registry drops this helper (it did not

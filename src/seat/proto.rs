@@ -146,6 +146,11 @@ pub enum FromHelper {
         version: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         display: Option<String>,
+        /// Its own executable (`/proc/self/exe`), for the record when it
+        /// replaces a helper of a session in control: its own word, the
+        /// service cannot read other users' /proc.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exe: Option<String>,
     },
     /// The answer to a prompt this helper was asked.
     Answer { id: Uuid, answer: WireAnswer },
@@ -262,6 +267,7 @@ pub enum WireNotice {
     SessionEnded { session: WireSession, why: String },
     PromptTimedOut { technician: WireTechnician },
     UnsupportedSession { technician: WireTechnician },
+    HelperReplaced { pid: u32, exe: String },
 }
 
 /// Parses one line (without or with its `\n`).
@@ -462,6 +468,10 @@ impl WireNotice {
             Notice::UnsupportedSession { technician: t } => WireNotice::UnsupportedSession {
                 technician: technician(t),
             },
+            Notice::HelperReplaced { pid, exe } => WireNotice::HelperReplaced {
+                pid: *pid,
+                exe: exe.clone(),
+            },
         }
     }
 
@@ -479,6 +489,10 @@ impl WireNotice {
             WireNotice::UnsupportedSession { technician: t } => Notice::UnsupportedSession {
                 technician: identity(t),
             },
+            WireNotice::HelperReplaced { pid, exe } => Notice::HelperReplaced {
+                pid: *pid,
+                exe: exe.chars().take(200).collect(),
+            },
         })
     }
 
@@ -488,7 +502,9 @@ impl WireNotice {
             WireNotice::SessionStarted { session } | WireNotice::SessionEnded { session, .. } => {
                 Some(session.id)
             }
-            WireNotice::PromptTimedOut { .. } | WireNotice::UnsupportedSession { .. } => None,
+            WireNotice::PromptTimedOut { .. }
+            | WireNotice::UnsupportedSession { .. }
+            | WireNotice::HelperReplaced { .. } => None,
         }
     }
 }
@@ -573,10 +589,12 @@ mod tests {
             FromHelper::Hello {
                 version: "0.1.0".into(),
                 display: Some("wayland".into()),
+                exe: Some("/usr/bin/accord".into()),
             },
             FromHelper::Hello {
                 version: "0.1.0".into(),
                 display: None,
+                exe: None,
             },
             FromHelper::Answer {
                 id: req.id,

@@ -280,6 +280,9 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
             }
             .into(),
         ),
+        exe: std::env::current_exe()
+            .ok()
+            .map(|p| p.display().to_string()),
     };
     fdpass::send_line(w.as_ref(), &proto::encode(&hello)).await?;
     let writer = tokio::spawn(async move {

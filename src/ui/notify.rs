@@ -43,6 +43,10 @@ pub fn texts(n: &Notice, s: &Strings) -> (String, String) {
                 fill(&t.timed_out_body, &[("name", name)]),
             )
         }
+        Notice::HelperReplaced { pid, exe } => (
+            t.replaced_summary.clone(),
+            fill(&t.replaced_body, &[("pid", &pid.to_string()), ("exe", exe)]),
+        ),
         Notice::UnsupportedSession { technician } => {
             let name = technician.display_name();
             (

@@ -172,6 +172,10 @@ pub struct NotifyStrings {
     /// A request refused because her session is Wayland (`{name}`).
     pub unsupported_summary: String,
     pub unsupported_body: String,
+    /// Accord's window program started again after a control (`{pid}`,
+    /// `{exe}`).
+    pub replaced_summary: String,
+    pub replaced_body: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
