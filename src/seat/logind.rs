@@ -96,33 +96,10 @@ impl Logind {
     /// logind's session id of a process (`GetSessionByPID`, then the
     /// session's `Id`). `Ok(None)` when the pid belongs to no session.
     pub async fn session_of_pid(&self, pid: u32) -> Result<Option<String>, LogindError> {
-        // For pid 0 logind answers the caller's own session; SO_PEERCRED
-        // gives 0 for a peer in another pid namespace.
-        if pid == 0 {
-            return Ok(None);
+        match self.object_of_pid("GetSessionByPID", "NoSessionForPID", pid).await? {
+            Some(path) => Ok(Some(property(&self.conn, &path, SESSION, "Id").await?)),
+            None => Ok(None),
         }
-        let reply = match self
-            .conn
-            .call_method(
-                Some(SERVICE),
-                MANAGER_PATH,
-                Some(MANAGER),
-                "GetSessionByPID",
-                &(pid,),
-            )
-            .await
-        {
-            Ok(reply) => reply,
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.login1.NoSessionForPID" =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(call_error("GetSessionByPID", e)),
-        };
-        let path: OwnedObjectPath = body(&reply, "GetSessionByPID")?;
-        let id: String = property(&self.conn, &path, SESSION, "Id").await?;
-        Ok(Some(id))
     }
 
     /// The uid whose logind user a process belongs to (`GetUserByPID`,
@@ -130,31 +107,39 @@ impl Logind {
     /// unit, as GNOME and Plasma start autostart entries) belongs to no
     /// session but to its user. `Ok(None)` when logind knows no user for it.
     pub async fn user_of_pid(&self, pid: u32) -> Result<Option<u32>, LogindError> {
+        match self.object_of_pid("GetUserByPID", "NoUserForPID", pid).await? {
+            Some(path) => Ok(Some(property(&self.conn, &path, USER, "UID").await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The object logind's `method` (`Get…ByPID`) names for `pid`;
+    /// `Ok(None)` when it answers with the error `none` (no such object).
+    async fn object_of_pid(
+        &self,
+        method: &str,
+        none: &str,
+        pid: u32,
+    ) -> Result<Option<OwnedObjectPath>, LogindError> {
+        // For pid 0 logind answers about the caller itself; SO_PEERCRED
+        // gives 0 for a peer in another pid namespace.
         if pid == 0 {
             return Ok(None);
         }
-        let reply = match self
+        let manager = ObjectPath::from_static_str_unchecked(MANAGER_PATH);
+        match self
             .conn
-            .call_method(
-                Some(SERVICE),
-                MANAGER_PATH,
-                Some(MANAGER),
-                "GetUserByPID",
-                &(pid,),
-            )
+            .call_method(Some(SERVICE), &manager, Some(MANAGER), method, &(pid,))
             .await
         {
-            Ok(reply) => reply,
+            Ok(reply) => Ok(Some(body(&reply, method)?)),
             Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.login1.NoUserForPID" =>
+                if name.as_str().strip_prefix("org.freedesktop.login1.") == Some(none) =>
             {
-                return Ok(None);
+                Ok(None)
             }
-            Err(e) => return Err(call_error("GetUserByPID", e)),
-        };
-        let path: OwnedObjectPath = body(&reply, "GetUserByPID")?;
-        let uid: u32 = property(&self.conn, &path, USER, "UID").await?;
-        Ok(Some(uid))
+            Err(e) => Err(call_error(method, e)),
+        }
     }
 
     /// Watches a seat (`"seat0"`): its active session and that session's
