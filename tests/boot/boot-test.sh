@@ -250,12 +250,14 @@ for m in / /usr /etc; do
     case "$(mnt_opts "$m")" in ro|ro,*) ;; *) die "ProtectSystem=strict: $m is '$(mnt_opts "$m")' in the service's namespace, expected ro" ;; esac
 done
 case "$(mnt_opts /var/lib/accord)" in rw|rw,*) ;; *) die "/var/lib/accord is not writable for the service: '$(mnt_opts /var/lib/accord)'" ;; esac
-in_c nsenter -t "$SVC_MainPID" -m test -e /home/clin 2>/dev/null && die "ProtectHome: /home visible to the service"
+for m in /home /root /run/user /tmp; do # ProtectHome=yes, PrivateTmp=yes: mounted over
+    [ -n "$(mnt_opts "$m")" ] || die "no mount on $m in the service's namespace (ProtectHome/PrivateTmp not applied)"
+done
 in_c systemd-analyze security accord.service >"$WORK/security.txt" 2>&1 || true
 EXPO=$(sed -n 's/.*Overall exposure level for accord.service: \([0-9.]*\).*/\1/p' "$WORK/security.txt")
 [ -n "$EXPO" ] || { cat "$WORK/security.txt" >&2; die "no exposure level from systemd-analyze security"; }
 awk -v s="$EXPO" 'BEGIN { exit !(s <= 2.0) }' || { grep -E '^✗' "$WORK/security.txt" >&2; die "exposure $EXPO above 2.0"; }
-ok "accord.service active, MainPID $SVC_MainPID user accord; NoNewPrivs 1, Seccomp 2, CapEff/CapBnd 0; / /usr /etc read-only, /var/lib/accord rw; exposure $EXPO"
+ok "accord.service active, MainPID $SVC_MainPID user accord; NoNewPrivs 1, Seccomp 2, CapEff/CapBnd 0; / /usr /etc read-only, /var/lib/accord rw; /home /root /run/user /tmp mounted over; exposure $EXPO"
 lap "service + sandbox"
 
 # --- accord connect, the technician's side (root in the container, no login) --------
@@ -343,6 +345,7 @@ find_prompt() { # USER: the prompt window's id on USER's display
     for i in $(seq 100); do
         w=$(x_in "$1" xdotool search --onlyvisible --name "demande d'assistance" 2>/dev/null | head -n1) || true
         [ -n "$w" ] && { echo "$w"; return 0; }
+        kill -0 "$CPID" 2>/dev/null || return 1   # connect already answered
         sleep 0.2
     done
     return 1
@@ -371,12 +374,11 @@ ask_and_click() {
     local u=$1 name=$2 ticket=$3 label=$4 mark w; shift 4
     mark=$(ui_mark "$u")
     connect "$name" "$ticket" "$@"
-    w=$(find_prompt "$u") || { kill "$CPID" 2>/dev/null; cat "$WORK/$name.log" >&2; return 1; }
+    w=$(find_prompt "$u") || return 1
     sleep 1.3
     [ -e "$SHOTS/$name-prompt.png" ] || shot "$u" "$name-prompt"
     click "$u" "$w" "$label" "$mark"
 }
-session_running() { in_c accord status 2>/dev/null | grep -q "session in progress"; }
 started_count() { audit_has '"event":"session_started"'; }
 wait_started() { local b=$1 i; for i in $(seq 100); do [ "$(started_count)" -gt "$b" ] && return 0; sleep 0.2; done; return 1; }
 ended_count() { audit_has "\"why\":\"$1\""; }
