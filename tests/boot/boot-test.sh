@@ -353,8 +353,8 @@ find_prompt() { # USER: the prompt window's id on USER's display
 # click USER WINDOW LABEL MARK: clicks the button whose centre the helper
 # logged (lines after MARK of its log), after the prompt's arm delay
 click() {
-    local u=$1 w=$2 label=$3 mark=$4 pos= i
-    for i in $(seq 50); do
+    local u=$1 w=$2 label=$3 mark=$4 pos=''
+    for _ in $(seq 50); do
         pos=$(ui_log "$u" | tail -n "+$((mark + 1))" | grep -a "button \"$label\" centre" | tail -n1 \
             | sed -E 's/.*centre (-?[0-9]+) (-?[0-9]+).*/\1 \2/') || true
         [ -n "$pos" ] && break
@@ -380,7 +380,7 @@ ask_and_click() {
     click "$u" "$w" "$label" "$mark"
 }
 started_count() { audit_has '"event":"session_started"'; }
-wait_started() { local b=$1 i; for i in $(seq 100); do [ "$(started_count)" -gt "$b" ] && return 0; sleep 0.2; done; return 1; }
+wait_started() { local b=$1 _; for _ in $(seq 100); do [ "$(started_count)" -gt "$b" ] && return 0; sleep 0.2; done; return 1; }
 ended_count() { audit_has "\"why\":\"$1\""; }
 
 # --- check 3a: the helper inside clin's session ------------------------------------------
