@@ -341,8 +341,8 @@ ui_log() {
 declare -A UI_KIND
 x_in() { local u=$1; shift; in_c env DISPLAY=":${DISP[$u]}" "$@"; }
 find_prompt() { # USER: the prompt window's id on USER's display
-    local i w
-    for i in $(seq 100); do
+    local w
+    for _ in $(seq 100); do
         w=$(x_in "$1" xdotool search --onlyvisible --name "demande d'assistance" 2>/dev/null | head -n1) || true
         [ -n "$w" ] && { echo "$w"; return 0; }
         kill -0 "$CPID" 2>/dev/null || return 1   # connect already answered
