@@ -245,19 +245,25 @@ st() { awk -v k="$1:" '$1 == k { print $2 }' "$WORK/service-status.txt"; }
 [ "$(st CapEff)" = 0000000000000000 ] && [ "$(st CapBnd)" = 0000000000000000 ] \
     || die "CapEff $(st CapEff) CapBnd $(st CapBnd), expected none"
 in_c cat "/proc/$SVC_MainPID/mountinfo" >"$WORK/service-mounts.txt"
-mnt_opts() { awk -v m="$1" '$5 == m { o = $6 } END { print o }' "$WORK/service-mounts.txt"; }
-for m in / /usr /etc; do
-    case "$(mnt_opts "$m")" in ro|ro,*) ;; *) die "ProtectSystem=strict: $m is '$(mnt_opts "$m")' in the service's namespace, expected ro" ;; esac
+# mount options of the mount a path is on (the last, longest mount point above it)
+mnt_opts() {
+    awk -v p="$1" '{ m = $5; if (p == m || m == "/" || index(p, m "/") == 1) if (length(m) >= l) { l = length(m); o = $6 } }
+        END { print o }' "$WORK/service-mounts.txt"
+}
+mnt_exact() { awk -v m="$1" '$5 == m { o = $6 } END { print o }' "$WORK/service-mounts.txt"; }
+for m in / /usr/bin /etc/accord /var /var/cache; do
+    case "$(mnt_opts "$m")" in ro|ro,*) ;; *) die "ProtectSystem=strict: $m is on a '$(mnt_opts "$m")' mount in the service's namespace, expected ro" ;; esac
 done
 case "$(mnt_opts /var/lib/accord)" in rw|rw,*) ;; *) die "/var/lib/accord is not writable for the service: '$(mnt_opts /var/lib/accord)'" ;; esac
-for m in /home /root /run/user /tmp; do # ProtectHome=yes, PrivateTmp=yes: mounted over
-    [ -n "$(mnt_opts "$m")" ] || die "no mount on $m in the service's namespace (ProtectHome/PrivateTmp not applied)"
+case "$(mnt_opts /run/accord)" in rw|rw,*) ;; *) die "/run/accord is not writable for the service: '$(mnt_opts /run/accord)'" ;; esac
+for m in /home /root /run/user /tmp /var/tmp; do # ProtectHome=yes, PrivateTmp=yes: mounted over
+    [ -n "$(mnt_exact "$m")" ] || die "no mount on $m in the service's namespace (ProtectHome/PrivateTmp not applied)"
 done
 in_c systemd-analyze security accord.service >"$WORK/security.txt" 2>&1 || true
 EXPO=$(sed -n 's/.*Overall exposure level for accord.service: \([0-9.]*\).*/\1/p' "$WORK/security.txt")
 [ -n "$EXPO" ] || { cat "$WORK/security.txt" >&2; die "no exposure level from systemd-analyze security"; }
 awk -v s="$EXPO" 'BEGIN { exit !(s <= 2.0) }' || { grep -E '^✗' "$WORK/security.txt" >&2; die "exposure $EXPO above 2.0"; }
-ok "accord.service active, MainPID $SVC_MainPID user accord; NoNewPrivs 1, Seccomp 2, CapEff/CapBnd 0; / /usr /etc read-only, /var/lib/accord rw; /home /root /run/user /tmp mounted over; exposure $EXPO"
+ok "accord.service active, MainPID $SVC_MainPID user accord; NoNewPrivs 1, Seccomp 2, CapEff/CapBnd 0; / /usr /etc /var read-only, /var/lib/accord /run/accord rw; /home /root /run/user /tmp /var/tmp mounted over; exposure $EXPO"
 lap "service + sandbox"
 
 # --- accord connect, the technician's side (root in the container, no login) --------
@@ -268,19 +274,20 @@ connect() {
         --key $B/pki/technician.key --ticket "$ticket" --reason "boot-test" "$@" >"$WORK/$name.log" 2>&1 &
     CPID=$!
 }
-# connect_rc PID SECONDS: its exit code ("timeout" if still running)
+# connect_rc PID SECONDS: its exit code in $rc ("timeout" if still running);
+# not in $(...): only this shell can wait for its children
 connect_rc() {
-    local i
-    for i in $(seq $(($2 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$1" 2>/dev/null; then echo timeout; return 0; fi
-    local rc=0; wait "$1" || rc=$?; echo "$rc"
+    local _
+    for _ in $(seq $(($2 * 10))); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$1" 2>/dev/null; then rc=timeout; return 0; fi
+    rc=0; wait "$1" || rc=$?
 }
 audit_has() { in_c accord log show --json /var/lib/accord/audit.jsonl 2>/dev/null | grep -c "$1" || true; }
 journal_count() { in_c journalctl -u accord -o cat --no-pager 2>/dev/null | grep -c "$1" || true; }
 
 # --- check 2: nobody at the screen -----------------------------------------------------
 connect c2 BOOT-2
-rc=$(connect_rc "$CPID" 60)
+connect_rc "$CPID" 60
 [ "$rc" = 8 ] || { cat "$WORK/c2.log" >&2; die "no graphical session: connect exited $rc, expected 8 (no_user)"; }
 ok "no graphical session: accord connect exits 8 (no_user)"
 lap "check 2"
@@ -379,9 +386,11 @@ ask_and_click() {
     [ -e "$SHOTS/$name-prompt.png" ] || shot "$u" "$name-prompt"
     click "$u" "$w" "$label" "$mark"
 }
-started_count() { audit_has '"event":"session_started"'; }
+# `accord log show --json`: one row per request, "started" once its session
+# started, "ended" the session_ended reason
+started_count() { audit_has '"started":'; }
 wait_started() { local b=$1 _; for _ in $(seq 100); do [ "$(started_count)" -gt "$b" ] && return 0; sleep 0.2; done; return 1; }
-ended_count() { audit_has "\"why\":\"$1\""; }
+ended_count() { audit_has "\"ended\":\"$1\""; }
 
 # --- check 3a: the helper inside clin's session ------------------------------------------
 D1=$(free_display 151) || die "no free X display number"
@@ -402,7 +411,7 @@ in_c accord status >"$WORK/status-3a.txt" 2>&1 || true
 grep -qi "view" "$WORK/status-3a.txt" || note "accord status during the view-only session: $(tr '\n' ' ' <"$WORK/status-3a.txt")"
 shot clin c3a-session
 in_c accord end >"$WORK/end-3a.log" 2>&1 || die "accord end (root): $(cat "$WORK/end-3a.log")"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$rc" = 0 ] || die "session ended by accord end: connect exited $rc, expected 0: $(cat "$WORK/c3a.log")"
 ok "3a: helper in clin's session asked; prompt found by title, \"Autoriser l'affichage seul\" clicked; view-only session ran; accord end: connect exit 0"
 lap "check 3a"
@@ -437,14 +446,14 @@ note "autostarted helper pid $AUTO_PID ($(in_c cat "/proc/$AUTO_PID/cgroup" 2>/d
 ok "3b setup: app-accord@autostart.service ($(awk '{print $3"/"$4}' "$WORK/autostart-units.txt" | head -n1)) generated from /etc/xdg/autostart/accord.desktop, its helper connected"
 STARTED=$(started_count)
 if ask_and_click clin c3b BOOT-3B "Refuser"; then
-    rc=$(connect_rc "$CPID" 20)
+    connect_rc "$CPID" 20
     if [ "$rc" = 3 ]; then
         ok "3b: the autostarted helper (user@$C_UID.service, no logind session) asked; \"Refuser\" clicked: connect exit 3"
     else
         fail_check "3b: the autostarted helper's prompt was refused by click, but connect exited $rc: $(cat "$WORK/c3b.log")"
     fi
 else
-    rc=$(connect_rc "$CPID" 30)
+    connect_rc "$CPID" 30
     fail_check "3b: the helper started by XDG autostart (user@$C_UID.service, in no logind session) was not asked: connect exited $rc$( [ "$rc" = 8 ] && echo ' (no_user)'): $(tail -n 2 "$WORK/c3b.log" | tr '\n' ' ')"
 fi
 as_user clin systemctl --user stop app-accord@autostart.service boot-desktop.target >/dev/null 2>&1 || true
@@ -461,7 +470,7 @@ wait_started "$STARTED" || die "no session_started (lock test): $(cat "$WORK/c4.
 in_session clin "busctl call org.freedesktop.login1 /org/freedesktop/login1/session/auto org.freedesktop.login1.Session SetLockedHint b true >$B/clin/lock.log 2>&1"
 wait_for 10 sh -c "[ \"\$(nsenter -t $PID1 -a loginctl show-session $S1 -p LockedHint --value)\" = yes ]" \
     || die "SetLockedHint true by clin did not lock $S1: $(cat "$HB/clin/lock.log")"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$rc" = 0 ] || die "locked screen: connect exited $rc, expected 0: $(cat "$WORK/c4.log")"
 [ "$(ended_count screen_locked)" -gt "$LOCKED" ] || die "no session_ended screen_locked in the audit log"
 ok "4: SetLockedHint(true) by clin (busctl in the session) ended the session: session_ended screen_locked, connect exit 0 ($(tail -n1 "$WORK/c4.log"))"
@@ -485,13 +494,13 @@ STARTED=$(started_count); SWITCHED=$(ended_count user_switched)
 ask_and_click clin c4s BOOT-4S "Autoriser le contrôle" || die "no prompt on clin's display before the switch: $(cat "$WORK/c4s.log")"
 wait_started "$STARTED" || die "no session_started (switch test): $(cat "$WORK/c4s.log")"
 in_c loginctl activate "$S2" || die "loginctl activate $S2"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$rc" = 0 ] || die "user switch: connect exited $rc, expected 0: $(cat "$WORK/c4s.log")"
 [ "$(ended_count user_switched)" -gt "$SWITCHED" ] || die "no session_ended user_switched in the audit log"
 [ "$(session_prop "$S2" Active)" = yes ] || die "$S2 not active after loginctl activate"
 ok "4: loginctl activate $S2 (clin2) ended clin's session: session_ended user_switched, connect exit 0"
 ask_and_click clin2 c4n BOOT-4N "Refuser" || die "the request after the switch did not reach clin2's display: $(cat "$WORK/c4n.log")"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$rc" = 3 ] || die "after the switch, refused by clin2: connect exited $rc, expected 3"
 if x_in clin xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then
     die "the request after the switch was shown on clin's display too"
@@ -505,14 +514,14 @@ ask_and_click clin2 c5 BOOT-5 "Autoriser le contrôle" || die "no prompt before 
 wait_started "$STARTED" || die "no session_started (restart test): $(cat "$WORK/c5.log")"
 N=$(journal_count 'session helper connected')
 in_c systemctl restart accord || die "systemctl restart accord"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$(ended_count agent_stopped)" -gt "$STOPPED" ] || die "no session_ended agent_stopped after systemctl restart (connect exit $rc)"
 ok "5: systemctl restart accord mid-session: session_ended agent_stopped, connect exit $rc ($(tail -n1 "$WORK/c5.log"))"
 wait_for 30 listening || die "the service does not listen after the restart"
 wait_for 30 sh -c "[ \$(nsenter -t $PID1 -a journalctl -u accord -o cat --no-pager | grep -c 'session helper connected') -ge $((N + 2)) ]" \
     || die "the two helpers did not both reconnect within 30 s of the restart"
 ask_and_click clin2 c5n BOOT-5N "Refuser" || die "no prompt after the restart: $(cat "$WORK/c5n.log")"
-rc=$(connect_rc "$CPID" 20)
+connect_rc "$CPID" 20
 [ "$rc" = 3 ] || die "after the restart, refused: connect exited $rc, expected 3"
 ok "5: both helpers reconnected by themselves; the next request was asked (refused: exit 3)"
 lap "check 5"
