@@ -390,6 +390,15 @@ ask_and_click() {
 # started, "ended" the session_ended reason
 started_count() { audit_has '"started":'; }
 wait_started() { local b=$1 _; for _ in $(seq 100); do [ "$(started_count)" -gt "$b" ] && return 0; sleep 0.2; done; return 1; }
+# decided TICKET: the audit's decision on that request ("accepted view", "refused (…)")
+decided() {
+    in_c accord log show --json /var/lib/accord/audit.jsonl 2>/dev/null | grep -F "\"ticket\":\"$1\"" | tail -n1 \
+        | sed -n 's/.*"decided":"\([^"]*\)".*/\1/p'
+}
+expect_decided() { # TICKET PREFIX: the click was recorded as the button clicked
+    local d; d=$(decided "$1")
+    case "$d" in "$2"*) ;; *) die "$1: the audit log says '$d', expected '$2…' (wrong button clicked?)" ;; esac
+}
 ended_count() { audit_has "\"ended\":\"$1\""; }
 
 # --- check 3a: the helper inside clin's session ------------------------------------------
@@ -407,6 +416,7 @@ wait_for 20 helper_connected "$N" || die "clin's in-session helper never connect
 STARTED=$(started_count)
 ask_and_click clin c3a BOOT-3A "Autoriser l'affichage seul" || die "no prompt on clin's display for the in-session helper: $(cat "$WORK/c3a.log")"
 wait_started "$STARTED" || die "no session_started after the click (connect: $(cat "$WORK/c3a.log"))"
+expect_decided BOOT-3A "accepted view"
 in_c accord status >"$WORK/status-3a.txt" 2>&1 || true
 grep -qi "view" "$WORK/status-3a.txt" || note "accord status during the view-only session: $(tr '\n' ' ' <"$WORK/status-3a.txt")"
 shot clin c3a-session
@@ -467,6 +477,7 @@ wait_for 20 helper_connected "$N" || die "clin's in-session helper did not conne
 STARTED=$(started_count); LOCKED=$(ended_count screen_locked)
 ask_and_click clin c4 BOOT-4 "Autoriser le contrôle" || die "no prompt for the lock test: $(cat "$WORK/c4.log")"
 wait_started "$STARTED" || die "no session_started (lock test): $(cat "$WORK/c4.log")"
+expect_decided BOOT-4 "accepted control"
 in_session clin "busctl call org.freedesktop.login1 /org/freedesktop/login1/session/auto org.freedesktop.login1.Session SetLockedHint b true >$B/clin/lock.log 2>&1"
 wait_for 10 sh -c "[ \"\$(nsenter -t $PID1 -a loginctl show-session $S1 -p LockedHint --value)\" = yes ]" \
     || die "SetLockedHint true by clin did not lock $S1: $(cat "$HB/clin/lock.log")"
@@ -493,6 +504,7 @@ fi
 STARTED=$(started_count); SWITCHED=$(ended_count user_switched)
 ask_and_click clin c4s BOOT-4S "Autoriser le contrôle" || die "no prompt on clin's display before the switch: $(cat "$WORK/c4s.log")"
 wait_started "$STARTED" || die "no session_started (switch test): $(cat "$WORK/c4s.log")"
+expect_decided BOOT-4S "accepted control"
 in_c loginctl activate "$S2" || die "loginctl activate $S2"
 connect_rc "$CPID" 20
 [ "$rc" = 0 ] || die "user switch: connect exited $rc, expected 0: $(cat "$WORK/c4s.log")"
@@ -502,6 +514,7 @@ ok "4: loginctl activate $S2 (clin2) ended clin's session: session_ended user_sw
 ask_and_click clin2 c4n BOOT-4N "Refuser" || die "the request after the switch did not reach clin2's display: $(cat "$WORK/c4n.log")"
 connect_rc "$CPID" 20
 [ "$rc" = 3 ] || die "after the switch, refused by clin2: connect exited $rc, expected 3"
+expect_decided BOOT-4N "refused"
 if x_in clin xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; then
     die "the request after the switch was shown on clin's display too"
 fi
@@ -512,6 +525,7 @@ lap "check 4 switch"
 STARTED=$(started_count); STOPPED=$(ended_count agent_stopped)
 ask_and_click clin2 c5 BOOT-5 "Autoriser le contrôle" || die "no prompt before the restart: $(cat "$WORK/c5.log")"
 wait_started "$STARTED" || die "no session_started (restart test): $(cat "$WORK/c5.log")"
+expect_decided BOOT-5 "accepted control"
 N=$(journal_count 'session helper connected')
 in_c systemctl restart accord || die "systemctl restart accord"
 connect_rc "$CPID" 20
@@ -523,6 +537,7 @@ wait_for 30 sh -c "[ \$(nsenter -t $PID1 -a journalctl -u accord -o cat --no-pag
 ask_and_click clin2 c5n BOOT-5N "Refuser" || die "no prompt after the restart: $(cat "$WORK/c5n.log")"
 connect_rc "$CPID" 20
 [ "$rc" = 3 ] || die "after the restart, refused: connect exited $rc, expected 3"
+expect_decided BOOT-5N "refused"
 ok "5: both helpers reconnected by themselves; the next request was asked (refused: exit 3)"
 lap "check 5"
 
