@@ -110,7 +110,8 @@ async fn one_round(server: Server, display: &str) -> (Duration, Duration, Durati
         server,
         opts: Options {
             display: display.into(),
-            clipboard: false,
+            clipboard: accord::policy::Clipboard::None,
+            input: true,
             runtime_dir: rt.path().to_path_buf(),
         },
         clicked: Arc::default(),

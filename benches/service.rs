@@ -171,6 +171,7 @@ async fn through_service(pki: &Pki, stub: &RfbStub) -> (Vec<f64>, Vec<f64>) {
     let run = tempfile::tempdir().unwrap();
     let mut policy = bench_policy(pki, stub);
     policy.service.seat = SeatMode::Single;
+    policy.service.users = vec![accord::platform::user_name()];
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let dir = run.path().to_path_buf();
     let task = tokio::spawn(async move {
@@ -220,6 +221,7 @@ fn service_rss(pki: &Pki, stub: &RfbStub) -> Option<u64> {
     let run = tempfile::tempdir().ok()?;
     let mut policy = pki.policy(stub.addr);
     policy.service.seat = SeatMode::Single;
+    policy.service.users = vec![accord::platform::user_name()];
     // A file the parser accepts (tests use a shorter deadline).
     policy.consent.timeout = Duration::from_secs(60);
     policy.audit.path = Some(run.path().join("audit.jsonl"));

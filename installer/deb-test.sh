@@ -254,7 +254,7 @@ if in_root accord service --help > /dev/null 2>&1; then
     # The shipped policy, on loopback, asking whoever runs `accord ui` (no logind in a chroot).
     mkdir -p "$ROOT/tmp/svc"
     sed "s/^address = .*/address = \"127.0.0.1:$PORT\"/" "$ROOT/etc/accord/policy.toml" > "$ROOT/tmp/svc/policy.toml"
-    printf '\n[service]\nseat = "single"\n' >> "$ROOT/tmp/svc/policy.toml"
+    printf '\n[service]\nseat = "single"\nusers = ["root"]\n' >> "$ROOT/tmp/svc/policy.toml"
     chmod 0644 "$ROOT/tmp/svc/policy.toml"
     # what systemd's RuntimeDirectory= would make
     mkdir -p "$ROOT/run/accord"; in_root chown accord:accord /run/accord; chmod 0755 "$ROOT/run/accord"

@@ -101,11 +101,27 @@ pub fn status_json(s: &AgentState) -> Value {
     json!({"agent": listening, "activity": activity, "blocked": s.blocked})
 }
 
+/// [`status_json`] for a local account that is neither root nor the user
+/// in front of the screen: whether the service listens and is healthy, and
+/// whether a session runs, never with whom, for which ticket, or its id.
+pub fn status_json_for_others(s: &AgentState) -> Value {
+    let mut v = status_json(s);
+    let state = v["activity"]["state"].clone();
+    v["activity"] = json!({"state": state, "withheld": true});
+    v
+}
+
 /// One human line for `accord status`.
 pub fn status_text(v: &Value) -> String {
     let act = &v["activity"];
     let who = act["technician"].as_str().unwrap_or("?");
+    let withheld = act["withheld"].as_bool() == Some(true);
     let line = match act["state"].as_str() {
+        Some("session") if withheld => {
+            "a session is in progress (who and why: for root and the user in front of the screen)"
+                .to_string()
+        }
+        Some("asking") if withheld => "the user is being asked about a request".to_string(),
         Some("session") => format!(
             "session in progress with {who} ({}), ticket {}, {} s",
             act["mode"].as_str().unwrap_or("?"),
@@ -214,6 +230,7 @@ mod imp {
         }
         // SAFETY: getuid has no preconditions.
         let me = unsafe { libc::getuid() };
+        let gate = crate::gate::Gate::default();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 // Out of descriptors: do not spin.
@@ -221,6 +238,10 @@ mod imp {
                 continue;
             };
             let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+                continue;
+            };
+            // Counted before any task or read; over the limit, closed.
+            let Some(permit) = gate.admit(uid) else {
                 continue;
             };
             let may_end = match &access {
@@ -231,6 +252,7 @@ mod imp {
             let (ctl, audit) = (ctl.clone(), audit.clone());
             tokio::spawn(async move {
                 let _ = handle(stream, ctl, may_end, audit).await;
+                drop(permit);
             });
         }
     }
@@ -249,7 +271,11 @@ mod imp {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         let answer = match line.trim() {
             "status" => {
-                let mut v = status_json(&ctl.state().borrow());
+                let mut v = if may_end {
+                    status_json(&ctl.state().borrow())
+                } else {
+                    status_json_for_others(&ctl.state().borrow())
+                };
                 // Reads the forward cursor: off the async workers.
                 let a = tokio::task::spawn_blocking(move || audit())
                     .await

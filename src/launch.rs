@@ -18,8 +18,8 @@
 //! connected stream to the service with `SCM_RIGHTS` (the service never
 //! enters the user's runtime directory). See [`for_session`].
 
-use crate::broker::{Screen, ScreenError, ScreenRequest};
-use crate::policy::Launch;
+use crate::broker::{Grants, Screen, ScreenError, ScreenRequest};
+use crate::policy::{Clipboard, Launch};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead as _, Read as _};
@@ -177,8 +177,8 @@ pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
 /// `$XDG_RUNTIME_DIR`, else `/run/user/<uid>`, else (a session without
 /// logind, e.g. `sudo make run` in a container) `~/.cache/accord/run`,
 /// made 0700. [`start`] checks whichever it is: ours, closed to others.
-/// `clipboard`: whether the session's policy lets any clipboard through.
-pub fn options_here(clipboard: bool) -> Options {
+/// `grants`: what the server itself may do for this session.
+pub fn options_here(grants: Grants) -> Options {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -194,7 +194,8 @@ pub fn options_here(clipboard: bool) -> Options {
     };
     Options {
         display: std::env::var("DISPLAY").unwrap_or_default(),
-        clipboard,
+        clipboard: grants.clipboard,
+        input: grants.input,
         runtime_dir,
     }
 }
@@ -216,9 +217,9 @@ fn private_cache_dir() -> Option<PathBuf> {
 
 /// Starts the server `choice` picks for this process's own graphical
 /// session ([`options_here`]).
-pub async fn for_session(choice: Launch, clipboard: bool) -> Result<Launched, LaunchError> {
+pub async fn for_session(choice: Launch, grants: Grants) -> Result<Launched, LaunchError> {
     let server = pick(choice)?;
-    start(server, &options_here(clipboard)).await
+    start(server, &options_here(grants)).await
 }
 
 /// [`crate::broker::Prompter::open_screen`] for a process that runs in the
@@ -226,7 +227,7 @@ pub async fn for_session(choice: Launch, clipboard: bool) -> Result<Launched, La
 /// started here and stops when the returned [`Screen`]'s `keep` drops.
 pub async fn screen_here(req: &ScreenRequest) -> Result<Screen, ScreenError> {
     let server = pick(req.launch).map_err(|e| ScreenError(e.to_string()))?;
-    screen(server, &options_here(req.clipboard)).await
+    screen(server, &options_here(req.grants)).await
 }
 
 /// Starts `server` with `opts` and wraps its connection as a session's
@@ -259,9 +260,11 @@ fn which(bin: &str) -> Option<PathBuf> {
 pub struct Options {
     /// The session's X display, e.g. `:0`.
     pub display: String,
-    /// `false` ⇒ the server itself shares no clipboard (Accord's filter
+    /// What the server itself shares of the clipboard (Accord's filter
     /// still applies the policy on top).
-    pub clipboard: bool,
+    pub clipboard: crate::policy::Clipboard,
+    /// `false` ⇒ the server injects no key, pointer or clipboard event.
+    pub input: bool,
     /// Where the private directory is made: the user's `$XDG_RUNTIME_DIR`
     /// (never a shared directory: it must be ours and not writable by others).
     pub runtime_dir: PathBuf,
@@ -290,9 +293,20 @@ fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -
             // ms without (benches/launch.rs). It runs only during a session,
             // which is exactly when it must answer at once.
             a.push("-nonap".into());
-            if !opts.clipboard {
+            // At exit, however it comes (killed mid-session), x11vnc sends
+            // a release for every key still down. Not `-clear_all`: it also
+            // switches off CapsLock and NumLock, at start as at exit, so her
+            // NumLock would go off with every session.
+            a.push("-clear_keys".into());
+            match opts.clipboard {
                 // Neither CLIPBOARD nor PRIMARY nor the cut buffer.
-                a.push("-nosel".into());
+                Clipboard::None => a.push("-nosel".into()),
+                // Her selections are never sent; the technician's paste is.
+                Clipboard::ToWorkstation => a.extend(s(&["-noprimary", "-noclipboard"])),
+                Clipboard::Both => {}
+            }
+            if !opts.input {
+                a.push("-viewonly".into());
             }
             a
         }
@@ -316,12 +330,23 @@ fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -
             ]);
             // TigerVNC < 1.13's scraping server has no clipboard at all,
             // and refuses parameters it does not know.
-            if !opts.clipboard && x0_has_clipboard {
+            if x0_has_clipboard {
+                match opts.clipboard {
+                    Clipboard::None => a.extend(s(&[
+                        "-AcceptCutText=0",
+                        "-SendCutText=0",
+                        "-SetPrimary=0",
+                        "-SendPrimary=0",
+                    ])),
+                    Clipboard::ToWorkstation => a.extend(s(&["-SendCutText=0", "-SendPrimary=0"])),
+                    Clipboard::Both => {}
+                }
+            }
+            if !opts.input {
                 a.extend(s(&[
+                    "-AcceptKeyEvents=0",
+                    "-AcceptPointerEvents=0",
                     "-AcceptCutText=0",
-                    "-SendCutText=0",
-                    "-SetPrimary=0",
-                    "-SendPrimary=0",
                 ]));
             }
             a
@@ -518,7 +543,7 @@ pub async fn start(server: Server, opts: &Options) -> Result<Launched, LaunchErr
             why: "path too long for a Unix socket".into(),
         });
     }
-    let has_clip = server == Server::X0vncserver && !opts.clipboard && {
+    let has_clip = server == Server::X0vncserver && opts.clipboard != Clipboard::Both && {
         let p = program.clone();
         tokio::task::spawn_blocking(move || x0_has_clipboard(&p))
             .await
@@ -918,7 +943,8 @@ mod tests {
     fn no_tcp_port_in_the_arguments() {
         let opts = Options {
             display: ":0".into(),
-            clipboard: false,
+            clipboard: Clipboard::None,
+            input: true,
             runtime_dir: "/run/user/1000".into(),
         };
         let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
@@ -931,10 +957,48 @@ mod tests {
         let a = args(Server::X0vncserver, &opts, sock, false).join(" ");
         assert!(!a.contains("CutText"), "{a}");
         let open = Options {
-            clipboard: true,
-            ..opts
+            clipboard: Clipboard::Both,
+            ..opts.clone()
         };
         assert!(!args(Server::X11vnc, &open, sock, false).contains(&"-nosel".to_string()));
+    }
+
+    #[test]
+    fn the_servers_own_permissions_follow_the_decision() {
+        let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
+        let opts = |clipboard, input| Options {
+            display: ":0".into(),
+            clipboard,
+            input,
+            runtime_dir: "/run/user/1000".into(),
+        };
+        let x11 = |o: &Options| args(Server::X11vnc, o, sock, false);
+        let x0 = |o: &Options| args(Server::X0vncserver, o, sock, true);
+        let has = |a: &[String], w: &str| a.iter().any(|x| x == w);
+        // to_workstation: her selections never leave, even through the server.
+        let a = x11(&opts(Clipboard::ToWorkstation, true));
+        assert!(has(&a, "-noprimary") && has(&a, "-noclipboard") && !has(&a, "-nosel"));
+        let a = x0(&opts(Clipboard::ToWorkstation, true));
+        assert!(has(&a, "-SendCutText=0") && has(&a, "-SendPrimary=0"));
+        assert!(!has(&a, "-AcceptCutText=0"));
+        // both: nothing held back by the server.
+        let a = x11(&opts(Clipboard::Both, true));
+        assert!(!a.iter().any(|x| x.starts_with("-no") && x.contains("clip")));
+        // view only for good: the server itself injects nothing.
+        let a = x11(&opts(Clipboard::Both, false));
+        assert!(has(&a, "-viewonly"));
+        let a = x0(&opts(Clipboard::Both, false));
+        for p in [
+            "-AcceptKeyEvents=0",
+            "-AcceptPointerEvents=0",
+            "-AcceptCutText=0",
+        ] {
+            assert!(has(&a, p), "{p} in {a:?}");
+        }
+        assert!(!has(&x11(&opts(Clipboard::Both, true)), "-viewonly"));
+        // Never -clear_all: it would switch her NumLock off at every start.
+        let a = x11(&opts(Clipboard::None, true));
+        assert!(has(&a, "-clear_keys") && !has(&a, "-clear_all"));
     }
 
     #[test]

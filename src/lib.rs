@@ -11,8 +11,10 @@ pub mod broker;
 pub mod cli;
 pub mod connect;
 pub mod control;
+pub mod gate;
 #[cfg(unix)]
 pub mod launch;
+pub mod login_screen;
 pub mod platform;
 pub mod policy;
 pub mod preflight;

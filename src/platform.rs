@@ -50,6 +50,44 @@ pub fn runtime_dir() -> Option<PathBuf> {
     (meta.is_dir() && meta.uid() == me && meta.mode() & 0o022 == 0).then(|| base.join("accord"))
 }
 
+/// Whether this process runs in a Wayland session, by its environment:
+/// `XDG_SESSION_TYPE=wayland` (set by pam_systemd and the display manager,
+/// even where XWayland provides a `DISPLAY`), or `WAYLAND_DISPLAY` without
+/// `DISPLAY`. There the VNC servers Accord starts would share XWayland's
+/// empty root window, not her screen.
+pub fn wayland_session() -> bool {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    wayland_by(
+        var("XDG_SESSION_TYPE").as_deref(),
+        var("WAYLAND_DISPLAY").is_some(),
+        var("DISPLAY").is_some(),
+    )
+}
+
+/// [`wayland_session`]'s rule, without the environment.
+pub fn wayland_by(session_type: Option<&str>, wayland_display: bool, display: bool) -> bool {
+    session_type == Some("wayland") || (wayland_display && !display)
+}
+
+#[cfg(test)]
+mod wayland_tests {
+    #[test]
+    fn wayland_by_session_type_or_by_a_missing_display() {
+        use super::wayland_by;
+        assert!(
+            wayland_by(Some("wayland"), true, true),
+            "GNOME on Wayland, XWayland up"
+        );
+        assert!(wayland_by(None, true, false));
+        assert!(!wayland_by(Some("x11"), false, true));
+        assert!(!wayland_by(None, false, true), "plain X11 (Xvfb)");
+        assert!(
+            !wayland_by(Some("x11"), true, true),
+            "a nested Wayland compositor in X11"
+        );
+    }
+}
+
 /// The system user `accord service` runs as (the .deb creates it).
 pub const SERVICE_USER: &str = "accord";
 

@@ -32,6 +32,10 @@ pub struct Policy {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub seat: crate::seat::rule::SeatMode,
+    /// `seat = "single"` only, and required there: the login names (or
+    /// decimal uids) whose helpers may be asked. Without logind nothing else says who sits in
+    /// front of the screen, so any other local account's helper is refused.
+    pub users: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -294,6 +298,7 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawService {
     seat: S<String>,
+    users: S<Vec<Spanned<String>>>,
 }
 
 type S<T> = Option<Spanned<T>>;
@@ -392,6 +397,15 @@ impl Checker<'_> {
         let line = Some(self.line_of(v.span().start));
         self.problems.push(Problem {
             line,
+            key: key.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A required key that is absent (no line to point at).
+    fn missing(&mut self, key: &str, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: None,
             key: key.into(),
             message: message.into(),
         });
@@ -756,6 +770,41 @@ impl Policy {
                 }
             },
         };
+        let users: Vec<String> = raw
+            .service
+            .users
+            .as_ref()
+            .map(|u| u.get_ref().iter().map(|n| n.get_ref().clone()).collect())
+            .unwrap_or_default();
+        for (i, n) in users.iter().enumerate() {
+            let valid = !n.is_empty()
+                && n.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+            if !valid && let Some(u) = &raw.service.users {
+                c.problem(
+                    &u.get_ref()[i],
+                    "service.users",
+                    format!("{n:?} is not a login name"),
+                );
+            }
+        }
+        match (seat, &raw.service.users) {
+            (SeatMode::Single, None) => c.missing(
+                "service.users",
+                "required with seat = \"single\": the login names whose helpers may be asked, e.g. users = [\"clinicien\"] (without logind nothing else tells who is in front of the screen)",
+            ),
+            (SeatMode::Single, Some(u)) if u.get_ref().is_empty() => c.problem(
+                u,
+                "service.users",
+                "must name at least one login with seat = \"single\"",
+            ),
+            (SeatMode::Logind, Some(u)) => c.problem(
+                u,
+                "service.users",
+                "applies to seat = \"single\" only (with logind, the seat's active session says who is asked)",
+            ),
+            _ => {}
+        }
 
         if !c.problems.is_empty() {
             return Err(PolicyError::Invalid {
@@ -775,7 +824,7 @@ impl Policy {
                 language,
                 kill_shortcut,
             },
-            service: Service { seat },
+            service: Service { seat, users },
         })
     }
 
@@ -811,7 +860,7 @@ impl Policy {
              [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\nclipboard = \"{}\"\n\n\
              [audit]\npath = {}\nforward = {:?}\nforward_ca = {}\nforward_cert = {}\nforward_key = {}\nsd_id = {:?}\n\n\
              [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n\n\
-             [service]\nseat = \"{}\"\n",
+             [service]\nseat = \"{}\"\n{}",
             self.listen.address,
             self.listen.cert.display().to_string(),
             self.listen.key.display().to_string(),
@@ -842,6 +891,17 @@ impl Policy {
             lang,
             self.ui.kill_shortcut,
             self.service.seat.as_str(),
+            if self.service.users.is_empty() {
+                String::new()
+            } else {
+                let users: Vec<String> = self
+                    .service
+                    .users
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect();
+                format!("users = [{}]\n", users.join(", "))
+            },
         )
     }
 
@@ -1064,6 +1124,7 @@ fn unreachable_defaults() -> Policy {
             kill_shortcut: "Ctrl+Alt+Pause".into(),
         },
         service: Service {
+            users: Vec::new(),
             seat: crate::seat::rule::SeatMode::Logind,
         },
     }
@@ -1352,5 +1413,31 @@ language = "fr"
         );
         p.upstream.vnc = UpstreamAddr::Unix("/run/user/1000/vnc.sock".into());
         assert!(line(&p).contains(" ok "), "{}", line(&p));
+    }
+
+    #[test]
+    fn single_seat_names_its_users() {
+        let base = "[listen]\naddress = \"127.0.0.1:5988\"\n";
+        let p = problems(&format!("{base}[service]\nseat = \"single\"\n"));
+        assert!(p.iter().any(|p| p.key == "service.users"), "{p:?}");
+        let p = problems(&format!("{base}[service]\nseat = \"single\"\nusers = []\n"));
+        assert!(p.iter().any(|p| p.key == "service.users"), "{p:?}");
+        let p = problems(&format!("{base}[service]\nusers = [\"anne\"]\n"));
+        assert!(
+            p.iter()
+                .any(|p| p.key == "service.users" && p.message.contains("single"))
+        );
+        let p = problems(&format!(
+            "{base}[service]\nseat = \"single\"\nusers = [\"an ne\"]\n"
+        ));
+        assert!(p.iter().any(|p| p.key == "service.users"), "{p:?}");
+        let ok = Policy::parse_str(
+            &format!("{base}[service]\nseat = \"single\"\nusers = [\"anne\", \"b.c\"]\n"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(ok.service.users, ["anne", "b.c"]);
+        let again = Policy::parse_str(&ok.to_toml(), None).unwrap();
+        assert_eq!(again.service, ok.service);
     }
 }

@@ -204,6 +204,11 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
             readable(&mut push, key, p);
         }
     }
+    // The login screen's default session: a Wayland one cannot be shared.
+    for d in crate::login_screen::defaults(Path::new("/")) {
+        let level = if d.wayland { Level::Warning } else { Level::Ok };
+        push(level, "upstream.launch", crate::login_screen::describe(&d));
+    }
     out
 }
 

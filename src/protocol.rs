@@ -100,6 +100,11 @@ pub enum RefusalCode {
     /// locked, or ambiguous). Sent by the service once it asks the seat's
     /// active user only; `accord connect` knows it already (exit 8).
     NoUser,
+    /// The person in front of the screen is in a session Accord cannot
+    /// share (Wayland without a screen server Accord can start there):
+    /// never stream XWayland's empty screen instead. Exit 8 too: nobody
+    /// can be asked here until the session changes.
+    UnsupportedSession,
 }
 
 impl RefusalCode {
@@ -115,6 +120,7 @@ impl RefusalCode {
             RefusalCode::UpstreamUnreachable => "upstream_unreachable",
             RefusalCode::AgentShuttingDown => "agent_shutting_down",
             RefusalCode::NoUser => "no_user",
+            RefusalCode::UnsupportedSession => "unsupported_session",
         }
     }
 }

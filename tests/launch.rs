@@ -106,7 +106,8 @@ fn runtime_dir() -> tempfile::TempDir {
 fn options(x: &Xvfb, rt: &Path) -> Options {
     Options {
         display: x.display(),
-        clipboard: false,
+        clipboard: accord::policy::Clipboard::None,
+        input: true,
         runtime_dir: rt.to_path_buf(),
     }
 }
@@ -294,7 +295,8 @@ async fn bad_display(server: Server) {
     let rt = runtime_dir();
     let opts = Options {
         display: ":99999".into(),
-        clipboard: false,
+        clipboard: accord::policy::Clipboard::None,
+        input: true,
         runtime_dir: rt.path().to_path_buf(),
     };
     let e = match launch::start(server, &opts).await {
@@ -395,7 +397,8 @@ async fn refuses_a_shared_runtime_dir() {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let opts = Options {
         display: ":0".into(),
-        clipboard: false,
+        clipboard: accord::policy::Clipboard::None,
+        input: true,
         runtime_dir: d.path().to_path_buf(),
     };
     let server = if on_path("x11vnc") {
@@ -439,7 +442,8 @@ async fn pdeathsig_helper() {
     };
     let opts = Options {
         display,
-        clipboard: false,
+        clipboard: accord::policy::Clipboard::None,
+        input: true,
         runtime_dir: rt.into(),
     };
     let l = launch::start(server, &opts).await.unwrap();
@@ -559,12 +563,27 @@ async fn rig(server: Server, answer: Answer, idle: Duration) -> SessionRig {
     rig_on(server, answer, idle, None).await
 }
 
+/// [`rig`] with a maximum session duration.
+async fn rig_max(server: Server, idle: Duration, max: Duration) -> SessionRig {
+    rig_with(server, Answer::Control, idle, None, Some(max)).await
+}
+
 /// `display`: another display than the rig's Xvfb (one that does not exist).
 async fn rig_on(
     server: Server,
     answer: Answer,
     idle: Duration,
     display: Option<&str>,
+) -> SessionRig {
+    rig_with(server, answer, idle, display, None).await
+}
+
+async fn rig_with(
+    server: Server,
+    answer: Answer,
+    idle: Duration,
+    display: Option<&str>,
+    max: Option<Duration>,
 ) -> SessionRig {
     let x = Xvfb::start();
     let rt = runtime_dir();
@@ -579,6 +598,9 @@ async fn rig_on(
         Server::X0vncserver => accord::policy::Launch::X0vncserver,
     };
     policy.session.idle_timeout = idle;
+    if let Some(max) = max {
+        policy.session.max_duration = max;
+    }
     let prompter = LaunchingPrompter {
         answer,
         server,
@@ -884,4 +906,130 @@ async fn x11vnc_server_exit_ends_the_session() {
 #[tokio::test]
 async fn x0vncserver_server_exit_ends_the_session() {
     server_exit_ends_the_session(Server::X0vncserver).await;
+}
+
+// ---------------------------------------------------------------------------
+// Nothing of the technician outlives the session: keys and buttons held
+// when it ends are released on the X server, whatever ends it, even though
+// the server Accord started is stopped right after.
+
+/// What `xinput query-state` says is down on the XTEST devices (the ones
+/// the VNC servers inject through), e.g. `["key[37]", "button[1]"]`.
+fn xtest_down(display: &str) -> Vec<String> {
+    let mut down = Vec::new();
+    for dev in ["Virtual core XTEST keyboard", "Virtual core XTEST pointer"] {
+        let out = Command::new("xinput")
+            .args(["query-state", dev])
+            .env("DISPLAY", display)
+            .output()
+            .unwrap();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let l = l.trim();
+            if let Some((what, "down")) = l.split_once('=') {
+                down.push(what.to_string());
+            }
+        }
+    }
+    down
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// The banner's Terminer, the shortcut and `accord end` all call this.
+    KillSwitch,
+    Locked,
+    ServiceStopped,
+    TechnicianGone,
+    Idle,
+    MaxDuration,
+}
+
+/// The technician holds Ctrl and button 1; the session ends `ending`;
+/// nothing stays down on her X server.
+async fn nothing_held_after(server: Server, ending: Ending) {
+    if !have(&["Xvfb", server_bin(server), "xinput"]) {
+        return;
+    }
+    let (idle, max) = match ending {
+        Ending::Idle => (Duration::from_secs(2), Duration::from_secs(600)),
+        Ending::MaxDuration => (Duration::from_secs(60), Duration::from_secs(3)),
+        _ => (Duration::from_secs(60), Duration::from_secs(600)),
+    };
+    let r = rig_max(server, idle, max).await;
+    let (local, task) = common::connect_tunnel(r.pki.connect_config(r.addr, Mode::Control)).await;
+    let local = local.unwrap_or_else(|e| panic!("{server}: {e}"));
+    let (mut v, _) = common::rfb_viewer(local).await.unwrap();
+    // Control_L down, then button 1 down at (100, 100).
+    v.write_all(&[4, 1, 0, 0, 0, 0, 0xff, 0xe3]).await.unwrap();
+    v.write_all(&[5, 1, 0, 100, 0, 100]).await.unwrap();
+    let t = Instant::now();
+    while xtest_down(&r.display).len() < 2 && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held = xtest_down(&r.display);
+    assert!(
+        held.iter().any(|d| d.starts_with("key")) && held.iter().any(|d| d == "button[1]"),
+        "{server}: the technician's Ctrl and button 1 are down first: {held:?}"
+    );
+    // The viewer asks for whole screens and reads none: the server is busy
+    // writing to Accord when the session ends (what a real viewer on a
+    // busy screen does), and must still read the releases.
+    for _ in 0..40 {
+        v.write_all(&[3, 0, 0, 0, 0, 0, 2, 128, 1, 224])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let want = match ending {
+        Ending::KillSwitch => {
+            r.ctl.end();
+            "user"
+        }
+        Ending::Locked => {
+            r.ctl.end_with(accord::broker::EndReason::ScreenLocked);
+            "screen_locked"
+        }
+        Ending::ServiceStopped => {
+            r.ctl.end_with(accord::broker::EndReason::AgentStopped);
+            "agent_stopped"
+        }
+        Ending::TechnicianGone => {
+            drop(v);
+            task.abort();
+            "technician"
+        }
+        Ending::Idle => "idle",
+        Ending::MaxDuration => "max_duration",
+    };
+    assert_eq!(r.wait_ended().await, want, "{server} {ending:?}");
+    r.no_server_left("held keys").await;
+    let left = xtest_down(&r.display);
+    assert!(
+        left.is_empty(),
+        "{server} {ending:?}: still down on her display after the session: {left:?}"
+    );
+}
+
+macro_rules! nothing_held {
+    ($($name:ident: $server:expr, $ending:expr;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            nothing_held_after($server, $ending).await;
+        }
+    )*};
+}
+
+nothing_held! {
+    x11vnc_kill_switch_leaves_nothing_held: Server::X11vnc, Ending::KillSwitch;
+    x11vnc_lock_leaves_nothing_held: Server::X11vnc, Ending::Locked;
+    x11vnc_service_stop_leaves_nothing_held: Server::X11vnc, Ending::ServiceStopped;
+    x11vnc_technician_gone_leaves_nothing_held: Server::X11vnc, Ending::TechnicianGone;
+    x11vnc_idle_leaves_nothing_held: Server::X11vnc, Ending::Idle;
+    x11vnc_max_duration_leaves_nothing_held: Server::X11vnc, Ending::MaxDuration;
+    x0vncserver_kill_switch_leaves_nothing_held: Server::X0vncserver, Ending::KillSwitch;
+    x0vncserver_lock_leaves_nothing_held: Server::X0vncserver, Ending::Locked;
+    x0vncserver_service_stop_leaves_nothing_held: Server::X0vncserver, Ending::ServiceStopped;
+    x0vncserver_technician_gone_leaves_nothing_held: Server::X0vncserver, Ending::TechnicianGone;
+    x0vncserver_idle_leaves_nothing_held: Server::X0vncserver, Ending::Idle;
+    x0vncserver_max_duration_leaves_nothing_held: Server::X0vncserver, Ending::MaxDuration;
 }

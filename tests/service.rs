@@ -61,6 +61,10 @@ impl Service {
     /// With `seat = "logind"` and logind on `bus`.
     async fn start_on(mut policy: Policy, seat: SeatMode, bus: Option<String>) -> Service {
         policy.service.seat = seat;
+        if seat == SeatMode::Single && policy.service.users.is_empty() {
+            // The fake helpers' uids (no accounts of their own).
+            policy.service.users = (64001..=64020).map(|u| u.to_string()).collect();
+        }
         let audit = policy.audit.path.clone().unwrap();
         let run = tempfile::Builder::new()
             .prefix("accord-run")
@@ -203,7 +207,7 @@ impl Helper {
             stdin,
         };
         // A helper that misbehaves at once may be cut off before welcome.
-        if !matches!(behaviour, "forge" | "garbage") {
+        if !matches!(behaviour, "forge" | "garbage" | "stranger") {
             h.wait_line("welcome").await;
         }
         h
@@ -920,5 +924,268 @@ async fn a_history_flood_is_coalesced_and_breaks_nothing() {
         "{:#?}",
         svc.records()
     );
+    svc.stop().await;
+}
+
+/// Runs `python3 -c code args…` as `uid`, waits for it, returns its stdout.
+async fn python_as(uid: u32, code: &str, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg("-c").arg(code).args(args).uid(uid).gid(uid);
+    let out = tokio::process::Command::from(cmd).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "python as {uid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// This process's open descriptors (the service runs in it).
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Another local account opens ui.sock connections as fast as it can for
+/// 30 s, each with two descriptors and no hello, replacing every one the
+/// service drops: the service's descriptors stay bounded (counted at
+/// accept, 8 per uid before the hello), the clinician's helper stays
+/// connected, and a request is asked and answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_account_cannot_exhaust_the_services_descriptors() {
+    if !can_run() {
+        return;
+    }
+    const FLOOD: &str = r#"
+import socket, sys, time, os
+path, secs = sys.argv[1], float(sys.argv[2])
+end = time.time() + secs
+held, opened, peak = [], 0, 0
+r, w = os.pipe()
+while time.time() < end:
+    while len(held) < 400 and time.time() < end:
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        try:
+            s.connect(path)
+            socket.send_fds(s, [b'{"v":1,"hel'], [r, w])
+        except OSError:
+            s.close()
+            break
+        held.append(s); opened += 1
+    alive = []
+    for s in held:
+        try:
+            if s.recv(1) == b"":
+                s.close(); continue
+        except BlockingIOError:
+            pass
+        except OSError:
+            s.close(); continue
+        alive.append(s)
+    held = alive
+    peak = max(peak, len(held))
+    time.sleep(0.01)
+print(opened, peak)
+"#;
+    let (pki, policy, _stub) = setup_with_server().await;
+    let svc = Service::start(policy).await;
+    let helper = Helper::start(&svc.ui_sock(), 64001, "control").await;
+    let before = open_fds();
+    let sock = svc.ui_sock();
+    let flood = {
+        let sock = sock.display().to_string();
+        tokio::spawn(async move { python_as(64050, FLOOD, &[&sock, "30"]).await })
+    };
+    let mut max_fds = 0;
+    let mut asked = 0;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(28) {
+        max_fds = max_fds.max(open_fds());
+        if t0.elapsed() > Duration::from_secs(5) && asked < 3 {
+            // A request mid-flood: asked, answered, session ended.
+            let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+            r.expect("accepted during the flood");
+            asked += 1;
+            svc.wait_record("session_started", "", "").await;
+            let out = end_as(&svc.run, 64001).await;
+            assert!(out.contains("session ended"), "{out}");
+            task.abort();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = flood.await.unwrap();
+    let mut it = out
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().unwrap_or(0));
+    let (opened, peak) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    eprintln!(
+        "flood: {opened} connections opened, {peak} held at once; service fds {before} -> max {max_fds}"
+    );
+    assert!(opened > 1000, "the flood did not flood: {opened}");
+    // Other tests run in this process too: a margin, far below the flood.
+    assert!(
+        max_fds < before + 120,
+        "descriptors grew from {before} to {max_fds} under the flood"
+    );
+    assert_eq!(asked, 3);
+    assert!(
+        !helper.lines().iter().any(|l| l == "closed"),
+        "the clinician's helper was cut off"
+    );
+    svc.stop().await;
+}
+
+/// `seat = "single"`: only the policy's users. Another account's helper is
+/// refused and recorded, never asked, cannot make requests `no_user`, and
+/// cannot `accord end` the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_mode_admits_only_the_policys_users() {
+    if !can_run() {
+        return;
+    }
+    let (pki, mut policy, _stub) = setup_with_server().await;
+    policy.service.users = vec!["64001".into()];
+    let svc = Service::start(policy).await;
+    let a = Helper::start(&svc.ui_sock(), 64001, "control").await;
+    let mut stranger = Helper::start(&svc.ui_sock(), 64009, "stranger").await;
+    stranger.wait_line("closed").await;
+    let _ = stranger.child.wait().await;
+    let rec = svc.wait_record("helper_rejected", "", "").await;
+    assert_eq!(rec["uid"], 64009);
+    assert!(
+        rec["detail"].as_str().unwrap().contains("[service] users"),
+        "{rec}"
+    );
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("the policy's user is asked and accepts");
+    assert!(a.was_asked() && !stranger.was_asked());
+    svc.wait_record("session_started", "", "").await;
+    let out = end_as(&svc.run, 64009).await;
+    assert!(out.contains("not allowed"), "{out}");
+    let out = end_as(&svc.run, 64001).await;
+    assert!(out.contains("session ended"), "{out}");
+    task.abort();
+    svc.stop().await;
+}
+
+/// `accord status` from an account that is neither root nor the user in
+/// front of the screen: whether a session runs, not with whom, the ticket
+/// or the session's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tells_other_accounts_only_that_a_session_runs() {
+    if !can_run() {
+        return;
+    }
+    const STATUS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"status\n")
+out = b""
+while True:
+    d = s.recv(4096)
+    if not d: break
+    out += d
+print(out.decode())
+"#;
+    let (pki, policy, _stub) = setup_with_server().await;
+    let svc = Service::start(policy).await;
+    let _h = Helper::start(&svc.ui_sock(), 64001, "control").await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted");
+    let started = svc.wait_record("session_started", "", "").await;
+    let id = started["session"].as_str().unwrap().to_string();
+    let ctl = svc.run.join("control.sock").display().to_string();
+    let other: Value =
+        serde_json::from_str(python_as(64002, STATUS, &[&ctl]).await.trim()).unwrap();
+    assert_eq!(other["activity"]["state"], "session", "{other}");
+    let text = other.to_string();
+    assert!(!text.contains(&id), "session id leaked: {text}");
+    assert!(other["activity"].get("technician").is_none(), "{text}");
+    assert!(other["activity"].get("ticket").is_none(), "{text}");
+    assert_eq!(other["agent"]["listening"], true);
+    // The user in front of the screen, and root, see it all.
+    let mine: Value = serde_json::from_str(python_as(64001, STATUS, &[&ctl]).await.trim()).unwrap();
+    assert_eq!(mine["activity"]["session"], id.as_str(), "{mine}");
+    assert!(mine["activity"]["technician"].is_string());
+    let root = accord::control::call(&svc.run.join("control.sock"), "status")
+        .await
+        .unwrap();
+    assert_eq!(root["activity"]["session"], id.as_str());
+    task.abort();
+    svc.stop().await;
+}
+
+/// A helper that says its session is Wayland: the request is refused
+/// `unsupported_session` (exit 8 for `accord connect`), recorded, nobody is
+/// asked, and that helper is told (its notice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wayland_session_is_refused_unsupported_and_she_is_told() {
+    if !can_run() {
+        return;
+    }
+    let (pki, policy) = setup();
+    let svc = Service::start(policy).await;
+    let h = Helper::start(&svc.ui_sock(), 64001, "wayland").await;
+    assert_eq!(
+        refused_with(&pki, &svc).await,
+        RefusalCode::UnsupportedSession
+    );
+    let d = svc
+        .wait_record("decision", "why", "unsupported_session")
+        .await;
+    assert_eq!(d["by"], "policy");
+    assert!(!h.was_asked());
+    h.wait_line("unsupported_session").await;
+    svc.stop().await;
+}
+
+/// With logind: GNOME and Plasma start the helper as a user unit, in no
+/// session. It is asked for the active session of its user (the record
+/// names that session); a logind session of type wayland is refused
+/// `unsupported_session` whoever runs there.
+#[cfg(feature = "logind")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_logind_a_helper_of_the_users_manager_is_asked() {
+    use common::logind::{Bus, FakeLogind, session};
+    if !can_run() {
+        return;
+    }
+    let Some(bus) = Bus::start() else { return };
+    let mut wayland = session("7", 64002);
+    wayland.kind = "wayland".into();
+    let logind = FakeLogind::start(&bus, &[session("2", 64001), wayland], &[], Some("2")).await;
+    let (pki, policy, _stub) = setup_with_server().await;
+    let svc = Service::start_on(policy, SeatMode::Logind, Some(bus.address.clone())).await;
+    let sock = svc.ui_sock();
+    let a = Helper::start_then(&sock, 64001, "control", |pid| {
+        logind.add_managed_pid(pid, 64001)
+    })
+    .await;
+    let b = Helper::start_then(&sock, 64002, "control", |pid| {
+        logind.add_managed_pid(pid, 64002)
+    })
+    .await;
+    let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+    r.expect("accepted by the managed helper");
+    let d = svc.wait_record("decision", "decision", "accepted").await;
+    assert_eq!(d["local_user"]["uid"], 64001);
+    assert_eq!(d["local_session"], "2");
+    assert!(a.was_asked() && !b.was_asked());
+    svc.wait_record("session_started", "", "").await;
+    // The seat switches to 64002's Wayland session: hers ends, and the
+    // next request is refused unsupported_session, told to B.
+    logind.set_active(Some("7")).await;
+    svc.wait_record("session_ended", "why", "user_switched")
+        .await;
+    task.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        refused_once_ready(&pki, &svc).await,
+        RefusalCode::UnsupportedSession
+    );
+    assert!(!b.was_asked());
+    b.wait_line("unsupported_session").await;
     svc.stop().await;
 }

@@ -94,6 +94,7 @@ language = "fr"
 
 [service]
 seat = "single"
+users = ["$(id -un)"]
 EOF
 
 # The service's sockets (systemd's /run/accord), reachable by the helper.

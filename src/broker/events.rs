@@ -423,4 +423,9 @@ pub enum Notice {
     PromptTimedOut {
         technician: Identity,
     },
+    /// A request was refused because her session cannot be shared
+    /// (Wayland): she is told, since she was never asked.
+    UnsupportedSession {
+        technician: Identity,
+    },
 }

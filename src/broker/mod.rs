@@ -47,6 +47,10 @@ pub enum PromptError {
     /// session, screen locked, several candidates): refused `no_user`.
     #[error("nobody can answer: {0}")]
     NoUser(String),
+    /// The person in front of the screen is in a session Accord cannot
+    /// share (Wayland): refused `unsupported_session`, and she is told.
+    #[error("the session in front of the screen cannot be shared: {0}")]
+    UnsupportedSession(String),
 }
 
 /// Who asks the clinician. The UI implements it; tests script it.
@@ -101,9 +105,34 @@ pub trait Prompter: Send + Sync + 'static {
 pub struct ScreenRequest {
     pub session: Uuid,
     pub launch: crate::policy::Launch,
-    /// Whether the policy lets any clipboard through (`clipboard != none`);
-    /// otherwise the server shares none either.
-    pub clipboard: bool,
+    /// The mode she granted.
+    pub mode: Mode,
+    /// What the server itself may do (clipboard, input).
+    pub grants: Grants,
+}
+
+/// What the server itself may do for a session, from the decision and the
+/// policy: a second layer under Accord's RFB filter, so that a bypassed
+/// filter still leaks no clipboard and injects no input it must not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grants {
+    /// The policy's clipboard permission: the server sends her selections
+    /// only with `both`, and takes the technician's only with more than
+    /// `none`.
+    pub clipboard: crate::policy::Clipboard,
+    /// Whether the server may inject input at all: not for a view-only
+    /// session that can never become control (`allow_control = false`).
+    pub input: bool,
+}
+
+impl Grants {
+    /// For a session granted `mode` under `policy`.
+    pub fn for_session(mode: Mode, policy: &crate::policy::Policy) -> Grants {
+        Grants {
+            clipboard: policy.session.clipboard,
+            input: mode == Mode::Control || policy.consent.allow_control,
+        }
+    }
 }
 
 /// A connection to the VNC server started for one session.
@@ -740,6 +769,11 @@ impl<P: Prompter> Broker<P> {
             Err(code @ RefusalCode::AgentShuttingDown) => (None, DecidedBy::Agent, Some(code)),
             Err(code) => (None, DecidedBy::Policy, Some(code)),
         };
+        if why == Some(RefusalCode::UnsupportedSession) {
+            let _ = self.shared.notices.send(Notice::UnsupportedSession {
+                technician: technician.clone(),
+            });
+        }
         if why == Some(RefusalCode::Timeout) {
             let _ = self.shared.notices.send(Notice::PromptTimedOut {
                 technician: technician.clone(),
@@ -768,6 +802,10 @@ impl<P: Prompter> Broker<P> {
                 Err(e @ PromptError::NoUser(_)) => {
                     tracing::warn!("{e}: refusing");
                     Err(RefusalCode::NoUser)
+                }
+                Err(e @ PromptError::UnsupportedSession(_)) => {
+                    tracing::warn!("{e}: refusing");
+                    Err(RefusalCode::UnsupportedSession)
                 }
                 Err(e) => {
                     tracing::error!("{e}: refusing");
@@ -840,7 +878,7 @@ impl<P: Prompter> Broker<P> {
             // ends the session (a helper cut off for a bad hand-over); an
             // ending that comes with it is seen at once by the relay.
             biased;
-            r = self.open_upstream(id) => r,
+            r = self.open_upstream(id, mode) => r,
             why = handles.ended() => {
                 let detail = "ended while connecting to the VNC server".to_string();
                 if let Err(e) = self.shared.journal.record(&ended(why, Some(detail), 0, 0)) {
@@ -935,6 +973,7 @@ impl<P: Prompter> Broker<P> {
     async fn open_upstream(
         &self,
         id: Uuid,
+        mode: Mode,
     ) -> Result<
         (
             session::Prepared,
@@ -953,7 +992,8 @@ impl<P: Prompter> Broker<P> {
         let req = ScreenRequest {
             session: id,
             launch: policy.upstream.launch,
-            clipboard: policy.session.clipboard != crate::policy::Clipboard::None,
+            mode,
+            grants: Grants::for_session(mode, policy),
         };
         let screen = self
             .prompter

@@ -149,7 +149,7 @@ impl ConnectError {
                 RefusalCode::Policy => 6,
                 RefusalCode::BadRequest => 2,
                 RefusalCode::UpstreamUnreachable | RefusalCode::AgentShuttingDown => 7,
-                RefusalCode::NoUser => 8,
+                RefusalCode::NoUser | RefusalCode::UnsupportedSession => 8,
             },
         }
     }
@@ -727,6 +727,7 @@ mod tests {
         assert_eq!(r(RefusalCode::RateLimited), 5);
         assert_eq!(r(RefusalCode::Policy), 6);
         assert_eq!(r(RefusalCode::NoUser), 8);
+        assert_eq!(r(RefusalCode::UnsupportedSession), 8);
         assert_eq!(ConnectError::Network("x".into()).exit_code(), 7);
         assert_eq!(ConnectError::Usage("x".into()).exit_code(), 2);
     }

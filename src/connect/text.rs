@@ -96,6 +96,12 @@ pub fn refusal(lang: Lang, code: RefusalCode) -> &'static str {
         (Lang::Fr, R::NoUser) => {
             "personne ne peut répondre sur ce poste (aucune session ouverte, écran verrouillé ou plusieurs sessions). Appelez l'utilisateur."
         }
+        (Lang::En, R::UnsupportedSession) => {
+            "the workstation's session is Wayland, which Accord cannot share yet. Ask the user to log out and log in again with an X11 session (\"GNOME on Xorg\", \"Plasma (X11)\" on the login screen)."
+        }
+        (Lang::Fr, R::UnsupportedSession) => {
+            "la session du poste est une session Wayland, qu'Accord ne sait pas encore partager. Demandez à l'utilisateur de se reconnecter avec une session X11 (« GNOME sur Xorg », « Plasma (X11) » sur l'écran de connexion)."
+        }
     }
 }
 
@@ -481,6 +487,7 @@ mod tests {
             R::UpstreamUnreachable,
             R::AgentShuttingDown,
             R::NoUser,
+            R::UnsupportedSession,
         ] {
             let (en, fr) = (refusal(Lang::En, code), refusal(Lang::Fr, code));
             assert_ne!(en, fr);

@@ -76,6 +76,13 @@ struct Opening {
     reply: oneshot::Sender<Opened>,
 }
 
+struct Owner {
+    conn: u64,
+    /// The seat's active session when it answered: the consent holds only
+    /// while that session stays active.
+    session: Option<String>,
+}
+
 struct Asking {
     conn: u64,
     reply: oneshot::Sender<Answer>,
@@ -88,8 +95,9 @@ struct Registry {
     asking: HashMap<Uuid, Asking>,
     /// Who answered each prompt, until the broker takes it.
     answered: HashMap<Uuid, LocalUser>,
-    /// The helper whose user consented to each session (session id = prompt id).
-    owners: HashMap<Uuid, u64>,
+    /// The helper whose user consented to each session (session id = prompt
+    /// id), and the logind session it answered for.
+    owners: HashMap<Uuid, Owner>,
     /// The helper last asked, for a "prompt timed out" notice.
     last_asked: Option<u64>,
     /// Who was asked the last prompts, for a time-out's record (bounded:
@@ -107,6 +115,9 @@ pub struct Violation(pub String);
 /// The service's side of every helper connection.
 pub struct Helpers {
     mode: SeatMode,
+    /// `seat = "single"`: the uids of `[service] users`, the only ones
+    /// whose helpers are let in.
+    single_users: Vec<u32>,
     end_on_lock: bool,
     seat: watch::Receiver<SeatView>,
     reg: Mutex<Registry>,
@@ -122,15 +133,30 @@ pub struct Helpers {
 
 impl Helpers {
     /// `audit_log`: the file `journal` writes, read back for `history`.
+    /// `users`: `[service] users` (single mode: login names, or uids in
+    /// decimal), resolved to uids now; a name that resolves to nobody
+    /// admits nobody (warned).
     pub fn new(
         mode: SeatMode,
+        users: &[String],
         end_on_lock: bool,
         seat: watch::Receiver<SeatView>,
         journal: Arc<dyn Journal>,
         audit_log: PathBuf,
     ) -> Arc<Helpers> {
+        let single_users = users
+            .iter()
+            .filter_map(|u| {
+                let uid = u.parse::<u32>().ok().or_else(|| crate::platform::uid_of(u));
+                if uid.is_none() {
+                    tracing::warn!("[service] users: no account named {u:?}");
+                }
+                uid
+            })
+            .collect();
         Arc::new(Helpers {
             mode,
+            single_users,
             end_on_lock,
             seat,
             reg: Mutex::new(Registry::default()),
@@ -155,12 +181,26 @@ impl Helpers {
         let _ = self.control.set(ctl);
     }
 
+    /// Whether a helper of `uid` may connect at all: in single mode, only
+    /// the policy's users (nothing else tells who is at the screen).
+    pub fn admits(&self, uid: u32) -> bool {
+        self.mode != SeatMode::Single || self.single_users.contains(&uid)
+    }
+
+    /// Whether a helper of `uid` would be under the limits now.
+    pub fn has_room(&self, uid: u32) -> bool {
+        let r = self.reg();
+        let of_uid = r.conns.values().filter(|c| c.id.uid == uid).count();
+        r.conns.len() < MAX_HELPERS && of_uid < MAX_PER_UID
+    }
+
     /// Registers a connected helper; `None` when it is over the limits.
     pub fn register(
         &self,
         uid: u32,
         pid: u32,
-        session: Option<String>,
+        place: super::listener::Place,
+        wayland: bool,
         tx: mpsc::Sender<ToHelper>,
     ) -> Option<u64> {
         let conn = {
@@ -179,9 +219,11 @@ impl Helpers {
                         conn,
                         uid,
                         pid,
-                        session,
+                        session: place.session,
+                        manager_of: place.manager_of,
                         screensaver: false,
                         unavailable: false,
+                        wayland,
                     },
                     name,
                     tx,
@@ -204,7 +246,7 @@ impl Helpers {
             let mut r = self.reg();
             r.conns.remove(&conn);
             r.asking.retain(|_, a| a.conn != conn);
-            r.owners.retain(|_, c| *c != conn);
+            r.owners.retain(|_, o| o.conn != conn);
             r.opening.retain(|_, o| o.conn != conn);
         }
         tracing::info!(conn, "session helper disconnected");
@@ -352,16 +394,13 @@ impl Helpers {
                 "answered prompt {id}, which it was not asked"
             )));
         }
-        let who = LocalUser {
-            name: c.name.clone(),
-            uid: c.id.uid,
-            session: c.id.session.clone(),
-        };
+        let who = self.local_user(c);
         match r.asking.remove(&id) {
             Some(a) if a.conn == conn => {
+                let session = who.session.clone();
                 r.answered.insert(id, who);
                 if answer != Answer::Refused {
-                    r.owners.insert(id, conn);
+                    r.owners.insert(id, Owner { conn, session });
                 }
                 let _ = a.reply.send(answer);
             }
@@ -417,7 +456,7 @@ impl Helpers {
             Activity::InSession(i) => i.id,
             _ => return None,
         };
-        (self.reg().owners.get(&id) == Some(&conn)).then(|| ctl.clone())
+        (self.reg().owners.get(&id).map(|o| o.conn) == Some(conn)).then(|| ctl.clone())
     }
 
     /// Records a helper's breach, within its user's budget (the broker's
@@ -453,8 +492,26 @@ impl Helpers {
                 .active
                 .as_ref()
                 .is_some_and(|s| s.uid == uid),
-            SeatMode::Single => self.reg().conns.values().any(|c| c.id.uid == uid),
+            SeatMode::Single => {
+                self.admits(uid) && self.reg().conns.values().any(|c| c.id.uid == uid)
+            }
         }
+    }
+
+    /// `Err` when the person in front of the screen is in a session Accord
+    /// cannot share; her helper, if any, is the one the broker's notice
+    /// then goes to.
+    fn refuse_unsupported(&self) -> Result<(), PromptError> {
+        let seat = self.seat.borrow().clone();
+        let mut r = self.reg();
+        let Some(told) = rule::unsupported(self.mode, &seat, r.conns.values().map(|c| &c.id))
+        else {
+            return Ok(());
+        };
+        r.last_asked = told.map(|h| h.conn);
+        Err(PromptError::UnsupportedSession(
+            "the session in front of the screen is Wayland".into(),
+        ))
     }
 
     fn choose(&self) -> Result<u64, String> {
@@ -479,7 +536,7 @@ impl Helpers {
         let ctl = self.control.get()?;
         let st = ctl.state().borrow().clone();
         let mine = match &st.activity {
-            Activity::InSession(i) => self.reg().owners.get(&i.id) == Some(&conn),
+            Activity::InSession(i) => self.reg().owners.get(&i.id).map(|o| o.conn) == Some(conn),
             _ => false,
         };
         Some(ToHelper::State(WireState::from_state(&st, mine)))
@@ -490,9 +547,9 @@ impl Helpers {
         let r = self.reg();
         match n {
             Notice::SessionStarted(i) | Notice::SessionEnded { info: i, .. } => {
-                r.owners.get(&i.id).copied()
+                r.owners.get(&i.id).map(|o| o.conn)
             }
-            Notice::PromptTimedOut { .. } => r.last_asked,
+            Notice::PromptTimedOut { .. } | Notice::UnsupportedSession { .. } => r.last_asked,
         }
     }
 
@@ -524,13 +581,20 @@ impl Helpers {
             return None;
         };
         let r = self.reg();
-        let Some(owner) = r.owners.get(&info.id).and_then(|c| r.conns.get(c)) else {
+        let Some((consent, owner)) = r
+            .owners
+            .get(&info.id)
+            .and_then(|o| Some((o, r.conns.get(&o.conn)?)))
+        else {
             return Some(EndReason::UiLost);
         };
         if self.mode == SeatMode::Logind {
+            // Still the session she consented in, and her helper still
+            // answers for it (a managed helper's user may have opened a
+            // second graphical session meanwhile).
             let seat = self.seat.borrow();
-            match &seat.active {
-                Some(s) if Some(&s.id) == owner.id.session.as_ref() && s.uid == owner.id.uid => {
+            match rule::answers_for(&owner.id, &seat) {
+                Some(s) if Some(&s.id) == consent.session.as_ref() => {
                     if s.locked && self.end_on_lock {
                         return Some(EndReason::ScreenLocked);
                     }
@@ -539,6 +603,22 @@ impl Helpers {
             }
         }
         (owner.id.screensaver && self.end_on_lock).then_some(EndReason::ScreenLocked)
+    }
+
+    /// Who answers through `c`, for the records: in logind mode the session
+    /// is the seat's active one it answers for (a helper run by the user's
+    /// manager has none of its own).
+    fn local_user(&self, c: &Conn) -> LocalUser {
+        let session = match self.mode {
+            SeatMode::Logind => rule::answers_for(&c.id, &self.seat.borrow()).map(|s| s.id.clone()),
+            SeatMode::Single => None,
+        }
+        .or_else(|| c.id.session.clone());
+        LocalUser {
+            name: c.name.clone(),
+            uid: c.id.uid,
+            session,
+        }
     }
 
     /// Sends every helper its state when the broker's state changes.
@@ -606,6 +686,7 @@ impl Prompter for HelperPrompter {
     fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
         let helpers = self.helpers.clone();
         async move {
+            helpers.refuse_unsupported()?;
             let conn = helpers.choose().map_err(PromptError::NoUser)?;
             let (tx, mut rx) = oneshot::channel();
             let id = req.id;
@@ -615,11 +696,7 @@ impl Prompter for HelperPrompter {
                     return Err(PromptError::NoUser("the helper went away".into()));
                 };
                 c.asked.insert(id);
-                let who = LocalUser {
-                    name: c.name.clone(),
-                    uid: c.id.uid,
-                    session: c.id.session.clone(),
-                };
+                let who = helpers.local_user(c);
                 r.asking.insert(id, Asking { conn, reply: tx });
                 r.last_asked = Some(conn);
                 if r.asked_users.len() >= ASKED_USERS {
@@ -687,7 +764,7 @@ impl Prompter for HelperPrompter {
             let (tx, rx) = oneshot::channel();
             let (conn, name) = {
                 let mut r = helpers.reg();
-                let owner = r.owners.get(&session).copied();
+                let owner = r.owners.get(&session).map(|o| o.conn);
                 let Some((conn, c)) = owner.and_then(|o| r.conns.get_mut(&o).map(|c| (o, c)))
                 else {
                     return Err(ScreenError(
@@ -714,14 +791,7 @@ impl Prompter for HelperPrompter {
                 }
             }
             let _forget = Forget(helpers.clone(), session);
-            helpers.send(
-                conn,
-                ToHelper::Open(WireOpen {
-                    session,
-                    launch: req.launch.as_str().into(),
-                    clipboard: req.clipboard,
-                }),
-            );
+            helpers.send(conn, ToHelper::Open(WireOpen::from_request(&req)));
             let (fd, server) = match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
                 Ok(Ok(Ok(opened))) => opened,
                 Ok(Ok(Err(why))) => return Err(ScreenError(why)),

@@ -15,23 +15,31 @@ use tokio::sync::mpsc;
 /// How long a helper has to say hello.
 const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Finds the logind session of a process (`None`: unknown, or no logind).
-pub trait SessionOf: Send + Sync + 'static {
-    fn session_of(&self, pid: u32) -> impl std::future::Future<Output = Option<String>> + Send;
+/// Where logind places a process: its session, or else the user whose
+/// manager runs it. Both `None`: unknown, or no logind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    pub session: Option<String>,
+    pub manager_of: Option<u32>,
 }
 
-/// Without logind (`seat = "single"`): no sessions.
+/// Finds where logind places a process.
+pub trait PlaceOf: Send + Sync + 'static {
+    fn place_of(&self, pid: u32) -> impl std::future::Future<Output = Place> + Send;
+}
+
+/// Without logind (`seat = "single"`): nowhere.
 pub struct NoSessions;
 
-impl SessionOf for NoSessions {
-    async fn session_of(&self, _pid: u32) -> Option<String> {
-        None
+impl PlaceOf for NoSessions {
+    async fn place_of(&self, _pid: u32) -> Place {
+        Place::default()
     }
 }
 
 /// Binds `path` (0666: every local user may run a helper; who they are is
 /// checked per connection) and serves helpers until dropped.
-pub async fn serve<L: SessionOf>(
+pub async fn serve<L: PlaceOf>(
     path: &Path,
     helpers: Arc<Helpers>,
     sessions: Arc<L>,
@@ -51,18 +59,34 @@ pub async fn serve<L: SessionOf>(
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     }
     tracing::info!("session helpers connect on {}", path.display());
+    let gate = crate::gate::Gate::default();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
+        // Counted before any task or read: over the limit, closed at once.
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+            continue;
+        };
+        let Some(permit) = gate.admit(uid) else {
+            tracing::debug!(uid, "too many unidentified connections: closed");
+            continue;
+        };
         let (helpers, sessions) = (helpers.clone(), sessions.clone());
-        tokio::spawn(async move { connection(stream, helpers, sessions).await });
+        tokio::spawn(async move { connection(stream, helpers, sessions, permit).await });
     }
 }
 
 /// One helper, from hello to hang-up.
-async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, sessions: Arc<L>) {
+/// `pending`: this connection's place among the unidentified ones, given
+/// back once it is registered (the registry's own limits then apply).
+async fn connection<L: PlaceOf>(
+    stream: UnixStream,
+    helpers: Arc<Helpers>,
+    sessions: Arc<L>,
+    pending: crate::gate::Permit,
+) {
     let Ok(cred) = stream.peer_cred() else {
         return;
     };
@@ -75,9 +99,9 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
     let mut line = Vec::new();
     // Hello first, within the deadline, before anything is registered.
     let hello = tokio::time::timeout(HELLO_DEADLINE, lines.read_line(r.as_ref(), &mut line)).await;
-    match hello {
+    let wayland = match hello {
         Ok(Ok(true)) => match proto::parse::<FromHelper>(&line) {
-            Ok(FromHelper::Hello { .. }) => {}
+            Ok(FromHelper::Hello { display, .. }) => display.as_deref() == Some("wayland"),
             Ok(_) => {
                 return helpers.record_violation(uid, pid, "first message is not hello");
             }
@@ -85,10 +109,24 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
         },
         Ok(Err(e)) => return helpers.record_violation(uid, pid, &e.to_string()),
         _ => return,
+    };
+    // Descriptors sent before the hello (or with it) are nobody's server.
+    while lines.take_fd().is_some() {}
+    if !helpers.admits(uid) {
+        return helpers.record_violation(
+            uid,
+            pid,
+            "not one of the policy's [service] users (seat = \"single\")",
+        );
     }
-    let session = sessions.session_of(pid).await;
+    // Before asking logind anything: a uid over its limit costs no call.
+    if !helpers.has_room(uid) {
+        tracing::warn!(uid, pid, "too many session helpers: refused");
+        return;
+    }
+    let place = sessions.place_of(pid).await;
     let (tx, mut rx) = mpsc::channel::<ToHelper>(QUEUE);
-    let Some(conn) = helpers.register(uid, pid, session, tx.clone()) else {
+    let Some(conn) = helpers.register(uid, pid, place, wayland, tx.clone()) else {
         tracing::warn!(uid, pid, "too many session helpers: refused");
         return;
     };
@@ -100,6 +138,7 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
         let _ = tx.try_send(st);
     }
     drop(tx);
+    drop(pending);
     // The writer ends when the registry drops this helper (it did not
     // read) or the socket fails; the reader then stops too.
     let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
@@ -125,11 +164,13 @@ async fn connection<L: SessionOf>(stream: UnixStream, helpers: Arc<Helpers>, ses
             Ok(m) => m,
             Err(e) => break Err(e.to_string()),
         };
-        // The server connection travels with its `opened` line.
+        // The server connection travels with its `opened` line; any
+        // other descriptor is closed at once, never kept for a later line.
         let fd = match &msg {
             FromHelper::Opened { .. } => lines.take_fd(),
             _ => None,
         };
+        while lines.take_fd().is_some() {}
         if let Err(v) = helpers.on_message(conn, msg, fd) {
             break Err(v.0);
         }

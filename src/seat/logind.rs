@@ -19,13 +19,14 @@ use zbus::message::Type as MessageType;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
 use zbus::{Connection, MatchRule, Message, MessageStream};
 
-use super::rule::{LoginSession, SeatView};
+use super::rule::{LoginSession, SeatView, is_graphical};
 
 const SERVICE: &str = "org.freedesktop.login1";
 const MANAGER_PATH: &str = "/org/freedesktop/login1";
 const MANAGER: &str = "org.freedesktop.login1.Manager";
 const SEAT: &str = "org.freedesktop.login1.Seat";
 const SESSION: &str = "org.freedesktop.login1.Session";
+const USER: &str = "org.freedesktop.login1.User";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// A call logind does not answer in this time counts as logind gone (fail
@@ -34,6 +35,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Safety net for a missed signal.
 const POLL: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// How long reads may fail before the seat counts as nobody's: a hiccup of
+/// logind or the bus must not end a consented session `user_switched`.
+pub const FAIL_GRACE: Duration = Duration::from_secs(2);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Error names that mean "nobody answers", as opposed to logind refusing.
@@ -121,6 +125,38 @@ impl Logind {
         Ok(Some(id))
     }
 
+    /// The uid whose logind user a process belongs to (`GetUserByPID`,
+    /// then the user's `UID`): a process of `user@UID.service` (a user
+    /// unit, as GNOME and Plasma start autostart entries) belongs to no
+    /// session but to its user. `Ok(None)` when logind knows no user for it.
+    pub async fn user_of_pid(&self, pid: u32) -> Result<Option<u32>, LogindError> {
+        if pid == 0 {
+            return Ok(None);
+        }
+        let reply = match self
+            .conn
+            .call_method(
+                Some(SERVICE),
+                MANAGER_PATH,
+                Some(MANAGER),
+                "GetUserByPID",
+                &(pid,),
+            )
+            .await
+        {
+            Ok(reply) => reply,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.login1.NoUserForPID" =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(call_error("GetUserByPID", e)),
+        };
+        let path: OwnedObjectPath = body(&reply, "GetUserByPID")?;
+        let uid: u32 = property(&self.conn, &path, USER, "UID").await?;
+        Ok(Some(uid))
+    }
+
     /// Watches a seat (`"seat0"`): its active session and that session's
     /// lock. Changes arrive within milliseconds of logind's
     /// `PropertiesChanged`; a read every 5 s catches a missed signal. While
@@ -143,6 +179,7 @@ impl Logind {
             seat: seat.to_owned(),
             tx,
             last_error: None,
+            failing_since: None,
         };
         tokio::spawn(watch.run(signals));
         Ok(rx)
@@ -266,9 +303,64 @@ async fn read_seat(conn: &Connection, seat: &str) -> Result<SeatView, LogindErro
             detail: format!("session {id} at {path} says its Id is {}", session.id),
         });
     }
+    let user_graphical = graphical_sessions_of(conn, &seat_path, &session).await?;
     Ok(SeatView {
         active: Some(session),
+        user_graphical,
     })
+}
+
+/// How many graphical user sessions `active`'s user has on the seat, the
+/// active one included. A session that vanished between the two reads is
+/// not counted.
+async fn graphical_sessions_of(
+    conn: &Connection,
+    seat_path: &ObjectPath<'_>,
+    active: &LoginSession,
+) -> Result<usize, LogindError> {
+    let sessions: Vec<(String, OwnedObjectPath)> =
+        property(conn, seat_path, SEAT, "Sessions").await?;
+    let mut count = 0;
+    for (id, path) in sessions {
+        if id == active.id {
+            count += 1;
+            continue;
+        }
+        let reply = match conn
+            .call_method(
+                Some(SERVICE),
+                &path,
+                Some(PROPERTIES),
+                "GetAll",
+                &(SESSION,),
+            )
+            .await
+        {
+            Ok(reply) => reply,
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.DBus.Error.UnknownObject" =>
+            {
+                continue;
+            }
+            Err(e) => return Err(call_error("GetAll", e)),
+        };
+        let mut props: HashMap<String, OwnedValue> = body(&reply, "GetAll")?;
+        let mut text = |name: &str| -> Result<String, LogindError> {
+            match props.remove(name) {
+                Some(v) => convert(v, name),
+                None => Ok(String::new()),
+            }
+        };
+        let (kind, class) = (text("Type")?, text("Class")?);
+        let uid = match props.remove("User") {
+            Some(v) => convert::<(u32, OwnedObjectPath)>(v, "User")?.0,
+            None => continue,
+        };
+        if uid == active.uid && class == "user" && is_graphical(&kind) {
+            count += 1;
+        }
+    }
+    Ok(count)
 }
 
 /// The signals after which the seat is read again.
@@ -287,7 +379,8 @@ impl Signals {
         let properties = rule(
             MatchRule::builder()
                 .msg_type(MessageType::Signal)
-                .interface(PROPERTIES)
+                .sender(SERVICE)
+                .and_then(|b| b.interface(PROPERTIES))
                 .and_then(|b| b.member("PropertiesChanged"))
                 .and_then(|b| b.path_namespace(MANAGER_PATH)),
         )?;
@@ -340,6 +433,9 @@ struct SeatWatch {
     tx: watch::Sender<SeatView>,
     /// Logged once per distinct error, not once per retry.
     last_error: Option<String>,
+    /// Since when reads fail (the last good view stands for
+    /// [`FAIL_GRACE`]).
+    failing_since: Option<Instant>,
 }
 
 impl SeatWatch {
@@ -357,7 +453,8 @@ impl SeatWatch {
                     _ = tokio::time::sleep_until(deadline) => {}
                     alive = next_signal(&mut signals) => if !alive {
                         signals = None;
-                        self.fail(LogindError::Lost.to_string());
+                        // Reconnected and read at once below.
+                        self.fail(LogindError::Lost.to_string(), backoff);
                     },
                 }
             }
@@ -366,8 +463,7 @@ impl SeatWatch {
                 match self.reconnect().await {
                     Ok(s) => signals = Some(s),
                     Err(e) => {
-                        self.fail(e.to_string());
-                        wait = backoff;
+                        wait = self.fail(e.to_string(), backoff);
                         backoff = (backoff * 2).min(BACKOFF_MAX);
                         continue;
                     }
@@ -398,6 +494,7 @@ impl SeatWatch {
                     if self.last_error.take().is_some() {
                         tracing::info!("logind answers again for {}", self.seat);
                     }
+                    self.failing_since = None;
                     backoff = BACKOFF_MIN;
                     wait = POLL;
                     self.tx.send_if_modified(|v| {
@@ -407,26 +504,38 @@ impl SeatWatch {
                     });
                 }
                 Err(e) => {
-                    self.fail(e.to_string());
+                    wait = self.fail(e.to_string(), backoff);
                     dirty = false;
-                    wait = backoff;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
         }
     }
 
-    /// Nobody is active while logind cannot say who is.
-    fn fail(&mut self, error: String) {
+    /// Nobody is active once logind could not say who is for
+    /// [`FAIL_GRACE`]; until then the last view stands and reads are
+    /// retried. Returns how long to wait before the next read: `backoff`,
+    /// shortened so that the grace's end is not overslept.
+    fn fail(&mut self, error: String, backoff: Duration) -> Duration {
+        let now = Instant::now();
+        let since = *self.failing_since.get_or_insert(now);
         if self.last_error.as_ref() != Some(&error) {
-            tracing::warn!("{}: nobody counts as active: {error}", self.seat);
+            tracing::warn!("{}: cannot read the seat: {error}", self.seat);
             self.last_error = Some(error);
+        }
+        let grace_end = since + FAIL_GRACE;
+        if now < grace_end {
+            return backoff.min(grace_end - now).max(Duration::from_millis(10));
         }
         self.tx.send_if_modified(|v| {
             let changed = v.active.is_some();
+            if changed {
+                tracing::warn!("{}: nobody counts as active any more", self.seat);
+            }
             *v = SeatView::default();
             changed
         });
+        backoff
     }
 
     async fn reconnect(&mut self) -> Result<Signals, LogindError> {

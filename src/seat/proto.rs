@@ -84,11 +84,45 @@ pub struct WireOpen {
     pub session: Uuid,
     /// `auto`, `x11vnc` or `x0vncserver` (policy spelling).
     pub launch: String,
-    /// Whether the server may share the clipboard at all.
-    pub clipboard: bool,
+    /// The mode she granted (`control`, `view`): the helper starts a server
+    /// only for a session it answered, in the mode it answered.
+    pub mode: String,
+    /// The policy's clipboard permission (`none`, `to_workstation`,
+    /// `both`): what the server itself may share.
+    pub clipboard: String,
+    /// Whether the server may inject input at all.
+    pub input: bool,
 }
 
 impl WireOpen {
+    pub fn from_request(req: &crate::broker::ScreenRequest) -> WireOpen {
+        WireOpen {
+            session: req.session,
+            launch: req.launch.as_str().into(),
+            mode: req.mode.as_str().into(),
+            clipboard: req.grants.clipboard.as_str().into(),
+            input: req.grants.input,
+        }
+    }
+
+    pub fn mode(&self) -> Result<crate::protocol::Mode, ProtoError> {
+        use crate::protocol::Mode;
+        [Mode::Control, Mode::View]
+            .into_iter()
+            .find(|m| m.as_str() == self.mode)
+            .ok_or_else(|| ProtoError::Message(format!("unknown mode {:?}", self.mode)))
+    }
+
+    pub fn grants(&self) -> Result<crate::broker::Grants, ProtoError> {
+        let clipboard = crate::policy::Clipboard::parse(&self.clipboard).ok_or_else(|| {
+            ProtoError::Message(format!("unknown clipboard permission {:?}", self.clipboard))
+        })?;
+        Ok(crate::broker::Grants {
+            clipboard,
+            input: self.input,
+        })
+    }
+
     pub fn launch(&self) -> Result<crate::policy::Launch, ProtoError> {
         use crate::policy::Launch;
         match Launch::parse(&self.launch) {
@@ -105,8 +139,14 @@ impl WireOpen {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum FromHelper {
-    /// First line.
-    Hello { version: String },
+    /// First line. `display`: the kind of graphical session the helper
+    /// runs in by its own environment (`x11`, `wayland`); absent from
+    /// helpers that do not say.
+    Hello {
+        version: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display: Option<String>,
+    },
     /// The answer to a prompt this helper was asked.
     Answer { id: Uuid, answer: WireAnswer },
     /// The kill switch (banner, tray, shortcut).
@@ -221,6 +261,7 @@ pub enum WireNotice {
     SessionStarted { session: WireSession },
     SessionEnded { session: WireSession, why: String },
     PromptTimedOut { technician: WireTechnician },
+    UnsupportedSession { technician: WireTechnician },
 }
 
 /// Parses one line (without or with its `\n`).
@@ -418,6 +459,9 @@ impl WireNotice {
             Notice::PromptTimedOut { technician: t } => WireNotice::PromptTimedOut {
                 technician: technician(t),
             },
+            Notice::UnsupportedSession { technician: t } => WireNotice::UnsupportedSession {
+                technician: technician(t),
+            },
         }
     }
 
@@ -432,6 +476,9 @@ impl WireNotice {
             WireNotice::PromptTimedOut { technician: t } => Notice::PromptTimedOut {
                 technician: identity(t),
             },
+            WireNotice::UnsupportedSession { technician: t } => Notice::UnsupportedSession {
+                technician: identity(t),
+            },
         })
     }
 
@@ -441,7 +488,7 @@ impl WireNotice {
             WireNotice::SessionStarted { session } | WireNotice::SessionEnded { session, .. } => {
                 Some(session.id)
             }
-            WireNotice::PromptTimedOut { .. } => None,
+            WireNotice::PromptTimedOut { .. } | WireNotice::UnsupportedSession { .. } => None,
         }
     }
 }
@@ -508,7 +555,9 @@ mod tests {
             ToHelper::Open(WireOpen {
                 session: req.id,
                 launch: "auto".into(),
-                clipboard: false,
+                mode: "view".into(),
+                clipboard: "to_workstation".into(),
+                input: false,
             }),
             ToHelper::History(WireHistory { items: vec![] }),
             ToHelper::History(WireHistory {
@@ -523,6 +572,11 @@ mod tests {
         let from = vec![
             FromHelper::Hello {
                 version: "0.1.0".into(),
+                display: Some("wayland".into()),
+            },
+            FromHelper::Hello {
+                version: "0.1.0".into(),
+                display: None,
             },
             FromHelper::Answer {
                 id: req.id,
@@ -555,10 +609,28 @@ mod tests {
             let o = WireOpen {
                 session: req.id,
                 launch: l.into(),
-                clipboard: true,
+                mode: "control".into(),
+                clipboard: "both".into(),
+                input: true,
             };
             assert_eq!(o.launch().is_ok(), ok, "{l}");
         }
+        // Mode and clipboard travel in their own spelling, or fail.
+        let mut o = WireOpen {
+            session: req.id,
+            launch: "auto".into(),
+            mode: "view".into(),
+            clipboard: "to_workstation".into(),
+            input: false,
+        };
+        assert_eq!(o.mode().ok(), Some(crate::protocol::Mode::View));
+        let g = o.grants().unwrap();
+        assert_eq!(g.clipboard, crate::policy::Clipboard::ToWorkstation);
+        assert!(!g.input);
+        o.mode = "admin".into();
+        assert!(o.mode().is_err());
+        o.clipboard = "all".into();
+        assert!(o.grants().is_err());
         let back = WireAsk::from_request(&req, now).to_request(now).unwrap();
         assert_eq!(back.deadline, now + Duration::from_secs(30));
         assert_eq!(back.control_offered, req.control_offered);

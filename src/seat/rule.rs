@@ -32,7 +32,7 @@ impl LoginSession {
         if self.class != "user" {
             return Err("the active session is not a user's (login screen?)");
         }
-        if !matches!(self.kind.as_str(), "x11" | "wayland" | "mir") {
+        if !is_graphical(&self.kind) {
             return Err("the active session is not graphical");
         }
         if self.locked {
@@ -42,10 +42,20 @@ impl LoginSession {
     }
 }
 
+/// logind's session `Type` of a graphical session.
+pub fn is_graphical(kind: &str) -> bool {
+    matches!(kind, "x11" | "wayland" | "mir")
+}
+
 /// The seat as logind shows it: its active session, if any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeatView {
     pub active: Option<LoginSession>,
+    /// How many graphical user sessions the active session's user has on
+    /// this seat, the active one included: a helper run by the user's
+    /// manager (no session of its own) can only stand for the active one
+    /// when there is no other it could be showing on.
+    pub user_graphical: usize,
 }
 
 /// A connected helper, identified by the kernel (SO_PEERCRED), never by
@@ -58,11 +68,17 @@ pub struct HelperId {
     pub pid: u32,
     /// Its logind session (`GetSessionByPID`), when logind is there.
     pub session: Option<String>,
+    /// In no session: the uid whose user manager (`user@UID.service`) runs
+    /// it, as logind says (`GetUserByPID`). GNOME and Plasma start every
+    /// XDG autostart entry as a user unit there, outside the session scope.
+    pub manager_of: Option<u32>,
     /// The helper reported its screen saver active (xscreensaver,
     /// light-locker: `org.freedesktop.ScreenSaver.ActiveChanged`).
     pub screensaver: bool,
     /// The helper reported it cannot show a window.
     pub unavailable: bool,
+    /// The helper said its session is Wayland (its own environment).
+    pub wayland: bool,
 }
 
 /// How the service finds the person in front of the screen.
@@ -84,6 +100,51 @@ impl SeatMode {
     }
 }
 
+/// The seat's active session, if `helper` answers for it (logind mode):
+/// - a helper in a session answers for that session only, when it is the
+///   active one (a second login or an SSH session of the same user never);
+/// - a helper in no session, run by the user manager of the active
+///   session's user, answers for the active session when that user has
+///   exactly one graphical session on the seat.
+pub fn answers_for<'a>(helper: &HelperId, seat: &'a SeatView) -> Option<&'a LoginSession> {
+    let active = seat.active.as_ref()?;
+    if helper.uid != active.uid {
+        return None;
+    }
+    let admitted = match &helper.session {
+        Some(session) => *session == active.id,
+        None => helper.manager_of == Some(active.uid) && seat.user_graphical == 1,
+    };
+    admitted.then_some(active)
+}
+
+/// Why a request cannot be shown at all: the person in front of the screen
+/// is in a Wayland session, where the VNC servers Accord starts would share
+/// XWayland's empty screen. `Some(helper)`: the helper that answers for
+/// that session, to tell her (`None` inside: nobody to tell). logind's
+/// `Type` decides in logind mode; a helper's own word counts too.
+pub fn unsupported<'a>(
+    mode: SeatMode,
+    seat: &SeatView,
+    helpers: impl IntoIterator<Item = &'a HelperId> + Clone,
+) -> Option<Option<&'a HelperId>> {
+    let chosen = choose(mode, seat, helpers.clone()).ok();
+    if mode == SeatMode::Logind
+        && let Some(active) = &seat.active
+        && active.kind == "wayland"
+        && active.can_answer().is_ok()
+    {
+        let mut theirs = helpers
+            .into_iter()
+            .filter(|h| answers_for(h, seat).is_some());
+        return Some(match (theirs.next(), theirs.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        });
+    }
+    chosen.filter(|h| h.wayland).map(Some)
+}
+
 /// Picks the helper to ask, or says why nobody can answer (`no_user`).
 pub fn choose<'a>(
     mode: SeatMode,
@@ -101,11 +162,7 @@ pub fn choose<'a>(
             helpers
                 .iter()
                 .copied()
-                .filter(|h| {
-                    h.uid == active.uid
-                        && h.session.as_deref() == Some(active.id.as_str())
-                        && !h.unavailable
-                })
+                .filter(|h| answers_for(h, seat).is_some() && !h.unavailable)
                 .collect()
         }
     };
@@ -142,25 +199,39 @@ mod tests {
             uid,
             pid: 100 + conn as u32,
             session: Some(session.into()),
+            manager_of: None,
             screensaver: false,
             unavailable: false,
+            wayland: false,
+        }
+    }
+
+    fn seat(active: LoginSession) -> SeatView {
+        SeatView {
+            active: Some(active),
+            user_graphical: 1,
+        }
+    }
+
+    /// A helper started by the user's systemd manager (GNOME, Plasma).
+    fn managed(conn: u64, uid: u32, manager_of: Option<u32>) -> HelperId {
+        HelperId {
+            session: None,
+            manager_of,
+            ..helper(conn, uid, "")
         }
     }
 
     #[test]
     fn only_the_active_sessions_helper_is_asked() {
-        let seat = SeatView {
-            active: Some(session("3", 1001)),
-        };
+        let seat = seat(session("3", 1001));
         let hs = [helper(1, 1000, "2"), helper(2, 1001, "3")];
         assert_eq!(choose(SeatMode::Logind, &seat, &hs).map(|h| h.conn), Ok(2));
     }
 
     #[test]
     fn same_uid_other_session_is_not_asked() {
-        let seat = SeatView {
-            active: Some(session("3", 1001)),
-        };
+        let seat = seat(session("3", 1001));
         let hs = [helper(1, 1001, "4")];
         assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
     }
@@ -176,7 +247,7 @@ mod tests {
         ] {
             let mut s = session("3", 1001);
             edit(&mut s);
-            let seat = SeatView { active: Some(s) };
+            let seat = seat(s);
             assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
         }
         assert!(choose(SeatMode::Logind, &SeatView::default(), &hs).is_err());
@@ -184,9 +255,7 @@ mod tests {
 
     #[test]
     fn two_candidates_are_ambiguous() {
-        let seat = SeatView {
-            active: Some(session("3", 1001)),
-        };
+        let seat = seat(session("3", 1001));
         let hs = [helper(1, 1001, "3"), helper(2, 1001, "3")];
         assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
         let single = [helper(1, 1000, "x"), helper(2, 1001, "y")];
@@ -200,14 +269,97 @@ mod tests {
 
     #[test]
     fn screensaver_or_unavailable_helper_cannot_answer() {
-        let seat = SeatView {
-            active: Some(session("3", 1001)),
-        };
+        let seat = seat(session("3", 1001));
         let mut h = helper(1, 1001, "3");
         h.screensaver = true;
         assert!(choose(SeatMode::Logind, &seat, std::slice::from_ref(&h)).is_err());
         h.screensaver = false;
         h.unavailable = true;
         assert!(choose(SeatMode::Logind, &seat, std::slice::from_ref(&h)).is_err());
+    }
+
+    #[test]
+    fn a_helper_of_the_active_users_manager_is_asked() {
+        let seat = seat(session("3", 1001));
+        let hs = [managed(1, 1001, Some(1001))];
+        assert_eq!(choose(SeatMode::Logind, &seat, &hs).map(|h| h.conn), Ok(1));
+        assert_eq!(answers_for(&hs[0], &seat).map(|s| s.id.as_str()), Some("3"));
+    }
+
+    #[test]
+    fn a_managed_helper_of_another_user_or_unknown_manager_is_not_asked() {
+        let seat = seat(session("3", 1001));
+        // Another user's manager (its helper could show nothing here).
+        assert!(choose(SeatMode::Logind, &seat, &[managed(1, 1000, Some(1000))]).is_err());
+        // Same uid by SO_PEERCRED, but logind names another user's slice.
+        assert!(choose(SeatMode::Logind, &seat, &[managed(1, 1001, Some(1000))]).is_err());
+        // logind places it nowhere at all.
+        assert!(choose(SeatMode::Logind, &seat, &[managed(1, 1001, None)]).is_err());
+    }
+
+    #[test]
+    fn a_managed_helper_is_not_asked_when_its_user_has_two_graphical_sessions() {
+        let mut seat = seat(session("3", 1001));
+        seat.user_graphical = 2;
+        assert!(choose(SeatMode::Logind, &seat, &[managed(1, 1001, Some(1001))]).is_err());
+        // A helper in the active session itself still is.
+        assert_eq!(
+            choose(SeatMode::Logind, &seat, &[helper(2, 1001, "3")]).map(|h| h.conn),
+            Ok(2)
+        );
+    }
+
+    #[test]
+    fn a_managed_helper_is_not_asked_for_a_remote_session() {
+        let mut s = session("3", 1001);
+        s.remote = true;
+        assert!(choose(SeatMode::Logind, &seat(s), &[managed(1, 1001, Some(1001))]).is_err());
+    }
+
+    #[test]
+    fn a_helper_in_another_session_of_the_user_stays_refused() {
+        // SSH or a second login: it has a session, not the active one; its
+        // user manager serving the active session changes nothing.
+        let mut h = helper(1, 1001, "7");
+        h.manager_of = Some(1001);
+        assert!(choose(SeatMode::Logind, &seat(session("3", 1001)), &[h]).is_err());
+    }
+
+    #[test]
+    fn a_session_helper_and_a_managed_helper_of_the_same_user_are_ambiguous() {
+        let seat = seat(session("3", 1001));
+        let hs = [helper(1, 1001, "3"), managed(2, 1001, Some(1001))];
+        assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
+    }
+
+    #[test]
+    fn a_wayland_session_is_unsupported_and_its_helper_is_told() {
+        let mut s = session("3", 1001);
+        s.kind = "wayland".into();
+        let seat = seat(s);
+        let hs = [helper(1, 1001, "3"), helper(2, 1000, "9")];
+        let told = unsupported(SeatMode::Logind, &seat, &hs);
+        assert_eq!(told.map(|h| h.map(|h| h.conn)), Some(Some(1)));
+        // No helper there: still unsupported, nobody to tell.
+        assert_eq!(
+            unsupported(SeatMode::Logind, &seat, &hs[1..]).map(|h| h.is_none()),
+            Some(true)
+        );
+        // A locked Wayland session is nobody (no_user), not unsupported.
+        let mut locked = seat.clone();
+        locked.active.as_mut().unwrap().locked = true;
+        assert!(unsupported(SeatMode::Logind, &locked, &hs).is_none());
+    }
+
+    #[test]
+    fn a_helper_that_says_wayland_is_unsupported_in_x11_and_single_modes() {
+        let mut h = helper(1, 1001, "3");
+        h.wayland = true;
+        let x11 = seat(session("3", 1001));
+        assert!(unsupported(SeatMode::Logind, &x11, [&h]).is_some());
+        assert!(unsupported(SeatMode::Single, &SeatView::default(), [&h]).is_some());
+        h.wayland = false;
+        assert!(unsupported(SeatMode::Logind, &x11, [&h]).is_none());
+        assert!(unsupported(SeatMode::Single, &SeatView::default(), [&h]).is_none());
     }
 }

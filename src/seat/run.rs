@@ -3,7 +3,7 @@
 //! of the windows, and the seat watcher that says who may be asked.
 
 use super::helpers::{HelperPrompter, Helpers};
-use super::listener::{self, SessionOf};
+use super::listener::{self, PlaceOf};
 use super::rule::{SeatMode, SeatView};
 use crate::app::AppError;
 use crate::policy::Policy;
@@ -48,6 +48,7 @@ pub async fn serve(
     let (seat, sessions) = watch_seat(policy.service.seat, system_bus);
     let helpers = Helpers::new(
         policy.service.seat,
+        &policy.service.users,
         policy.session.end_on_screen_lock,
         seat,
         journal.clone(),
@@ -76,12 +77,12 @@ enum Sessions {
     Logind(super::seatwatch::LogindSessions),
 }
 
-impl SessionOf for Sessions {
-    async fn session_of(&self, pid: u32) -> Option<String> {
+impl PlaceOf for Sessions {
+    async fn place_of(&self, pid: u32) -> listener::Place {
         match self {
-            Sessions::None { sessions, .. } => sessions.session_of(pid).await,
+            Sessions::None { sessions, .. } => sessions.place_of(pid).await,
             #[cfg(feature = "logind")]
-            Sessions::Logind(l) => l.session_of(pid).await,
+            Sessions::Logind(l) => l.place_of(pid).await,
         }
     }
 }
@@ -118,7 +119,7 @@ fn watch_seat(mode: SeatMode, system_bus: Option<String>) -> (watch::Receiver<Se
     }
 }
 
-async fn serve_with<L: SessionOf>(
+async fn serve_with<L: PlaceOf>(
     policy: Arc<Policy>,
     journal: Arc<dyn crate::broker::Journal>,
     helpers: Arc<Helpers>,

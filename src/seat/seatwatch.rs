@@ -2,7 +2,7 @@
 //! may be missing at start, restart, or never come (then nobody is in front
 //! of the screen and every request is refused `no_user`: fail closed).
 
-use super::listener::SessionOf;
+use super::listener::{Place, PlaceOf};
 use super::logind::Logind;
 use super::rule::SeatView;
 use std::sync::Arc;
@@ -14,14 +14,34 @@ pub struct LogindSessions {
     logind: watch::Receiver<Option<Arc<Logind>>>,
 }
 
-impl SessionOf for LogindSessions {
-    async fn session_of(&self, pid: u32) -> Option<String> {
-        let l = self.logind.borrow().clone()?;
+impl PlaceOf for LogindSessions {
+    /// The session, else (only then) the user manager: an error counts as
+    /// nowhere, which no rule admits.
+    async fn place_of(&self, pid: u32) -> Place {
+        let Some(l) = self.logind.borrow().clone() else {
+            return Place::default();
+        };
         match l.session_of_pid(pid).await {
-            Ok(s) => s,
+            Ok(Some(session)) => {
+                return Place {
+                    session: Some(session),
+                    manager_of: None,
+                };
+            }
+            Ok(None) => {}
             Err(e) => {
                 tracing::warn!("logind: session of pid {pid}: {e}");
-                None
+                return Place::default();
+            }
+        }
+        match l.user_of_pid(pid).await {
+            Ok(manager_of) => Place {
+                session: None,
+                manager_of,
+            },
+            Err(e) => {
+                tracing::warn!("logind: user of pid {pid}: {e}");
+                Place::default()
             }
         }
     }

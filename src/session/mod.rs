@@ -370,13 +370,29 @@ where
         events,
     ));
     let c = counters.clone();
+    let (cut, cut_rx) = oneshot::channel::<()>();
     let mut to_technician = tokio::spawn(async move {
+        let mut up_r = up_r;
         // What the server sent before the viewer came goes through the
         // framer too (it may hold the clinician's clipboard).
-        rfb_io::server_to_technician(up_r, tech_w, server_ctl, server_leftover, move |n| {
-            c.to_technician.fetch_add(n as u64, Ordering::Relaxed);
-        })
-        .await
+        let relay = rfb_io::server_to_technician(
+            &mut up_r,
+            tech_w,
+            server_ctl,
+            server_leftover,
+            move |n| {
+                c.to_technician.fetch_add(n as u64, Ordering::Relaxed);
+            },
+        );
+        tokio::select! {
+            r = relay => r,
+            // The viewer gets nothing more; the server is still read
+            // (a server blocked writing reads nothing) until it closes.
+            _ = cut_rx => {
+                rfb_io::drain_until_closed(&mut up_r).await;
+                (EndReason::Upstream, None)
+            }
+        }
     });
 
     // Which task already returned: a JoinHandle must not be awaited twice.
@@ -405,7 +421,11 @@ where
     };
     // The viewer stops receiving at once; the server leg first gets the
     // releases of whatever the technician holds (bounded), then closes.
-    to_technician.abort();
+    // The server is read until it closes its end in turn: it reads its
+    // input in order, so its close says the releases reached it before it
+    // is stopped (a launched server killed with them unread left Ctrl and
+    // button 1 down on her display).
+    let _ = cut.send(());
     let _ = stop.send(());
     if !done.0 {
         let bound = rfb_io::RELEASE_WAIT + Duration::from_millis(100);
@@ -414,7 +434,16 @@ where
             let _ = to_server.await;
         }
     }
-    if !done.1 {
+    if !done.1
+        && tokio::time::timeout(rfb_io::CLOSE_WAIT, &mut to_technician)
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            "the VNC server did not close its end within {} ms of the session's end",
+            rfb_io::CLOSE_WAIT.as_millis()
+        );
+        to_technician.abort();
         let _ = to_technician.await;
     }
     result(why, detail, &counters)

@@ -139,6 +139,21 @@ where
 /// session: a server that does not read must not hold the kill switch.
 pub const RELEASE_WAIT: Duration = Duration::from_millis(200);
 
+/// How long, once the releases are written and Accord's end is closed, the
+/// server has to close its own end (which says it has read them).
+pub const CLOSE_WAIT: Duration = Duration::from_millis(300);
+
+/// Reads and discards until the server closes its end (or fails). The
+/// caller bounds it ([`CLOSE_WAIT`]).
+pub async fn drain_until_closed<R: AsyncRead + Unpin>(r: &mut R) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 /// What the server → technician relay needs to follow and filter the stream.
 pub struct ServerCtl {
     /// ServerInit's pixel format, in force until the viewer changes it.

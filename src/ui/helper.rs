@@ -15,7 +15,7 @@ use super::hub::{Hub, UiPrompter};
 use super::strings::Strings;
 use super::{notify, tray};
 use crate::app::AppError;
-use crate::broker::{AgentState, Listening, Notice, Prompter};
+use crate::broker::{AgentState, Answer, Listening, Notice, Prompter};
 use crate::launch;
 use crate::policy::Launch;
 use crate::policy::Policy;
@@ -36,6 +36,49 @@ const UNREACHABLE: &str = "the Accord service is unreachable";
 
 /// A line to the service, and the descriptor it carries (`opened`).
 type Out = (FromHelper, Option<OwnedFd>);
+
+/// How long after her answer an `open` for that session is obeyed.
+pub const OPEN_WITHIN: Duration = Duration::from_secs(15);
+
+/// Whether to start a server for an `open`: only for a session this helper
+/// answered itself (a session's id is its prompt's), within
+/// [`OPEN_WITHIN`], in the mode she chose, on a link to a service whose
+/// peer is root, the service's user or her own. Whoever else gets hold of
+/// the link (the `accord` user's rights, a planted socket) cannot make her
+/// helper start a full-input server she never agreed to.
+pub fn may_open(
+    answered: Option<(Instant, Answer)>,
+    now: Instant,
+    mode: crate::protocol::Mode,
+    peer_trusted: bool,
+) -> Result<(), &'static str> {
+    use crate::protocol::Mode;
+    if !peer_trusted {
+        return Err("the service's socket is not held by root or the service's user");
+    }
+    let Some((at, answer)) = answered else {
+        return Err("this helper did not answer that session");
+    };
+    if now.saturating_duration_since(at) > OPEN_WITHIN {
+        return Err("the answer for that session is too old");
+    }
+    match (answer, mode) {
+        (Answer::Control, _) | (Answer::ViewOnly, Mode::View) => Ok(()),
+        (Answer::ViewOnly, Mode::Control) => Err("she allowed viewing only"),
+        (Answer::Refused, _) => Err("she refused that session"),
+    }
+}
+
+/// Whether the service's end of the link runs as root, the service's user
+/// or this helper's own user (a service started by hand, in tests).
+fn trusted_peer(stream: &UnixStream) -> bool {
+    // SAFETY: getuid has no preconditions.
+    let me = unsafe { libc::getuid() };
+    let service = crate::platform::uid_of(crate::platform::SERVICE_USER);
+    stream
+        .peer_cred()
+        .is_ok_and(|c| c.uid() == 0 || c.uid() == me || Some(c.uid()) == service)
+}
 
 /// The banner's and tray's buttons: messages to the service, if connected.
 #[derive(Default)]
@@ -218,11 +261,25 @@ enum LinkError {
 /// One connection to the service. Prompts still open when it ends are
 /// withdrawn (their ask tasks are aborted).
 async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
+    let peer_trusted = trusted_peer(&stream);
+    if !peer_trusted {
+        tracing::warn!(
+            "the service's socket is held by an unexpected user: no server will be started through it"
+        );
+    }
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let hello = FromHelper::Hello {
         version: env!("CARGO_PKG_VERSION").into(),
+        display: Some(
+            if crate::platform::wayland_session() {
+                "wayland"
+            } else {
+                "x11"
+            }
+            .into(),
+        ),
     };
     fdpass::send_line(w.as_ref(), &proto::encode(&hello)).await?;
     let writer = tokio::spawn(async move {
@@ -246,6 +303,8 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
     ));
     let prompter = UiPrompter::new(link.hub.clone());
     let mut asks: HashMap<Uuid, tokio::task::AbortHandle> = HashMap::new();
+    // Her answers on this link, for `open` (bounded: pruned at each ask).
+    let answered: Arc<Mutex<HashMap<Uuid, (Instant, Answer)>>> = Arc::default();
     // The VNC servers started for this user's sessions: stopped (the task
     // aborted, which kills the server) once the service no longer shows
     // the session as ours, and when the link ends.
@@ -291,12 +350,23 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                 };
                 let (id, prompter, out) = (req.id, prompter.clone(), out_tx.clone());
                 asks.retain(|_, h| !h.is_finished());
+                answered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|_, (at, _)| now.saturating_duration_since(*at) <= OPEN_WITHIN);
+                let answered = answered.clone();
                 let task = tokio::spawn(async move {
                     let m = match prompter.ask(req).await {
-                        Ok(answer) => FromHelper::Answer {
-                            id,
-                            answer: answer.into(),
-                        },
+                        Ok(answer) => {
+                            answered
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(id, (Instant::now(), answer));
+                            FromHelper::Answer {
+                                id,
+                                answer: answer.into(),
+                            }
+                        }
                         Err(e) => FromHelper::Unavailable { why: e.to_string() },
                     };
                     let _ = out.send((m, None)).await;
@@ -323,11 +393,25 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                 Err(e) => break Err(e.into()),
             },
             ToHelper::Open(o) => {
-                let launch = match o.launch() {
-                    Ok(l) => l,
-                    Err(e) => break Err(e.into()),
+                let (launch, mode, grants) = match (o.launch(), o.mode(), o.grants()) {
+                    (Ok(l), Ok(m), Ok(g)) => (l, m, g),
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => break Err(e.into()),
                 };
-                let task = tokio::spawn(run_screen(o.session, launch, o.clipboard, out_tx.clone()));
+                let her = answered
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&o.session)
+                    .copied();
+                if let Err(why) = may_open(her, now, mode, peer_trusted) {
+                    tracing::warn!("open for session {}: refused: {why}", o.session);
+                    let failed = FromHelper::OpenFailed {
+                        session: o.session,
+                        why: format!("the helper refused to start a server: {why}"),
+                    };
+                    let _ = out_tx.try_send((failed, None));
+                    continue;
+                }
+                let task = tokio::spawn(run_screen(o.session, launch, grants, out_tx.clone()));
                 if let Some(old) = screens.insert(o.session, task.abort_handle()) {
                     old.abort();
                 }
@@ -355,8 +439,13 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
 /// Starts the VNC server for `session` in this graphical session, hands
 /// the connection to the service, and keeps the server until this task is
 /// aborted (dropping [`launch::Launched`] kills it) or the server exits.
-async fn run_screen(session: Uuid, launch: Launch, clipboard: bool, out: mpsc::Sender<Out>) {
-    let mut launched = match launch::for_session(launch, clipboard).await {
+async fn run_screen(
+    session: Uuid,
+    launch: Launch,
+    grants: crate::broker::Grants,
+    out: mpsc::Sender<Out>,
+) {
+    let mut launched = match launch::for_session(launch, grants).await {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!("session {session}: {e}");
@@ -394,4 +483,33 @@ async fn run_screen(session: Uuid, launch: Launch, clipboard: bool, out: mpsc::S
     }
     let status = launched.exited().await;
     tracing::info!("session {session}: {server} exited ({status})");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Mode;
+
+    #[test]
+    fn open_is_obeyed_only_for_her_own_recent_answer_in_its_mode() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(
+            may_open(Some((t0, Answer::Control)), later, Mode::Control, true),
+            Ok(())
+        );
+        assert_eq!(
+            may_open(Some((t0, Answer::ViewOnly)), later, Mode::View, true),
+            Ok(())
+        );
+        // She allowed viewing: no full-input server for "control".
+        assert!(may_open(Some((t0, Answer::ViewOnly)), later, Mode::Control, true).is_err());
+        assert!(may_open(Some((t0, Answer::Refused)), later, Mode::View, true).is_err());
+        // Not answered here, or long ago.
+        assert!(may_open(None, later, Mode::View, true).is_err());
+        let stale = t0 + OPEN_WITHIN + Duration::from_secs(1);
+        assert!(may_open(Some((t0, Answer::Control)), stale, Mode::Control, true).is_err());
+        // A link to a socket someone else holds.
+        assert!(may_open(Some((t0, Answer::Control)), later, Mode::Control, false).is_err());
+    }
 }

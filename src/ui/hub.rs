@@ -254,6 +254,11 @@ impl Prompter for UiPrompter {
     fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
         let hub = self.hub.clone();
         async move {
+            if crate::platform::wayland_session() {
+                return Err(PromptError::UnsupportedSession(
+                    "this session is Wayland (XDG_SESSION_TYPE or WAYLAND_DISPLAY)".into(),
+                ));
+            }
             let (tx, rx) = oneshot::channel();
             let id = req.id;
             hub.post(req, tx)?;

@@ -43,6 +43,13 @@ pub fn texts(n: &Notice, s: &Strings) -> (String, String) {
                 fill(&t.timed_out_body, &[("name", name)]),
             )
         }
+        Notice::UnsupportedSession { technician } => {
+            let name = technician.display_name();
+            (
+                t.unsupported_summary.clone(),
+                fill(&t.unsupported_body, &[("name", name)]),
+            )
+        }
     }
 }
 

@@ -169,6 +169,9 @@ pub struct NotifyStrings {
     pub ended_body: String,
     pub timed_out_summary: String,
     pub timed_out_body: String,
+    /// A request refused because her session is Wayland (`{name}`).
+    pub unsupported_summary: String,
+    pub unsupported_body: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

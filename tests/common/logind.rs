@@ -105,12 +105,15 @@ enum LoginError {
     #[zbus(error)]
     ZBus(zbus::Error),
     NoSessionForPID(String),
+    NoUserForPID(String),
     NoSuchSeat(String),
 }
 
 struct Manager {
     /// pid → session object.
     pids: Arc<Mutex<HashMap<u32, OwnedObjectPath>>>,
+    /// pid → uid whose user manager runs it (a user unit: no session).
+    managed: Arc<Mutex<HashMap<u32, u32>>>,
     /// `GetSeat` calls so far: how a test sees a watch read.
     seat_reads: Arc<AtomicU32>,
 }
@@ -122,6 +125,17 @@ impl Manager {
         let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
         pids.get(&pid).cloned().ok_or_else(|| {
             LoginError::NoSessionForPID(format!("PID {pid} does not belong to any known session"))
+        })
+    }
+
+    /// logind: the user of a process's session, else of its user slice.
+    #[zbus(name = "GetUserByPID")]
+    fn get_user_by_pid(&self, pid: u32) -> Result<OwnedObjectPath, LoginError> {
+        let managed = self.managed.lock().unwrap_or_else(|p| p.into_inner());
+        managed.get(&pid).map(|uid| user_path(*uid)).ok_or_else(|| {
+            LoginError::NoUserForPID(format!(
+                "PID {pid} does not belong to any known or logged in user"
+            ))
         })
     }
 
@@ -137,6 +151,7 @@ impl Manager {
 
 struct Seat {
     active: (String, OwnedObjectPath),
+    sessions: Vec<(String, OwnedObjectPath)>,
 }
 
 #[interface(name = "org.freedesktop.login1.Seat")]
@@ -145,6 +160,24 @@ impl Seat {
     fn active_session(&self) -> (String, OwnedObjectPath) {
         self.active.clone()
     }
+    #[zbus(property)]
+    fn sessions(&self) -> Vec<(String, OwnedObjectPath)> {
+        self.sessions.clone()
+    }
+}
+
+struct User(u32);
+
+#[interface(name = "org.freedesktop.login1.User")]
+impl User {
+    #[zbus(property, name = "UID")]
+    fn uid(&self) -> u32 {
+        self.0
+    }
+}
+
+pub fn user_path(uid: u32) -> OwnedObjectPath {
+    path(&format!("/org/freedesktop/login1/user/_{uid}"))
 }
 
 struct Session(LoginSession);
@@ -157,10 +190,7 @@ impl Session {
     }
     #[zbus(property)]
     fn user(&self) -> (u32, OwnedObjectPath) {
-        (
-            self.0.uid,
-            path(&format!("/org/freedesktop/login1/user/_{}", self.0.uid)),
-        )
+        (self.0.uid, user_path(self.0.uid))
     }
     #[zbus(property)]
     fn name(&self) -> String {
@@ -213,6 +243,7 @@ pub struct FakeLogind {
     conn: Connection,
     pub seat_reads: Arc<AtomicU32>,
     pids: Arc<Mutex<HashMap<u32, OwnedObjectPath>>>,
+    managed: Arc<Mutex<HashMap<u32, u32>>>,
 }
 
 impl FakeLogind {
@@ -228,8 +259,10 @@ impl FakeLogind {
                 .collect(),
         ));
         let seat_reads = Arc::new(AtomicU32::new(0));
+        let managed = Arc::new(Mutex::new(HashMap::new()));
         let manager = Manager {
             pids: pids.clone(),
+            managed: managed.clone(),
             seat_reads: seat_reads.clone(),
         };
         let mut b = zbus::connection::Builder::address(bus.address.as_str())
@@ -240,11 +273,21 @@ impl FakeLogind {
                 SEAT_PATH,
                 Seat {
                     active: active_pair(active),
+                    sessions: sessions
+                        .iter()
+                        .map(|s| (s.id.clone(), session_path(&s.id)))
+                        .collect(),
                 },
             )
             .unwrap();
+        let mut uids: Vec<u32> = sessions.iter().map(|s| s.uid).collect();
+        uids.sort_unstable();
+        uids.dedup();
         for s in sessions {
             b = b.serve_at(session_path(&s.id), Session(s.clone())).unwrap();
+        }
+        for uid in uids {
+            b = b.serve_at(user_path(uid), User(uid)).unwrap();
         }
         let conn = b
             .name("org.freedesktop.login1")
@@ -256,7 +299,17 @@ impl FakeLogind {
             conn,
             seat_reads,
             pids,
+            managed,
         }
+    }
+
+    /// Puts a process in a user's manager, in no session (a user unit:
+    /// how GNOME and Plasma start autostart entries).
+    pub fn add_managed_pid(&self, pid: u32, uid: u32) {
+        self.managed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, uid);
     }
 
     /// Puts a process in a session (as `GetSessionByPID` will say).

@@ -17,6 +17,8 @@
 #                             connection (not a server of ours: refused)
 # open_nofd                   accept; say opened without the connection
 # open_fail                   accept; say the server could not start
+# wayland                     say hello from a Wayland session; answer control
+# stranger                    answer control (a helper the service may refuse)
 # After "go", each further line on stdin is a command, acknowledged on
 # stdout with "told <command>":
 #   answer BEHAVIOUR            from now on behave so (control, silent...)
@@ -55,7 +57,13 @@ def commands():
                 return
         show("told " + cmd)
 
-send({"hello": {"version": "test"}})
+if behaviour == "wayland":
+    send({"hello": {"version": "test", "display": "wayland"}})
+    behaviour = "control"
+else:
+    send({"hello": {"version": "test"}})
+    if behaviour == "stranger":
+        behaviour = "control"
 if behaviour == "garbage":
     s.sendall(b'{"v":1,"answer":"yes please"}\n')
 def rfb_server(c):
