@@ -10,6 +10,7 @@ DEMO_DIR ?= target/demo
 export CARGO_TERM_COLOR ?= never
 
 include installer/deb.mk
+include installer/boot.mk
 
 .PHONY: run test deps-run deps-test build lint unit e2e demo fuzz-ci soak
 
@@ -52,5 +53,5 @@ soak: deps-test
 fuzz-ci:
 	scripts/fuzz-ci.sh 60
 
-test: deps-test lint unit e2e fuzz-ci deb-test msi-test
+test: deps-test lint unit e2e fuzz-ci deb-test boot-test msi-test
 	@echo "all tests passed"

@@ -1,0 +1,25 @@
+# installer/boot.mk: the boot test (issue 22 item 2). The top-level Makefile
+# has:   include installer/boot.mk   (after installer/deb.mk)
+#
+#   make boot-test   boots a Debian 12 container (systemd-nspawn, real systemd
+#                    and logind), installs the built .deb in it with apt-get
+#                    and checks the service, its sandbox, the helpers in real
+#                    logind sessions (in a session, and started by XDG
+#                    autostart), lock, user switch, restart and purge
+#                    (tests/boot/boot-test.sh). Root only.
+#
+# The container's root is built once (debootstrap + apt-get, a few minutes)
+# and cached outside the tree in $(ACCORD_TEST_CACHE), keyed by suite and
+# package list; the host tools are installed here when missing.
+
+export ACCORD_TEST_CACHE ?= /var/cache/accord-tests
+export BOOT_TEST_WORK ?= $(PKG_TARGET_DIR)/boot-test
+
+.PHONY: boot-test boot-tools
+
+boot-tools:
+	@installer/ensure-tools.sh systemd-nspawn:systemd-container debootstrap:debootstrap \
+	    zstd:zstd nsenter:util-linux findmnt:util-linux
+
+boot-test: deb boot-tools
+	tests/boot/boot-test.sh $(DEB_FILE)

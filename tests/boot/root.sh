@@ -1,0 +1,76 @@
+# shellcheck shell=bash
+# tests/boot/root.sh: cached Debian roots for the boot tests (sourced).
+#
+#   boot_root_tarball NAME PKG...   prints the path of a tarball of a Debian
+#       $BOOT_SUITE root (debootstrap --variant=minbase, then apt-get install
+#       --no-install-recommends PKG...), built on first use and cached in
+#       $ACCORD_TEST_CACHE (default /var/cache/accord-tests, outside the
+#       repository: a fresh clone on the same machine reuses it). The file
+#       name carries NAME and a hash of suite + package list, so a changed
+#       list builds a new root and never reuses a stale one.
+#   boot_root_unpack TARBALL DIR    a fresh copy of it in DIR.
+#
+# One function for every variant: the X11 root of boot-test.sh now, and later
+# a second one with gnome-shell pipewire wireplumber gstreamer1.0-pipewire for
+# a Wayland test is just another call with another NAME and list.
+# Needs root, debootstrap and zstd; logs go to $BOOT_WORK/root-NAME.log.
+
+BOOT_SUITE=${BOOT_SUITE:-bookworm}
+BOOT_MIRROR=${BOOT_MIRROR:-http://deb.debian.org/debian}
+ACCORD_TEST_CACHE=${ACCORD_TEST_CACHE:-/var/cache/accord-tests}
+# bump when the way roots are made changes (invalidates every cached root)
+BOOT_ROOT_FORMAT=1
+
+boot_root_tarball() { # NAME PKG...
+    local name=$1; shift
+    local key tarball dir log m
+    key=$(printf '%s\n' "format $BOOT_ROOT_FORMAT" "suite $BOOT_SUITE" "$@" | sort -u | sha256sum | cut -c1-12)
+    tarball=$ACCORD_TEST_CACHE/$BOOT_SUITE-$name-$key.tar.zst
+    if [ -s "$tarball" ]; then echo "$tarball"; return 0; fi
+    mkdir -p "$ACCORD_TEST_CACHE" "$BOOT_WORK"
+    dir=$BOOT_WORK/build-$name
+    log=$BOOT_WORK/root-$name.log
+    _root_umount_all "$dir"; rm -rf --one-file-system "$dir"
+    echo "boot-test: building root '$name' ($BOOT_SUITE, $# packages; no cache yet: $tarball)" >&2
+    if ! debootstrap --variant=minbase "$BOOT_SUITE" "$dir" "$BOOT_MIRROR" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2; echo "boot-test: debootstrap failed" >&2; return 1
+    fi
+    echo "deb $BOOT_MIRROR $BOOT_SUITE main" >"$dir/etc/apt/sources.list"
+    cp /etc/resolv.conf "$dir/etc/resolv.conf"
+    # no service starts while packages are installed in a chroot
+    printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"; chmod 755 "$dir/usr/sbin/policy-rc.d"
+    mount -t proc proc "$dir/proc"
+    mount --bind /dev "$dir/dev"
+    m=0
+    chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+        DEBIAN_FRONTEND=noninteractive sh -c 'apt-get -q update && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' \
+        sh "$@" >>"$log" 2>&1 || m=1
+    _root_umount_all "$dir"
+    if [ $m = 1 ]; then
+        tail -n 30 "$log" >&2; echo "boot-test: apt-get install in the new root failed (log: $log)" >&2
+        rm -rf --one-file-system "$dir"; return 1
+    fi
+    rm -f "$dir/usr/sbin/policy-rc.d" "$dir/etc/resolv.conf"
+    rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin
+    printf '%s\n' "$@" >"$dir/etc/accord-test-root.pkgs"
+    tar -C "$dir" --numeric-owner --xattrs -I 'zstd -T0 -3' -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
+    rm -rf --one-file-system "$dir"
+    echo "$tarball"
+}
+
+boot_root_unpack() { # TARBALL DIR
+    _root_umount_all "$2"
+    rm -rf --one-file-system "$2"
+    mkdir -p "$2"
+    tar -C "$2" --numeric-owner --xattrs -I zstd -xpf "$1"
+}
+
+# Unmounts everything at or below DIR, deepest first.
+_root_umount_all() {
+    local d m
+    d=$(readlink -m "$1")
+    findmnt -rn -o TARGET | grep -E "^$d(/|$)" | sort -r | while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    ! findmnt -rn -o TARGET | grep -qE "^$d(/|$)"
+}
