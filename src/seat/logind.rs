@@ -96,7 +96,10 @@ impl Logind {
     /// logind's session id of a process (`GetSessionByPID`, then the
     /// session's `Id`). `Ok(None)` when the pid belongs to no session.
     pub async fn session_of_pid(&self, pid: u32) -> Result<Option<String>, LogindError> {
-        match self.object_of_pid("GetSessionByPID", "NoSessionForPID", pid).await? {
+        match self
+            .object_of_pid("GetSessionByPID", "NoSessionForPID", pid)
+            .await?
+        {
             Some(path) => Ok(Some(property(&self.conn, &path, SESSION, "Id").await?)),
             None => Ok(None),
         }
@@ -107,7 +110,10 @@ impl Logind {
     /// unit, as GNOME and Plasma start autostart entries) belongs to no
     /// session but to its user. `Ok(None)` when logind knows no user for it.
     pub async fn user_of_pid(&self, pid: u32) -> Result<Option<u32>, LogindError> {
-        match self.object_of_pid("GetUserByPID", "NoUserForPID", pid).await? {
+        match self
+            .object_of_pid("GetUserByPID", "NoUserForPID", pid)
+            .await?
+        {
             Some(path) => Ok(Some(property(&self.conn, &path, USER, "UID").await?)),
             None => Ok(None),
         }
