@@ -139,6 +139,8 @@ async fn helper(sock: &Path) -> (Arc<Mutex<Option<Instant>>>, mpsc::Sender<FromH
     let (tx, mut rx) = mpsc::channel::<FromHelper>(8);
     w.write_all(&proto::encode(&FromHelper::Hello {
         version: "bench".into(),
+        display: None,
+        exe: None,
     }))
     .await
     .unwrap();
