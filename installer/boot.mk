@@ -21,5 +21,9 @@ boot-tools:
 	@installer/ensure-tools.sh systemd-nspawn:systemd-container debootstrap:debootstrap \
 	    zstd:zstd nsenter:util-linux findmnt:util-linux
 
+# In `make test` deb-test runs first, and its upgrade build makes cargo-deb
+# remove this version's .deb from target/debian (it keeps one version of a
+# package): the copy deb-test set aside is the same file.
 boot-test: deb boot-tools
-	tests/boot/boot-test.sh $(DEB_FILE)
+	@if [ -f "$(DEB_FILE)" ]; then deb="$(DEB_FILE)"; else deb="$(DEB_TEST_DEBS)/$(notdir $(DEB_FILE))"; fi; \
+	    echo "tests/boot/boot-test.sh $$deb"; tests/boot/boot-test.sh "$$deb"
