@@ -199,12 +199,7 @@ impl Helpers {
             let Some(c) = r.conns.get(&conn) else {
                 return;
             };
-            let session = match self.mode {
-                SeatMode::Logind => c.id.session.clone().or_else(|| {
-                    rule::answers_for(&c.id, &self.seat.borrow()).map(|s| s.id.clone())
-                }),
-                SeatMode::Single => None,
-            };
+            let session = self.session_of(&c.id);
             if !r.controlled.contains(&(c.id.uid, session.clone())) {
                 return;
             }
@@ -676,16 +671,20 @@ impl Helpers {
     /// is the seat's active one it answers for (a helper run by the user's
     /// manager has none of its own).
     fn local_user(&self, c: &Conn) -> LocalUser {
-        let session = match self.mode {
-            SeatMode::Logind => rule::answers_for(&c.id, &self.seat.borrow()).map(|s| s.id.clone()),
-            SeatMode::Single => None,
-        }
-        .or_else(|| c.id.session.clone());
         LocalUser {
             name: c.name.clone(),
             uid: c.id.uid,
-            session,
+            session: self.session_of(&c.id),
         }
+    }
+
+    /// The logind session a helper stands for: its own, else (run by its
+    /// user's manager) the seat's active one it answers for.
+    fn session_of(&self, id: &HelperId) -> Option<String> {
+        id.session.clone().or_else(|| match self.mode {
+            SeatMode::Logind => rule::answers_for(id, &self.seat.borrow()).map(|s| s.id.clone()),
+            SeatMode::Single => None,
+        })
     }
 
     /// Sends every helper its state when the broker's state changes.

@@ -128,7 +128,6 @@ pub fn unsupported<'a>(
     seat: &SeatView,
     helpers: impl IntoIterator<Item = &'a HelperId> + Clone,
 ) -> Option<Option<&'a HelperId>> {
-    let chosen = choose(mode, seat, helpers.clone()).ok();
     if mode == SeatMode::Logind
         && let Some(active) = &seat.active
         && active.kind == "wayland"
@@ -142,7 +141,10 @@ pub fn unsupported<'a>(
             _ => None,
         });
     }
-    chosen.filter(|h| h.wayland).map(Some)
+    choose(mode, seat, helpers)
+        .ok()
+        .filter(|h| h.wayland)
+        .map(Some)
 }
 
 /// Picks the helper to ask, or says why nobody can answer (`no_user`).
