@@ -345,9 +345,11 @@ where
     let (stop, stop_rx) = oneshot::channel();
     let clipboard = wire_clipboard(limits.clipboard);
     let (viewer_format, viewer_format_rx) = watch::channel(None);
+    let (progress, progress_rx) = watch::channel(format_hold::ServerProgress::default());
     let server_ctl = rfb_io::ServerCtl {
         pixel_format: pixel_format_of(&server_init),
         viewer_format: viewer_format_rx,
+        progress,
         mode: mode.clone(),
         clipboard,
     };
@@ -357,6 +359,7 @@ where
         stop: stop_rx,
         clipboard,
         viewer_format,
+        progress: progress_rx,
     };
     let events = ClientCounters {
         counters: counters.clone(),
@@ -491,5 +494,6 @@ fn joined(r: Result<DirResult, tokio::task::JoinError>, default: EndReason) -> D
 }
 
 mod end;
+pub mod format_hold;
 pub mod outbox;
 pub mod rfb_io;

@@ -10,6 +10,7 @@
 
 use super::DirResult;
 use super::EndReason;
+use super::format_hold::{FormatHold, ServerProgress};
 use super::outbox::Outbox;
 use crate::protocol::Mode;
 use crate::rfb::{
@@ -161,6 +162,8 @@ pub struct ServerCtl {
     /// The viewer's SetPixelFormat, published by the other direction when
     /// it forwards one (applies from the next FramebufferUpdate).
     pub viewer_format: watch::Receiver<Option<PixelFormat>>,
+    /// Where this direction says how far it is, for a held SetPixelFormat.
+    pub progress: watch::Sender<ServerProgress>,
     pub mode: watch::Receiver<Mode>,
     pub clipboard: RfbClipboard,
 }
@@ -188,9 +191,11 @@ where
     let ServerCtl {
         pixel_format,
         mut viewer_format,
+        progress,
         mut mode,
         clipboard,
     } = ctl;
+    let mut classified = 0u64;
     let mut framer = ServerFramer::new(pixel_format);
     framer.set_clipboard_to_viewer(
         clipboard.allows_to_viewer(*mode.borrow_and_update() == Mode::View),
@@ -224,8 +229,14 @@ where
                 }
                 start += n;
                 on_bytes(n);
+                classified += n as u64;
+                publish(&progress, classified, &framer);
             }
-            Ok(ServerStep::Drop(n)) => start += n,
+            Ok(ServerStep::Drop(n)) => {
+                start += n;
+                classified += n as u64;
+                publish(&progress, classified, &framer);
+            }
             Ok(ServerStep::NeedMore) => {
                 if let Err(e) = w.flush().await {
                     return (EndReason::Technician, Some(e.to_string()));
@@ -255,6 +266,17 @@ where
     }
 }
 
+/// Tells the other direction how far the server's stream is (only when
+/// something changed: a held SetPixelFormat waits for silence).
+fn publish(progress: &watch::Sender<ServerProgress>, bytes: u64, framer: &ServerFramer) {
+    let now = ServerProgress {
+        bytes,
+        at_boundary: framer.at_boundary(),
+        updates: framer.counts().updates,
+    };
+    progress.send_if_modified(|p| std::mem::replace(p, now) != now);
+}
+
 /// What the technician → server relay reports as it goes.
 pub trait ClientEvents {
     /// Bytes read from the technician.
@@ -274,6 +296,8 @@ pub struct ClientCtl {
     pub clipboard: RfbClipboard,
     /// Where a forwarded SetPixelFormat is published for the server framer.
     pub viewer_format: watch::Sender<Option<PixelFormat>>,
+    /// How far the server's stream is ([`FormatHold`]).
+    pub progress: watch::Receiver<ServerProgress>,
 }
 
 /// Technician → server: parse every message, apply the mode, forward only
@@ -298,6 +322,7 @@ where
         mut stop,
         clipboard,
         viewer_format,
+        mut progress,
     } = ctl;
     let mut st = State {
         framer: ClientFramer::new(),
@@ -306,6 +331,7 @@ where
         hold: *hold.borrow_and_update(),
         clipboard,
         viewer_format,
+        format_hold: FormatHold::new(),
         outbox: Outbox::new(now()),
     };
     let mut buf = vec![0u8; READ_CHUNK];
@@ -324,6 +350,22 @@ where
             }
         }
         st.outbox.fill(now());
+        if st.format_hold.is_holding() {
+            let flushed = st.outbox.unsent().is_empty();
+            if let Some(pf) = st
+                .format_hold
+                .poll(now(), flushed, *progress.borrow_and_update())
+            {
+                st.forward_format(pf);
+                drained = false;
+                continue;
+            }
+        }
+        let holding = st.format_hold.is_holding();
+        let hold_wake = st
+            .format_hold
+            .deadline()
+            .map(tokio::time::Instant::from_std);
         let wake = st.outbox.next_send_at().map(tokio::time::Instant::from_std);
         let unsent = st.outbox.unsent();
         let writing = !unsent.is_empty();
@@ -332,9 +374,12 @@ where
             _ = &mut stop => break (EndReason::User, None),
             Ok(()) = mode.changed() => st.sync(&mut mode, &mut hold),
             Ok(()) = hold.changed() => st.sync(&mut mode, &mut hold),
+            Ok(()) = progress.changed(), if holding => st.format_hold.on_activity(now()),
+            _ = sleep_until_opt(hold_wake), if holding && !writing => {}
             res = w.write(unsent), if writing => match res {
                 Ok(0) => break (EndReason::Upstream, Some("the VNC server closed".into())),
                 Ok(n) => {
+                    st.format_hold.on_activity(now());
                     st.outbox.advance(n);
                     if st.outbox.unsent().is_empty()
                         && let Err(e) = w.flush().await
@@ -381,6 +426,7 @@ struct State {
     hold: bool,
     clipboard: RfbClipboard,
     viewer_format: watch::Sender<Option<PixelFormat>>,
+    format_hold: FormatHold,
     outbox: Outbox,
 }
 
@@ -395,7 +441,8 @@ impl State {
     ) -> Result<bool, DirResult> {
         let mut active = false;
         let result = loop {
-            if self.outbox.is_full() {
+            // A held SetPixelFormat keeps everything after it waiting.
+            if self.outbox.is_full() || self.format_hold.is_holding() {
                 break Ok(false);
             }
             let msg = match self.framer.next_message() {
@@ -423,11 +470,14 @@ impl State {
                 clipboard: self.clipboard,
             };
             match self.filter.apply(msg, ctx) {
+                Action::Forward(ClientMessage::SetPixelFormat(pf)) => {
+                    if let Some(pf) = self.format_hold.on_set_pixel_format(pf, now()) {
+                        self.forward_format(pf);
+                    }
+                }
                 Action::Forward(m) => {
-                    // Published before the bytes leave, so the server
-                    // framer knows the format before the server answers.
-                    if let ClientMessage::SetPixelFormat(pf) = &m {
-                        self.viewer_format.send_replace(Some(*pf));
+                    if let ClientMessage::FramebufferUpdateRequest { .. } = &m {
+                        self.format_hold.on_request();
                     }
                     self.outbox.push(&m)
                 }
@@ -461,6 +511,13 @@ impl State {
         if gaining_control && let Some(m) = self.filter.restore_encodings() {
             self.outbox.push(&m);
         }
+    }
+
+    /// Published before the bytes leave, so the server framer knows the
+    /// format before the server answers in it.
+    fn forward_format(&mut self, pf: PixelFormat) {
+        self.viewer_format.send_replace(Some(pf));
+        self.outbox.push(&ClientMessage::SetPixelFormat(pf));
     }
 
     fn release(&mut self) {
@@ -541,6 +598,7 @@ mod tests {
                 stop,
                 clipboard: RfbClipboard::ToWorkstation,
                 viewer_format: watch::channel(None).0,
+                progress: watch::channel(ServerProgress::default()).1,
             },
             Channels {
                 _mode: mode_tx,

@@ -5,6 +5,9 @@
 
 #[cfg(feature = "logind")]
 pub mod logind;
+pub mod peers;
+#[cfg(unix)]
+pub mod xserver;
 
 use accord::agent::Agent;
 use accord::broker::{
