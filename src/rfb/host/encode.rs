@@ -434,7 +434,7 @@ impl Zrle {
                 for row in self.tile.chunks(w.max(1)) {
                     let (mut acc, mut filled) = (0u8, 0);
                     for &v in row {
-                        acc = acc << bits | self.palette.index(v);
+                        acc = (acc << bits) | self.palette.index(v);
                         filled += bits;
                         if filled == 8 {
                             out.push(acc);

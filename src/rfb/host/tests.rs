@@ -298,9 +298,9 @@ impl Viewer {
                 let b = t.take(3);
                 let (b0, b1, b2) = (u32::from(b[0]), u32::from(b[1]), u32::from(b[2]));
                 let v = if pf.big_endian {
-                    b0 << 16 | b1 << 8 | b2
+                    (b0 << 16) | (b1 << 8) | b2
                 } else {
-                    b2 << 16 | b1 << 8 | b0
+                    (b2 << 16) | (b1 << 8) | b0
                 };
                 return if low { v } else { v << 8 };
             }
@@ -314,11 +314,11 @@ fn pixel(pf: &PixelFormat, bytes: &[u8]) -> u32 {
     let mut v = 0u32;
     if pf.big_endian {
         for &b in bytes {
-            v = v << 8 | u32::from(b);
+            v = (v << 8) | u32::from(b);
         }
     } else {
         for &b in bytes.iter().rev() {
-            v = v << 8 | u32::from(b);
+            v = (v << 8) | u32::from(b);
         }
     }
     v
@@ -331,8 +331,8 @@ fn expected_value(pf: &PixelFormat, rgb: u32) -> u32 {
         let v = (c * u32::from(max) + 127) / 255;
         if shift >= 32 { 0 } else { v << shift }
     };
-    channel(rgb >> 16 & 255, pf.red_max, pf.red_shift)
-        | channel(rgb >> 8 & 255, pf.green_max, pf.green_shift)
+    channel((rgb >> 16) & 255, pf.red_max, pf.red_shift)
+        | channel((rgb >> 8) & 255, pf.green_max, pf.green_shift)
         | channel(rgb & 255, pf.blue_max, pf.blue_shift)
 }
 
@@ -403,7 +403,7 @@ impl Picture {
                             0 => a,
                             1 => [a, b][rng.below(2) as usize],
                             2 => colours[rng.below(7) as usize],
-                            3 => (x as u32 * 16) << 16 | (y as u32 * 8 & 255) << 8 | 0x40,
+                            3 => ((x as u32 * 16) << 16) | (((y as u32 * 8) & 255) << 8) | 0x40,
                             4 => rng.next() as u32 & 0xff_ffff,
                             _ => {
                                 if (x / 3 + y) % 5 == 0 {
