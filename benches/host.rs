@@ -44,7 +44,7 @@ fn desktop(rng: &mut Rng) -> Vec<u8> {
                 let text = body && (y - y0 - 28) % 20 < 12 && (x - x0) % 7 < 6 && x - x0 > 10;
                 rgb[y * w + x] = if !body {
                     0xE0_E0E0
-                } else if text && rng.next() % 3 == 0 {
+                } else if text && rng.next().is_multiple_of(3) {
                     greys[(rng.next() % 4) as usize]
                 } else {
                     0xFF_FFFF
