@@ -27,7 +27,7 @@ if [ -z "$targets" ]; then
 fi
 # Every target CI must run, so a renamed or removed one fails loudly
 # instead of silently not being fuzzed any more.
-for required in framer handshake server_framer; do
+for required in framer handshake server_framer host; do
   if ! grep -qx "$required" <<<"$targets"; then
     echo "fuzz target $required missing from fuzz/Cargo.toml" >&2
     exit 1

@@ -34,13 +34,16 @@
 //! (names and end reasons shared by the client-side layers), [`messages`]
 //! (the client→server messages and their serialisation), [`framer`] (client
 //! bytes → messages), [`filter`] (per-session policy), [`server`] (the
-//! server→client framer), [`handshake`] (both legs' handshakes) and [`auth`]
-//! (VNC authentication's DES response).
+//! server→client framer), [`handshake`] (both legs' handshakes), [`auth`]
+//! (VNC authentication's DES response) and [`host`] (Accord as the RFB
+//! server itself, for its own Wayland screen server: handshake, update
+//! requests, change detection, Raw and ZRLE encoders).
 
 pub mod auth;
 pub mod filter;
 pub mod framer;
 pub mod handshake;
+pub mod host;
 pub mod kind;
 pub mod messages;
 pub mod server;
@@ -56,6 +59,7 @@ pub use handshake::{
     HandshakeError, ServerInit, TechnicianHandshake, TechnicianProgress, UpstreamHandshake,
     UpstreamProgress, Version,
 };
+pub use host::{Frame, FrameFormat, Host, HostError, HostEvent};
 pub use messages::{ClientMessage, MessageKind, PixelFormat, QemuAudio, Screen};
 pub use server::{
     FRAMEABLE_ENCODINGS, MAX_SERVER_HEADER, ServerCounts, ServerFrameError, ServerFramer,

@@ -16,7 +16,7 @@
 //! cuts the viewer's SetEncodings down to [`FRAMEABLE_ENCODINGS`], so an
 //! honest server never sends anything else.
 
-mod encodings;
+pub(crate) mod encodings;
 #[cfg(test)]
 pub(crate) mod tests;
 
