@@ -15,6 +15,7 @@ pub mod gate;
 #[cfg(unix)]
 pub mod launch;
 pub mod login_screen;
+pub mod mutter;
 pub mod platform;
 pub mod policy;
 pub mod preflight;

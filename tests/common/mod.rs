@@ -3,8 +3,12 @@
 //! agent on 127.0.0.1:0.
 #![allow(dead_code)]
 
+#[cfg(any(feature = "logind", feature = "mutter"))]
+pub mod bus;
 #[cfg(feature = "logind")]
 pub mod logind;
+#[cfg(feature = "mutter")]
+pub mod mutter;
 pub mod peers;
 #[cfg(unix)]
 pub mod xserver;
