@@ -7,6 +7,13 @@
 #                    logind sessions (in a session, and started by XDG
 #                    autostart), lock, user switch, restart and purge
 #                    (tests/boot/boot-test.sh). Root only.
+#   make boot-wayland-test   the same container's root plus GNOME Shell: a
+#                    seat0 Wayland session (gnome-shell --headless, PipeWire,
+#                    WirePlumber), seen through the test's own Mutter
+#                    ScreenCast/RemoteDesktop client, and `accord connect` to
+#                    it (tests/boot/wayland-test.sh). Root only; not in
+#                    `make test` yet. BOOT_DEB=path/to.deb tests that .deb
+#                    instead of building one.
 #
 # The container's root is built once (debootstrap + apt-get, a few minutes)
 # and cached outside the tree in $(ACCORD_TEST_CACHE), keyed by suite and
@@ -14,8 +21,9 @@
 
 export ACCORD_TEST_CACHE ?= /var/cache/accord-tests
 export BOOT_TEST_WORK ?= $(PKG_TARGET_DIR)/boot-test
+BOOT_WAYLAND_WORK ?= $(PKG_TARGET_DIR)/boot-wayland-test
 
-.PHONY: boot-test boot-tools
+.PHONY: boot-test boot-wayland-test boot-tools
 
 boot-tools:
 	@installer/ensure-tools.sh systemd-nspawn:systemd-container debootstrap:debootstrap \
@@ -27,3 +35,10 @@ boot-tools:
 boot-test: deb boot-tools
 	@if [ -f "$(DEB_FILE)" ]; then deb="$(DEB_FILE)"; else deb="$(DEB_TEST_DEBS)/$(notdir $(DEB_FILE))"; fi; \
 	    echo "tests/boot/boot-test.sh $$deb"; tests/boot/boot-test.sh "$$deb"
+
+# The Wayland root is the X11 root above plus GNOME Shell (a cached layer,
+# tests/boot/root.sh boot_root_layer): one debootstrap for both tests.
+boot-wayland-test: $(if $(BOOT_DEB),,deb) boot-tools
+	@if [ -n "$(BOOT_DEB)" ]; then deb="$(BOOT_DEB)"; elif [ -f "$(DEB_FILE)" ]; then deb="$(DEB_FILE)"; \
+	    else deb="$(DEB_TEST_DEBS)/$(notdir $(DEB_FILE))"; fi; \
+	    echo "tests/boot/wayland-test.sh $$deb"; BOOT_TEST_WORK="$(BOOT_WAYLAND_WORK)" tests/boot/wayland-test.sh "$$deb"
