@@ -1229,5 +1229,37 @@ async fn a_helper_started_again_after_control_is_recorded_and_told() {
     assert_eq!(rec["pid"], again.child.id().unwrap());
     assert!(rec["exe"].is_string(), "{rec}");
     again.wait_line("helper_replaced").await;
+    // Her next prompt says it first, and only that one.
+    let pid = again.child.id().unwrap();
+    let asks = |h: &Helper| {
+        h.lines()
+            .into_iter()
+            .filter(|l| l.contains("\"ask\""))
+            .collect::<Vec<_>>()
+    };
+    for n in 1..=2 {
+        let (r, task) = connect_tunnel(pki.connect_config(svc.addr, Mode::Control)).await;
+        r.expect("accepted");
+        task.abort();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while svc
+            .records()
+            .iter()
+            .filter(|r| r["event"] == "session_ended")
+            .count()
+            < n + 2
+        {
+            assert!(Instant::now() < deadline, "session {n} never ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(asks(&again).len(), n, "{:?}", again.lines());
+    }
+    let lines = asks(&again);
+    assert!(
+        lines[0].contains("\"replaced\"") && lines[0].contains(&format!("\"pid\":{pid}")),
+        "{}",
+        lines[0]
+    );
+    assert!(!lines[1].contains("\"replaced\""), "{}", lines[1]);
     svc.stop().await;
 }

@@ -38,6 +38,7 @@ fn request(asked: Mode, control_offered: bool, timeout: Duration, arm: Duration)
         arm_delay: arm,
         clipboard: accord::policy::Clipboard::ToWorkstation,
         raise: false,
+        replaced: None,
     }
 }
 
@@ -105,6 +106,35 @@ fn prompt_says_who_why_what_and_what_will_happen_in_plain_french() {
     let x = |l: &str| h.get_by_label(l).rect().left();
     assert!(x("Autoriser le contrôle") < x("Autoriser l'affichage seul"));
     assert!(x("Autoriser l'affichage seul") < x("Refuser"));
+}
+
+#[test]
+fn a_replaced_helper_is_said_first_and_only_when_it_happened() {
+    let mut req = request(
+        Mode::Control,
+        true,
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+    );
+    let mut h = prompt_harness(req.clone(), Lang::Fr);
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("a redémarré").is_none());
+    req.replaced = Some(accord::broker::ReplacedHelper {
+        pid: 4242,
+        exe: "/home/clin/.local/bin/faux".into(),
+    });
+    let mut h = prompt_harness(req, Lang::Fr);
+    h.run_steps(2);
+    let warning =
+        h.get_by_label_contains("a redémarré pendant ou après la dernière prise de contrôle");
+    let text = warning.value().unwrap_or_default();
+    assert!(
+        text.contains("processus 4242, /home/clin/.local/bin/faux"),
+        "{text:?}"
+    );
+    let top = warning.rect().top();
+    let question = format!("Acceptez-vous l'assistance à distance{NB}?");
+    assert!(top < h.get_by_label(&question).rect().top());
 }
 
 #[test]

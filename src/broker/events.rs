@@ -384,6 +384,19 @@ pub struct PromptRequest {
     /// for control of it: the prompt words it so and offers only "Allow
     /// control" and "Refuse". `false` for a new request.
     pub raise: bool,
+    /// Accord's window program started again during or after an earlier
+    /// control session in her login session (`helper_replaced`): the
+    /// prompt says so first, since a technician in control could have put
+    /// a program of their own in its place. Set by the service's prompter
+    /// on the next prompt only; `None` from the broker.
+    pub replaced: Option<ReplacedHelper>,
+}
+
+/// The helper that connected where control had been granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplacedHelper {
+    pub pid: u32,
+    pub exe: String,
 }
 
 /// A running session, as the banner shows it.

@@ -13,7 +13,7 @@ pub mod watcher;
 
 pub use events::{
     Activity, AgentState, DecidedBy, EndReason, Event, Journal, JournalError, Listening, LocalUser,
-    MemoryJournal, Notice, PromptRequest, SessionInfo, UnavailableJournal,
+    MemoryJournal, Notice, PromptRequest, ReplacedHelper, SessionInfo, UnavailableJournal,
 };
 
 use crate::policy::Policy;
@@ -501,6 +501,7 @@ impl<P: Prompter> Broker<P> {
             arm_delay: policy.consent.arm_delay,
             clipboard: policy.session.clipboard,
             raise: false,
+            replaced: None,
         };
         self.shared
             .state
@@ -640,6 +641,7 @@ impl<P: Prompter> Broker<P> {
             arm_delay: policy.consent.arm_delay,
             clipboard: policy.session.clipboard,
             raise: true,
+            replaced: None,
         };
         let pending = crate::protocol::encode_pending(policy.consent.timeout, Mode::Control);
         if tech_stream.write_all(&pending).await.is_ok() {

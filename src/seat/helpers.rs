@@ -12,7 +12,7 @@ use super::proto::{MAX_HISTORY, ToHelper, WireAsk, WireHistory, WireNotice, Wire
 use super::rule::{self, HelperId, SeatMode, SeatView};
 use crate::broker::{
     Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
-    Prompter, Screen, ScreenError, ScreenRequest, SessionControl,
+    Prompter, ReplacedHelper, Screen, ScreenError, ScreenRequest, SessionControl,
 };
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -108,6 +108,9 @@ struct Registry {
     /// Where control was granted (uid, logind session), most recent last,
     /// bounded: a helper of that uid connecting there later is recorded.
     controlled: std::collections::VecDeque<(u32, Option<String>)>,
+    /// Helpers that connected at one of those places, told on the next
+    /// prompt there (bounded like `controlled`).
+    replaced: std::collections::VecDeque<((u32, Option<String>), ReplacedHelper)>,
 }
 
 /// Places where control was granted that are remembered.
@@ -220,9 +223,24 @@ impl Helpers {
             uid,
             pid,
             exe: exe.clone(),
-            session,
+            session: session.clone(),
         }) {
             tracing::error!("{e}");
+        }
+        {
+            let mut r = self.reg();
+            let place = (uid, session);
+            r.replaced.retain(|(p, _)| *p != place);
+            if r.replaced.len() >= CONTROLLED {
+                r.replaced.pop_front();
+            }
+            r.replaced.push_back((
+                place,
+                ReplacedHelper {
+                    pid,
+                    exe: exe.clone(),
+                },
+            ));
         }
         self.send(
             conn,
@@ -751,6 +769,7 @@ impl Drop for Withdraw {
 impl Prompter for HelperPrompter {
     fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
         let helpers = self.helpers.clone();
+        let mut req = req;
         async move {
             helpers.refuse_unsupported()?;
             let conn = helpers.choose().map_err(PromptError::NoUser)?;
@@ -763,6 +782,11 @@ impl Prompter for HelperPrompter {
                 };
                 c.asked.insert(id);
                 let who = helpers.local_user(c);
+                // Said once, on the next prompt where it happened.
+                let place = (c.id.uid, helpers.session_of(&c.id));
+                if let Some(i) = r.replaced.iter().position(|(p, _)| *p == place) {
+                    req.replaced = r.replaced.remove(i).map(|(_, h)| h);
+                }
                 r.asking.insert(id, Asking { conn, reply: tx });
                 r.last_asked = Some(conn);
                 if r.asked_users.len() >= ASKED_USERS {

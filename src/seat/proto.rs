@@ -8,7 +8,7 @@
 //! never guesses what a helper meant.
 
 use crate::broker::{
-    Activity, AgentState, EndReason, Listening, Notice, PromptRequest, SessionInfo,
+    Activity, AgentState, EndReason, Listening, Notice, PromptRequest, ReplacedHelper, SessionInfo,
 };
 use crate::policy::Clipboard;
 use crate::protocol::Mode;
@@ -235,6 +235,16 @@ pub struct WireAsk {
     /// service that predates it still parse.
     #[serde(default)]
     pub raise: bool,
+    /// [`PromptRequest::replaced`]; absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<WireReplaced>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireReplaced {
+    pub pid: u32,
+    pub exe: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -353,6 +363,10 @@ impl WireAsk {
             arm_delay_ms: ms(r.arm_delay),
             clipboard: r.clipboard.as_str().into(),
             raise: r.raise,
+            replaced: r.replaced.as_ref().map(|h| WireReplaced {
+                pid: h.pid,
+                exe: h.exe.clone(),
+            }),
         }
     }
 
@@ -372,6 +386,11 @@ impl WireAsk {
             arm_delay: Duration::from_millis(self.arm_delay_ms),
             clipboard: clipboard(&self.clipboard)?,
             raise: self.raise,
+            replaced: self.replaced.as_ref().map(|h| ReplacedHelper {
+                pid: h.pid,
+                // Shown in her prompt: bounded like every other field.
+                exe: h.exe.chars().take(200).collect(),
+            }),
         })
     }
 }
@@ -549,6 +568,10 @@ mod tests {
             arm_delay: Duration::from_millis(1000),
             clipboard: Clipboard::Both,
             raise: true,
+            replaced: Some(ReplacedHelper {
+                pid: 4242,
+                exe: "/usr/bin/accord".into(),
+            }),
         };
         let to: Vec<ToHelper> = vec![
             ToHelper::Welcome {

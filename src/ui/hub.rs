@@ -385,6 +385,7 @@ mod tests {
             arm_delay: Duration::from_secs(1),
             clipboard: crate::policy::Clipboard::None,
             raise,
+            replaced: None,
         }
     }
 

@@ -230,6 +230,20 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     let s = &st.strings.prompt;
     let req = &st.req;
     let id = &req.technician;
+    // Before anything else: this window's own program may not be Accord's.
+    if let Some(h) = &req.replaced {
+        let text = fill(&s.replaced, &[("pid", &h.pid.to_string()), ("exe", &h.exe)]);
+        ui.add(
+            egui::Label::new(
+                RichText::new(text)
+                    .size(look::BODY_PT)
+                    .strong()
+                    .color(look::CONTROL_TEXT),
+            )
+            .wrap(),
+        );
+        ui.add_space(6.0);
+    }
     // The question, large: it is what the window is about.
     let question = if req.raise {
         &s.question_raise

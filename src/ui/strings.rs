@@ -66,6 +66,9 @@ pub struct PromptStrings {
     pub question_raise: String,
     /// What control would change, instead of `consequences`, for that question.
     pub consequences_raise: String,
+    /// Said first when Accord's window program started again after an
+    /// earlier control session ([`crate::broker::PromptRequest::replaced`]).
+    pub replaced: String,
     pub technician: String,
     pub technician_no_org: String,
     pub identity_note: String,
