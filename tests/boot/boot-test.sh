@@ -45,26 +45,11 @@ FAILED=()
 
 # shellcheck source=tests/boot/root.sh
 . "$HERE/root.sh"
-
-# The container's root: systemd, logind, the X11 peers the test drives, and
-# accord's own Depends/Recommends so that a warm run downloads nothing big
-# (apt-get install of the .deb still resolves them).
-ROOT_PKGS=(systemd systemd-sysv dbus dbus-user-session libpam-systemd
-    xvfb openbox xdotool x11-utils imagemagick procps iproute2
-    adduser libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxi6 libxkbcommon0
-    libxkbcommon-x11-0 libgl1 libegl1 libgl1-mesa-dri x11vnc)
-
-T0=$(date +%s.%N); TL=$T0
-lap() {
-    local now; now=$(date +%s.%N)
-    awk -v a="$TL" -v b="$now" -v s="$1" 'BEGIN { printf "boot-test: time: %-32s %6.1f s\n", s, b - a }'
-    TL=$now
-}
-ok() { echo "boot-test: ok: $*"; }
-note() { echo "boot-test: $*"; }
+# shellcheck source=tests/boot/container.sh
+. "$HERE/container.sh"
+boot_clock boot-test
 B=/var/tmp/boot          # inside the container
 HB=$ROOT$B               # the same, from the host
-NSPAWN=; PID1=
 
 # what a failure shows: the service's journal, the audit log, the helpers' logs
 evidence() {
@@ -105,118 +90,45 @@ for t in systemd-nspawn debootstrap nsenter zstd findmnt; do
     command -v "$t" >/dev/null || die "$t not found (make boot-test installs systemd-container, debootstrap, zstd)"
 done
 
-# Every process whose root is the container's (nspawn's children, nsenter'ed ones).
-root_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && echo "${p#/proc/}"
-    done
-    return 0
-}
 cleanup() {
-    local rc=$? p i
+    local rc=$?
     set +e
-    if [ -n "$NSPAWN" ] && kill -0 "$NSPAWN" 2>/dev/null; then
-        # SIGTERM to nspawn: it asks the container's systemd to power off
-        kill -TERM "$NSPAWN"
-        for i in $(seq 150); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$NSPAWN" 2>/dev/null && { note "container did not power off in 15 s: killed"; kill -KILL "$NSPAWN"; }
-        wait "$NSPAWN" 2>/dev/null
-    fi
-    for p in $(root_pids); do kill -KILL "$p" 2>/dev/null; done
-    for i in $(seq 50); do [ -z "$(root_pids)" ] && break; sleep 0.1; done
-    if _root_umount_all "$ROOT"; then
-        rm -rf --one-file-system "$ROOT"
-    else
-        note "mounts left under $ROOT, not deleting it"
-    fi
-    awk -v a="$T0" -v b="$(date +%s.%N)" -v rc="$rc" 'BEGIN { printf "boot-test: total time %.1f s, exit %d\n", b - a, rc }'
+    boot_container_stop 15
+    boot_kill_leftovers
+    boot_remove_root
+    boot_total "$rc"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Runs a command in the booted container (all its namespaces), as root.
-in_c() {
-    nsenter -t "$PID1" -a /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-        LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
-}
-# wait_for SECONDS COMMAND...: polls every 0.2 s
-wait_for() {
-    local n=$(($1 * 5)); shift
-    while [ $n -gt 0 ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.2; n=$((n - 1))
-    done
-    return 1
-}
-
 # --- 1. the root --------------------------------------------------------------
 mkdir -p "$WORK" "$SHOTS"
 rm -f "$SHOTS"/*.png
-TARBALL=$(boot_root_tarball x11 "${ROOT_PKGS[@]}") || die "could not build the root"
+TARBALL=$(boot_root_tarball x11 "${BOOT_X11_PKGS[@]}") || die "could not build the root"
 lap "root (cache: $(basename "$TARBALL"))"
 boot_root_unpack "$TARBALL" "$ROOT" || die "could not unpack $TARBALL"
-echo "deb $BOOT_MIRROR $BOOT_SUITE main" >"$ROOT/etc/apt/sources.list"
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-echo accord-boot >"$ROOT/etc/hostname"
-# no login prompt on the container's console
-ln -sf /dev/null "$ROOT/etc/systemd/system/console-getty.service"
-mkdir -p "$HB"
-cp "$DEB" "$HB/$(basename "$DEB")"
+boot_root_setup accord-boot "$DEB"
 install -m 755 "$HERE/session.sh" "$HB/session.sh"
 cp "$HERE/boot-session@.service" "$ROOT/etc/systemd/system/"
-mkdir -p "$ROOT/etc/systemd/user"
 cp "$HERE/boot-desktop.target" "$ROOT/etc/systemd/user/"
 lap "unpack root"
 
 # --- 2. boot -----------------------------------------------------------------------
-systemd-nspawn -D "$ROOT" -b --register=no --keep-unit -M accord-boot --console=passive \
-    >"$WORK/boot.log" 2>&1 &
-NSPAWN=$!
-find_pid1() {
-    local c
-    for c in $(pgrep -P "$NSPAWN"); do
-        # its PID is 1 in its own namespace
-        [ "$(awk '/^NSpid:/ { print $NF }' "/proc/$c/status" 2>/dev/null)" = 1 ] && { PID1=$c; return 0; }
-    done
-    return 1
-}
-wait_for 20 find_pid1 || { cat "$WORK/boot.log" >&2; die "systemd-nspawn: no container init"; }
-booted() { local s; s=$(in_c systemctl is-system-running 2>/dev/null); [ "$s" = running ] || [ "$s" = degraded ]; }
-wait_for 60 booted || { cat "$WORK/boot.log" >&2; die "the container did not finish booting in 60 s: $(in_c systemctl is-system-running 2>&1)"; }
-STATE=$(in_c systemctl is-system-running 2>&1 || true)
-[ "$STATE" = running ] || note "container state $STATE: $(in_c systemctl --failed --no-legend --plain 2>&1 | awk '{print $1}' | tr '\n' ' ')"
-in_c systemctl is-active --quiet systemd-logind || die "systemd-logind is not running in the container"
+boot_container_start accord-boot
 ok "container booted (systemd $(in_c systemctl --version | head -n1 | awk '{print $2}'), pid 1 = host pid $PID1, logind running)"
 lap "boot"
 
 # --- 3. install the package --------------------------------------------------------
-in_c apt-get -q update >"$WORK/apt-update.log" 2>&1 || { cat "$WORK/apt-update.log" >&2; die "apt-get update in the container"; }
-in_c apt-get install -y -q "$B/$(basename "$DEB")" >"$WORK/install.log" 2>&1 \
-    || { tail -n 30 "$WORK/install.log" >&2; die "apt-get install the .deb in the container"; }
+boot_install_deb "$DEB"
 VERSION=$(in_c dpkg-query -W -f '${Version}' accord)
 ok "apt-get install $(basename "$DEB") under systemd (accord $VERSION; $(grep -c '^Setting up' "$WORK/install.log") packages set up)"
 in_c systemctl is-enabled --quiet accord || die "accord.service not enabled by the package"
 lap "install"
 
 # The demo PKI where the shipped policy looks (README.Debian), as IT would.
-in_c accord pki demo $B/pki >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log" >&2; die "accord pki demo"; }
-cp "$HB/pki/agent.pem" "$ROOT/etc/accord/agent.pem"
-cp "$HB/pki/agent.key" "$ROOT/etc/accord/agent.key"
-cp "$HB/pki/ca.pem" "$ROOT/etc/accord/technicians-ca.pem"
-in_c chown root:accord /etc/accord/agent.key
-in_c chmod 0640 /etc/accord/agent.key
-in_c chmod 0644 /etc/accord/agent.pem /etc/accord/technicians-ca.pem
-# The container shares the host's network: a free loopback port, not 5988.
-PORT=
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! awk -v h="$(printf ':%04X' "$p")" 'NR > 1 && $2 ~ h"$" { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6; then
-        PORT=$p; break
-    fi
-done
-[ -n "$PORT" ] || die "no free port"
+boot_demo_pki
+boot_free_port
 POLICY=$ROOT/etc/accord/policy.toml
 sed -i -e "s/^address = .*/address = \"127.0.0.1:$PORT\"/" \
     -e 's/^max_prompts_per_technician_per_hour = .*/max_prompts_per_technician_per_hour = 100/' \
@@ -226,9 +138,6 @@ grep -q "^address = \"127.0.0.1:$PORT\"" "$POLICY" && grep -q '^language = "fr"'
 in_c accord policy check /etc/accord/policy.toml >"$WORK/policy-check.log" 2>&1 \
     || { cat "$WORK/policy-check.log" >&2; die "accord policy check with the demo PKI"; }
 in_c systemctl restart accord
-listening() {
-    awk -v h="$(printf ':%04X' "$PORT")" 'NR > 1 && $2 ~ h"$" && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
-}
 wait_for 20 listening || die "accord.service does not listen on 127.0.0.1:$PORT after restart"
 ok "demo PKI in /etc/accord (agent.key root:accord 0640), service restarted, listening on 127.0.0.1:$PORT"
 

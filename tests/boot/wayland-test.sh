@@ -44,31 +44,20 @@ BG_HEX='#1f8a70'
 
 # shellcheck source=tests/boot/root.sh
 . "$HERE/root.sh"
+# shellcheck source=tests/boot/container.sh
+. "$HERE/container.sh"
+boot_clock wayland-test
 
-# The X11 boot test's root (same list as tests/boot/boot-test.sh, so the same
-# cached tarball) ...
-X11_PKGS=(systemd systemd-sysv dbus dbus-user-session libpam-systemd
-    xvfb openbox xdotool x11-utils imagemagick procps iproute2
-    adduser libx11-6 libx11-xcb1 libxcb1 libxcursor1 libxi6 libxkbcommon0
-    libxkbcommon-x11-0 libgl1 libegl1 libgl1-mesa-dri x11vnc)
-# ... plus what GNOME Shell headless, the user's PipeWire and the probe need
+# The X11 boot test's root (BOOT_X11_PKGS, the same cached tarball) plus what GNOME Shell headless, the user's PipeWire and the probe need
 WAYLAND_PKGS=(gnome-shell mutter pipewire pipewire-bin wireplumber
     gstreamer1.0-pipewire gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     python3-gi python3-dbus gir1.2-glib-2.0 libglib2.0-bin dconf-gsettings-backend dconf-cli
     gsettings-desktop-schemas fonts-dejavu-core fonts-cantarell)
 
-T0=$(date +%s.%N); TL=$T0
-lap() {
-    local now; now=$(date +%s.%N)
-    awk -v a="$TL" -v b="$now" -v s="$1" 'BEGIN { printf "wayland-test: time: %-32s %6.1f s\n", s, b - a }'
-    TL=$now
-}
-ok() { echo "wayland-test: ok: $*"; }
-note() { echo "wayland-test: $*"; }
 B=/var/tmp/boot          # inside the container
 HB=$ROOT$B               # the same, from the host
 U=clin
-NSPAWN=; PID1=; PROBE_FD=
+PROBE_FD=
 
 evidence() {
     [ -n "$PID1" ] && [ -d "/proc/$PID1" ] || return 0
@@ -100,60 +89,30 @@ for t in systemd-nspawn debootstrap nsenter zstd findmnt; do
 done
 case $WAYLAND_EXPECT in unsupported) ;; *) die "WAYLAND_EXPECT=$WAYLAND_EXPECT: no such case (unsupported)" ;; esac
 
-# Every process whose root is the container's (nspawn's children, nsenter'ed ones).
-root_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [ "$(readlink "$p/root" 2>/dev/null)" = "$ROOT" ] && echo "${p#/proc/}"
-    done
-    return 0
-}
+# Unlike boot-test, anything of the container left after its power-off
+# fails the test: the Mutter and PipeWire sessions must end with it.
 cleanup() {
-    local rc=$? p
+    local rc=$?
     set +e
     [ -n "$PROBE_FD" ] && exec {PROBE_FD}>&-
-    if [ -n "$NSPAWN" ] && kill -0 "$NSPAWN" 2>/dev/null; then
-        # SIGTERM to nspawn: it asks the container's systemd to power off
-        kill -TERM "$NSPAWN"
-        for _ in $(seq 300); do kill -0 "$NSPAWN" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$NSPAWN" 2>/dev/null && { note "container did not power off in 30 s: killed"; kill -KILL "$NSPAWN"; rc=1; }
-        wait "$NSPAWN" 2>/dev/null
+    if [ -n "$NSPAWN" ]; then
+        boot_container_stop 30 || rc=1
         lap "power-off"
     fi
     if [ -n "$(root_pids)" ]; then
         note "processes left in the container after power-off: $(root_pids | tr '\n' ' '): killed"
         [ "$rc" = 0 ] && rc=1
-        for p in $(root_pids); do kill -KILL "$p" 2>/dev/null; done
-        for _ in $(seq 50); do [ -z "$(root_pids)" ] && break; sleep 0.1; done
+        boot_kill_leftovers
     fi
-    if _root_umount_all "$ROOT"; then
-        rm -rf --one-file-system "$ROOT"
-        lap "remove root"
-    else
-        note "mounts left under $ROOT, not deleting it"; [ "$rc" = 0 ] && rc=1
-    fi
+    if boot_remove_root; then lap "remove root"; else [ "$rc" = 0 ] && rc=1; fi
     if [ -n "$(root_pids)" ] || findmnt -rn -o TARGET | grep -qE "^$ROOT(/|$)"; then
         note "FAIL: processes or mounts of the container remain"; [ "$rc" = 0 ] && rc=1
     fi
-    awk -v a="$T0" -v b="$(date +%s.%N)" -v rc="$rc" 'BEGIN { printf "wayland-test: total time %.1f s, exit %d\n", b - a, rc }'
+    boot_total "$rc"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-in_c() {
-    nsenter -t "$PID1" -a /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-        LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive SYSTEMD_PAGER= SYSTEMD_COLORS=0 "$@"
-}
-# wait_for SECONDS COMMAND...: polls every 0.2 s
-wait_for() {
-    local n=$(($1 * 5)); shift
-    while [ $n -gt 0 ]; do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.2; n=$((n - 1))
-    done
-    return 1
-}
 
 # --- the root ---------------------------------------------------------------------
 # The root (1.2 GB, 31000 files) on a tmpfs when memory allows: on a disk
@@ -165,39 +124,18 @@ if [ -z "${BOOT_ROOT_TMPFS+set}" ]; then
 fi
 mkdir -p "$WORK" "$SHOTS"
 rm -f "$SHOTS"/*.png
-BASE=$(boot_root_tarball x11 "${X11_PKGS[@]}") || die "could not build the X11 base root"
+BASE=$(boot_root_tarball x11 "${BOOT_X11_PKGS[@]}") || die "could not build the X11 base root"
 TARBALL=$(boot_root_layer "$BASE" wayland "${WAYLAND_PKGS[@]}") || die "could not build the Wayland root"
 lap "root (cache: $(basename "$TARBALL"))"
 boot_root_unpack "$TARBALL" "$ROOT" || die "could not unpack $TARBALL"
-echo "deb $BOOT_MIRROR $BOOT_SUITE main" >"$ROOT/etc/apt/sources.list"
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-echo accord-wayland >"$ROOT/etc/hostname"
-ln -sf /dev/null "$ROOT/etc/systemd/system/console-getty.service"
-mkdir -p "$HB"
-cp "$DEB" "$HB/$(basename "$DEB")"
+boot_root_setup accord-wayland "$DEB"
 install -m 755 "$HERE/wayland-session.sh" "$HERE/mutter_probe.py" "$HB/"
 cp "$HERE/boot-wayland-session@.service" "$ROOT/etc/systemd/system/"
-mkdir -p "$ROOT/etc/systemd/user"
 cp "$HERE/boot-desktop.target" "$ROOT/etc/systemd/user/"
 lap "unpack root"
 
 # --- boot ---------------------------------------------------------------------------
-systemd-nspawn -D "$ROOT" -b --register=no --keep-unit -M accord-wayland --console=passive \
-    >"$WORK/boot.log" 2>&1 &
-NSPAWN=$!
-find_pid1() {
-    local c
-    for c in $(pgrep -P "$NSPAWN"); do
-        [ "$(awk '/^NSpid:/ { print $NF }' "/proc/$c/status" 2>/dev/null)" = 1 ] && { PID1=$c; return 0; }
-    done
-    return 1
-}
-wait_for 20 find_pid1 || { cat "$WORK/boot.log" >&2; die "systemd-nspawn: no container init"; }
-booted() { local s; s=$(in_c systemctl is-system-running 2>/dev/null); [ "$s" = running ] || [ "$s" = degraded ]; }
-wait_for 60 booted || { cat "$WORK/boot.log" >&2; die "the container did not finish booting in 60 s: $(in_c systemctl is-system-running 2>&1)"; }
-STATE=$(in_c systemctl is-system-running 2>&1 || true)
-[ "$STATE" = running ] || note "container state $STATE: $(in_c systemctl --failed --no-legend --plain 2>&1 | awk '{print $1}' | tr '\n' ' ')"
-in_c systemctl is-active --quiet systemd-logind || die "systemd-logind is not running in the container"
+boot_container_start accord-wayland
 ok "container booted, pid 1 = host pid $PID1, logind running"
 lap "boot"
 
@@ -313,33 +251,14 @@ ok "2: a click on Activities opened the overview ($OV2 background, $SHOTS/overvi
 lap "probe + frame"
 
 # --- 3. Accord in the Wayland session -----------------------------------------------------
-in_c apt-get -q update >"$WORK/apt-update.log" 2>&1 || { cat "$WORK/apt-update.log" >&2; die "apt-get update in the container"; }
-in_c apt-get install -y -q "$B/$(basename "$DEB")" >"$WORK/install.log" 2>&1 \
-    || { tail -n 30 "$WORK/install.log" >&2; die "apt-get install the .deb in the container"; }
+boot_install_deb "$DEB"
 ok "apt-get install $(basename "$DEB") (accord $(in_c dpkg-query -W -f '${Version}' accord))"
-in_c accord pki demo $B/pki >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log" >&2; die "accord pki demo"; }
-cp "$HB/pki/agent.pem" "$ROOT/etc/accord/agent.pem"
-cp "$HB/pki/agent.key" "$ROOT/etc/accord/agent.key"
-cp "$HB/pki/ca.pem" "$ROOT/etc/accord/technicians-ca.pem"
-in_c chown root:accord /etc/accord/agent.key
-in_c chmod 0640 /etc/accord/agent.key
-in_c chmod 0644 /etc/accord/agent.pem /etc/accord/technicians-ca.pem
-# The container shares the host's network: a free loopback port, not 5988.
-PORT=
-for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! awk -v h="$(printf ':%04X' "$p")" 'NR > 1 && $2 ~ h"$" { f = 1 } END { exit !f }' /proc/net/tcp /proc/net/tcp6; then
-        PORT=$p; break
-    fi
-done
-[ -n "$PORT" ] || die "no free port"
+boot_demo_pki
+boot_free_port
 POLICY=$ROOT/etc/accord/policy.toml
 sed -i -e "s/^address = .*/address = \"127.0.0.1:$PORT\"/" "$POLICY"
 grep -q "^address = \"127.0.0.1:$PORT\"" "$POLICY" || die "could not edit /etc/accord/policy.toml"
 in_c systemctl restart accord
-listening() {
-    awk -v h="$(printf ':%04X' "$PORT")" 'NR > 1 && $2 ~ h"$" && $4 == "0A" { f = 1 } END { exit !f }' /proc/net/tcp
-}
 wait_for 20 listening || die "accord.service does not listen on 127.0.0.1:$PORT after restart"
 lap "install accord"
 
