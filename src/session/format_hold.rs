@@ -156,18 +156,7 @@ impl Held {
 mod tests {
     use super::*;
 
-    const PF16: PixelFormat = PixelFormat {
-        bits_per_pixel: 16,
-        depth: 16,
-        big_endian: false,
-        true_colour: true,
-        red_max: 31,
-        green_max: 63,
-        blue_max: 31,
-        red_shift: 11,
-        green_shift: 5,
-        blue_shift: 0,
-    };
+    use crate::rfb::server::tests::PF16;
 
     fn idle() -> ServerProgress {
         ServerProgress {
