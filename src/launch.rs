@@ -1,5 +1,5 @@
 //! Starts a VNC server for one session on a private Unix socket, and makes
-//! sure it dies with the session (issue 14).
+//! sure it dies with the session.
 //!
 //! A VNC server left listening on a port is reachable by every local account
 //! without consent. So the server is started only for one session, for the

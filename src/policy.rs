@@ -82,7 +82,7 @@ impl fmt::Display for UpstreamAddr {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Upstream {
-    /// Whether Accord starts the VNC server itself (issue 14).
+    /// Whether Accord starts the VNC server itself.
     pub launch: Launch,
     /// The server to connect to when `launch` is [`Launch::None`].
     pub vnc: UpstreamAddr,
@@ -930,7 +930,7 @@ impl Policy {
                 }
             ),
         ));
-        // Consent is only as strong as the only way in (issue 14).
+        // Consent is only as strong as the only way in.
         let private = !matches!(
             (&self.upstream.launch, &self.upstream.vnc),
             (Launch::None, UpstreamAddr::Tcp(_))

@@ -45,7 +45,7 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
         })
     };
 
-    // The key must stay out of login users' reach (issue 9): a technician
+    // The key must stay out of login users' reach: a technician
     // in control acts with the clinician's rights.
     #[cfg(unix)]
     {
@@ -144,7 +144,7 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
         }
     }
 
-    // Issue 14: a VNC server Accord did not start, on a port, is a way in
+    // A VNC server Accord did not start, on a port, is a way in
     // that bypasses consent for every local account.
     if policy.upstream.launch == crate::policy::Launch::None
         && let crate::policy::UpstreamAddr::Tcp(a) = &policy.upstream.vnc

@@ -13,7 +13,7 @@
 //!   "refused","why":"rate_limited","retry_after_s":N}`, N whole seconds
 //!   (rounded up) until the oldest prompt of the technician's hour leaves the
 //!   window. `accord connect` prints the local time ("retry after 14:32").
-//! - **Watching a session** (issue 12 item 4). After `accepted` the session's
+//! - **Watching a session**. After `accepted` the session's
 //!   TLS stream carries raw RFB (wire step 3), so nothing can be said on it.
 //!   The running `accord connect` therefore opens a second connection right
 //!   after acceptance and sends, under the same rules as a request (one line,
@@ -652,7 +652,7 @@ mod tests {
         let back = encode_request(&r);
         assert!(std::str::from_utf8(&back).unwrap().contains(id));
         assert_eq!(parse_request(&back[..back.len() - 1]).unwrap(), r);
-        // Without a session the line is the same as before.
+        // Without a session the line is DESIGN.md's.
         let plain = Request {
             session: None,
             ..r.clone()
@@ -819,7 +819,7 @@ mod tests {
             }
         );
         assert_eq!(parse_decision(&l[..l.len() - 1]).unwrap(), refused);
-        // Without the field: the DESIGN line, as before.
+        // Without the field: the DESIGN.md line.
         let plain = encode_refusal(RefusalCode::RateLimited, None);
         assert_eq!(plain, encode_decision(&refused));
         assert_eq!(

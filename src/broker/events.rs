@@ -30,7 +30,7 @@ impl DecidedBy {
     }
 }
 
-/// The local user who answered a prompt (issue 9): on a shared workstation
+/// The local user who answered a prompt: on a shared workstation
 /// the record says which of its users consented, from the kernel's and
 /// logind's word, never from what a helper claims.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -67,7 +67,7 @@ pub trait Prompter: Send + Sync + 'static {
         std::future::pending()
     }
 
-    /// Who answered prompt `id` (issue 9, "who consented"), once `ask` has
+    /// Who answered prompt `id`, once `ask` has
     /// returned an answer: recorded in `decision` and `session_started`.
     fn consenter(&self, _id: Uuid) -> Option<LocalUser> {
         None
@@ -75,7 +75,7 @@ pub trait Prompter: Send + Sync + 'static {
 
     /// Who was asked prompt `id` when nobody answered it in time: recorded
     /// in that `decision` (`by: timeout`), so that the person asked can find
-    /// her own unanswered requests (issue 11, history).
+    /// her own unanswered requests.
     fn asked(&self, _id: Uuid) -> Option<LocalUser> {
         None
     }
@@ -99,7 +99,7 @@ pub trait Prompter: Send + Sync + 'static {
 
 /// What the broker asks of the process in the clinician's graphical
 /// session once she has accepted, when `[upstream] launch` is on: start the
-/// VNC server for that session and connect to it (issue 14). Never asked
+/// VNC server for that session and connect to it. Never asked
 /// before consent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScreenRequest {
@@ -912,7 +912,7 @@ impl<P: Prompter> Broker<P> {
                     tracing::error!("{e}");
                 }
                 // She accepted: a session that could not start is told to
-                // her (issue 11), not only to the technician.
+                // her, not only to the technician.
                 let _ = self.shared.notices.send(Notice::SessionEnded {
                     info: info.clone(),
                     why: EndReason::Upstream,

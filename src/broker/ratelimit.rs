@@ -1,4 +1,4 @@
-//! When a rate-limited technician may ask again (issue 12 item 4): the
+//! When a rate-limited technician may ask again: the
 //! refusal says so (`retry_after_s`) instead of leaving them to guess
 //! within the hour.
 

@@ -1,4 +1,4 @@
-//! Watching a running session from the technician's side (issue 12 item 4):
+//! Watching a running session from the technician's side:
 //! `accord connect` learns what ended its session and when the mode
 //! changes, which it cannot learn on the session's own connection (raw RFB
 //! after `accepted`). Wire: [`crate::protocol`], "Watching a session".

@@ -1,8 +1,8 @@
-//! The running `accord connect`'s second connection (issue 12 item 4):
+//! The running `accord connect`'s second connection:
 //! after `accepted` the session's own stream carries raw RFB, so what ended
 //! the session and mode changes come on a watch of it (wire:
 //! [`crate::protocol`], "Watching a session"). It is a convenience: when it
-//! cannot open or breaks, the tunnel works as before and the end is only
+//! cannot open or breaks, the tunnel still works and the end is only
 //! "session ended".
 
 use super::{ConnectConfig, ConnectError, Progress};

@@ -1,6 +1,6 @@
 //! Lines with a file descriptor attached (`SCM_RIGHTS`) on `ui.sock`: how a
 //! helper hands the service the connection to the VNC server it started for
-//! a session (issue 14), so that the service never enters the user's
+//! a session, so that the service never enters the user's
 //! runtime directory and no port is opened.
 //!
 //! The service reads every line with `recvmsg`: a descriptor may come with

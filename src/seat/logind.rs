@@ -1,4 +1,4 @@
-//! logind's view of a seat (issue 9, "Who is asked"): the session in front of
+//! logind's view of a seat (docs/architecture.md, "Who is asked"): the session in front of
 //! the screen and its lock, for [`super::rule::choose`].
 //!
 //! Every fact is read with method calls to the bus name

@@ -1,7 +1,7 @@
 //! Who is in front of the screen, and the link to each `accord ui` helper
 //! (DESIGN.md's `seat`): what lets `accord service` run the core under its
 //! own user while the helpers, one per graphical session, only show and
-//! answer over `ui.sock` (issue 9).
+//! answer over `ui.sock`.
 //!
 //! - [`rule`]: who may be asked (pure).
 //! - [`proto`]: the helper protocol (sans-IO).

@@ -62,7 +62,7 @@ pub enum ToHelper {
     /// `session` as this helper's, or the link to the service ends.
     Open(WireOpen),
     /// The answer to this helper's `history`: its user's own decisions from
-    /// the audit log, most recent first (issue 11 item 6).
+    /// the audit log, most recent first.
     History(WireHistory),
 }
 

@@ -1,4 +1,4 @@
-//! Who may be asked (issue 9, "Who is asked"): the pure rule that picks the
+//! Who may be asked (docs/architecture.md, "Who is asked"): the pure rule that picks the
 //! helper of the person in front of the screen, or nobody.
 //!
 //! The facts come from logind ([`super::logind`]) or, without it, from the

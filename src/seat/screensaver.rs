@@ -1,4 +1,4 @@
-//! The session's screen saver, watched by the helper (issue 9): xscreensaver
+//! The session's screen saver, watched by the helper: xscreensaver
 //! and light-locker can blank or lock the screen without logind's
 //! `LockedHint`, so the helper reports what the session bus says.
 

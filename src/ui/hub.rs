@@ -63,7 +63,7 @@ pub enum Root {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Showing {
     pub root: Option<Root>,
-    /// The prompt shown over the banners (a request for control, issue 27),
+    /// The prompt shown over the banners (a request for control),
     /// in a window of its own; the banners stay (O7).
     pub over_banner: Option<Uuid>,
 }
@@ -73,7 +73,7 @@ impl HubState {
     /// root and stay; a prompt asked then (a request for control) is shown
     /// over them, not instead of them and not after them: the banner
     /// window lasts as long as the session, so a prompt that waited for it
-    /// to close would never be seen (issue 27). Without a session the
+    /// to close would never be seen. Without a session the
     /// first prompt asked is the root; the history comes last.
     pub fn showing(&self) -> Showing {
         let first = self.prompts.first().map(|p| p.req.id);
@@ -427,7 +427,7 @@ mod tests {
         assert_eq!(s.over_banner, None);
     }
 
-    /// Issue 27: a request for control asked while the session's banner is
+    /// A request for control asked while the session's banner is
     /// on screen must be shown, over the banner, which stays.
     #[test]
     fn a_request_for_control_during_a_session_shows_over_the_banner() {

@@ -1,4 +1,4 @@
-//! No answer by stray typing (issue 11, item 1; rule in `docs/ui-keyboard.md`).
+//! No answer by stray typing (rule in `docs/ui-keyboard.md`).
 //!
 //! A clinician typing into another window when a prompt appears must not
 //! answer it: in egui a focused button is clicked by Space or Enter, and Tab

@@ -1,4 +1,4 @@
-//! How the clinician's windows look (issue 11, item 4): text sizes, colours
+//! How the clinician's windows look: text sizes, colours
 //! chosen for a contrast of at least 4.5:1 (WCAG AA), and answer buttons
 //! that differ by more than colour.
 //!

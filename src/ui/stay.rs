@@ -1,4 +1,4 @@
-//! Keeps a banner where the clinician can see it (O7, issue 11 item 2).
+//! Keeps a banner where the clinician can see it (O7).
 //!
 //! A window manager, another program or the technician (who holds the
 //! pointer and keyboard in control mode) can move the banner off screen or

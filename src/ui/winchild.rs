@@ -4,7 +4,7 @@
 //! when told there is nothing left to show or when stdin closes (its parent
 //! is gone: nobody could receive an answer).
 //!
-//! The windows are the same code as before the split ([`super::windows`]):
+//! The windows are one code for both processes ([`super::windows`]):
 //! the keyboard gate, the arming delay and the banner keeper do not know
 //! which process they run in.
 

@@ -14,7 +14,7 @@
 //! it opens over the banners as a viewport of the banner's window, with the
 //! prompt's own title, size, guards (arm delay, keyboard gate) and
 //! stacking, and closes when answered or withdrawn; the banners stay
-//! ([`HubState::showing`], issue 27).
+//! ([`HubState::showing`]).
 //!
 //! Always-on-top set at creation is ignored by some window managers until
 //! the window has painted, so it is sent again after the first frames. The
@@ -148,7 +148,7 @@ impl Asked {
 /// The session's window: one banner per monitor (O7), the first the
 /// window's root viewport, the others immediate viewports drawn in the same
 /// frame; and over them, in a viewport of its own, the question asked
-/// during the session (a request for control, issue 27).
+/// during the session (a request for control).
 pub struct SessionWindow {
     /// One per monitor, with the keeper that holds it in place.
     each: Vec<(BannerState, Keeper)>,
@@ -272,7 +272,7 @@ impl SessionWindow {
         }
         // The question asked during the session, over the banners: the
         // banners' window lasts as long as the session, so the question
-        // cannot wait for it to close (issue 27).
+        // cannot wait for it to close.
         if self.question() != showing.over_banner {
             self.over = showing.over_banner.and_then(|id| {
                 let g = hub.lock();

@@ -1,4 +1,4 @@
-//! Windows in a short-lived child process (issue 11, item 5: light).
+//! Windows in a short-lived child process, so that the resident helper stays light.
 //!
 //! An OpenGL window maps the GL driver into the process for good (Mesa's
 //! llvmpipe and LLVM: ~90 MB resident once one prompt has been shown, and
@@ -14,7 +14,7 @@
 //! it starts (the session starts a few hundred milliseconds after "Autoriser")
 //! and across a refusal followed by a new request.
 //!
-//! Fail closed as before: a window process that cannot open its window, or
+//! Fail closed: a window process that cannot open its window, or
 //! that dies while it shows something, makes the hub dead (every prompt
 //! refused, the session ended `ui_lost`). One that dies while idle is simply
 //! not there any more; the next need starts a new one.
