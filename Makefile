@@ -53,5 +53,5 @@ soak: deps-test
 fuzz-ci:
 	scripts/fuzz-ci.sh 60
 
-test: deps-test lint unit e2e fuzz-ci deb-test boot-test msi-test
+test: deps-test lint unit e2e fuzz-ci deb-test boot-test boot-wayland-test msi-test
 	@echo "all tests passed"

@@ -11,9 +11,10 @@
 #                    seat0 Wayland session (gnome-shell --headless, PipeWire,
 #                    WirePlumber), seen through the test's own Mutter
 #                    ScreenCast/RemoteDesktop client, and `accord connect` to
-#                    it (tests/boot/wayland-test.sh). Root only; not in
-#                    `make test` yet. BOOT_DEB=path/to.deb tests that .deb
-#                    instead of building one.
+#                    it (tests/boot/wayland-test.sh). Root only; in
+#                    `make test` after boot-test (same .deb, same base
+#                    root). BOOT_DEB=path/to.deb tests that .deb instead of
+#                    building one.
 #
 # The container's root is built once (debootstrap + apt-get, a few minutes)
 # and cached outside the tree in $(ACCORD_TEST_CACHE), keyed by suite and

@@ -87,10 +87,11 @@ _root_install() {
     chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
         DEBIAN_FRONTEND=noninteractive sh -c 'apt-get -q update && apt-get install -y -q --no-install-recommends "$@" && apt-get clean' \
         sh "$@" >>"$log" 2>&1 || m=1
-    _root_umount_all "$dir"
+    # below DIR only: DIR itself may be the tmpfs the root was unpacked on
+    _root_umount_below "$dir"
     if [ $m = 1 ]; then
         tail -n 30 "$log" >&2; echo "boot-test: apt-get install in the new root failed (log: $log)" >&2
-        rm -rf --one-file-system "$dir"; return 1
+        _root_umount_all "$dir"; rm -rf --one-file-system "$dir"; return 1
     fi
     rm -f "$dir/usr/sbin/policy-rc.d" "$dir/etc/resolv.conf"
     rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin
@@ -102,8 +103,18 @@ _root_pack() {
     local dir=$1 tarball=$2; shift 2
     printf '%s\n' "$@" | sed '/^$/d' >"$dir/etc/accord-test-root.pkgs"
     tar -C "$dir" --numeric-owner --xattrs -I 'zstd -T0 -3' -cf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
-    rm -rf --one-file-system "$dir"
+    _root_umount_all "$dir"; rm -rf --one-file-system "$dir"
     echo "$tarball"
+}
+
+# Unmounts everything strictly below DIR, deepest first.
+_root_umount_below() {
+    local d m
+    d=$(readlink -m "$1")
+    findmnt -rn -o TARGET | grep -E "^$d/" | sort -r | while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    ! findmnt -rn -o TARGET | grep -qE "^$d/"
 }
 
 # Unmounts everything at or below DIR, deepest first.
