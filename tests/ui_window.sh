@@ -23,6 +23,9 @@
 #            service restarts: the helper reconnects, a prompt is refused
 #   round 2c: a session, then the helper is SIGKILLed -> its x11vnc dies
 #            with it, the session ends ui_lost
+#   round 2d: a new helper connects where control ran -> helper_replaced
+#            recorded; the next prompt (screenshot prompt-replaced.png) says
+#            so above the question; click "Refuser" -> connect exits 3
 #   round 3: the prompt in English, click "Refuse" -> connect exits 3
 #
 # Screenshots land in $UI_WINDOW_OUT (default target/ui-window): prompt.png
@@ -510,6 +513,28 @@ for _ in $(seq 1 100); do kill -0 "$C2C" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$C2C" 2>/dev/null && fail "connect still runs after the helper died"
 grep -aq '"why":"ui_lost"' "$WORK/pki/audit.jsonl" || fail "no session_ended ui_lost in the audit log"
 log "round 2c: ok (server died with its helper, session ended ui_lost)"
+
+# ---- round 2d: a helper started again where control ran: her next prompt says so ----
+log "round 2d: a helper started again after control; the next prompt warns"
+setpriv --reuid "$HELPER_UID" --regid "$HELPER_UID" --clear-groups \
+  env HOME="$WORK" DBUS_SESSION_BUS_ADDRESS="${HELPER_BUS:-}" XDG_RUNTIME_DIR="$HELPER_RT" \
+  "$BIN" ui --policy "$POLICY" >>"$WORK/agent.log" 2>&1 &
+HELPER_PID=$!
+PIDS+=("$HELPER_PID")
+replaced() { grep -a '"event":"helper_replaced"' "$WORK/pki/audit.jsonl" | grep -aq "\"pid\":$HELPER_PID[,}]"; }
+for _ in $(seq 1 100); do replaced && break; sleep 0.1; done
+replaced || fail "no helper_replaced record for the helper started again (pid $HELPER_PID)"
+MARK=$(wc -l <"$WORK/agent.log")
+connect c2d UI-2d --view-only &
+C2D=$!
+WID=$(find_window "demande d'assistance") || true
+[ -n "$WID" ] || fail "no prompt (round 2d)"
+sleep 1.4
+shot "$OUT/prompt-replaced.png"
+click_button "$WID" "Refuser"
+set +e; wait "$C2D"; rc=$?; set -e
+[ "$rc" -eq 3 ] || fail "round 2d: refused prompt, connect exited $rc, expected 3"
+log "round 2d: ok (helper_replaced recorded for pid $HELPER_PID; prompt $OUT/prompt-replaced.png; refused: exit 3)"
 
 # ---- round 3: the prompt in English (screenshot), refused by click ----
 log "round 3: English prompt"
