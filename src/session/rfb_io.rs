@@ -230,14 +230,15 @@ where
                 start += n;
                 on_bytes(n);
                 classified += n as u64;
-                publish(&progress, classified, &framer);
             }
             Ok(ServerStep::Drop(n)) => {
                 start += n;
                 classified += n as u64;
-                publish(&progress, classified, &framer);
             }
             Ok(ServerStep::NeedMore) => {
+                // Once per read, not per message: the relay's hot path
+                // pays a watch update only when it is about to wait.
+                publish(&progress, classified, &framer);
                 if let Err(e) = w.flush().await {
                     return (EndReason::Technician, Some(e.to_string()));
                 }
@@ -266,8 +267,9 @@ where
     }
 }
 
-/// Tells the other direction how far the server's stream is (only when
-/// something changed: a held SetPixelFormat waits for silence).
+/// Tells the other direction how far the server's stream is, each time
+/// this direction has classified all it read (only when something
+/// changed: a held SetPixelFormat waits for silence).
 fn publish(progress: &watch::Sender<ServerProgress>, bytes: u64, framer: &ServerFramer) {
     let now = ServerProgress {
         bytes,

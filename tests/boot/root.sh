@@ -107,22 +107,16 @@ _root_pack() {
     echo "$tarball"
 }
 
-# Unmounts everything strictly below DIR, deepest first.
-_root_umount_below() {
+# _root_umount_all DIR: unmounts everything at or below DIR, deepest first.
+# _root_umount_below DIR: the same, DIR itself left mounted (it may be the
+# tmpfs the root was unpacked on).
+_root_umount_all() { _root_umount "$1" '(/|$)'; }
+_root_umount_below() { _root_umount "$1" '/'; }
+_root_umount() { # DIR REGEX-AFTER-DIR
     local d m
     d=$(readlink -m "$1")
-    findmnt -rn -o TARGET | grep -E "^$d/" | sort -r | while read -r m; do
+    findmnt -rn -o TARGET | grep -E "^$d$2" | sort -r | while read -r m; do
         umount "$m" 2>/dev/null || umount -l "$m"
     done
-    ! findmnt -rn -o TARGET | grep -qE "^$d/"
-}
-
-# Unmounts everything at or below DIR, deepest first.
-_root_umount_all() {
-    local d m
-    d=$(readlink -m "$1")
-    findmnt -rn -o TARGET | grep -E "^$d(/|$)" | sort -r | while read -r m; do
-        umount "$m" 2>/dev/null || umount -l "$m"
-    done
-    ! findmnt -rn -o TARGET | grep -qE "^$d(/|$)"
+    ! findmnt -rn -o TARGET | grep -qE "^$d$2"
 }
