@@ -80,9 +80,7 @@ impl PixelOut {
             }
             t
         };
-        let mask = u64::from(pf.red_max) << pf.red_shift
-            | u64::from(pf.green_max) << pf.green_shift
-            | u64::from(pf.blue_max) << pf.blue_shift;
+        let mask = colour_bits(pf);
         let compact = if bytes == 4 && pf.depth <= 24 {
             if mask & 0xff00_0000 == 0 {
                 Compact::Low3
@@ -172,6 +170,19 @@ impl PixelOut {
         };
         out.extend_from_slice(bytes.unwrap_or_default());
     }
+}
+
+/// Every bit a colour value of `pf` can set: the whole width of each
+/// channel's maximum, not the maximum's own bits (a maximum of 32 still
+/// gives values 0–31 in the five bits below its own).
+fn colour_bits(pf: &PixelFormat) -> u64 {
+    let channel = |max: u16, shift: u8| {
+        let width = 16 - max.leading_zeros();
+        ((1u64 << width) - 1) << shift
+    };
+    channel(pf.red_max, pf.red_shift)
+        | channel(pf.green_max, pf.green_shift)
+        | channel(pf.blue_max, pf.blue_shift)
 }
 
 /// The rectangle `r` of `fb` (`stride` words per row) in Raw encoding.

@@ -288,9 +288,12 @@ impl Viewer {
     /// high 3 bytes.
     fn cpixel(&self, t: &mut Bytes<'_>) -> u32 {
         let pf = &self.pf;
-        let mask = (u64::from(pf.red_max) << pf.red_shift)
-            | (u64::from(pf.green_max) << pf.green_shift)
-            | (u64::from(pf.blue_max) << pf.blue_shift);
+        // "All of the bits making up the intensities": each channel's
+        // whole width below its maximum.
+        let width = |max: u16, shift: u8| ((1u64 << (16 - max.leading_zeros())) - 1) << shift;
+        let mask = width(pf.red_max, pf.red_shift)
+            | width(pf.green_max, pf.green_shift)
+            | width(pf.blue_max, pf.blue_shift);
         if pf.true_colour && pf.bits_per_pixel == 32 && pf.depth <= 24 {
             let low = mask & 0xff00_0000 == 0;
             let high = !low && mask & 0xff == 0;
