@@ -102,14 +102,12 @@ async fn one_round(server: Server, display: &str) -> (Duration, Duration, Durati
     }
     let pki = common::Pki::new();
     let mut policy = pki.policy("127.0.0.1:9".parse().unwrap());
-    policy.upstream.launch = match server {
-        Server::X11vnc => accord::policy::Launch::X11vnc,
-        Server::X0vncserver => accord::policy::Launch::X0vncserver,
-    };
+    policy.upstream.launch = server.launch();
     let prompter = Clicks {
         server,
         opts: Options {
             display: display.into(),
+            mode: accord::protocol::Mode::Control,
             clipboard: accord::policy::Clipboard::None,
             input: true,
             runtime_dir: rt.path().to_path_buf(),
@@ -186,12 +184,7 @@ fn main() {
         "server", "runs", "start ms med/max", "→ first byte med/max", "→ whole update med/max"
     );
     for server in [Server::X11vnc, Server::X0vncserver] {
-        if launch::pick(match server {
-            Server::X11vnc => accord::policy::Launch::X11vnc,
-            Server::X0vncserver => accord::policy::Launch::X0vncserver,
-        })
-        .is_err()
-        {
+        if launch::pick(server.launch()).is_err() {
             println!("{:<12} skipped: not installed", server.name());
             continue;
         }

@@ -141,6 +141,7 @@ async fn helper(sock: &Path) -> (Arc<Mutex<Option<Instant>>>, mpsc::Sender<FromH
         version: "bench".into(),
         display: None,
         exe: None,
+        mutter: false,
     }))
     .await
     .unwrap();

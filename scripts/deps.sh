@@ -3,7 +3,13 @@
 # Usage: scripts/deps.sh run|test
 set -euo pipefail
 
+build_pkgs=(
+  # The pipewire crate (GNOME Wayland's screen frames): libpipewire's headers,
+  # found by pkg-config, bound by bindgen (libclang).
+  pkg-config libpipewire-0.3-dev libclang-dev
+)
 run_pkgs=(
+  "${build_pkgs[@]}"
   # What the agent's window and tray load at run time (winit/glutin dlopen them).
   libx11-6 libx11-xcb1 libxcursor1 libxrandr2 libxi6 libxkbcommon-x11-0 libxkbcommon0
   libgl1 libegl1 libgl1-mesa-dri dbus

@@ -27,6 +27,10 @@ pub enum Command {
     /// start it when there is something to show, over a pipe).
     #[command(hide = true)]
     UiWindow(UiWindowArgs),
+    /// Accord's own VNC server for a GNOME Wayland session (internal: the
+    /// helper starts it after consent, on a socket in a private directory).
+    #[command(hide = true)]
+    ScreenServer(ScreenServerArgs),
     /// Ask for a session on a workstation, then tunnel a local VNC viewer.
     Connect(ConnectArgs),
     /// End the running session (the kill switch, from a shell).
@@ -61,6 +65,20 @@ pub struct UiWindowArgs {
     /// The kill shortcut as the banner prints it.
     #[arg(long, default_value = "")]
     pub shortcut: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ScreenServerArgs {
+    /// The socket to listen on (one connection).
+    #[arg(long, value_name = "PATH")]
+    pub socket: PathBuf,
+    /// The mode she granted: `control` or `view`.
+    #[arg(long, value_name = "MODE")]
+    pub mode: String,
+    /// The session may inject input (control now, or a view that may
+    /// become control); without it no input reaches GNOME at all.
+    #[arg(long)]
+    pub input: bool,
 }
 
 #[derive(Args, Debug, Default)]

@@ -20,6 +20,7 @@
 
 use crate::broker::{Grants, Screen, ScreenError, ScreenRequest};
 use crate::policy::{Clipboard, Launch};
+use crate::protocol::Mode;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead as _, Read as _};
@@ -53,6 +54,9 @@ pub enum Server {
     X11vnc,
     /// TigerVNC's scraping server (Debian: tigervnc-scraping-server).
     X0vncserver,
+    /// Accord's own server for a GNOME Wayland session, through Mutter's
+    /// remote-desktop API (`accord screen-server`, [`crate::mutter::server`]).
+    Mutter,
 }
 
 impl Server {
@@ -61,6 +65,16 @@ impl Server {
         match self {
             Server::X11vnc => "x11vnc",
             Server::X0vncserver => "x0vncserver",
+            Server::Mutter => "mutter",
+        }
+    }
+
+    /// The `[upstream] launch` choice that forces this server.
+    pub fn launch(self) -> Launch {
+        match self {
+            Server::X11vnc => Launch::X11vnc,
+            Server::X0vncserver => Launch::X0vncserver,
+            Server::Mutter => Launch::Mutter,
         }
     }
 
@@ -72,6 +86,11 @@ impl Server {
         match self {
             Server::X11vnc => which("x11vnc"),
             Server::X0vncserver => which("X0tigervnc").or_else(|| which("x0vncserver")),
+            // This very program; a build without the feature has no server.
+            Server::Mutter if cfg!(all(feature = "mutter", target_os = "linux")) => {
+                std::env::current_exe().ok()
+            }
+            Server::Mutter => None,
         }
     }
 }
@@ -91,6 +110,11 @@ pub enum LaunchError {
     NoneInstalled,
     #[error("{0} is not installed")]
     NotInstalled(Server),
+    #[error(
+        "[upstream] launch = \"{}\" cannot share a Wayland session (it would show XWayland's empty screen): use \"auto\" or \"mutter\" on GNOME",
+        .0.as_str()
+    )]
+    Wayland(Launch),
     #[error("{display:?} is not an X display name (e.g. \":0\")")]
     BadDisplay { display: String },
     #[error("runtime directory {}: {why}", path.display())]
@@ -157,15 +181,27 @@ fn is_notable(line: &str) -> bool {
     .any(|w| l.contains(w))
 }
 
-/// Picks the server for `[upstream] launch`.
+/// Picks the server for `[upstream] launch` in this process's session:
+/// `auto` on a Wayland session is Accord's own server through Mutter (the
+/// X11 servers would share XWayland's empty screen; elsewhere than GNOME
+/// it fails at start, saying Mutter is not on the bus).
 pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
+    pick_for(choice, crate::platform::wayland_session())
+}
+
+fn pick_for(choice: Launch, wayland: bool) -> Result<Server, LaunchError> {
     let installed = |s: Server| s.program().is_some();
     match choice {
         Launch::None => Err(LaunchError::Disabled),
+        Launch::Auto if wayland => Ok(Server::Mutter),
         Launch::Auto => [Server::X11vnc, Server::X0vncserver]
             .into_iter()
             .find(|s| installed(*s))
             .ok_or(LaunchError::NoneInstalled),
+        // They would share XWayland's empty screen.
+        Launch::X11vnc | Launch::X0vncserver if wayland => Err(LaunchError::Wayland(choice)),
+        Launch::Mutter if installed(Server::Mutter) => Ok(Server::Mutter),
+        Launch::Mutter => Err(LaunchError::NotInstalled(Server::Mutter)),
         Launch::X11vnc if installed(Server::X11vnc) => Ok(Server::X11vnc),
         Launch::X0vncserver if installed(Server::X0vncserver) => Ok(Server::X0vncserver),
         Launch::X11vnc => Err(LaunchError::NotInstalled(Server::X11vnc)),
@@ -178,7 +214,7 @@ pub fn pick(choice: Launch) -> Result<Server, LaunchError> {
 /// logind, e.g. `sudo make run` in a container) `~/.cache/accord/run`,
 /// made 0700. [`start`] checks whichever it is: ours, closed to others.
 /// `grants`: what the server itself may do for this session.
-pub fn options_here(grants: Grants) -> Options {
+pub fn options_here(mode: Mode, grants: Grants) -> Options {
     // SAFETY: getuid has no preconditions.
     let uid = unsafe { libc::getuid() };
     let runtime_dir = match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -194,6 +230,7 @@ pub fn options_here(grants: Grants) -> Options {
     };
     Options {
         display: std::env::var("DISPLAY").unwrap_or_default(),
+        mode,
         clipboard: grants.clipboard,
         input: grants.input,
         runtime_dir,
@@ -217,9 +254,13 @@ fn private_cache_dir() -> Option<PathBuf> {
 
 /// Starts the server `choice` picks for this process's own graphical
 /// session ([`options_here`]).
-pub async fn for_session(choice: Launch, grants: Grants) -> Result<Launched, LaunchError> {
+pub async fn for_session(
+    choice: Launch,
+    mode: Mode,
+    grants: Grants,
+) -> Result<Launched, LaunchError> {
     let server = pick(choice)?;
-    start(server, &options_here(grants)).await
+    start(server, &options_here(mode, grants)).await
 }
 
 /// [`crate::broker::Prompter::open_screen`] for a process that runs in the
@@ -227,7 +268,7 @@ pub async fn for_session(choice: Launch, grants: Grants) -> Result<Launched, Lau
 /// started here and stops when the returned [`Screen`]'s `keep` drops.
 pub async fn screen_here(req: &ScreenRequest) -> Result<Screen, ScreenError> {
     let server = pick(req.launch).map_err(|e| ScreenError(e.to_string()))?;
-    screen(server, &options_here(req.grants)).await
+    screen(server, &options_here(req.mode, req.grants)).await
 }
 
 /// Starts `server` with `opts` and wraps its connection as a session's
@@ -258,8 +299,11 @@ fn which(bin: &str) -> Option<PathBuf> {
 /// What to start the server for.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// The session's X display, e.g. `:0`.
+    /// The session's X display, e.g. `:0` (unused by [`Server::Mutter`]).
     pub display: String,
+    /// The mode she granted: Mutter's server opens no input at all for a
+    /// view-only session (the X11 servers follow `input` alone).
+    pub mode: Mode,
     /// What the server itself shares of the clipboard (Accord's filter
     /// still applies the policy on top).
     pub clipboard: crate::policy::Clipboard,
@@ -348,6 +392,19 @@ fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -
                     "-AcceptPointerEvents=0",
                     "-AcceptCutText=0",
                 ]));
+            }
+            a
+        }
+        Server::Mutter => {
+            let mut a = s(&[
+                "screen-server",
+                "--socket",
+                &sock,
+                "--mode",
+                opts.mode.as_str(),
+            ]);
+            if opts.input {
+                a.push("--input".into());
             }
             a
         }
@@ -527,7 +584,7 @@ pub struct Launched {
 /// Starts `server` for `opts.display`; returns once it has accepted our
 /// connection and started speaking RFB.
 pub async fn start(server: Server, opts: &Options) -> Result<Launched, LaunchError> {
-    if !valid_display(&opts.display) {
+    if server != Server::Mutter && !valid_display(&opts.display) {
         return Err(LaunchError::BadDisplay {
             display: opts.display.clone(),
         });
@@ -940,9 +997,54 @@ mod tests {
     }
 
     #[test]
+    fn a_wayland_session_gets_accords_own_server_and_never_an_x11_one() {
+        assert_eq!(pick_for(Launch::Auto, true).ok(), Some(Server::Mutter));
+        assert!(matches!(
+            pick_for(Launch::X11vnc, true),
+            Err(LaunchError::Wayland(Launch::X11vnc))
+        ));
+        assert!(matches!(
+            pick_for(Launch::X0vncserver, true),
+            Err(LaunchError::Wayland(Launch::X0vncserver))
+        ));
+        assert!(matches!(
+            pick_for(Launch::None, true),
+            Err(LaunchError::Disabled)
+        ));
+        // On X11, auto never picks Mutter.
+        assert_ne!(pick_for(Launch::Auto, false).ok(), Some(Server::Mutter));
+        if cfg!(all(feature = "mutter", target_os = "linux")) {
+            assert_eq!(pick_for(Launch::Mutter, false).ok(), Some(Server::Mutter));
+        }
+    }
+
+    #[test]
+    fn the_mutter_server_gets_the_mode_and_input_and_no_display() {
+        let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
+        let mut o = Options {
+            display: String::new(),
+            mode: Mode::View,
+            clipboard: Clipboard::None,
+            input: false,
+            runtime_dir: "/run/user/1000".into(),
+        };
+        assert_eq!(
+            args(Server::Mutter, &o, sock, false).join(" "),
+            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode view"
+        );
+        o.input = true;
+        o.mode = Mode::Control;
+        assert_eq!(
+            args(Server::Mutter, &o, sock, false).join(" "),
+            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode control --input"
+        );
+    }
+
+    #[test]
     fn no_tcp_port_in_the_arguments() {
         let opts = Options {
             display: ":0".into(),
+            mode: Mode::Control,
             clipboard: Clipboard::None,
             input: true,
             runtime_dir: "/run/user/1000".into(),
@@ -968,6 +1070,7 @@ mod tests {
         let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
         let opts = |clipboard, input| Options {
             display: ":0".into(),
+            mode: Mode::Control,
             clipboard,
             input,
             runtime_dir: "/run/user/1000".into(),

@@ -95,6 +95,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accord::app::run_window_process(&a.lang, a.shortcut)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::ScreenServer(a) => screen_server(a),
         Command::Connect(a) => Ok(connect_command(a)),
         Command::End => {
             let rt = runtime()?;
@@ -415,4 +416,38 @@ fn log_command(cmd: LogCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `accord screen-server`: exit 0 when the viewer left,
+/// `EXIT_STOPPED_IN_GNOME` when she stopped the sharing from GNOME.
+#[cfg(all(feature = "mutter", target_os = "linux"))]
+fn screen_server(a: accord::cli::ScreenServerArgs) -> anyhow::Result<ExitCode> {
+    use accord::mutter::server::{self, Outcome, ServeOptions};
+    let mode = match a.mode.as_str() {
+        "control" => Mode::Control,
+        "view" => Mode::View,
+        m => anyhow::bail!("--mode {m:?}: expected control or view"),
+    };
+    // One thread: the server is one connection, and the frame lock it
+    // takes is held only between awaits.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let opts = ServeOptions {
+        mode,
+        input: a.input,
+    };
+    match rt.block_on(server::run(&a.socket, opts))? {
+        Outcome::ViewerLeft => Ok(ExitCode::SUCCESS),
+        Outcome::StoppedInGnome => {
+            tracing::info!("the sharing was stopped from GNOME's indicator");
+            Ok(ExitCode::from(server::EXIT_STOPPED_IN_GNOME as u8))
+        }
+    }
+}
+
+#[cfg(not(all(feature = "mutter", target_os = "linux")))]
+fn screen_server(_: accord::cli::ScreenServerArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!("this build of Accord has no screen server for GNOME Wayland (feature mutter)")
 }

@@ -95,10 +95,13 @@ pub struct Upstream {
 /// local account without consent. Default `"auto"` (DESIGN.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Launch {
-    /// x11vnc if installed, else TigerVNC's x0vncserver.
+    /// On X11: x11vnc if installed, else TigerVNC's x0vncserver. On a
+    /// Wayland session: Accord's own screen server through GNOME's Mutter.
     Auto,
     X11vnc,
     X0vncserver,
+    /// Accord's own screen server through GNOME's Mutter (Wayland).
+    Mutter,
     /// Accord starts nothing and connects to `[upstream] vnc`.
     None,
 }
@@ -110,6 +113,7 @@ impl Launch {
             Launch::Auto => "auto",
             Launch::X11vnc => "x11vnc",
             Launch::X0vncserver => "x0vncserver",
+            Launch::Mutter => "mutter",
             Launch::None => "none",
         }
     }
@@ -120,6 +124,7 @@ impl Launch {
             Launch::Auto,
             Launch::X11vnc,
             Launch::X0vncserver,
+            Launch::Mutter,
             Launch::None,
         ]
         .into_iter()
@@ -579,7 +584,7 @@ impl Policy {
                         s,
                         "upstream.launch",
                         format!(
-                            "{:?} is not one of \"auto\", \"x11vnc\", \"x0vncserver\", \"none\"",
+                            "{:?} is not one of \"auto\", \"x11vnc\", \"x0vncserver\", \"mutter\", \"none\"",
                             s.get_ref()
                         ),
                     );
@@ -1336,6 +1341,7 @@ language = "fr"
             Launch::Auto,
             Launch::X11vnc,
             Launch::X0vncserver,
+            Launch::Mutter,
             Launch::None,
         ] {
             let src = format!("[upstream]\nlaunch = \"{}\"\n", l.as_str());

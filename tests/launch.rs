@@ -131,6 +131,7 @@ async fn bad_display(server: Server) {
     let rt = runtime_dir();
     let opts = Options {
         display: ":99999".into(),
+        mode: accord::protocol::Mode::Control,
         clipboard: accord::policy::Clipboard::None,
         input: true,
         runtime_dir: rt.path().to_path_buf(),
@@ -223,6 +224,8 @@ fn pick_follows_the_policy() {
     match launch::pick(Launch::Auto) {
         Ok(Server::X11vnc) => assert!(on_path("x11vnc")),
         Ok(Server::X0vncserver) => assert!(!on_path("x11vnc")),
+        // Only in a Wayland session (tests run under Xvfb or none).
+        Ok(Server::Mutter) => assert!(accord::platform::wayland_session()),
         Err(e) => assert!(matches!(e, LaunchError::NoneInstalled), "{e}"),
     }
 }
@@ -233,6 +236,7 @@ async fn refuses_a_shared_runtime_dir() {
     std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
     let opts = Options {
         display: ":0".into(),
+        mode: accord::protocol::Mode::Control,
         clipboard: accord::policy::Clipboard::None,
         input: true,
         runtime_dir: d.path().to_path_buf(),
@@ -278,6 +282,7 @@ async fn pdeathsig_helper() {
     };
     let opts = Options {
         display,
+        mode: accord::protocol::Mode::Control,
         clipboard: accord::policy::Clipboard::None,
         input: true,
         runtime_dir: rt.into(),

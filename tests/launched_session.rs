@@ -96,10 +96,7 @@ async fn rig_with(
     }
     let pki = common::Pki::new();
     let mut policy = pki.policy("127.0.0.1:9".parse().unwrap());
-    policy.upstream.launch = match server {
-        Server::X11vnc => accord::policy::Launch::X11vnc,
-        Server::X0vncserver => accord::policy::Launch::X0vncserver,
-    };
+    policy.upstream.launch = server.launch();
     policy.session.idle_timeout = idle;
     if let Some(max) = max {
         policy.session.max_duration = max;

@@ -47,6 +47,7 @@ fn helper(uid: u32, session: &str) -> HelperId {
         screensaver: false,
         unavailable: false,
         wayland: false,
+        mutter: false,
     }
 }
 

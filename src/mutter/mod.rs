@@ -7,9 +7,31 @@
 //!   (sans-IO).
 //! - `session`: the D-Bus side, [`session::MutterSession`] (feature
 //!   `mutter`).
+//! - `frames`: the screen cast's frames from PipeWire (feature `mutter`,
+//!   Linux).
+//! - `server`: `accord screen-server`, the process that joins them to
+//!   Accord's RFB server side (feature `mutter`, Linux).
 
+#[cfg(all(feature = "mutter", target_os = "linux"))]
+pub mod frames;
 pub mod input;
 #[cfg(feature = "mutter")]
 mod proxy;
+#[cfg(all(feature = "mutter", target_os = "linux"))]
+pub mod server;
 #[cfg(feature = "mutter")]
 pub mod session;
+
+/// Whether GNOME's Mutter can give this process's Wayland session to
+/// Accord's own server: its API on the session bus, and a build with the
+/// server in it.
+pub async fn available_here() -> bool {
+    #[cfg(all(feature = "mutter", target_os = "linux"))]
+    {
+        session::available().await
+    }
+    #[cfg(not(all(feature = "mutter", target_os = "linux")))]
+    {
+        false
+    }
+}

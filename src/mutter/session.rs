@@ -62,6 +62,31 @@ pub enum MutterError {
     ViewOnly,
 }
 
+/// Whether GNOME's Mutter offers its remote-desktop API on this process's
+/// session bus (both `org.gnome.Mutter.RemoteDesktop` and `.ScreenCast`
+/// have an owner). `false` when there is no session bus, or no answer
+/// within [`CALL_TIMEOUT`].
+pub async fn available() -> bool {
+    let check = async {
+        let conn = Connection::session().await.ok()?;
+        let dbus = zbus::fdo::DBusProxy::new(&conn).await.ok()?;
+        for name in [
+            "org.gnome.Mutter.RemoteDesktop",
+            "org.gnome.Mutter.ScreenCast",
+        ] {
+            let name = zbus::names::BusName::try_from(name).ok()?;
+            if !dbus.name_has_owner(name).await.ok()? {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    matches!(
+        tokio::time::timeout(CALL_TIMEOUT, check).await,
+        Ok(Some(true))
+    )
+}
+
 /// Why a [`MutterSession`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {

@@ -124,6 +124,9 @@ pub struct Violation(pub String);
 /// The service's side of every helper connection.
 pub struct Helpers {
     mode: SeatMode,
+    /// `[upstream] launch` lets Accord's own server share GNOME Wayland
+    /// sessions (`auto` or `mutter`).
+    mutter_allowed: bool,
     /// `seat = "single"`: the uids of `[service] users`, the only ones
     /// whose helpers are let in.
     single_users: Vec<u32>,
@@ -147,6 +150,7 @@ impl Helpers {
     /// admits nobody (warned).
     pub fn new(
         mode: SeatMode,
+        launch: crate::policy::Launch,
         users: &[String],
         end_on_lock: bool,
         seat: watch::Receiver<SeatView>,
@@ -165,6 +169,10 @@ impl Helpers {
             .collect();
         Arc::new(Helpers {
             mode,
+            mutter_allowed: matches!(
+                launch,
+                crate::policy::Launch::Auto | crate::policy::Launch::Mutter
+            ),
             single_users,
             end_on_lock,
             seat,
@@ -271,6 +279,7 @@ impl Helpers {
         pid: u32,
         place: super::listener::Place,
         wayland: bool,
+        mutter: bool,
         tx: mpsc::Sender<ToHelper>,
     ) -> Option<u64> {
         let conn = {
@@ -294,6 +303,7 @@ impl Helpers {
                         screensaver: false,
                         unavailable: false,
                         wayland,
+                        mutter: mutter && self.mutter_allowed,
                     },
                     name,
                     tx,

@@ -99,11 +99,14 @@ async fn connection<L: PlaceOf>(
     let mut line = Vec::new();
     // Hello first, within the deadline, before anything is registered.
     let hello = tokio::time::timeout(HELLO_DEADLINE, lines.read_line(r.as_ref(), &mut line)).await;
-    let (wayland, exe) = match hello {
+    let (wayland, mutter, exe) = match hello {
         Ok(Ok(true)) => match proto::parse::<FromHelper>(&line) {
-            Ok(FromHelper::Hello { display, exe, .. }) => {
-                (display.as_deref() == Some("wayland"), exe)
-            }
+            Ok(FromHelper::Hello {
+                display,
+                exe,
+                mutter,
+                ..
+            }) => (display.as_deref() == Some("wayland"), mutter, exe),
             Ok(_) => {
                 return helpers.record_violation(uid, pid, "first message is not hello");
             }
@@ -128,7 +131,7 @@ async fn connection<L: PlaceOf>(
     }
     let place = sessions.place_of(pid).await;
     let (tx, mut rx) = mpsc::channel::<ToHelper>(QUEUE);
-    let Some(conn) = helpers.register(uid, pid, place, wayland, tx.clone()) else {
+    let Some(conn) = helpers.register(uid, pid, place, wayland, mutter, tx.clone()) else {
         tracing::warn!(uid, pid, "too many session helpers: refused");
         return;
     };

@@ -151,6 +151,10 @@ pub enum FromHelper {
         /// service cannot read other users' /proc.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exe: Option<String>,
+        /// GNOME's Mutter remote-desktop API is on its session bus: its
+        /// Wayland session can be shared by Accord's own server.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        mutter: bool,
     },
     /// The answer to a prompt this helper was asked.
     Answer { id: Uuid, answer: WireAnswer },
@@ -613,11 +617,13 @@ mod tests {
                 version: "0.1.0".into(),
                 display: Some("wayland".into()),
                 exe: Some("/usr/bin/accord".into()),
+                mutter: true,
             },
             FromHelper::Hello {
                 version: "0.1.0".into(),
                 display: None,
                 exe: None,
+                mutter: false,
             },
             FromHelper::Answer {
                 id: req.id,

@@ -79,6 +79,10 @@ pub struct HelperId {
     pub unavailable: bool,
     /// The helper said its session is Wayland (its own environment).
     pub wayland: bool,
+    /// The helper found GNOME's Mutter remote-desktop API on its session
+    /// bus, and the policy lets Accord's own server use it (`launch` is
+    /// `auto` or `mutter`): its Wayland session can be shared.
+    pub mutter: bool,
 }
 
 /// How the service finds the person in front of the screen.
@@ -119,10 +123,12 @@ pub fn answers_for<'a>(helper: &HelperId, seat: &'a SeatView) -> Option<&'a Logi
 }
 
 /// Why a request cannot be shown at all: the person in front of the screen
-/// is in a Wayland session, where the VNC servers Accord starts would share
-/// XWayland's empty screen. `Some(helper)`: the helper that answers for
-/// that session, to tell her (`None` inside: nobody to tell). logind's
-/// `Type` decides in logind mode; a helper's own word counts too.
+/// is in a Wayland session Accord cannot share (the X11 servers would share
+/// XWayland's empty screen; only GNOME's Mutter gives the screen to Accord's
+/// own server). `Some(helper)`: the helper that answers for that session,
+/// to tell her (`None` inside: nobody to tell). logind's `Type` decides in
+/// logind mode; a helper's own word counts too. A Wayland session is
+/// shared only when its one helper says Mutter is there.
 pub fn unsupported<'a>(
     mode: SeatMode,
     seat: &SeatView,
@@ -134,16 +140,18 @@ pub fn unsupported<'a>(
         && active.can_answer().is_ok()
     {
         let mut theirs = helpers
+            .clone()
             .into_iter()
             .filter(|h| answers_for(h, seat).is_some());
-        return Some(match (theirs.next(), theirs.next()) {
-            (Some(one), None) => Some(one),
-            _ => None,
-        });
+        match (theirs.next(), theirs.next()) {
+            (Some(one), None) if one.mutter => {}
+            (Some(one), None) => return Some(Some(one)),
+            _ => return Some(None),
+        }
     }
     choose(mode, seat, helpers)
         .ok()
-        .filter(|h| h.wayland)
+        .filter(|h| h.wayland && !h.mutter)
         .map(Some)
 }
 
@@ -205,6 +213,7 @@ mod tests {
             screensaver: false,
             unavailable: false,
             wayland: false,
+            mutter: false,
         }
     }
 
@@ -363,5 +372,30 @@ mod tests {
         h.wayland = false;
         assert!(unsupported(SeatMode::Logind, &x11, [&h]).is_none());
         assert!(unsupported(SeatMode::Single, &SeatView::default(), [&h]).is_none());
+    }
+
+    #[test]
+    fn a_gnome_wayland_session_whose_helper_has_mutter_is_shared() {
+        let mut s = session("3", 1001);
+        s.kind = "wayland".into();
+        let wayland = seat(s);
+        let mut h = helper(1, 1001, "3");
+        h.wayland = true;
+        h.mutter = true;
+        assert!(unsupported(SeatMode::Logind, &wayland, [&h]).is_none());
+        assert!(unsupported(SeatMode::Single, &SeatView::default(), [&h]).is_none());
+        // Mutter in another helper's session does not share hers.
+        let mut other = helper(2, 1000, "9");
+        other.mutter = true;
+        h.mutter = false;
+        assert!(unsupported(SeatMode::Logind, &wayland, [&h, &other]).is_some());
+        // Two helpers answer there: nobody can say which one asks.
+        h.mutter = true;
+        let mut twin = helper(3, 1001, "3");
+        twin.mutter = true;
+        assert_eq!(
+            unsupported(SeatMode::Logind, &wayland, [&h, &twin]).map(|t| t.is_none()),
+            Some(true)
+        );
     }
 }

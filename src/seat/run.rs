@@ -48,6 +48,7 @@ pub async fn serve(
     let (seat, sessions) = watch_seat(policy.service.seat, system_bus);
     let helpers = Helpers::new(
         policy.service.seat,
+        policy.upstream.launch,
         &policy.service.users,
         policy.session.end_on_screen_lock,
         seat,

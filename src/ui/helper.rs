@@ -270,16 +270,11 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
     let (r, w) = stream.into_split();
     let mut r = BufReader::new(r);
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
+    let wayland = crate::platform::wayland_session();
     let hello = FromHelper::Hello {
+        mutter: wayland && crate::mutter::available_here().await,
         version: env!("CARGO_PKG_VERSION").into(),
-        display: Some(
-            if crate::platform::wayland_session() {
-                "wayland"
-            } else {
-                "x11"
-            }
-            .into(),
-        ),
+        display: Some(if wayland { "wayland" } else { "x11" }.into()),
         exe: std::env::current_exe()
             .ok()
             .map(|p| p.display().to_string()),
@@ -414,7 +409,8 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
                     let _ = out_tx.try_send((failed, None));
                     continue;
                 }
-                let task = tokio::spawn(run_screen(o.session, launch, grants, out_tx.clone()));
+                let task =
+                    tokio::spawn(run_screen(o.session, launch, mode, grants, out_tx.clone()));
                 if let Some(old) = screens.insert(o.session, task.abort_handle()) {
                     old.abort();
                 }
@@ -445,10 +441,11 @@ async fn serve(link: &mut Link, stream: UnixStream) -> Result<(), LinkError> {
 async fn run_screen(
     session: Uuid,
     launch: Launch,
+    mode: crate::protocol::Mode,
     grants: crate::broker::Grants,
     out: mpsc::Sender<Out>,
 ) {
-    let mut launched = match launch::for_session(launch, grants).await {
+    let mut launched = match launch::for_session(launch, mode, grants).await {
         Ok(l) => l,
         Err(e) => {
             tracing::warn!("session {session}: {e}");
@@ -486,6 +483,26 @@ async fn run_screen(
     }
     let status = launched.exited().await;
     tracing::info!("session {session}: {server} exited ({status})");
+    if stopped_in_gnome(launched.server(), status) {
+        // Her "stop" in GNOME's sharing indicator is her kill switch.
+        tracing::info!("session {session}: sharing stopped from GNOME: ending the session");
+        let _ = out.send((FromHelper::End {}, None)).await;
+    }
+}
+
+/// Whether the server exited because she stopped the sharing from GNOME's
+/// own indicator.
+fn stopped_in_gnome(server: launch::Server, status: std::process::ExitStatus) -> bool {
+    #[cfg(all(feature = "mutter", target_os = "linux"))]
+    {
+        server == launch::Server::Mutter
+            && status.code() == Some(crate::mutter::server::EXIT_STOPPED_IN_GNOME)
+    }
+    #[cfg(not(all(feature = "mutter", target_os = "linux")))]
+    {
+        let _ = (server, status);
+        false
+    }
 }
 
 #[cfg(test)]

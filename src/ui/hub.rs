@@ -297,9 +297,9 @@ impl Prompter for UiPrompter {
     fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
         let hub = self.hub.clone();
         async move {
-            if crate::platform::wayland_session() {
+            if crate::platform::wayland_session() && !crate::mutter::available_here().await {
                 return Err(PromptError::UnsupportedSession(
-                    "this session is Wayland (XDG_SESSION_TYPE or WAYLAND_DISPLAY)".into(),
+                    "this session is Wayland (XDG_SESSION_TYPE or WAYLAND_DISPLAY) without GNOME's Mutter remote-desktop API".into(),
                 ));
             }
             let (tx, rx) = oneshot::channel();

@@ -15,11 +15,20 @@
 #      (gsettings), a PNG frame of the screen is 1280x800 and mostly that
 #      colour once Escape (RemoteDesktop) has left the overview GNOME Shell
 #      starts in; a click on Activities opens the overview again
-#   3. Accord's .deb installed, its helper started as GNOME starts it (XDG
-#      autostart under clin's systemd instance), `accord connect` from the
-#      technician's side: refused unsupported_session today (exit 8, the
-#      audit log says why). WAYLAND_EXPECT selects the expected outcome: the
-#      day Accord shares Wayland through Mutter, add the case there.
+#   3. Accord's .deb installed; its `accord screen-server` (what the helper
+#      starts for a GNOME Wayland session) run in clin's session on a private
+#      socket and read by tests/boot/rfb_probe.py, a raw RFB viewer: view
+#      only gives the desktop's frames, a click changes nothing and opens no
+#      RemoteDesktop session (counted on the bus); a view that may become
+#      control opens RemoteDesktop at the first click, which opens the
+#      overview, and Escape closes it; SIGKILLed, its Mutter sessions end
+#      with it
+#   4. its helper started as GNOME starts it (XDG autostart under clin's
+#      systemd instance), `accord connect` from the technician's side:
+#      refused unsupported_session today (exit 8, the audit log says why),
+#      because the helper's prompt and banner need X11 and it exits on a
+#      Wayland-only session. WAYLAND_EXPECT selects the expected outcome:
+#      the day the prompt runs on Wayland, add the case there.
 #   No process of the container and no mount is left at the end.
 #
 # usage: tests/boot/wayland-test.sh target/debian/accord_X_ARCH.deb   (make boot-wayland-test)
@@ -250,9 +259,125 @@ frames desktop2 "$DESKTOP" || die "Escape did not close the overview opened by t
 ok "2: a click on Activities opened the overview ($OV2 background, $SHOTS/overview.png), Escape closed it (${FRAME_INFO##* })"
 lap "probe + frame"
 
-# --- 3. Accord in the Wayland session -----------------------------------------------------
+# --- 3-4. Accord in the Wayland session -----------------------------------------------------
 boot_install_deb "$DEB"
 ok "apt-get install $(basename "$DEB") (accord $(in_c dpkg-query -W -f '${Version}' accord))"
+
+# --- 3. Accord's screen server for GNOME, as the helper starts it ------------------------
+# `accord screen-server` (what launch = "auto" starts in a Wayland session)
+# run in clin's session on a socket in a private directory, read and driven
+# by tests/boot/rfb_probe.py, a raw RFB viewer. The test's own probe keeps
+# one RemoteDesktop and one ScreenCast session of its own throughout.
+# mutter_sessions: "RD SC", the number of Mutter RemoteDesktop and ScreenCast sessions
+mutter_sessions() {
+    # one connection owns both names: its tree holds both kinds of objects
+    local tree rd sc
+    tree=$(as_user busctl --user tree --list org.gnome.Mutter.RemoteDesktop 2>/dev/null)
+    rd=$(grep -c '^/org/gnome/Mutter/RemoteDesktop/Session/[^/]*$' <<<"$tree" || true)
+    sc=$(grep -c '^/org/gnome/Mutter/ScreenCast/Session/[^/]*$' <<<"$tree" || true)
+    echo "$rd $sc"
+}
+BASE_SESSIONS=$(mutter_sessions)
+PRIV=/run/user/$UIDOF/accord-boot
+in_c install -d -m 0700 -o "$U" -g "$U" "$PRIV"
+install -m 755 "$HERE/rfb_probe.py" "$HB/"
+RFB_FD=; RFB_LINES=0; SERVER_RUN=0
+# server_start NAME ARGS...: `accord screen-server ARGS` in clin's session on
+# $PRIV/NAME.sock, its exit status in $HB/$U/NAME.rc, stderr in NAME.err
+server_start() {
+    local name=$1; shift
+    rm -f "$HB/$U/$name.rc" "$HB/$U/$name.pid"
+    in_session "echo \$\$ >$B/$U/$name.pid; ACCORD_LOG=accord=debug accord screen-server --socket $PRIV/$name.sock $* 2>$B/$U/$name.err; echo \$? >$B/$U/$name.rc"
+    wait_for 10 in_c test -S "$PRIV/$name.sock" || die "accord screen-server $*: no socket in 10 s: $(cat "$HB/$U/$name.err" 2>/dev/null)"
+}
+# viewer_start NAME: rfb_probe.py on the server's socket (launched as the
+# helper's launcher would connect: as clin)
+viewer_start() {
+    mkfifo -m 0600 "$HB/$U/$1.in"; in_c chown "$U:$U" "$B/$U/$1.in"
+    exec {RFB_FD}<>"$HB/$U/$1.in"
+    : >"$HB/$U/$1.out"; in_c chown "$U:$U" "$B/$U/$1.out"
+    RFB_OUT=$HB/$U/$1.out; RFB_LINES=0
+    in_session "exec python3 $B/rfb_probe.py $PRIV/$1.sock <$B/$U/$1.in >$B/$U/$1.out 2>$B/$U/$1.vlog"
+    rfb_reply; case $REPLY in "ok 1280x800 "*) ;; *) die "rfb_probe.py on $1: $REPLY" ;; esac
+}
+rfb_reply() {
+    local n=200
+    while [ "$(wc -l <"$RFB_OUT")" -le "$RFB_LINES" ]; do
+        n=$((n - 1)); [ $n -gt 0 ] || die "rfb_probe.py did not answer in 40 s (line $((RFB_LINES + 1)))"
+        sleep 0.2
+    done
+    RFB_LINES=$((RFB_LINES + 1))
+    REPLY=$(sed -n "${RFB_LINES}p" "$RFB_OUT")
+}
+rfb() { echo "$*" >&"$RFB_FD"; rfb_reply; case $REPLY in ok*) ;; *) die "rfb_probe.py: $*: $REPLY" ;; esac; }
+# vframe NAME: a whole-screen update through Accord's server, as PNG in
+# $SHOTS; VFRAME_F the fraction of the background colour in it
+vframe() {
+    rfb frame "$B/$U/$1.ppm"
+    in_c convert "$B/$U/$1.ppm" "$B/$U/$1.png" && cp "$HB/$U/$1.png" "$SHOTS/$1.png"
+    VFRAME_F=$(in_c convert "$B/$U/$1.ppm" -fuzz 6% -fill black +opaque "$BG_HEX" -fill white -opaque "$BG_HEX" -format '%[fx:mean]' info:-) \
+        || die "convert could not read $1.ppm"
+}
+vframes() { # NAME TEST: up to 15 frames 0.2 s apart until TEST (awk on f) holds
+    local _
+    for _ in $(seq 15); do
+        vframe "$1"
+        awk -v f="$VFRAME_F" "BEGIN { exit !($2) }" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+viewer_stop() { rfb quit; exec {RFB_FD}>&-; RFB_FD=; }
+server_rc() { # NAME SECONDS: the server's exit status in $rc
+    wait_for "$2" test -s "$HB/$U/$1.rc" || die "accord screen-server ($1) still runs $2 s after its viewer left: $(cat "$HB/$U/$1.err")"
+    rc=$(cat "$HB/$U/$1.rc")
+}
+sessions_back() { [ "$(mutter_sessions)" = "$BASE_SESSIONS" ]; }
+
+# 3a. view only: the screen arrives; a click does nothing and opens no input
+server_start view --mode view
+viewer_start view
+[ "$(mutter_sessions)" = "$(awk '{ print $1, $2 + 1 }' <<<"$BASE_SESSIONS")" ] \
+    || die "view-only screen server: Mutter sessions (RemoteDesktop ScreenCast) are $(mutter_sessions), expected one more ScreenCast than $BASE_SESSIONS and no RemoteDesktop"
+vframes view-desktop "$DESKTOP" || die "view only: the screen through accord screen-server is not the desktop: $VFRAME_F background ($SHOTS/view-desktop.png)"
+VIEW_F=$VFRAME_F
+rfb click 40 15
+rfb key 0xff0d
+sleep 1.5
+vframe view-after-click
+awk -v f="$VFRAME_F" "BEGIN { exit !($DESKTOP) }" \
+    || die "view only: a click on Activities through accord screen-server changed the screen ($VFRAME_F background, $SHOTS/view-after-click.png)"
+[ "$(awk '{ print $1 }' <<<"$(mutter_sessions)")" = "$(awk '{ print $1 }' <<<"$BASE_SESSIONS")" ] \
+    || die "view only: input created a RemoteDesktop session: $(mutter_sessions) (base $BASE_SESSIONS)"
+grep -q 'input in a view-only session: dropped' "$HB/$U/view.err" || die "view only: the server did not say it dropped the input: $(cat "$HB/$U/view.err")"
+viewer_stop
+server_rc view 10
+[ "$rc" = 0 ] || die "view-only screen server exited $rc after its viewer left, expected 0: $(cat "$HB/$U/view.err")"
+wait_for 10 sessions_back || die "view only: Mutter sessions after the server exited: $(mutter_sessions), expected $BASE_SESSIONS"
+ok "3a: accord screen-server --mode view: 1280x800 RFB frames of the desktop ($VIEW_F background, $SHOTS/view-desktop.png); a click on Activities and Return changed nothing and opened no RemoteDesktop session; the viewer left: exit 0, no Mutter session left"
+lap "screen server: view"
+
+# 3b. a view that becomes control: the first input opens RemoteDesktop, clicks act
+server_start control --mode view --input
+viewer_start control
+vframes control-desktop "$DESKTOP" || die "control: the first screen is not the desktop ($SHOTS/control-desktop.png)"
+rfb click 40 15
+vframes control-overview "$OVERVIEW" || die "control: a click on Activities through accord screen-server did not open the overview ($VFRAME_F background, $SHOTS/control-overview.png): $(cat "$HB/$U/control.err")"
+OV3=$VFRAME_F
+[ "$(mutter_sessions)" = "$(awk '{ print $1 + 1, $2 + 1 }' <<<"$BASE_SESSIONS")" ] \
+    || die "control: Mutter sessions are $(mutter_sessions), expected one RemoteDesktop and one ScreenCast more than $BASE_SESSIONS (the view-only cast replaced)"
+rfb key 0xff1b
+vframes control-desktop2 "$DESKTOP" || die "control: Escape through accord screen-server did not close the overview ($SHOTS/control-desktop2.png)"
+ok "3b: accord screen-server --mode view --input: the first click opened Mutter's RemoteDesktop and the overview ($OV3 background, $SHOTS/control-overview.png); Escape closed it"
+# the server killed mid-session (as with the helper's death): Mutter's sessions go with it
+SERVER_PID=$(in_c pgrep -u "$U" -f "^accord screen-server --socket $PRIV/control.sock")
+[ -n "$SERVER_PID" ] || die "control: no accord screen-server process"
+in_c kill -KILL "$SERVER_PID"
+wait_for 10 sessions_back || die "the screen server was killed: Mutter sessions are still $(mutter_sessions), expected $BASE_SESSIONS"
+exec {RFB_FD}>&-; RFB_FD=
+ok "3c: accord screen-server killed (SIGKILL) mid-session: its RemoteDesktop and ScreenCast sessions ended with it ($(mutter_sessions) left = the probe's own)"
+lap "screen server: control"
+
 boot_demo_pki
 boot_free_port
 POLICY=$ROOT/etc/accord/policy.toml
@@ -292,11 +417,11 @@ unsupported)
     [ "$rc" = 8 ] || die "accord connect to clin's Wayland session exited $rc, expected 8 (unsupported_session): $(cat "$WORK/connect-w1.log")"
     [ "$REFUSAL" = unsupported_session ] \
         || die "the audit log's refusal of BOOT-W1 is '${REFUSAL:-none}', expected unsupported_session: $(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | tail -n 2)"
-    ok "3: accord connect to the Wayland session: exit 8, refused unsupported_session (audit log): $(tail -n 1 "$WORK/connect-w1.log")"
+    ok "4: accord connect to the Wayland session: exit 8, refused unsupported_session (audit log): $(tail -n 1 "$WORK/connect-w1.log")"
     ;;
 esac
 frame after-connect
-ok "3: the screen after the request: $SHOTS/after-connect.png (${FRAME_INFO##* } background)"
+ok "4: the screen after the request: $SHOTS/after-connect.png (${FRAME_INFO##* } background)"
 lap "accord connect"
 
 probe quit

@@ -12,6 +12,8 @@ pub fn server_bin(s: Server) -> &'static str {
     match s {
         Server::X11vnc => "x11vnc",
         Server::X0vncserver => "x0vncserver",
+        // Accord itself; tests/boot/wayland-test.sh runs it on GNOME.
+        Server::Mutter => "accord",
     }
 }
 
@@ -94,6 +96,7 @@ pub fn runtime_dir() -> tempfile::TempDir {
 pub fn options(x: &Xvfb, rt: &Path) -> Options {
     Options {
         display: x.display(),
+        mode: accord::protocol::Mode::Control,
         clipboard: accord::policy::Clipboard::None,
         input: true,
         runtime_dir: rt.to_path_buf(),
