@@ -164,7 +164,14 @@ pub fn check(policy: &Policy, now: i64) -> Vec<Finding> {
             Ok(server) => push(
                 Level::Ok,
                 "upstream.launch",
-                format!("{server} is started for each session, after consent"),
+                match policy.upstream.launch {
+                    crate::policy::Launch::Auto if server != crate::launch::Server::Mutter => {
+                        format!(
+                            "{server} is started for each X11 session, after consent; in a GNOME Wayland session, Accord's own server through Mutter"
+                        )
+                    }
+                    _ => format!("{server} is started for each session, after consent"),
+                },
             ),
             // The agent still listens; every accepted session would fail.
             Err(e) => push(
@@ -358,7 +365,8 @@ mod tests {
         .concat();
         assert_eq!(all.len(), 1, "{all:?}");
         assert!(
-            all[0].contains("is started for each session")
+            all[0].contains("is started for each X11 session, after consent; in a GNOME Wayland session, Accord's own server through Mutter")
+                || all[0].contains("is started for each session")
                 || all[0].contains("no VNC server installed"),
             "{}",
             all[0]

@@ -29,6 +29,8 @@
 #      because the helper's prompt and banner need X11 and it exits on a
 #      Wayland-only session. WAYLAND_EXPECT selects the expected outcome:
 #      the day the prompt runs on Wayland, add the case there.
+#   5. a click on the × of GNOME's own sharing indicator makes the screen
+#      server exit 10 (the helper's cue to end the session, reason user)
 #   No process of the container and no mount is left at the end.
 #
 # usage: tests/boot/wayland-test.sh target/debian/accord_X_ARCH.deb   (make boot-wayland-test)
@@ -423,6 +425,21 @@ esac
 frame after-connect
 ok "4: the screen after the request: $SHOTS/after-connect.png (${FRAME_INFO##* } background)"
 lap "accord connect"
+
+# --- 5. her stop in GNOME's own sharing indicator ------------------------------------------
+# The orange indicator in the top bar (its × at 1176,15 on a 1280-wide
+# screen) stops every screen cast; Accord's server must exit 10, which the
+# helper turns into the end of the session (reason user). Last: it also
+# ends the probe's own sessions.
+server_start gnome-stop --mode view
+viewer_start gnome-stop
+vframe gnome-stop-before
+probe click 1176 15
+server_rc gnome-stop 10
+[ "$rc" = 10 ] || die "the × of GNOME's sharing indicator: accord screen-server exited $rc, expected 10 (EXIT_STOPPED_IN_GNOME): $(cat "$HB/$U/gnome-stop.err")"
+grep -q 'the sharing was stopped from GNOME' "$HB/$U/gnome-stop.err" || die "accord screen-server did not say GNOME stopped the sharing: $(cat "$HB/$U/gnome-stop.err")"
+exec {RFB_FD}>&-; RFB_FD=
+ok "5: a click on the × of GNOME's sharing indicator ($SHOTS/gnome-stop-before.png): accord screen-server exited 10 (stopped in GNOME), which the helper turns into the end of the session"
 
 probe quit
 exec {PROBE_FD}>&-; PROBE_FD=
