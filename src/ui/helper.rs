@@ -511,6 +511,24 @@ mod tests {
     use crate::protocol::Mode;
 
     #[test]
+    #[cfg(all(feature = "mutter", target_os = "linux"))]
+    fn only_the_mutter_servers_exit_10_is_her_stop_in_gnome() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        let ten = crate::mutter::server::EXIT_STOPPED_IN_GNOME;
+        assert!(stopped_in_gnome(launch::Server::Mutter, exit(ten)));
+        assert!(!stopped_in_gnome(launch::Server::Mutter, exit(0)));
+        assert!(!stopped_in_gnome(launch::Server::Mutter, exit(1)));
+        // x11vnc's own statuses mean nothing of the kind.
+        assert!(!stopped_in_gnome(launch::Server::X11vnc, exit(ten)));
+        // Killed by a signal: no status code at all.
+        assert!(!stopped_in_gnome(
+            launch::Server::Mutter,
+            std::process::ExitStatus::from_raw(9)
+        ));
+    }
+
+    #[test]
     fn open_is_obeyed_only_for_her_own_recent_answer_in_its_mode() {
         let t0 = Instant::now();
         let later = t0 + Duration::from_secs(1);
