@@ -107,15 +107,7 @@ pub async fn run(socket: &Path, opts: ServeOptions) -> Result<Outcome, ServerErr
     let session = MutterSession::open(&conn, opts.mode, Options::default()).await?;
     let latest = Latest::new();
     let capture = Capture::start(session.stream().node_id, latest.clone())?;
-    let first = tokio::time::timeout(FIRST_FRAME, async {
-        match latest.wait(0).await {
-            Taken::Frame(g) => Ok(g.frame().map(|f| (f.width, f.height))),
-            Taken::Ended(e) => Err(e),
-        }
-    })
-    .await
-    .map_err(|_| ServerError::NoFrame(FIRST_FRAME))??;
-    let Some((width, height)) = first else {
+    let Some((width, height)) = next_frame(&latest, 0).await? else {
         return Err(ServerError::NoFrame(FIRST_FRAME));
     };
     tracing::info!(
@@ -145,6 +137,19 @@ pub async fn run(socket: &Path, opts: ServeOptions) -> Result<Outcome, ServerErr
     let result = server.serve(stream).await;
     server.finish().await;
     result
+}
+
+/// The size of the first frame newer than `seen`, within [`FIRST_FRAME`].
+async fn next_frame(latest: &Latest, seen: u64) -> Result<Option<(u16, u16)>, ServerError> {
+    let taken = tokio::time::timeout(FIRST_FRAME, async {
+        match latest.wait(seen).await {
+            Taken::Frame(g) => Ok(g.frame().map(|f| (f.width, f.height))),
+            Taken::Ended(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(|_| ServerError::NoFrame(FIRST_FRAME))?;
+    Ok(taken?)
 }
 
 struct Server {
@@ -276,32 +281,23 @@ impl Server {
         // Input sent at once was lost on GNOME 43 (the session's virtual
         // devices were not ready): the first frame of the new stream says
         // the session is up, and the technician acts on what is shown.
-        let first = tokio::time::timeout(FIRST_FRAME, async {
-            match self.latest.wait(before).await {
-                Taken::Frame(_) => Ok(()),
-                Taken::Ended(e) => Err(e),
-            }
-        })
-        .await
-        .map_err(|_| ServerError::NoFrame(FIRST_FRAME))?;
-        first?;
+        next_frame(&self.latest, before).await?;
         tracing::debug!("the RemoteDesktop session's stream is up");
         Ok(())
     }
 
     /// Releases whatever the technician held, then stops the Mutter
     /// session (the compositor's sharing indicator goes).
-    async fn finish(self) {
-        let mut this = self;
-        let release = this.input.release_all();
+    async fn finish(mut self) {
+        let release = self.input.release_all();
         if !release.is_empty()
-            && this.session.mode() == Mode::Control
-            && let Err(e) = this.session.apply(&release).await
+            && self.session.mode() == Mode::Control
+            && let Err(e) = self.session.apply(&release).await
         {
             tracing::warn!("releasing the technician's keys: {e}");
         }
-        this.capture = None;
-        if let Err(e) = this.session.stop().await {
+        self.capture = None;
+        if let Err(e) = self.session.stop().await {
             tracing::warn!("stopping the Mutter session: {e}");
         }
     }
