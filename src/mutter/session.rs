@@ -335,27 +335,12 @@ impl Pair {
         let remote = match mode {
             Mode::View => None,
             Mode::Control => {
-                let manager = bounded(
-                    "RemoteDesktop",
-                    RemoteDesktopProxy::builder(conn)
-                        .cache_properties(CacheProperties::No)
-                        .build(),
-                )
-                .await?;
+                let manager = proxy::<RemoteDesktopProxy>(conn, "RemoteDesktop", None).await?;
                 events.watch_owner(manager.inner()).await?;
                 let path = bounded("RemoteDesktop.CreateSession", manager.create_session()).await?;
-                let session = bounded(
-                    "RemoteDesktop.Session",
-                    RemoteDesktopSessionProxy::builder(conn)
-                        .path(path)
-                        .map_err(|source| MutterError::Call {
-                            call: "RemoteDesktop.Session",
-                            source,
-                        })?
-                        .cache_properties(CacheProperties::No)
-                        .build(),
-                )
-                .await?;
+                let session =
+                    proxy::<RemoteDesktopSessionProxy>(conn, "RemoteDesktop.Session", Some(path))
+                        .await?;
                 partial.remote = Some(session.clone());
                 events.closed.push(Box::pin(
                     bounded("Closed", session.receive_closed())
@@ -368,31 +353,14 @@ impl Pair {
             }
         };
 
-        let manager = bounded(
-            "ScreenCast",
-            ScreenCastProxy::builder(conn)
-                .cache_properties(CacheProperties::No)
-                .build(),
-        )
-        .await?;
+        let manager = proxy::<ScreenCastProxy>(conn, "ScreenCast", None).await?;
         events.watch_owner(manager.inner()).await?;
         let path = bounded(
             "ScreenCast.CreateSession",
             manager.create_session(properties),
         )
         .await?;
-        let cast = bounded(
-            "ScreenCast.Session",
-            ScreenCastSessionProxy::builder(conn)
-                .path(path)
-                .map_err(|source| MutterError::Call {
-                    call: "ScreenCast.Session",
-                    source,
-                })?
-                .cache_properties(CacheProperties::No)
-                .build(),
-        )
-        .await?;
+        let cast = proxy::<ScreenCastSessionProxy>(conn, "ScreenCast.Session", Some(path)).await?;
         partial.cast = Some(cast.clone());
         events.closed.push(Box::pin(
             bounded("Closed", cast.receive_closed()).await?.map_closed(),
@@ -403,18 +371,9 @@ impl Pair {
             cast.record_monitor(&options.connector, record),
         )
         .await?;
-        let stream = bounded(
-            "ScreenCast.Stream",
-            ScreenCastStreamProxy::builder(conn)
-                .path(stream_path.clone())
-                .map_err(|source| MutterError::Call {
-                    call: "ScreenCast.Stream",
-                    source,
-                })?
-                .cache_properties(CacheProperties::No)
-                .build(),
-        )
-        .await?;
+        let stream =
+            proxy::<ScreenCastStreamProxy>(conn, "ScreenCast.Stream", Some(stream_path.clone()))
+                .await?;
         // Subscribed before Start, which makes Mutter announce the node.
         let mut added = bounded(
             "PipeWireStreamAdded",
@@ -597,6 +556,25 @@ fn set_end(ended: &watch::Sender<Option<End>>, end: End) {
 }
 
 /// Every call to Mutter, bounded by [`CALL_TIMEOUT`].
+/// A proxy on `conn` (at `path`, else the interface's default one), without
+/// a property cache (Mutter's objects are asked, not watched).
+async fn proxy<T>(
+    conn: &Connection,
+    call: &'static str,
+    path: Option<OwnedObjectPath>,
+) -> Result<T, MutterError>
+where
+    T: From<zbus::Proxy<'static>> + zbus::proxy::Defaults,
+{
+    let mut builder = zbus::proxy::Builder::<T>::new(conn).cache_properties(CacheProperties::No);
+    if let Some(path) = path {
+        builder = builder
+            .path(path)
+            .map_err(|source| MutterError::Call { call, source })?;
+    }
+    bounded(call, builder.build()).await
+}
+
 async fn bounded<T>(
     call: &'static str,
     future: impl Future<Output = zbus::Result<T>>,
