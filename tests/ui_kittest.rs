@@ -684,7 +684,16 @@ fn a_request_for_control_during_a_session_shows_over_the_banner() {
 type BannerHarness = Harness<'static, (BannerState, Vec<BannerAction>)>;
 
 fn banner_harness(info: SessionInfo, lang: Lang, rec: Arc<Recorder>) -> BannerHarness {
-    let st = BannerState::new(info, strings(lang), rec, "Ctrl+Alt+Pause".into());
+    banner_harness_with(info, lang, rec, "Ctrl+Alt+Pause")
+}
+
+fn banner_harness_with(
+    info: SessionInfo,
+    lang: Lang,
+    rec: Arc<Recorder>,
+    shortcut: &str,
+) -> BannerHarness {
+    let st = BannerState::new(info, strings(lang), rec, shortcut.into());
     Harness::builder().with_size([900.0, 44.0]).build_ui_state(
         |ui, (st, actions): &mut (BannerState, Vec<BannerAction>)| {
             if let Some(a) = banner_ui(ui, st) {
@@ -727,6 +736,18 @@ fn banner_shows_who_mode_and_elapsed_time() {
     // No "switch to view only" in a view-only session.
     assert!(h.query_by_label("Passer en affichage seul").is_none());
     assert_eq!(h.state().0.fill(), accord::ui::banner::VIEW_FILL);
+}
+
+/// On Wayland alone no global shortcut can be registered: the banner then
+/// names none rather than one that does nothing.
+#[test]
+fn a_banner_without_a_working_shortcut_names_none() {
+    let rec = Arc::new(Recorder::default());
+    let info = session(Mode::Control, Duration::from_secs(5));
+    let mut h = banner_harness_with(info, Lang::Fr, rec, "");
+    h.run_steps(1);
+    assert!(h.query_by_label_contains("Raccourci").is_none());
+    h.get_by_role_and_label(Role::Button, "Terminer");
 }
 
 #[test]

@@ -122,8 +122,9 @@ pub async fn run(socket: &Path, opts: ServeOptions) -> Result<Outcome, ServerErr
             what: "accepting",
             source,
         })?;
+    // The socket stays: the launcher checks its mode, then removes its
+    // directory when the session ends.
     drop(listener);
-    let _ = std::fs::remove_file(socket);
     let host = Host::new(width, height, NAME)?;
     let mut server = Server {
         session,

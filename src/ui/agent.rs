@@ -45,13 +45,10 @@ pub fn display_missing() -> Option<String> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-        if !set("DISPLAY") {
-            return Some(if set("WAYLAND_DISPLAY") {
-                "Wayland without XWayland (DISPLAY unset): Accord needs X11 for an always-on-top prompt"
-                    .into()
-            } else {
-                "no display (DISPLAY unset)".into()
-            });
+        // On Wayland alone (GNOME 50) the windows are Wayland ones: not on
+        // top, shown again when hidden (docs/wayland.md).
+        if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
+            return Some("no display (DISPLAY and WAYLAND_DISPLAY unset)".into());
         }
     }
     None
@@ -193,7 +190,7 @@ pub fn run_windows(
         return Some(dead);
     }
     let keys = hotkey::shortcuts(shortcut);
-    let _shortcut = match hotkey::register(&keys, actions.clone()) {
+    let registered = match hotkey::register(&keys, actions.clone()) {
         Ok((k, failed)) => {
             for e in failed {
                 tracing::warn!("{e}");
@@ -205,10 +202,15 @@ pub fn run_windows(
             None
         }
     };
+    // The banner names only shortcuts that work.
+    let shown = match &registered {
+        Some(_) => hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
+        None => String::new(),
+    };
     let cfg = HostConfig {
         program: None,
         lang: strings.lang,
-        shortcut: hotkey::display(&keys, &strings.banner.end_key, &strings.banner.or),
+        shortcut: shown,
         actions,
     };
     let ui_result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

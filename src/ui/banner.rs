@@ -152,9 +152,12 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                         st.end_sent = true;
                         action = Some(BannerAction::End);
                     }
-                    // The keyboard way to the same, printed where it is used.
-                    let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
-                    ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
+                    // The keyboard way to the same, printed where it is used
+                    // (none where it could not be registered: Wayland alone).
+                    if !st.shortcut.is_empty() {
+                        let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
+                        ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
+                    }
                     // Whether the clipboard (patient data) is shared.
                     let clipboard = match (st.info.mode, st.info.clipboard) {
                         (Mode::View, _) | (Mode::Control, Clipboard::None) => &b.clipboard_none,

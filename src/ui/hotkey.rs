@@ -64,6 +64,12 @@ pub fn register(
     shortcuts: &[String],
     control: Arc<dyn SessionActions>,
 ) -> Result<(KillShortcut, Vec<String>), String> {
+    // global-hotkey grabs keys on X11; without an X display its thread ends
+    // and every registration still reports success.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
+        return Err("global shortcuts need X11 (DISPLAY unset, Wayland alone)".into());
+    }
     let manager = GlobalHotKeyManager::new().map_err(|e| format!("global shortcuts: {e}"))?;
     let mut ids = Vec::new();
     let mut failed = Vec::new();

@@ -409,7 +409,21 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
 /// drained every [`DRAIN_EVERY`] so the server's events (keyboard state
 /// changes) do not pile up for a process that may wait all day.
 pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
-    let mut event_loop = EventLoop::<eframe::UserEvent>::with_user_event()
+    let mut builder = EventLoop::<eframe::UserEvent>::with_user_event();
+    // X11 (or XWayland) whenever there is one: only there does a window stay
+    // on top. winit alone would take Wayland as soon as WAYLAND_DISPLAY is
+    // set, XWayland or not.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        use winit::platform::wayland::EventLoopBuilderExtWayland as _;
+        use winit::platform::x11::EventLoopBuilderExtX11 as _;
+        if std::env::var_os("DISPLAY").is_some_and(|d| !d.is_empty()) {
+            builder.with_x11();
+        } else {
+            builder.with_wayland();
+        }
+    }
+    let mut event_loop = builder
         .build()
         .map_err(|e| format!("cannot use the display: {e}"))?;
     let mut fresh = true;
