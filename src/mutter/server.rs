@@ -39,6 +39,9 @@ pub const EXIT_STOPPED_IN_GNOME: i32 = 10;
 /// The launcher gives a server 5 s to speak; the first frame must come
 /// before that.
 const FIRST_FRAME: Duration = Duration::from_secs(4);
+/// How long a failed Mutter call waits for Mutter's `Closed`, which may
+/// follow it.
+const CLOSED_AFTER_ERROR: Duration = Duration::from_millis(500);
 /// The name viewers show for this screen.
 const NAME: &[u8] = b"GNOME (Accord)";
 
@@ -201,7 +204,17 @@ impl Server {
                         return Ok(Outcome::ViewerLeft);
                     }
                     for event in self.host.push(&buf[..n])? {
-                        self.event(event).await?;
+                        if let Err(e) = self.event(event).await {
+                            // A call racing Mutter's close of the session
+                            // (her stop in GNOME) fails before `Closed`
+                            // arrives: the close is the reason, if it comes.
+                            if matches!(e, ServerError::Mutter(_))
+                                && let Ok(End::Closed) = tokio::time::timeout(CLOSED_AFTER_ERROR, &mut closed).await
+                            {
+                                return Ok(Outcome::StoppedInGnome);
+                            }
+                            return Err(e);
+                        }
                     }
                 }
                 taken = latest.wait(seen), if wants_frame => match taken {

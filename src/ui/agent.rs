@@ -45,10 +45,20 @@ pub fn display_missing() -> Option<String> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-        // On Wayland alone (GNOME 50) the windows are Wayland ones: not on
-        // top, shown again when hidden (docs/wayland.md).
-        if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
-            return Some("no display (DISPLAY and WAYLAND_DISPLAY unset)".into());
+        if !set("DISPLAY") {
+            // Wayland windows (not on top, no shortcut) are an opt-in
+            // while a booted GNOME container still fails to power off
+            // cleanly after them (docs/wayland.md).
+            let wayland_windows =
+                std::env::var_os("ACCORD_WAYLAND_WINDOWS").is_some_and(|v| v == "1");
+            return match (set("WAYLAND_DISPLAY"), wayland_windows) {
+                (true, true) => None,
+                (true, false) => Some(
+                    "Wayland without XWayland (DISPLAY unset): Accord needs X11 for an always-on-top prompt"
+                        .into(),
+                ),
+                (false, _) => Some("no display (DISPLAY unset)".into()),
+            };
         }
     }
     None
