@@ -199,6 +199,11 @@ wait_for 10 grep -q . "$HB/$U/gsettings.log" || die "gsettings in $U's session d
 [ "$(as_user gsettings get org.gnome.desktop.background primary-color)" = "'$BG_HEX'" ] \
     || die "background colour is $(as_user gsettings get org.gnome.desktop.background primary-color), expected '$BG_HEX'"
 
+# GNOME Shell logs this line at startup-complete, once its startup
+# animation is over. The probe starts after it: during startup the shell
+# once left the probe's first call unanswered for 25 s.
+wait_for 60 grep -q 'GNOME Shell started at' "$HB/$U/gnome-shell.log" \
+    || die "gnome-shell did not log 'GNOME Shell started at' (startup complete) in 60 s"
 mkfifo -m 0600 "$HB/$U/probe.in"; in_c chown "$U:$U" "$B/$U/probe.in"
 # read-write: opening does not wait for the reader, and the probe sees the end
 # of its input only when this shell closes it
@@ -246,10 +251,6 @@ frames() {
 }
 DESKTOP='f >= 0.8'   # a notification at most over the background
 OVERVIEW='f < 0.7'   # windows' previews in the overview: about 0.5
-# GNOME Shell starts in the overview (and stays there until it is left);
-# it logs this line at startup-complete, once its startup animation is over
-wait_for 30 grep -q 'GNOME Shell started at' "$HB/$U/gnome-shell.log" \
-    || die "gnome-shell did not log 'GNOME Shell started at' (startup complete) in 30 s"
 frames overview-start "$OVERVIEW" \
     || die "no overview at the start of GNOME Shell: ${FRAME_INFO##* } of the frame is the background ($SHOTS/overview-start.png)"
 read -r FW FH _ <<<"$FRAME_INFO"
