@@ -46,9 +46,9 @@ pub fn display_missing() -> Option<String> {
     {
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
         if !set("DISPLAY") {
-            // Wayland windows (not on top, no shortcut) are an opt-in: a
-            // helper using them did not end within 30 s when GNOME Shell
-            // went first at power-off (docs/wayland.md).
+            // Wayland windows (not on top, no shortcut) are an opt-in: with
+            // them in use a booted GNOME container did not power off within
+            // 30 s, cause unknown yet (docs/wayland.md).
             let wayland_windows =
                 std::env::var_os("ACCORD_WAYLAND_WINDOWS").is_some_and(|v| v == "1");
             return match (set("WAYLAND_DISPLAY"), wayland_windows) {

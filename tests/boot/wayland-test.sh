@@ -55,8 +55,8 @@ SHOTS=$WORK/shots
 # What `accord connect` to the GNOME Wayland session must do: "unsupported"
 # (exit 8, unsupported_session: the helper has no X11 for its windows), or
 # "asked" (Wayland windows opted in: the prompt, a view-only session through
-# Accord's Mutter server; the helper is stopped before power-off: with the
-# shell gone first it did not end within 30 s, not yet understood).
+# Accord's Mutter server; the helper is stopped before power-off, without
+# which the container did not power off in 30 s, cause unknown yet).
 WAYLAND_EXPECT=${WAYLAND_EXPECT:-unsupported}
 # the background the frame must show (gsettings primary-color), RGB
 BG_HEX='#1f8a70'
