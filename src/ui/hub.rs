@@ -385,6 +385,7 @@ mod tests {
             arm_delay: Duration::from_secs(1),
             clipboard: crate::policy::Clipboard::None,
             raise,
+            confirm: false,
             replaced: None,
         }
     }
@@ -399,6 +400,7 @@ mod tests {
             started: SystemTime::now(),
             started_at: Instant::now(),
             clipboard: crate::policy::Clipboard::None,
+            paused: false,
         }
     }
 

@@ -40,7 +40,7 @@ pub fn answer_button(a: Answer, label: &str) -> Button<'_> {
             .fill(SAFE_FILL)
             .stroke(Stroke::new(3.0, Color32::BLACK))
             .min_size(egui::vec2(140.0, 40.0)),
-        Answer::ViewOnly | Answer::Control => Button::new(text.color(TEXT))
+        Answer::ViewOnly | Answer::Control | Answer::Continue => Button::new(text.color(TEXT))
             .fill(Color32::WHITE)
             .stroke(Stroke::new(1.0, Color32::from_gray(0x60)))
             .min_size(size),
