@@ -11,11 +11,18 @@
 //! buttons sit in a bottom panel that the text above never pushes away: long
 //! text wraps and scrolls.
 //!
+//! The same window asks, during a session, whether it goes on
+//! ([`PromptRequest::confirm`]): other words, "Continuer" and "Terminer"
+//! only, and every guard above unchanged, so that stray typing can no more
+//! keep a session going than start one. "Terminer" is the safe answer and
+//! looks like "Refuser" (Escape, closing the window and the countdown's end
+//! give it too).
+//!
 //! Time is egui's input time, not the wall clock, so tests drive it.
 
 use super::keygate::{KeyGate, Verdict, block_keyboard};
 use super::look;
-use super::strings::{Strings, fill};
+use super::strings::{PromptStrings, Strings, fill};
 use crate::broker::{Answer, PromptRequest};
 use crate::policy::Clipboard;
 use crate::protocol::Mode;
@@ -142,9 +149,19 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
         }
         let left = st.left(now);
         let secs = left.as_secs_f64().ceil().to_string();
+        // What the countdown's end does: a refusal, or the session's end.
+        let (deadline, deadline_no_clock, countdown_label) = if st.req.confirm {
+            (
+                &p.deadline_confirm,
+                &p.deadline_confirm_no_clock,
+                &p.countdown_label_confirm,
+            )
+        } else {
+            (&p.deadline, &p.deadline_no_clock, &p.countdown_label)
+        };
         let countdown = match &st.deadline_clock {
-            Some(clock) => fill(&p.deadline, &[("secs", &secs), ("clock", clock)]),
-            None => fill(&p.deadline_no_clock, &[("secs", &secs)]),
+            Some(clock) => fill(deadline, &[("secs", &secs), ("clock", clock)]),
+            None => fill(deadline_no_clock, &[("secs", &secs)]),
         };
         ui.label(RichText::new(countdown).size(look::BODY_PT));
         let total = st.req.timeout.as_secs_f64().max(0.001);
@@ -153,7 +170,7 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
                 .desired_height(4.0),
         );
         bar.widget_info(|| {
-            egui::WidgetInfo::labeled(egui::Role::ProgressIndicator, true, &p.countdown_label)
+            egui::WidgetInfo::labeled(egui::Role::ProgressIndicator, true, countdown_label)
         });
         ui.add_space(6.0);
         // A press that began while the buttons were inactive (meant for
@@ -163,19 +180,7 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
             .input(|i| i.pointer.press_start_time())
             .is_none_or(|t| t >= armed_at);
         ui.horizontal_wrapped(|ui| {
-            let mut buttons = Vec::with_capacity(3);
-            if st.req.control_offered {
-                buttons.push((Answer::Control, p.allow_control.as_str()));
-            }
-            // A request for control comes from a session already in view
-            // only: "Allow view only" would grant nothing and could be
-            // mistaken for a yes, so it is hidden rather than made to mean
-            // "refuse". (The broker treats any other answer as a refusal.)
-            if !st.req.raise {
-                buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
-            }
-            buttons.push((Answer::Refused, p.refuse.as_str()));
-            for (a, label) in buttons {
+            for (a, label) in buttons(&st.req, p) {
                 let r = ui.add_enabled(armed, look::answer_button(a, label));
                 if armed && !st.layout_logged {
                     log_layout(ui, label, r.rect);
@@ -192,6 +197,11 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     });
 
     let typing = st.keys.as_ref().is_some_and(|g| g.typing(now));
+    let typing_hint = if st.req.confirm {
+        &p.typing_confirm
+    } else {
+        &p.typing
+    };
     egui::CentralPanel::default_margins().show(ui, |ui| {
         ScrollArea::vertical()
             .auto_shrink([false, false])
@@ -199,7 +209,7 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
                 if typing {
                     // Why the keyboard does nothing, and what works.
                     ui.label(
-                        RichText::new(p.typing.as_str())
+                        RichText::new(typing_hint.as_str())
                             .size(look::BODY_PT)
                             .strong(),
                     );
@@ -226,6 +236,30 @@ pub fn prompt_ui(ui: &mut egui::Ui, st: &mut PromptState) -> Option<Answer> {
     answer
 }
 
+/// The answers offered, in the order of DESIGN.md, the safe one last.
+fn buttons<'a>(req: &PromptRequest, p: &'a PromptStrings) -> Vec<(Answer, &'a str)> {
+    if req.confirm {
+        // Only whether it goes on: nothing here may grant more.
+        return vec![
+            (Answer::Continue, p.go_on.as_str()),
+            (Answer::Refused, p.end.as_str()),
+        ];
+    }
+    let mut buttons = Vec::with_capacity(3);
+    if req.control_offered {
+        buttons.push((Answer::Control, p.allow_control.as_str()));
+    }
+    // A request for control comes from a session already in view
+    // only: "Allow view only" would grant nothing and could be
+    // mistaken for a yes, so it is hidden rather than made to mean
+    // "refuse". (The broker treats any other answer as a refusal.)
+    if !req.raise {
+        buttons.push((Answer::ViewOnly, p.allow_view.as_str()));
+    }
+    buttons.push((Answer::Refused, p.refuse.as_str()));
+    buttons
+}
+
 fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     let s = &st.strings.prompt;
     let req = &st.req;
@@ -244,11 +278,15 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
         );
         ui.add_space(6.0);
     }
+    // Who asks: from the verified certificate.
+    let name = id.common_name.as_deref().unwrap_or(&id.subject);
     // The question, large: it is what the window is about.
-    let question = if req.raise {
-        &s.question_raise
+    let question = if req.confirm {
+        fill(&s.question_confirm, &[("name", name)])
+    } else if req.raise {
+        s.question_raise.clone()
     } else {
-        &s.question
+        s.question.clone()
     };
     let q = ui.add(
         egui::Label::new(
@@ -258,11 +296,9 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
         )
         .wrap(),
     );
-    q.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Heading, true, question));
+    q.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Heading, true, &question));
     ui.add_space(8.0);
 
-    // Who asks: from the verified certificate.
-    let name = id.common_name.as_deref().unwrap_or(&id.subject);
     let who = match &id.organization {
         Some(org) => fill(&s.technician, &[("name", name), ("org", org.as_str())]),
         None => fill(&s.technician_no_org, &[("name", name)]),
@@ -271,21 +307,26 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     ui.label(RichText::new(s.identity_note.as_str()).size(look::SMALL_PT));
     ui.add_space(6.0);
 
-    // What exactly.
+    // What exactly: asked, or (the session's question) what goes on.
     let (what, colour) = match (req.asked, req.control_offered) {
         (Mode::Control, true) => (s.asks_control.as_str(), look::CONTROL_TEXT),
         _ => (s.asks_view.as_str(), look::TEXT),
     };
+    let asks = if req.confirm {
+        &s.current_confirm
+    } else {
+        &s.asks
+    };
     ui.add(
         egui::Label::new(
-            RichText::new(fill(&s.asks, &[("what", what)]))
+            RichText::new(fill(asks, &[("what", what)]))
                 .size(look::BODY_PT)
                 .strong()
                 .color(colour),
         )
         .wrap(),
     );
-    if req.asked == Mode::Control && !req.control_offered {
+    if req.asked == Mode::Control && !req.control_offered && !req.confirm {
         ui.add(
             egui::Label::new(RichText::new(s.control_restricted.as_str()).size(look::BODY_PT))
                 .wrap(),
@@ -317,7 +358,9 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     ui.add_space(6.0);
 
     // What will happen, the clipboard included (patient data).
-    let consequences = if req.raise {
+    let consequences = if req.confirm {
+        &s.consequences_confirm
+    } else if req.raise {
         &s.consequences_raise
     } else {
         &s.consequences

@@ -66,6 +66,13 @@ pub struct PromptStrings {
     pub question_raise: String,
     /// What control would change, instead of `consequences`, for that question.
     pub consequences_raise: String,
+    /// The question of the consent period's end about the running session
+    /// ([`crate::broker::PromptRequest::confirm`], `{name}`).
+    pub question_confirm: String,
+    /// What the technician can do now (`{what}`), for that question.
+    pub current_confirm: String,
+    /// What no answer does to it: the session ends, it is not refused.
+    pub consequences_confirm: String,
     /// Said first when Accord's window program started again after an
     /// earlier control session ([`crate::broker::PromptRequest::replaced`]).
     pub replaced: String,
@@ -86,14 +93,23 @@ pub struct PromptStrings {
     pub deadline: String,
     pub deadline_no_clock: String,
     pub countdown_label: String,
+    /// The countdown of that question: at its end the session ends.
+    pub deadline_confirm: String,
+    pub deadline_confirm_no_clock: String,
+    pub countdown_label_confirm: String,
     pub details: String,
     pub verification_code: String,
     pub arming: String,
     pub arming_label: String,
     pub typing: String,
+    /// `typing` for that question, where Escape ends the session.
+    pub typing_confirm: String,
     pub allow_control: String,
     pub allow_view: String,
     pub refuse: String,
+    /// That question's two answers.
+    pub go_on: String,
+    pub end: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -105,11 +121,18 @@ pub struct BannerStrings {
     pub clipboard_both: String,
     pub text_control: String,
     pub text_view: String,
+    /// While her screen is hidden (`{who}`): said instead of the mode.
+    pub text_paused: String,
     pub who: String,
     pub who_no_org: String,
     pub mode_control: String,
     pub mode_view: String,
+    /// The tray's word for the session while her screen is hidden.
+    pub mode_paused: String,
     pub view_only: String,
+    /// "Masquer mon écran" and its way back (banner and tray alike).
+    pub pause: String,
+    pub resume: String,
     pub end: String,
     pub drag: String,
     pub end_key: String,
@@ -352,6 +375,25 @@ mod tests {
         assert_eq!(fr.banner.end, "Terminer");
         assert_eq!(en.banner.view_only, "Switch to view only");
         assert_eq!(en.banner.end, "End session");
+        // Hiding her screen, on the banner and in the tray.
+        assert_eq!(fr.banner.pause, "Masquer mon écran");
+        assert_eq!(fr.banner.resume, "Reprendre");
+        assert_eq!(en.banner.pause, "Hide my screen");
+        assert_eq!(en.banner.resume, "Resume");
+        // The consent period's question: its two answers, and the session
+        // it is about named as everywhere else, "assistance à distance".
+        assert_eq!(fr.prompt.go_on, "Continuer");
+        assert_eq!(fr.prompt.end, "Terminer");
+        assert_eq!(en.prompt.go_on, "Continue");
+        assert_eq!(en.prompt.end, "End");
+        assert_eq!(
+            fill(&fr.prompt.question_confirm, &[("name", "Jeanne Martin")]),
+            "L'assistance à distance avec Jeanne Martin continue\u{a0}?"
+        );
+        assert_eq!(
+            fill(&en.prompt.question_confirm, &[("name", "Jeanne Martin")]),
+            "Continue the remote assistance with Jeanne Martin?"
+        );
     }
 
     /// Every string of a table, with its key, for the checks below.
