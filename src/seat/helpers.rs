@@ -368,6 +368,13 @@ impl Helpers {
                 }
                 Ok(())
             }
+            F::Pause { on } => {
+                // Hiding or showing her screen is hers alone, like ending it.
+                if let Some(ctl) = self.owned_session_control(conn) {
+                    ctl.pause(on);
+                }
+                Ok(())
+            }
             F::Screensaver { active } => {
                 if let Some(c) = self.reg().conns.get_mut(&conn) {
                     c.id.screensaver = active;
@@ -488,7 +495,10 @@ impl Helpers {
                     }
                 }
                 r.answered.insert(id, who);
-                if answer != Answer::Refused {
+                // Only an answer that starts or widens a session makes an
+                // owner: "Continuer" is asked under a prompt id of its own
+                // and keeps the owner the session already has.
+                if matches!(answer, Answer::Control | Answer::ViewOnly) {
                     r.owners.insert(id, Owner { conn, session });
                 }
                 let _ = a.reply.send(answer);
@@ -545,7 +555,13 @@ impl Helpers {
             Activity::InSession(i) => i.id,
             _ => return None,
         };
-        (self.reg().owners.get(&id).map(|o| o.conn) == Some(conn)).then(|| ctl.clone())
+        self.owns(conn, id).then(|| ctl.clone())
+    }
+
+    /// Whether `conn` is the helper whose user consented to session `id`:
+    /// the only one whose banner buttons (end, view only, pause) count.
+    fn owns(&self, conn: u64, id: Uuid) -> bool {
+        self.reg().owners.get(&id).map(|o| o.conn) == Some(conn)
     }
 
     /// Records a helper's breach, within its user's budget (the broker's
@@ -921,5 +937,80 @@ impl Prompter for HelperPrompter {
                 keep: Box::new(()),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seat::proto::FromHelper;
+
+    fn helpers() -> Arc<Helpers> {
+        let (_seat_tx, seat) = watch::channel(SeatView::default());
+        Helpers::new(
+            SeatMode::Single,
+            crate::policy::Launch::None,
+            &[],
+            false,
+            seat,
+            Arc::new(crate::broker::MemoryJournal::default()),
+            PathBuf::from("/nonexistent/accord-audit.jsonl"),
+        )
+    }
+
+    fn connect(h: &Helpers, uid: u32) -> (u64, mpsc::Receiver<ToHelper>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let place = super::super::listener::Place::default();
+        let conn = h.register(uid, 4000 + uid, place, false, false, tx);
+        (conn.expect("under the limits"), rx)
+    }
+
+    /// Helper `conn` is asked a prompt and answers `answer`; its id.
+    fn asked_and_answered(h: &Helpers, conn: u64, answer: Answer) -> Uuid {
+        let id = Uuid::new_v4();
+        let (reply, _rx) = oneshot::channel();
+        {
+            let mut r = h.reg();
+            r.conns.get_mut(&conn).expect("connected").asked.insert(id);
+            r.asking.insert(id, Asking { conn, reply });
+        }
+        h.on_answer(conn, id, answer)
+            .expect("an answer it was asked");
+        id
+    }
+
+    /// The pause button goes through the same check as "Terminer" and
+    /// "Passer en affichage seul": only the helper whose user consented
+    /// owns the session; another's `pause` is dropped (neither obeyed nor
+    /// a breach that would cut that helper off).
+    #[test]
+    fn a_pause_from_a_helper_that_is_not_the_sessions_is_ignored() {
+        let h = helpers();
+        let (hers, _rx1) = connect(&h, 64101);
+        let (other, _rx2) = connect(&h, 64102);
+        let session = asked_and_answered(&h, hers, Answer::Control);
+        assert!(h.owns(hers, session));
+        assert!(!h.owns(other, session));
+        for on in [true, false] {
+            assert!(h.on_message(other, FromHelper::Pause { on }, None).is_ok());
+            assert!(h.on_message(hers, FromHelper::Pause { on }, None).is_ok());
+        }
+        // Still there, still the owner: nothing was taken as a breach.
+        assert!(h.reg().conns.contains_key(&other));
+        assert!(h.owns(hers, session));
+    }
+
+    /// "Continuer" to the consent period's question makes nobody the
+    /// owner of anything (its prompt id is not a session's).
+    #[test]
+    fn continue_makes_no_owner_and_refused_neither() {
+        let h = helpers();
+        let (hers, _rx) = connect(&h, 64103);
+        let asked = asked_and_answered(&h, hers, Answer::Continue);
+        assert!(!h.owns(hers, asked));
+        let refused = asked_and_answered(&h, hers, Answer::Refused);
+        assert!(!h.owns(hers, refused));
+        let view = asked_and_answered(&h, hers, Answer::ViewOnly);
+        assert!(h.owns(hers, view));
     }
 }

@@ -162,6 +162,10 @@ pub enum FromHelper {
     End {},
     /// "Passer en affichage seul".
     ViewOnly {},
+    /// "Masquer mon écran" (`on`) or "Reprendre": obeyed, like `end` and
+    /// `view_only`, only from the helper whose user consented to the
+    /// running session.
+    Pause { on: bool },
     /// The session bus's screen saver became active or inactive.
     Screensaver { active: bool },
     /// This helper cannot show a window (no display): never ask it.
@@ -646,6 +650,7 @@ mod tests {
             },
             FromHelper::End {},
             FromHelper::ViewOnly {},
+            FromHelper::Pause { on: true },
             FromHelper::Screensaver { active: true },
             FromHelper::Unavailable { why: "x".into() },
             FromHelper::Opened {
@@ -787,6 +792,52 @@ mod tests {
             parse::<ToHelper>(&line),
             Err(ProtoError::Message(_))
         ));
+    }
+
+    /// "Masquer mon écran" and "Reprendre" on the wire, and what the
+    /// banner and the prompt of the consent period's question need.
+    #[test]
+    fn pause_round_trips_and_says_which_way() {
+        for on in [true, false] {
+            let m = FromHelper::Pause { on };
+            assert_eq!(parse::<FromHelper>(&encode(&m)), Ok(m.clone()));
+            let wire = format!(r#"{{"v":1,"pause":{{"on":{on}}}}}"#);
+            assert_eq!(parse::<FromHelper>(wire.as_bytes()), Ok(m));
+        }
+        for bad in [
+            r#"{"v":1,"pause":{}}"#,
+            r#"{"v":1,"pause":{"on":1}}"#,
+            r#"{"v":1,"pause":{"on":"true"}}"#,
+            r#"{"v":1,"pause":{"on":true,"session":"x"}}"#,
+            r#"{"v":1,"pause":true}"#,
+        ] {
+            assert!(parse::<FromHelper>(bad.as_bytes()).is_err(), "{bad}");
+        }
+        // The banner learns she hid her screen from the session itself.
+        let now = Instant::now();
+        let mut info = sample_info();
+        info.paused = true;
+        let back = WireSession::from_info(&info).to_info(now).unwrap();
+        assert!(back.paused);
+        // A session from a service that predates pausing is not paused.
+        let mut v = serde_json::to_value(WireSession::from_info(&info)).unwrap();
+        v.as_object_mut().unwrap().remove("paused");
+        let old: WireSession = serde_json::from_value(v).unwrap();
+        assert!(!old.paused);
+        // "Continuer" answers travel as such, never as a grant.
+        let line = encode(&FromHelper::Answer {
+            id: info.id,
+            answer: WireAnswer::Continue,
+        });
+        assert!(
+            std::str::from_utf8(&line)
+                .unwrap()
+                .contains(r#""answer":"continue""#)
+        );
+        assert_eq!(
+            crate::broker::Answer::from(WireAnswer::Continue),
+            crate::broker::Answer::Continue
+        );
     }
 
     #[test]

@@ -8,6 +8,11 @@
 //! confirmation is a second action and O8 asks for one. The buttons call
 //! the [`SessionActions`] directly, in the frame of the click, instead of
 //! queueing a message: the kill switch must not wait for anything.
+//!
+//! "Masquer mon écran" hides her screen from the technician without ending
+//! the session, and "Reprendre" shows it again. The banner says hidden only
+//! when the core says so ([`SessionInfo::paused`]), never on the click
+//! alone: she must not believe her screen hidden while it is not.
 
 use super::strings::{Strings, fill};
 use crate::broker::{SessionControl, SessionInfo};
@@ -23,6 +28,9 @@ pub trait SessionActions: Send + Sync {
     fn end(&self);
     /// Control → view-only (O6), recorded by the core as `mode_changed`.
     fn set_view_only(&self);
+    /// Hides her screen from the technician (`true`) or shows it again
+    /// (`false`); the session goes on either way.
+    fn pause(&self, on: bool);
 }
 
 impl SessionActions for SessionControl {
@@ -32,6 +40,9 @@ impl SessionActions for SessionControl {
     fn set_view_only(&self) {
         SessionControl::set_view_only(self);
     }
+    fn pause(&self, on: bool) {
+        SessionControl::pause(self, on);
+    }
 }
 
 /// What the clinician did on the banner this frame.
@@ -39,11 +50,16 @@ impl SessionActions for SessionControl {
 pub enum BannerAction {
     End,
     ViewOnly,
+    /// "Masquer mon écran" (`true`) or "Reprendre" (`false`).
+    Pause(bool),
 }
 
 /// Banner colours: control stands out more than view.
 pub const CONTROL_FILL: Color32 = Color32::from_rgb(0xb7, 0x1c, 0x1c);
 pub const VIEW_FILL: Color32 = Color32::from_rgb(0x15, 0x65, 0xc0);
+/// Her screen is hidden: neither mode's colour, so the change shows at a
+/// glance.
+pub const PAUSED_FILL: Color32 = Color32::from_rgb(0x37, 0x47, 0x4f);
 /// "Terminer": near black, white text, white frame, on either bar.
 pub const END_FILL: Color32 = Color32::from_rgb(0x11, 0x11, 0x11);
 /// The banner's text and the kill switch's label.
@@ -52,6 +68,13 @@ pub const END_PT: f32 = 20.0;
 /// The bar's height and the widest it gets (narrower on a narrow monitor).
 pub const HEIGHT: f32 = 60.0;
 pub const MAX_WIDTH: f32 = 1240.0;
+/// After "Masquer mon écran" or "Reprendre", the button waits until the
+/// core shows the change and this long has passed (seconds): the second
+/// click of a double click must not undo the first.
+pub const PAUSE_SETTLE_S: f64 = 1.0;
+/// A change the core did not show within this long (seconds) may be asked
+/// again.
+pub const PAUSE_RETRY_S: f64 = 3.0;
 
 /// The running session, as the banner shows it.
 pub struct BannerState {
@@ -63,6 +86,9 @@ pub struct BannerState {
     /// "Passer en affichage seul" was pressed: hide it at once, before the
     /// core's state says view-only, so it cannot be pressed twice.
     view_only_sent: bool,
+    /// What "Masquer mon écran" or "Reprendre" asked, and when (egui
+    /// time): the button waits for the core ([`PAUSE_SETTLE_S`]).
+    pause_sent: Option<(bool, f64)>,
     /// "Terminer" was pressed: the banner stays until the core confirms the
     /// end, but the buttons are no longer offered.
     end_sent: bool,
@@ -83,6 +109,7 @@ impl BannerState {
             actions,
             shortcut,
             view_only_sent: false,
+            pause_sent: None,
             end_sent: false,
             layout_logged: false,
         }
@@ -100,6 +127,10 @@ impl BannerState {
             Some(org) => fill(&b.who, &[("name", name), ("org", org.as_str())]),
             None => fill(&b.who_no_org, &[("name", name)]),
         };
+        if self.info.paused {
+            // What is happening now is that nothing is seen.
+            return fill(&b.text_paused, &[("who", &who)]);
+        }
         let since = s.hm(self.info.started).unwrap_or_default();
         let template = match self.info.mode {
             Mode::Control => &b.text_control,
@@ -109,11 +140,51 @@ impl BannerState {
     }
 
     pub fn fill(&self) -> Color32 {
+        if self.info.paused {
+            return PAUSED_FILL;
+        }
         match self.info.mode {
             Mode::Control => CONTROL_FILL,
             Mode::View => VIEW_FILL,
         }
     }
+}
+
+/// "Masquer mon écran" or, while hidden, "Reprendre": calls
+/// [`SessionActions::pause`] on a click and returns what it asked.
+fn pause_button(ui: &mut egui::Ui, st: &mut BannerState) -> Option<bool> {
+    let now = ui.input(|i| i.time);
+    let paused = st.info.paused;
+    if let Some((asked, at)) = st.pause_sent {
+        let age = now - at;
+        if (paused == asked && age >= PAUSE_SETTLE_S) || age >= PAUSE_RETRY_S {
+            st.pause_sent = None;
+        } else {
+            let wait = if paused == asked {
+                PAUSE_SETTLE_S - age
+            } else {
+                PAUSE_RETRY_S - age
+            };
+            ui.ctx()
+                .request_repaint_after(std::time::Duration::from_secs_f64(wait.max(0.01)));
+        }
+    }
+    let b = &st.strings.banner;
+    let label = if paused { &b.resume } else { &b.pause };
+    let r = ui.add_enabled(
+        st.pause_sent.is_none(),
+        Button::new(RichText::new(label.as_str()).size(14.0)).min_size(egui::vec2(0.0, 32.0)),
+    );
+    if !st.layout_logged {
+        super::prompt::log_layout(ui, label, r.rect);
+    }
+    if !r.clicked() {
+        return None;
+    }
+    let on = !paused;
+    st.actions.pause(on);
+    st.pause_sent = Some((on, now));
+    Some(on)
 }
 
 /// Draws the banner; acts on a click at once and reports it.
@@ -181,12 +252,15 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                     {
                         super::prompt::log_layout(ui, &b.view_only, r.rect);
                     }
-                    st.layout_logged = true;
                     if to_view.is_some_and(|r| r.clicked()) {
                         st.actions.set_view_only();
                         st.view_only_sent = true;
                         action = Some(BannerAction::ViewOnly);
                     }
+                    if let Some(on) = pause_button(ui, st) {
+                        action = Some(BannerAction::Pause(on));
+                    }
+                    st.layout_logged = true;
                 }
                 ui.with_layout(egui::Layout::left_to_right(egui::Align::Center), |ui| {
                     // A grip drawn as dots: no glyph the fonts might lack.

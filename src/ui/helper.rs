@@ -119,6 +119,9 @@ impl SessionActions for HelperActions {
     fn set_view_only(&self) {
         self.send(FromHelper::ViewOnly {});
     }
+    fn pause(&self, on: bool) {
+        self.send(FromHelper::Pause { on });
+    }
 }
 
 fn unreachable_state() -> AgentState {
@@ -544,6 +547,9 @@ mod tests {
         // She allowed viewing: no full-input server for "control".
         assert!(may_open(Some((t0, Answer::ViewOnly)), later, Mode::Control, true).is_err());
         assert!(may_open(Some((t0, Answer::Refused)), later, Mode::View, true).is_err());
+        // "Continuer" keeps a session going; it opens no screen.
+        assert!(may_open(Some((t0, Answer::Continue)), later, Mode::View, true).is_err());
+        assert!(may_open(Some((t0, Answer::Continue)), later, Mode::Control, true).is_err());
         // Not answered here, or long ago.
         assert!(may_open(None, later, Mode::View, true).is_err());
         let stale = t0 + OPEN_WITHIN + Duration::from_secs(1);

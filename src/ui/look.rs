@@ -2,7 +2,8 @@
 //! chosen for a contrast of at least 4.5:1 (WCAG AA), and answer buttons
 //! that differ by more than colour.
 //!
-//! "Refuser" is the visually safe default: filled, bold, framed thick.
+//! "Refuser" (and "Terminer", its place on the question whether a session
+//! goes on) is the visually safe default: filled, bold, framed thick.
 //! The two "Autoriser" buttons are plain; the control one, which gives the
 //! most, never draws the eye first (DESIGN.md fixes the order of the labels,
 //! so the emphasis, not the position, says which is the safe one).
@@ -87,6 +88,11 @@ mod tests {
                 "banner view",
                 Color32::WHITE,
                 super::super::banner::VIEW_FILL,
+            ),
+            (
+                "banner hidden",
+                Color32::WHITE,
+                super::super::banner::PAUSED_FILL,
             ),
             ("Terminer", Color32::WHITE, super::super::banner::END_FILL),
         ];

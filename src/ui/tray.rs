@@ -2,7 +2,8 @@
 //! connected, and has a third way to end it).
 //!
 //! Three icons (idle, asking, in session) from `assets/icons`, a tooltip, and
-//! a menu: status line, "Terminer la session" (enabled only in session),
+//! a menu: status line, "Terminer la session" and "Masquer mon écran" /
+//! "Reprendre" (enabled only in session, worded as the banner's button),
 //! "Historique", "Quitter" (ends any session first). On Linux it is a
 //! StatusNotifierItem over D-Bus (`ksni`, no GTK). Nothing depends on it: the
 //! prompt and the banner work without a tray host, so a missing host or bus
@@ -52,7 +53,14 @@ pub fn status_line(s: &AgentState, strings: &Strings) -> String {
             &t.tooltip_session,
             &[
                 ("name", info.technician.display_name()),
-                ("mode", strings.mode(info.mode)),
+                (
+                    "mode",
+                    if info.paused {
+                        &strings.banner.mode_paused
+                    } else {
+                        strings.mode(info.mode)
+                    },
+                ),
             ],
         ),
         Activity::Asking(_) => t.tooltip_asking.clone(),
@@ -60,6 +68,17 @@ pub fn status_line(s: &AgentState, strings: &Strings) -> String {
             Listening::Off(why) => fill(&t.tooltip_not_listening, &[("why", why)]),
             _ => t.tooltip_idle.clone(),
         },
+    }
+}
+
+/// What the hide/resume item does in a state: `Some(true)` hides her
+/// screen, `Some(false)` shows it again, `None` (no session here) nothing.
+/// Read from the core's state at the click, like its label, so the item
+/// never does the opposite of what it says.
+pub fn pause_item(s: &AgentState) -> Option<bool> {
+    match &s.activity {
+        Activity::InSession(info) => Some(!info.paused),
+        _ => None,
     }
 }
 
@@ -89,6 +108,7 @@ struct Tray {
     icon: TrayIcon,
     status: MenuItem,
     end: MenuItem,
+    pause: MenuItem,
     icons: [Option<Icon>; 3],
     look: Option<TrayLook>,
 }
@@ -97,8 +117,8 @@ struct Tray {
 /// (from the log, or from the service).
 pub type HistoryFetch = Arc<dyn Fn() + Send + Sync>;
 
-/// Starts the tray thread. Menu actions: end the session, open the history,
-/// quit (`quit` is notified after the session is ended).
+/// Starts the tray thread. Menu actions: end the session, hide or show her
+/// screen, open the history, quit (`quit` is notified after the session is ended).
 pub fn spawn(
     rt: tokio::runtime::Handle,
     state: watch::Receiver<AgentState>,
@@ -126,6 +146,7 @@ fn run(
     let t = &strings.tray;
     let status = MenuItem::new(t.tooltip_idle.as_str(), false, None);
     let end = MenuItem::new(t.end_session.as_str(), false, None);
+    let pause = MenuItem::new(strings.banner.pause.as_str(), false, None);
     let history = MenuItem::new(t.history.as_str(), true, None);
     let quit_item = MenuItem::new(t.quit.as_str(), true, None);
     let menu = Menu::new();
@@ -133,6 +154,7 @@ fn run(
         &status,
         &PredefinedMenuItem::separator(),
         &end,
+        &pause,
         &history,
         &PredefinedMenuItem::separator(),
         &quit_item,
@@ -140,14 +162,21 @@ fn run(
     if let Err(e) = appended {
         tracing::warn!("tray menu: {e}");
     }
-    let (end_id, history_id, quit_id) = (
+    let (end_id, pause_id, history_id, quit_id) = (
         end.id().clone(),
+        pause.id().clone(),
         history.id().clone(),
         quit_item.id().clone(),
     );
+    let at_click = state.clone();
     MenuEvent::set_event_handler(Some(move |ev: MenuEvent| {
         if ev.id == end_id {
             control.end();
+        } else if ev.id == pause_id {
+            let on = pause_item(&at_click.borrow());
+            if let Some(on) = on {
+                control.pause(on);
+            }
         } else if ev.id == history_id {
             history_fetch();
         } else if ev.id == quit_id {
@@ -176,6 +205,7 @@ fn run(
         icon,
         status,
         end,
+        pause,
         icons,
         look: None,
     };
@@ -194,6 +224,14 @@ impl Tray {
         let line = status_line(s, strings);
         self.status.set_text(&line);
         self.end.set_enabled(look == TrayLook::InSession);
+        let pause = pause_item(s);
+        self.pause.set_enabled(pause.is_some());
+        let b = &strings.banner;
+        self.pause.set_text(if pause == Some(false) {
+            &b.resume
+        } else {
+            &b.pause
+        });
         if let Err(e) = self.icon.set_tooltip(Some(&line)) {
             tracing::debug!("tray tooltip: {e}");
         }

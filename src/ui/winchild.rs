@@ -42,6 +42,9 @@ impl SessionActions for Parent {
     fn set_view_only(&self) {
         self.send(&FromWindow::ViewOnly {});
     }
+    fn pause(&self, on: bool) {
+        self.send(&FromWindow::Pause { on });
+    }
 }
 
 impl WindowEvents for Parent {

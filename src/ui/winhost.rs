@@ -338,6 +338,7 @@ fn read_child(hub: &Hub, seen: &Mutex<Seen>, actions: &dyn SessionActions, out: 
             }
             Ok(FromWindow::End {}) => actions.end(),
             Ok(FromWindow::ViewOnly {}) => actions.set_view_only(),
+            Ok(FromWindow::Pause { on }) => actions.pause(on),
             Ok(FromWindow::HistoryClosed {}) => {
                 seen.lock()
                     .unwrap_or_else(|p| p.into_inner())

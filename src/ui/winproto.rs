@@ -44,6 +44,8 @@ pub enum FromWindow {
     End {},
     /// "Passer en affichage seul" on a banner.
     ViewOnly {},
+    /// "Masquer mon écran" (`on`) or "Reprendre" on a banner.
+    Pause { on: bool },
     /// The clinician closed the history.
     HistoryClosed {},
 }
@@ -63,6 +65,8 @@ mod tests {
             },
             FromWindow::End {},
             FromWindow::ViewOnly {},
+            FromWindow::Pause { on: true },
+            FromWindow::Pause { on: false },
             FromWindow::HistoryClosed {},
         ] {
             let line = encode(&m);
@@ -81,6 +85,10 @@ mod tests {
         }
         assert!(parse::<FromWindow>(br#"{"v":1,"answer":{"id":"x","answer":"control"}}"#).is_err());
         assert!(parse::<FromWindow>(br#"{"v":1,"grant":{}}"#).is_err());
+        // A pause says which way, and nothing else.
+        assert!(parse::<FromWindow>(br#"{"v":1,"pause":{}}"#).is_err());
+        assert!(parse::<FromWindow>(br#"{"v":1,"pause":{"on":"yes"}}"#).is_err());
+        assert!(parse::<FromWindow>(br#"{"v":1,"pause":{"on":true,"for_s":60}}"#).is_err());
         assert!(parse::<ToWindow>(br#"{"v":1,"quit":{"now":true}}"#).is_err());
         assert!(parse::<ToWindow>(br#"{"v":2,"quit":{}}"#).is_err());
     }
