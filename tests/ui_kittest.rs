@@ -11,7 +11,7 @@ use accord::ui::{
 };
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -569,6 +569,12 @@ impl SessionActions for Recorder {
     fn set_view_only(&self) {
         self.calls.lock().unwrap().push("set_view_only");
     }
+    fn pause(&self, on: bool) {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(if on { "pause(true)" } else { "pause(false)" });
+    }
 }
 
 fn session(mode: Mode, elapsed: Duration) -> SessionInfo {
@@ -817,7 +823,140 @@ fn english_banner_renders() {
     h.run_steps(1);
     h.get_by_label_contains("Remote control — Jeanne Martin (Helpdesk CHU) — since ");
     h.get_by_label("Switch to view only");
+    h.get_by_label("Hide my screen");
     h.get_by_label("End session");
+    h.state_mut().0.info.paused = true;
+    h.run_steps(1);
+    h.get_by_label("Screen hidden — Jeanne Martin (Helpdesk CHU) no longer sees your screen");
+    h.get_by_role_and_label(Role::Button, "Resume");
+    h.get_by_label("End session");
+}
+
+// ---- hiding her screen: "Masquer mon écran", "Reprendre" ----
+
+const HIDDEN_FR: &str = "Écran masqué — Jeanne Martin (Helpdesk CHU) ne voit plus votre écran";
+
+/// The button calls `pause(true)`; the banner says hidden only once the
+/// core says so, then offers "Reprendre", which calls `pause(false)`; a
+/// double click never undoes what its first click did; "Terminer" stays
+/// the rightmost, biggest button throughout.
+#[test]
+fn the_banner_hides_her_screen_and_shows_it_again() {
+    let rec = Arc::new(Recorder::default());
+    let mut h = banner_harness(
+        session(Mode::Control, Duration::from_secs(30)),
+        Lang::Fr,
+        rec.clone(),
+    );
+    h.run_steps(1);
+    let pause = h.get_by_role_and_label(Role::Button, "Masquer mon écran");
+    let end = h.get_by_role_and_label(Role::Button, "Terminer");
+    assert!(
+        end.rect().left() > pause.rect().right(),
+        "Terminer comes last"
+    );
+    assert!(end.rect().height() > pause.rect().height());
+    assert!(h.query_by_label("Reprendre").is_none());
+    h.get_by_label("Masquer mon écran").click();
+    h.run_steps(1);
+    assert_eq!(*rec.calls.lock().unwrap(), vec!["pause(true)"]);
+    assert_eq!(h.state().1, vec![BannerAction::Pause(true)]);
+    // Not said hidden before the core says it is.
+    assert!(h.query_by_label(HIDDEN_FR).is_none());
+    h.get_by_label_contains("Prise en main à distance — Jeanne Martin");
+
+    // The core hid it (at once, as it does).
+    h.state_mut().0.info.paused = true;
+    h.run_steps(1);
+    h.get_by_label(HIDDEN_FR);
+    // The second click of a double click lands on "Reprendre": nothing.
+    let t = h.ctx.input(|i| i.time);
+    h.get_by_label("Reprendre").click();
+    h.run_steps(1);
+    assert!(h.ctx.input(|i| i.time) - t < 1.0, "test ran too long");
+    assert_eq!(*rec.calls.lock().unwrap(), vec!["pause(true)"]);
+    assert!(h.query_by_label_contains("Prise en main").is_none());
+    assert_eq!(h.state().0.fill(), accord::ui::banner::PAUSED_FILL);
+    assert!(h.query_by_label("Masquer mon écran").is_none());
+    let resume = h.get_by_role_and_label(Role::Button, "Reprendre");
+    let end = h.get_by_role_and_label(Role::Button, "Terminer");
+    assert!(end.rect().left() > resume.rect().right());
+    assert!(end.rect().height() > resume.rect().height());
+    // Control can still be given up while hidden.
+    h.get_by_role_and_label(Role::Button, "Passer en affichage seul");
+    h.run_steps(4);
+    h.get_by_label("Reprendre").click();
+    h.run_steps(1);
+    assert_eq!(
+        *rec.calls.lock().unwrap(),
+        vec!["pause(true)", "pause(false)"]
+    );
+    assert_eq!(
+        h.state().1,
+        vec![BannerAction::Pause(true), BannerAction::Pause(false)]
+    );
+    // The core showed it again: the mode is back, and the button.
+    h.state_mut().0.info.paused = false;
+    h.run_steps(5);
+    h.get_by_label_contains("Prise en main à distance — Jeanne Martin");
+    assert_eq!(h.state().0.fill(), accord::ui::banner::CONTROL_FILL);
+    h.get_by_label("Masquer mon écran").click();
+    h.run_steps(1);
+    assert_eq!(
+        *rec.calls.lock().unwrap(),
+        vec!["pause(true)", "pause(false)", "pause(true)"]
+    );
+    // And "Terminer" ends, hidden or not.
+    h.get_by_label("Terminer").click();
+    h.run_steps(1);
+    assert_eq!(rec.calls.lock().unwrap().last(), Some(&"end"));
+}
+
+/// A core that does not follow (no session any more, a refusal) does not
+/// leave the button dead: it can be pressed again after a few seconds.
+#[test]
+fn a_pause_the_core_did_not_follow_can_be_asked_again() {
+    let rec = Arc::new(Recorder::default());
+    let mut h = banner_harness(session(Mode::View, Duration::ZERO), Lang::Fr, rec.clone());
+    h.run_steps(1);
+    h.get_by_label("Masquer mon écran").click();
+    h.run_steps(4);
+    h.get_by_label("Masquer mon écran").click();
+    h.run_steps(1);
+    assert_eq!(*rec.calls.lock().unwrap(), vec!["pause(true)"]);
+    h.run_steps(12);
+    h.get_by_label("Masquer mon écran").click();
+    h.run_steps(1);
+    assert_eq!(
+        *rec.calls.lock().unwrap(),
+        vec!["pause(true)", "pause(true)"]
+    );
+}
+
+/// The tray's item says what the banner's button says and does the same,
+/// only while a session runs; the tooltip says hidden.
+#[test]
+fn the_tray_hides_and_shows_her_screen_only_in_a_session() {
+    use accord::broker::{Activity, AgentState, Listening};
+    use accord::ui::tray::{pause_item, status_line};
+    let fr = strings(Lang::Fr);
+    let mut st = AgentState {
+        listening: Listening::On("127.0.0.1:5988".parse().unwrap()),
+        ..AgentState::default()
+    };
+    assert_eq!(pause_item(&st), None);
+    let mut info = session(Mode::View, Duration::ZERO);
+    st.activity = Activity::InSession(Box::new(info.clone()));
+    assert_eq!(pause_item(&st), Some(true));
+    info.paused = true;
+    st.activity = Activity::InSession(Box::new(info));
+    assert_eq!(pause_item(&st), Some(false));
+    assert_eq!(
+        status_line(&st, &fr),
+        "Accord — assistance à distance en cours avec Jeanne Martin (écran masqué)"
+    );
+    assert_eq!(fr.banner.pause, "Masquer mon écran");
+    assert_eq!(fr.banner.resume, "Reprendre");
 }
 
 // ---- tray, notifications, history ----
@@ -1153,4 +1292,236 @@ fn prompt_and_banner_say_whether_the_clipboard_is_shared() {
     let mut h = banner_harness(session(Mode::View, Duration::from_secs(5)), Lang::En, rec);
     h.run_steps(1);
     h.get_by_label("clipboard not shared");
+}
+
+// ---- the consent period's question: "… continue ?" ----
+
+fn confirm_request(timeout: Duration, arm: Duration) -> PromptRequest {
+    PromptRequest {
+        confirm: true,
+        ..request(Mode::Control, true, timeout, arm)
+    }
+}
+
+const CONFIRM_FR: &str = "L'assistance à distance avec Jeanne Martin continue\u{a0}?";
+const CONFIRM_BUTTONS: [&str; 2] = ["Continuer", "Terminer"];
+
+fn focused_of(h: &PromptHarness, labels: &[&str]) -> Option<String> {
+    labels
+        .iter()
+        .find(|b| h.query_by_label(b).is_some_and(|n| n.is_focused()))
+        .map(|b| b.to_string())
+}
+
+/// The question, who, what goes on, what no answer does, and exactly two
+/// answers: "Continuer", then "Terminer" styled as the safe one.
+#[test]
+fn the_question_of_the_consent_period_offers_only_continuer_or_terminer() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_millis(250)),
+        Lang::Fr,
+    );
+    advance(&mut h, 0.5);
+    h.get_by_role_and_label(Role::Heading, CONFIRM_FR);
+    h.get_by_label(&format!("Technicien{NB}: Jeanne Martin — Helpdesk CHU"));
+    h.get_by_label(&format!(
+        "Le technicien peut{NB}: voir votre écran et utiliser votre clavier et votre souris"
+    ));
+    h.get_by_label("Sans réponse, l'assistance à distance s'arrêtera à la fin du décompte.");
+    h.get_by_label_contains("Sans réponse, fin à ");
+    h.get_by_role_and_label(
+        Role::ProgressIndicator,
+        "Temps restant avant la fin automatique",
+    );
+    // Nothing of a request: no "accept?", no refusal, nothing to grant.
+    for gone in [
+        "Acceptez-vous",
+        "Autoriser",
+        "Refuser",
+        "refus",
+        "Demande à",
+        "sera visible",
+    ] {
+        assert!(h.query_by_label_contains(gone).is_none(), "{gone} shown");
+    }
+    let answers: Vec<String> = h
+        .get_all_by_role(Role::Button)
+        .filter_map(|n| n.accesskit_node().label())
+        .filter(|l| l != "Détails")
+        .collect();
+    assert_eq!(answers, CONFIRM_BUTTONS);
+    let go_on = h.get_by_label("Continuer").rect();
+    let end = h.get_by_label("Terminer").rect();
+    assert!(go_on.left() < end.left());
+    // "Terminer" looks like "Refuser" does on a request.
+    assert!(end.width() >= 140.0 && end.height() >= go_on.height());
+
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_millis(250)),
+        Lang::En,
+    );
+    advance(&mut h, 0.5);
+    h.get_by_role_and_label(
+        Role::Heading,
+        "Continue the remote assistance with Jeanne Martin?",
+    );
+    h.get_by_label("With no answer, the remote assistance stops when the countdown ends.");
+    h.get_by_role_and_label(Role::Button, "Continue");
+    h.get_by_role_and_label(Role::Button, "End");
+    assert!(h.query_by_label("Refuse").is_none());
+}
+
+#[test]
+fn continuer_answers_continue_only_once_armed() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_secs(2)),
+        Lang::Fr,
+    );
+    h.run_steps(1);
+    h.get_by_label_contains("les boutons s'activent");
+    h.get_by_label("Continuer").click();
+    h.run_steps(1);
+    h.get_by_label("Terminer").click();
+    h.run_steps(1);
+    no_answer(&h);
+    advance(&mut h, 2.0);
+    h.get_by_label("Continuer").click();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Continue]);
+}
+
+#[test]
+fn escape_ends_at_once_and_terminer_ends() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_secs(5)),
+        Lang::Fr,
+    );
+    h.run_steps(1);
+    h.key_press(egui::Key::Escape);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_millis(250)),
+        Lang::Fr,
+    );
+    advance(&mut h, 0.5);
+    h.get_by_label("Terminer").click();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+/// Tab, space and Return answer nothing before arming, nor after it while
+/// they are typing (a stream, or right after the window gets the focus):
+/// stray keys can no more keep a session going than start one.
+#[test]
+fn stray_tab_space_and_return_never_answer_the_question() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_secs(4)),
+        Lang::Fr,
+    );
+    h.run_steps(1);
+    for key in [egui::Key::Tab, egui::Key::Space, egui::Key::Enter] {
+        h.key_press(key);
+        h.run_steps(1);
+    }
+    h.key_press(egui::Key::Tab);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    no_answer(&h);
+    assert_eq!(focused_of(&h, &CONFIRM_BUTTONS), None);
+    // Across the moment the buttons arm, without a pause.
+    for _ in 0..5 {
+        h.key_press(egui::Key::Tab);
+        h.key_press(egui::Key::Space);
+        h.key_press(egui::Key::Enter);
+    }
+    h.run_steps(1);
+    assert!(
+        h.state().0.armed(h.ctx.input(|i| i.time)),
+        "test ran too short"
+    );
+    no_answer(&h);
+    assert_eq!(focused_of(&h, &CONFIRM_BUTTONS), None);
+    // Armed, a stream of text with Tabs, spaces and Returns.
+    type_text(&mut h, "suite\t \n\t\n ok\t\t\n \n");
+    no_answer(&h);
+    assert_eq!(focused_of(&h, &CONFIRM_BUTTONS), None);
+    // The hint says what Escape does here.
+    h.get_by_label_contains("Échap termine l'assistance");
+    // Armed, quiet, then the window gets the focus and keys arrive at once.
+    advance(&mut h, 2.0);
+    h.event(egui::Event::WindowFocused(true));
+    type_text(&mut h, "\t\n\t \n");
+    no_answer(&h);
+    assert_eq!(focused_of(&h, &CONFIRM_BUTTONS), None);
+}
+
+/// The keyboard way of docs/ui-keyboard.md holds unchanged: after a
+/// quiet second, Tab to "Terminer" then Enter ends.
+#[test]
+fn after_a_pause_tab_to_terminer_then_enter_ends() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(60), Duration::from_secs(1)),
+        Lang::Fr,
+    );
+    h.run_steps(1);
+    advance(&mut h, 2.5);
+    for _ in 0..6 {
+        if focused_of(&h, &CONFIRM_BUTTONS).as_deref() == Some("Terminer") {
+            break;
+        }
+        h.key_press(egui::Key::Tab);
+        h.run_steps(1);
+    }
+    assert_eq!(
+        focused_of(&h, &CONFIRM_BUTTONS).as_deref(),
+        Some("Terminer")
+    );
+    no_answer(&h);
+    h.key_press(egui::Key::Enter);
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+#[test]
+fn an_unanswered_question_ends_the_session_at_the_countdown() {
+    let mut h = prompt_harness(
+        confirm_request(Duration::from_secs(2), Duration::from_millis(250)),
+        Lang::Fr,
+    );
+    h.run_steps(2);
+    no_answer(&h);
+    advance(&mut h, 3.5);
+    assert_eq!(h.state().1, vec![Answer::Refused]);
+}
+
+/// Asked during the session, the question opens over the banner, with the
+/// arm delay; "Continuer" reaches the broker as `Continue` and the banner
+/// stays.
+#[test]
+fn the_question_during_a_session_shows_over_the_banner_and_continue_reaches_the_broker() {
+    let rt = runtime();
+    let hub = Hub::new();
+    let info = session(Mode::Control, Duration::from_secs(600));
+    hub.set_session(Some(info.clone()));
+    let mut h = session_window_harness(hub.clone(), &info);
+    h.run_steps(2);
+    let req = confirm_request(Duration::from_secs(60), Duration::from_secs(1));
+    let task = ask(&rt, &hub, req.clone());
+    h.run_steps(2);
+    assert_eq!(h.state().win.question(), Some(req.id));
+    h.get_by_role_and_label(Role::Heading, CONFIRM_FR);
+    // Two "Terminer": the banner's kill switch and the question's answer.
+    assert_eq!(h.get_all_by_label("Terminer").count(), 2);
+    h.get_by_label("Continuer").click();
+    h.run_steps(1);
+    assert!(!task.is_finished());
+    h.run_steps(4);
+    h.get_by_label("Continuer").click();
+    h.run_steps(2);
+    assert_eq!(rt.block_on(task).unwrap().unwrap(), Answer::Continue);
+    assert_eq!(h.state().win.question(), None);
+    assert_eq!(h.state().shown.last(), Some(&Shown::Keep));
+    assert_eq!(h.get_all_by_label("Terminer").count(), 1);
 }
