@@ -146,6 +146,12 @@ pub struct SessionLimits {
     pub max_duration: Duration,
     pub end_on_screen_lock: bool,
     pub clipboard: Clipboard,
+    /// How long her consent lasts before she is asked "continue?"
+    /// (`confirm_every_s`; `None` = 0 = never asked again).
+    pub confirm_every: Option<Duration>,
+    /// How long that question waits before the session ends
+    /// `not_confirmed` (`confirm_grace_s`).
+    pub confirm_grace: Duration,
 }
 
 /// Which way clipboard text may cross, in control mode (view-only never
@@ -348,6 +354,8 @@ struct RawSession {
     max_duration_s: S<i64>,
     end_on_screen_lock: S<bool>,
     clipboard: S<String>,
+    confirm_every_s: S<i64>,
+    confirm_grace_s: S<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -376,6 +384,9 @@ pub mod limits {
     pub const MAX_PROMPTS: (i64, i64, i64) = (1, 100, 6);
     pub const IDLE_TIMEOUT_S: (i64, i64, i64) = (30, 86_400, 900);
     pub const MAX_DURATION_S: (i64, i64, i64) = (60, 86_400, 7200);
+    /// 0 = never asked again.
+    pub const CONFIRM_EVERY_S: (i64, i64, i64) = (0, 86_400, 1800);
+    pub const CONFIRM_GRACE_S: (i64, i64, i64) = (5, 3600, 300);
 }
 
 /// Defaults for the platform's machine-wide paths.
@@ -661,7 +672,19 @@ impl Policy {
                 }
             },
         };
+        let confirm_every = c.int(
+            &raw.session.confirm_every_s,
+            "session.confirm_every_s",
+            limits::CONFIRM_EVERY_S,
+        );
+        let confirm_grace = c.int(
+            &raw.session.confirm_grace_s,
+            "session.confirm_grace_s",
+            limits::CONFIRM_GRACE_S,
+        );
         let session = SessionLimits {
+            confirm_every: (confirm_every > 0).then(|| secs(confirm_every)),
+            confirm_grace: secs(confirm_grace),
             idle_timeout: secs(idle),
             max_duration: secs(max),
             end_on_screen_lock: raw
@@ -862,7 +885,7 @@ impl Policy {
              [technicians]\nca = {:?}\nallow = [{}]\ncrl = {}\n\n\
              [upstream]\nlaunch = \"{}\"\nvnc = \"{}\"\npassword_file = {}\n\n\
              [consent]\ntimeout_s = {}\narm_delay_ms = {}\nallow_control = {}\nmax_prompts_per_technician_per_hour = {}\n\n\
-             [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\nclipboard = \"{}\"\n\n\
+             [session]\nidle_timeout_s = {}\nmax_duration_s = {}\nend_on_screen_lock = {}\nclipboard = \"{}\"\nconfirm_every_s = {}\nconfirm_grace_s = {}\n\n\
              [audit]\npath = {}\nforward = {:?}\nforward_ca = {}\nforward_cert = {}\nforward_key = {}\nsd_id = {:?}\n\n\
              [ui]\nlanguage = \"{}\"\nkill_shortcut = {:?}\n\n\
              [service]\nseat = \"{}\"\n{}",
@@ -883,6 +906,8 @@ impl Policy {
             self.session.max_duration.as_secs(),
             self.session.end_on_screen_lock,
             self.session.clipboard.as_str(),
+            self.session.confirm_every.map_or(0, |d| d.as_secs()),
+            self.session.confirm_grace.as_secs(),
             opt(&self.audit.path),
             self.audit
                 .forward
@@ -1033,6 +1058,19 @@ impl Policy {
             ),
         ));
         rows.push((
+            "O7",
+            "1",
+            self.session.confirm_every.is_some(),
+            match self.session.confirm_every {
+                Some(every) => format!(
+                    "consent asked again every {} s (the session ends {} s after an unanswered \"continue?\")",
+                    every.as_secs(),
+                    self.session.confirm_grace.as_secs()
+                ),
+                None => "consent never asked again during a session (session.confirm_every_s = 0)".into(),
+            },
+        ));
+        rows.push((
             "O6",
             "1",
             self.session.clipboard != Clipboard::Both,
@@ -1115,6 +1153,8 @@ fn unreachable_defaults() -> Policy {
             max_duration: Duration::from_secs(7200),
             end_on_screen_lock: true,
             clipboard: Clipboard::ToWorkstation,
+            confirm_every: Some(Duration::from_secs(1800)),
+            confirm_grace: Duration::from_secs(300),
         },
         audit: Audit {
             path: None,

@@ -26,7 +26,13 @@
 //!   `{"v":1,"mode":"view"}` at once (the current mode: also the sign that
 //!   the watch is admitted), `{"v":1,"mode":"view"|"control","by":"user"}`
 //!   when the mode changes, and `{"v":1,"ended":{"why":"<reason>"}}` (the
-//!   audit log's `session_ended.why`) when the session ends. The watch
+//!   audit log's `session_ended.why`) when the session ends. Consent in
+//!   time adds `{"v":1,"paused":true|false}` when the clinician hides her
+//!   screen or shows it again, `{"v":1,"confirming":{"grace_s":N}}` when
+//!   the consent period ends and she is asked whether to go on (the
+//!   technician's input is held; the session ends after N s without an
+//!   answer), and `{"v":1,"confirmed":true}` when she goes on. A reader
+//!   skips a line it does not know (a newer agent may say more). The watch
 //!   grants nothing and shows nothing to the clinician; `accord connect`
 //!   works without it (an older agent refuses it `bad_request`), it only
 //!   cannot say then what ended the session.
@@ -513,6 +519,63 @@ pub enum WatchLine {
     Ended { why: String },
     /// The watch itself was refused (a decision line).
     Refused { why: RefusalCode },
+    /// She hid her screen (`true`) or showed it again.
+    Paused { paused: bool },
+    /// She is asked whether the session goes on; it ends after `grace`.
+    Confirming { grace: Duration },
+    /// She chose to go on.
+    Confirmed,
+    /// A well-formed line this build does not know: skipped.
+    Unknown,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WirePaused {
+    v: u32,
+    paused: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireConfirming {
+    v: u32,
+    confirming: ConfirmingBody,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConfirmingBody {
+    grace_s: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireConfirmed {
+    v: u32,
+    confirmed: bool,
+}
+
+/// `{"v":1,"paused":…}`, `\n` included.
+pub fn encode_watch_paused(paused: bool) -> Vec<u8> {
+    encode_line(&WirePaused { v: VERSION, paused })
+}
+
+/// `{"v":1,"confirming":{"grace_s":N}}`, `\n` included.
+pub fn encode_watch_confirming(grace: Duration) -> Vec<u8> {
+    encode_line(&WireConfirming {
+        v: VERSION,
+        confirming: ConfirmingBody {
+            grace_s: grace.as_secs(),
+        },
+    })
+}
+
+/// `{"v":1,"confirmed":true}`, `\n` included.
+pub fn encode_watch_confirmed() -> Vec<u8> {
+    encode_line(&WireConfirmed {
+        v: VERSION,
+        confirmed: true,
+    })
 }
 
 #[derive(Serialize, Deserialize)]
@@ -590,6 +653,26 @@ pub fn parse_watch_line(line: &[u8]) -> Result<WatchLine, DecisionError> {
         watch_word("why", &e.ended.why)?;
         return Ok(WatchLine::Ended { why: e.ended.why });
     }
+    if v.get("paused").is_some() {
+        let p: WirePaused =
+            serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+        return Ok(WatchLine::Paused { paused: p.paused });
+    }
+    if v.get("confirming").is_some() {
+        let c: WireConfirming =
+            serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+        return Ok(WatchLine::Confirming {
+            grace: Duration::from_secs(c.confirming.grace_s.min(86_400)),
+        });
+    }
+    if v.get("confirmed").is_some() {
+        let _: WireConfirmed =
+            serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
+        return Ok(WatchLine::Confirmed);
+    }
+    if v.is_object() && v.get("mode").is_none() {
+        return Ok(WatchLine::Unknown);
+    }
     let m: WireMode = serde_json::from_value(v).map_err(|e| DecisionError::Shape(e.to_string()))?;
     if let Some(by) = &m.by {
         watch_word("by", by)?;
@@ -606,6 +689,30 @@ mod tests {
 
     fn line(s: &str) -> Result<Request, RequestError> {
         parse_request(s.as_bytes())
+    }
+
+    #[test]
+    fn consent_in_time_watch_lines_round_trip_and_unknown_lines_are_skipped() {
+        let strip = |v: Vec<u8>| v[..v.len() - 1].to_vec();
+        assert_eq!(
+            parse_watch_line(&strip(encode_watch_paused(true))).unwrap(),
+            WatchLine::Paused { paused: true }
+        );
+        assert_eq!(
+            parse_watch_line(&strip(encode_watch_confirming(Duration::from_secs(300)))).unwrap(),
+            WatchLine::Confirming {
+                grace: Duration::from_secs(300)
+            }
+        );
+        assert_eq!(
+            parse_watch_line(&strip(encode_watch_confirmed())).unwrap(),
+            WatchLine::Confirmed
+        );
+        assert_eq!(
+            parse_watch_line(br#"{"v":1,"weather":"sunny"}"#).unwrap(),
+            WatchLine::Unknown
+        );
+        assert!(parse_watch_line(br#"{"v":1,"paused":"yes"}"#).is_err());
     }
 
     #[test]

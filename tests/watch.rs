@@ -141,6 +141,7 @@ fn expected(r: EndReason) -> (&'static str, &'static str) {
         EndReason::AgentStopped => ("agent stopped", "agent arrêté"),
         EndReason::UiLost => ("Accord's window", "fenêtre d'Accord"),
         EndReason::Protocol => ("cannot check", "ne sait pas vérifier"),
+        EndReason::NotConfirmed => ("did not confirm", "n'a pas confirmé"),
     }
 }
 

@@ -86,6 +86,26 @@ pub enum Event {
         to: Mode,
         by: &'static str,
     },
+    /// She hid her screen ("Masquer mon écran"): nothing of it reached
+    /// the technician, and their input was held, until `resumed`.
+    Paused {
+        session: Uuid,
+        by: &'static str,
+    },
+    Resumed {
+        session: Uuid,
+        by: &'static str,
+    },
+    /// The consent period's question ("continue?") was settled: she went
+    /// on (`continued`), ended it, or did not answer in time (`by:
+    /// timeout`, then `session_ended` `not_confirmed`).
+    Confirmation {
+        session: Uuid,
+        continued: bool,
+        by: DecidedBy,
+        /// Who answered, or who was asked and did not answer.
+        local: Option<LocalUser>,
+    },
     SessionEnded {
         session: Uuid,
         why: EndReason,
@@ -147,6 +167,9 @@ impl Event {
             Event::Decision { .. } => "decision",
             Event::SessionStarted { .. } => "session_started",
             Event::ModeChanged { .. } => "mode_changed",
+            Event::Paused { .. } => "paused",
+            Event::Resumed { .. } => "resumed",
+            Event::Confirmation { .. } => "confirmation",
             Event::SessionEnded { .. } => "session_ended",
         }
     }
@@ -272,6 +295,24 @@ impl Event {
                 m.insert("from".into(), from.as_str().into());
                 m.insert("mode".into(), to.as_str().into());
                 m.insert("by".into(), (*by).into());
+            }
+            Event::Paused { session, by } | Event::Resumed { session, by } => {
+                m.insert("session".into(), session.to_string().into());
+                m.insert("by".into(), (*by).into());
+            }
+            Event::Confirmation {
+                session,
+                continued,
+                by,
+                local,
+            } => {
+                local_json(&mut m, local);
+                m.insert("session".into(), session.to_string().into());
+                m.insert(
+                    "decision".into(),
+                    if *continued { "continued" } else { "ended" }.into(),
+                );
+                m.insert("by".into(), by.as_str().into());
             }
             Event::SessionEnded {
                 session,

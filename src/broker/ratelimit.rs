@@ -2,13 +2,11 @@
 //! refusal says so (`retry_after_s`) instead of leaving them to guess
 //! within the hour.
 
-use super::{Broker, Prompter};
-use crate::tls::Identity;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// The rate limit's window (`max_prompts_per_technician_per_hour`); the
-/// same hour `Broker::count_prompt` slides.
+/// same hour the consent core's rate limit slides.
 pub(super) const WINDOW: Duration = Duration::from_secs(3600);
 
 /// Time until the oldest prompt in the window leaves it, which frees one
@@ -19,15 +17,6 @@ pub(super) fn retry_after(times: &VecDeque<Instant>, now: Instant) -> Option<Dur
         .copied()
         .find(|t| now.saturating_duration_since(*t) < WINDOW)?;
     Some(WINDOW.saturating_sub(now.saturating_duration_since(oldest)))
-}
-
-impl<P: Prompter> Broker<P> {
-    /// How long technician `tech` must wait before a prompt fits in the
-    /// hourly limit again.
-    pub(super) fn retry_after(&self, tech: &Identity) -> Option<Duration> {
-        let inner = self.shared.inner.lock().ok()?;
-        retry_after(inner.prompts.get(&tech.fingerprint)?, Instant::now())
-    }
 }
 
 #[cfg(test)]

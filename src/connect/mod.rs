@@ -256,6 +256,16 @@ pub enum Progress {
     /// The session's mode changed (the watch, [`watch`]); `by_user`: the
     /// workstation's user did it (switched to view only, or granted a
     /// request for control).
+    /// She hid her screen (`true`: nothing reaches the viewer, input is
+    /// held) or showed it again.
+    Paused(bool),
+    /// Her consent period ended: she is asked whether to go on, input is
+    /// held, and the session ends after `grace` without an answer.
+    Confirming {
+        grace: Duration,
+    },
+    /// She chose to go on: input flows again.
+    Confirmed,
     ModeChanged {
         mode: Mode,
         by_user: bool,

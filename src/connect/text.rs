@@ -253,6 +253,20 @@ pub fn progress(lang: Lang, p: &Progress) -> String {
             format!("visionneuse connectée depuis {from}\u{a0}; tunnel ouvert")
         }
         (_, Progress::ModeChanged { mode, by_user }) => mode_changed(lang, *mode, *by_user).into(),
+        (Lang::En, Progress::Paused(true)) => "the workstation's user hid her screen: your viewer keeps its last picture and your keyboard and mouse are held until she resumes.".into(),
+        (Lang::Fr, Progress::Paused(true)) => "l'utilisatrice du poste a masqué son écran\u{a0}: votre visionneuse garde la dernière image, votre clavier et votre souris sont suspendus jusqu'à ce qu'elle reprenne.".into(),
+        (Lang::En, Progress::Paused(false)) => "the workstation's user resumed: her screen reaches you again.".into(),
+        (Lang::Fr, Progress::Paused(false)) => "l'utilisatrice du poste a repris\u{a0}: son écran vous parvient de nouveau.".into(),
+        (Lang::En, Progress::Confirming { grace }) => format!(
+            "the workstation's user is asked whether the session goes on: your keyboard and mouse are held; without her answer the session ends in {} s.",
+            grace.as_secs()
+        ),
+        (Lang::Fr, Progress::Confirming { grace }) => format!(
+            "l'utilisatrice du poste doit confirmer que la session continue\u{a0}: votre clavier et votre souris sont suspendus\u{a0}; sans réponse, la session se termine dans {}\u{a0}s.",
+            grace.as_secs()
+        ),
+        (Lang::En, Progress::Confirmed) => "the workstation's user chose to go on: your keyboard and mouse reach the workstation again (if the session is in control).".into(),
+        (Lang::Fr, Progress::Confirmed) => "l'utilisatrice du poste a choisi de continuer\u{a0}: votre clavier et votre souris agissent de nouveau (si la session est en contrôle).".into(),
     }
 }
 
@@ -349,6 +363,12 @@ pub fn end_reason(lang: Lang, why: EndReason) -> &'static str {
         }
         (Lang::Fr, E::MaxDuration) => {
             "session terminée\u{a0}: durée maximale atteinte. Refaites une demande si besoin."
+        }
+        (Lang::En, E::NotConfirmed) => {
+            "session ended: the workstation's user did not confirm that it goes on (not_confirmed). Ask again if you still need it."
+        }
+        (Lang::Fr, E::NotConfirmed) => {
+            "session terminée\u{a0}: l'utilisatrice du poste n'a pas confirmé sa poursuite (not_confirmed). Refaites une demande si besoin."
         }
         (Lang::En, E::ScreenLocked) => "session ended: the workstation's screen was locked.",
         (Lang::Fr, E::ScreenLocked) => "session terminée\u{a0}: écran verrouillé sur le poste.",

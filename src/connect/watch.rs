@@ -56,7 +56,8 @@ impl Ending {
                 | EndReason::Idle
                 | EndReason::MaxDuration
                 | EndReason::ScreenLocked
-                | EndReason::UserSwitched => 0,
+                | EndReason::UserSwitched
+                | EndReason::NotConfirmed => 0,
                 EndReason::Upstream | EndReason::AgentStopped | EndReason::Protocol => 7,
                 EndReason::UiLost => 6,
             },
@@ -68,7 +69,17 @@ impl Ending {
 /// One thing the watch reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchEvent {
-    Mode { mode: Mode, by_user: bool },
+    Mode {
+        mode: Mode,
+        by_user: bool,
+    },
+    /// She hid her screen (`true`) or showed it again.
+    Paused(bool),
+    /// She is asked whether to go on; the session ends after `grace`.
+    Confirming {
+        grace: std::time::Duration,
+    },
+    Confirmed,
     Ended(Ending),
 }
 
@@ -103,7 +114,14 @@ impl Watch {
                     Ok(w)
                 }
                 Some(WatchLine::Refused { why }) => Err(ConnectError::Refused(why)),
-                Some(WatchLine::Ended { .. }) | None => Err(ConnectError::Network(
+                Some(
+                    WatchLine::Ended { .. }
+                    | WatchLine::Paused { .. }
+                    | WatchLine::Confirming { .. }
+                    | WatchLine::Confirmed
+                    | WatchLine::Unknown,
+                )
+                | None => Err(ConnectError::Network(
                     "watch: closed before it was admitted".into(),
                 )),
             }
@@ -135,6 +153,12 @@ impl Watch {
                 Ok(Some(WatchLine::Ended { why })) => {
                     return Some(WatchEvent::Ended(Ending::from_wire(&why)));
                 }
+                Ok(Some(WatchLine::Paused { paused })) => return Some(WatchEvent::Paused(paused)),
+                Ok(Some(WatchLine::Confirming { grace })) => {
+                    return Some(WatchEvent::Confirming { grace });
+                }
+                Ok(Some(WatchLine::Confirmed)) => return Some(WatchEvent::Confirmed),
+                Ok(Some(WatchLine::Unknown)) => {}
                 Ok(Some(WatchLine::Refused { .. }) | None) => return None,
                 Err(e) => {
                     tracing::debug!("{e}");
@@ -182,6 +206,15 @@ pub async fn follow(watch: Option<Watch>, progress: UnboundedSender<Progress>) -
         match ev {
             WatchEvent::Mode { mode, by_user } => {
                 let _ = progress.send(Progress::ModeChanged { mode, by_user });
+            }
+            WatchEvent::Paused(paused) => {
+                let _ = progress.send(Progress::Paused(paused));
+            }
+            WatchEvent::Confirming { grace } => {
+                let _ = progress.send(Progress::Confirming { grace });
+            }
+            WatchEvent::Confirmed => {
+                let _ = progress.send(Progress::Confirmed);
             }
             WatchEvent::Ended(e) => return e,
         }

@@ -24,11 +24,14 @@ pub enum EndReason {
     UiLost,
     /// The technician's RFB stream could not be parsed safely (fail closed).
     Protocol,
+    /// The consent period ended and she did not answer "continue?" in
+    /// time (or could not be asked).
+    NotConfirmed,
 }
 
 impl EndReason {
     /// Every reason, for parsing and exhaustive tests.
-    pub const ALL: [EndReason; 10] = [
+    pub const ALL: [EndReason; 11] = [
         EndReason::User,
         EndReason::Technician,
         EndReason::Idle,
@@ -39,6 +42,7 @@ impl EndReason {
         EndReason::AgentStopped,
         EndReason::UiLost,
         EndReason::Protocol,
+        EndReason::NotConfirmed,
     ];
 
     /// The reason named `s` (as written in the log).
@@ -58,6 +62,7 @@ impl EndReason {
             EndReason::AgentStopped => "agent_stopped",
             EndReason::UiLost => "ui_lost",
             EndReason::Protocol => "protocol",
+            EndReason::NotConfirmed => "not_confirmed",
         }
     }
 }

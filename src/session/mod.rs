@@ -150,6 +150,7 @@ pub struct LiveSession {
     end: watch::Sender<Option<EndReason>>,
     mode: watch::Sender<Mode>,
     hold: watch::Sender<bool>,
+    hide: watch::Sender<bool>,
 }
 
 /// The relay's side of the same channels.
@@ -157,6 +158,8 @@ pub struct Handles {
     pub end: watch::Receiver<Option<EndReason>>,
     pub mode: watch::Receiver<Mode>,
     pub hold: watch::Receiver<bool>,
+    /// Her screen is hidden: nothing the server sends reaches the viewer.
+    pub hide: watch::Receiver<bool>,
 }
 
 impl LiveSession {
@@ -164,12 +167,19 @@ impl LiveSession {
         let (end, end_rx) = watch::channel(None);
         let (mode, mode_rx) = watch::channel(mode);
         let (hold, hold_rx) = watch::channel(false);
+        let (hide, hide_rx) = watch::channel(false);
         (
-            LiveSession { end, mode, hold },
+            LiveSession {
+                end,
+                mode,
+                hold,
+                hide,
+            },
             Handles {
                 end: end_rx,
                 mode: mode_rx,
                 hold: hold_rx,
+                hide: hide_rx,
             },
         )
     }
@@ -204,10 +214,16 @@ impl LiveSession {
     pub fn hold_input(&self, hold: bool) {
         self.hold.send_replace(hold);
     }
+
+    /// Hides her screen (`true`) from the next server message on, or
+    /// shows it again (the viewer then gets a whole new frame).
+    pub fn hide(&self, hide: bool) {
+        self.hide.send_replace(hide);
+    }
 }
 
 /// Timers and permissions of a session (T10, clipboard).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub idle_timeout: Duration,
     pub max_duration: Duration,
@@ -310,6 +326,7 @@ where
         mut end,
         mode,
         hold,
+        hide,
     } = handles;
     let Prepared {
         upstream,
@@ -352,10 +369,13 @@ where
         progress,
         mode: mode.clone(),
         clipboard,
+        hide: hide.clone(),
     };
     let ctl = rfb_io::ClientCtl {
         mode,
         hold,
+        hide,
+        screen: screen_of(&server_init),
         stop: stop_rx,
         clipboard,
         viewer_format,
@@ -459,6 +479,13 @@ fn wire_clipboard(c: Clipboard) -> crate::rfb::Clipboard {
         Clipboard::ToWorkstation => crate::rfb::Clipboard::ToWorkstation,
         Clipboard::Both => crate::rfb::Clipboard::Both,
     }
+}
+
+/// ServerInit's framebuffer size (checked as for [`pixel_format_of`]).
+fn screen_of(server_init: &[u8]) -> (u16, u16) {
+    crate::rfb::ServerInit::parse(server_init)
+        .map(|si| (si.width, si.height))
+        .unwrap_or((u16::MAX, u16::MAX))
 }
 
 /// ServerInit's pixel format (ServerInit was parsed and checked during the

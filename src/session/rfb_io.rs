@@ -166,6 +166,9 @@ pub struct ServerCtl {
     pub progress: watch::Sender<ServerProgress>,
     pub mode: watch::Receiver<Mode>,
     pub clipboard: RfbClipboard,
+    /// Her screen is hidden: from the next message boundary on, nothing
+    /// the server sends is passed on.
+    pub hide: watch::Receiver<bool>,
 }
 
 /// Server → technician: every byte is classified by the sans-IO
@@ -194,7 +197,12 @@ where
         progress,
         mut mode,
         clipboard,
+        mut hide,
     } = ctl;
+    // What she asked, and what applies: a message already begun is
+    // finished (a cut message would break the viewer), the next one obeys.
+    let mut want_hidden = *hide.borrow_and_update();
+    let mut hidden = want_hidden;
     let mut classified = 0u64;
     let mut framer = ServerFramer::new(pixel_format);
     framer.set_clipboard_to_viewer(
@@ -215,6 +223,12 @@ where
         {
             framer.set_pixel_format(pf);
         }
+        if hide.has_changed().unwrap_or(false) {
+            want_hidden = *hide.borrow_and_update();
+        }
+        if framer.at_boundary() {
+            hidden = want_hidden;
+        }
         let pending = buf.get(start..end).unwrap_or_default();
         let step = if pending.is_empty() {
             Ok(ServerStep::NeedMore)
@@ -222,6 +236,10 @@ where
             framer.step(pending)
         };
         match step {
+            Ok(ServerStep::Forward(n) | ServerStep::Drop(n)) if hidden => {
+                start += n;
+                classified += n as u64;
+            }
             Ok(ServerStep::Forward(n)) => {
                 let slice = pending.get(..n).unwrap_or_default();
                 if let Err(e) = w.write_all(slice).await {
@@ -300,6 +318,11 @@ pub struct ClientCtl {
     pub viewer_format: watch::Sender<Option<PixelFormat>>,
     /// How far the server's stream is ([`FormatHold`]).
     pub progress: watch::Receiver<ServerProgress>,
+    /// Her screen is hidden. When she shows it again the viewer's
+    /// requests answered meanwhile went nowhere, so Accord asks the server
+    /// for a whole frame of `screen` (width, height) on its behalf.
+    pub hide: watch::Receiver<bool>,
+    pub screen: (u16, u16),
 }
 
 /// Technician → server: parse every message, apply the mode, forward only
@@ -325,7 +348,10 @@ where
         clipboard,
         viewer_format,
         mut progress,
+        mut hide,
+        screen,
     } = ctl;
+    let mut hidden = *hide.borrow_and_update();
     let mut st = State {
         framer: ClientFramer::new(),
         filter: Filter::new(),
@@ -376,6 +402,19 @@ where
             _ = &mut stop => break (EndReason::User, None),
             Ok(()) = mode.changed() => st.sync(&mut mode, &mut hold),
             Ok(()) = hold.changed() => st.sync(&mut mode, &mut hold),
+            Ok(()) = hide.changed() => {
+                let now_hidden = *hide.borrow_and_update();
+                if hidden && !now_hidden {
+                    st.outbox.push(&ClientMessage::FramebufferUpdateRequest {
+                        incremental: false,
+                        x: 0,
+                        y: 0,
+                        width: screen.0,
+                        height: screen.1,
+                    });
+                }
+                hidden = now_hidden;
+            }
             Ok(()) = progress.changed(), if holding => st.format_hold.on_activity(now()),
             _ = sleep_until_opt(hold_wake), if holding && !writing => {}
             res = w.write(unsent), if writing => match res {
@@ -586,17 +625,21 @@ mod tests {
     struct Channels {
         _mode: watch::Sender<Mode>,
         _hold: watch::Sender<bool>,
+        _hide: watch::Sender<bool>,
         stop: oneshot::Sender<()>,
     }
 
     fn ctl(mode: Mode) -> (ClientCtl, Channels) {
         let (mode_tx, mode) = watch::channel(mode);
         let (hold_tx, hold) = watch::channel(false);
+        let (hide_tx, hide) = watch::channel(false);
         let (stop_tx, stop) = oneshot::channel();
         (
             ClientCtl {
                 mode,
                 hold,
+                hide,
+                screen: (640, 480),
                 stop,
                 clipboard: RfbClipboard::ToWorkstation,
                 viewer_format: watch::channel(None).0,
@@ -605,6 +648,7 @@ mod tests {
             Channels {
                 _mode: mode_tx,
                 _hold: hold_tx,
+                _hide: hide_tx,
                 stop: stop_tx,
             },
         )
