@@ -78,6 +78,9 @@ impl SessionActions for TimedActions {
     fn set_view_only(&self) {
         self.0.set_view_only();
     }
+    fn pause(&self, on: bool) {
+        self.0.pause(on);
+    }
 }
 
 /// The log file this process and its window processes write to (fd 2 is

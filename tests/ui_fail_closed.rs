@@ -130,6 +130,7 @@ struct NoActions;
 impl SessionActions for NoActions {
     fn end(&self) {}
     fn set_view_only(&self) {}
+    fn pause(&self, _: bool) {}
 }
 
 /// The real window host with a "window process" that reads the request
