@@ -827,14 +827,14 @@ fn english_banner_renders() {
     h.get_by_label("End session");
     h.state_mut().0.info.paused = true;
     h.run_steps(1);
-    h.get_by_label("Screen hidden — Jeanne Martin (Helpdesk CHU) no longer sees your screen");
+    h.get_by_label("Screen hidden — Jeanne Martin no longer sees your screen");
     h.get_by_role_and_label(Role::Button, "Resume");
     h.get_by_label("End session");
 }
 
 // ---- hiding her screen: "Masquer mon écran", "Reprendre" ----
 
-const HIDDEN_FR: &str = "Écran masqué — Jeanne Martin (Helpdesk CHU) ne voit plus votre écran";
+const HIDDEN_FR: &str = "Écran masqué — Jeanne Martin ne voit plus votre écran";
 
 /// The button calls `pause(true)`; the banner says hidden only once the
 /// core says so, then offers "Reprendre", which calls `pause(false)`; a

@@ -65,6 +65,8 @@ pub const END_FILL: Color32 = Color32::from_rgb(0x11, 0x11, 0x11);
 /// The banner's text and the kill switch's label.
 pub const TEXT_PT: f32 = 16.0;
 pub const END_PT: f32 = 20.0;
+/// The shortcut and clipboard lines, two of them in the bar's height.
+pub const SMALL_PT: f32 = 13.0;
 /// The bar's height and the widest it gets (narrower on a narrow monitor).
 pub const HEIGHT: f32 = 60.0;
 pub const MAX_WIDTH: f32 = 1240.0;
@@ -123,14 +125,14 @@ impl BannerState {
         let b = &s.banner;
         let id = &self.info.technician;
         let name = id.display_name();
+        if self.info.paused {
+            // What is happening now is that nothing is seen.
+            return fill(&b.text_paused, &[("name", name)]);
+        }
         let who = match &id.organization {
             Some(org) => fill(&b.who, &[("name", name), ("org", org.as_str())]),
             None => fill(&b.who_no_org, &[("name", name)]),
         };
-        if self.info.paused {
-            // What is happening now is that nothing is seen.
-            return fill(&b.text_paused, &[("who", &who)]);
-        }
         let since = s.hm(self.info.started).unwrap_or_default();
         let template = match self.info.mode {
             Mode::Control => &b.text_control,
@@ -223,23 +225,33 @@ pub fn banner_ui(ui: &mut egui::Ui, st: &mut BannerState) -> Option<BannerAction
                         st.end_sent = true;
                         action = Some(BannerAction::End);
                     }
-                    // The keyboard way to the same, printed where it is used
-                    // (none where it could not be registered: Wayland alone).
-                    if !st.shortcut.is_empty() {
-                        let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
-                        ui.label(RichText::new(hint).size(13.0).color(Color32::WHITE));
-                    }
-                    // Whether the clipboard (patient data) is shared.
-                    let clipboard = match (st.info.mode, st.info.clipboard) {
-                        (Mode::View, _) | (Mode::Control, Clipboard::None) => &b.clipboard_none,
-                        (Mode::Control, Clipboard::ToWorkstation) => &b.clipboard_to_workstation,
-                        (Mode::Control, Clipboard::Both) => &b.clipboard_both,
-                    };
-                    ui.label(
-                        RichText::new(clipboard.as_str())
-                            .size(13.0)
-                            .color(Color32::WHITE),
-                    );
+                    // The shortcut (the keyboard way to the same) and the
+                    // clipboard, in small type on two lines: the text
+                    // (who is there) keeps the room the buttons leave.
+                    ui.with_layout(egui::Layout::top_down(egui::Align::Max), |ui| {
+                        let lines = if st.shortcut.is_empty() { 1.0 } else { 2.0 };
+                        let h = lines * (SMALL_PT + 4.0);
+                        ui.add_space(((ui.available_height() - h) / 2.0).max(0.0));
+                        ui.spacing_mut().item_spacing.y = 2.0;
+                        // None where it could not be registered (Wayland alone).
+                        if !st.shortcut.is_empty() {
+                            let hint = fill(&b.shortcut_hint, &[("key", &st.shortcut)]);
+                            ui.label(RichText::new(hint).size(SMALL_PT).color(Color32::WHITE));
+                        }
+                        // Whether the clipboard (patient data) is shared.
+                        let clipboard = match (st.info.mode, st.info.clipboard) {
+                            (Mode::View, _) | (Mode::Control, Clipboard::None) => &b.clipboard_none,
+                            (Mode::Control, Clipboard::ToWorkstation) => {
+                                &b.clipboard_to_workstation
+                            }
+                            (Mode::Control, Clipboard::Both) => &b.clipboard_both,
+                        };
+                        ui.label(
+                            RichText::new(clipboard.as_str())
+                                .size(SMALL_PT)
+                                .color(Color32::WHITE),
+                        );
+                    });
                     let to_view =
                         (st.info.mode == Mode::Control && !st.view_only_sent).then(|| {
                             ui.add(

@@ -121,7 +121,8 @@ pub struct BannerStrings {
     pub clipboard_both: String,
     pub text_control: String,
     pub text_view: String,
-    /// While her screen is hidden (`{who}`): said instead of the mode.
+    /// While her screen is hidden (`{name}`, short: the bar is narrow):
+    /// said instead of the mode.
     pub text_paused: String,
     pub who: String,
     pub who_no_org: String,
@@ -217,6 +218,7 @@ pub struct WhyStrings {
     pub agent_stopped: String,
     pub ui_lost: String,
     pub protocol: String,
+    pub not_confirmed: String,
 }
 
 /// One language's table.
@@ -301,6 +303,7 @@ impl Strings {
             EndReason::AgentStopped => &w.agent_stopped,
             EndReason::UiLost => &w.ui_lost,
             EndReason::Protocol => &w.protocol,
+            EndReason::NotConfirmed => &w.not_confirmed,
         }
     }
 }
