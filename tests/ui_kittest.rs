@@ -1296,10 +1296,17 @@ fn prompt_and_banner_say_whether_the_clipboard_is_shared() {
 
 // ---- the consent period's question: "… continue ?" ----
 
+/// The question as the broker asks it: about a control session
+/// (`asked` is the session's mode), offering no control.
 fn confirm_request(timeout: Duration, arm: Duration) -> PromptRequest {
+    confirm_request_in(Mode::Control, timeout, arm)
+}
+
+fn confirm_request_in(mode: Mode, timeout: Duration, arm: Duration) -> PromptRequest {
     PromptRequest {
         confirm: true,
-        ..request(Mode::Control, true, timeout, arm)
+        peer: "0.0.0.0:0".parse().unwrap(),
+        ..request(mode, false, timeout, arm)
     }
 }
 
@@ -1327,6 +1334,9 @@ fn the_question_of_the_consent_period_offers_only_continuer_or_terminer() {
     h.get_by_label(&format!(
         "Le technicien peut{NB}: voir votre écran et utiliser votre clavier et votre souris"
     ));
+    // What goes on is the session's mode and its clipboard, not "nothing
+    // offered": in control the clipboard is as the policy says.
+    h.get_by_label_contains("le technicien pourra coller du texte sur votre poste");
     h.get_by_label("Sans réponse, l'assistance à distance s'arrêtera à la fin du décompte.");
     h.get_by_label_contains("Sans réponse, fin à ");
     h.get_by_role_and_label(
@@ -1369,6 +1379,27 @@ fn the_question_of_the_consent_period_offers_only_continuer_or_terminer() {
     h.get_by_role_and_label(Role::Button, "Continue");
     h.get_by_role_and_label(Role::Button, "End");
     assert!(h.query_by_label("Refuse").is_none());
+}
+
+/// About a view-only session: what the technician can do is see.
+#[test]
+fn the_question_about_a_view_only_session_says_so() {
+    let mut h = prompt_harness(
+        confirm_request_in(
+            Mode::View,
+            Duration::from_secs(60),
+            Duration::from_millis(250),
+        ),
+        Lang::Fr,
+    );
+    advance(&mut h, 0.5);
+    h.get_by_role_and_label(Role::Heading, CONFIRM_FR);
+    h.get_by_label(&format!("Le technicien peut{NB}: voir votre écran"));
+    h.get_by_label(&format!("Presse-papiers{NB}: non partagé."));
+    assert!(h.query_by_label_contains("clavier").is_none());
+    h.get_by_label("Continuer").click();
+    h.run_steps(1);
+    assert_eq!(h.state().1, vec![Answer::Continue]);
 }
 
 #[test]

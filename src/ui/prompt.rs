@@ -307,10 +307,18 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
     ui.label(RichText::new(s.identity_note.as_str()).size(look::SMALL_PT));
     ui.add_space(6.0);
 
-    // What exactly: asked, or (the session's question) what goes on.
-    let (what, colour) = match (req.asked, req.control_offered) {
-        (Mode::Control, true) => (s.asks_control.as_str(), look::CONTROL_TEXT),
-        _ => (s.asks_view.as_str(), look::TEXT),
+    // What exactly: asked, or (the session's question) what goes on. That
+    // question offers no control, so `control_offered` says nothing of
+    // the session: its mode is `asked`.
+    let control = if req.confirm {
+        req.asked == Mode::Control
+    } else {
+        req.asked == Mode::Control && req.control_offered
+    };
+    let (what, colour) = if control {
+        (s.asks_control.as_str(), look::CONTROL_TEXT)
+    } else {
+        (s.asks_view.as_str(), look::TEXT)
     };
     let asks = if req.confirm {
         &s.current_confirm
@@ -366,7 +374,12 @@ fn details_ui(ui: &mut egui::Ui, st: &PromptState) {
         &s.consequences
     };
     ui.add(egui::Label::new(RichText::new(consequences.as_str()).size(look::BODY_PT)).wrap());
-    let clipboard = match (st.req.control_offered, st.req.clipboard) {
+    let shared_in_control = if req.confirm {
+        control
+    } else {
+        req.control_offered
+    };
+    let clipboard = match (shared_in_control, st.req.clipboard) {
         // View only never shares it.
         (false, _) | (true, Clipboard::None) => &s.clipboard_none,
         (true, Clipboard::ToWorkstation) => &s.clipboard_to_workstation,
