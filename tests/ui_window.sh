@@ -19,6 +19,9 @@
 #            monitors; each moved off screen -> back within 1 s; covered by
 #            an always-on-top window -> on top again within 1 s; click
 #            "Terminer" -> connect exits 0, status idle, no x11vnc left
+#            before that, "Masquer mon écran" -> `paused` recorded, the tray
+#            says hidden (screenshot banner-paused.png); "Reprendre" ->
+#            `resumed` recorded
 #   round 2b: the service stops: the helper's tray says unavailable; the
 #            service restarts: the helper reconnects, a prompt is refused
 #   round 2c: a session, then the helper is SIGKILLed -> its x11vnc dies
@@ -444,6 +447,30 @@ if command -v busctl >/dev/null 2>&1; then
     *) fail "tray tooltip does not show the session: ${TIP: -200}" ;;
   esac
 fi
+# "Masquer mon écran": the service records it, the banners and the tray say
+# the screen is hidden; "Reprendre" shows it again (consent in time).
+audit_count() { grep -ac "\"event\":\"$1\"" "$WORK/pki/audit.jsonl" || true; }
+wait_audit() { # wait_audit EVENT COUNT-BEFORE
+  local i
+  for i in $(seq 1 50); do [ "$(audit_count "$1")" -gt "$2" ] && return 0; sleep 0.1; done
+  return 1
+}
+PAUSED=$(audit_count paused); RESUMED=$(audit_count resumed)
+click_button "$LEFT" "Masquer mon écran"
+wait_audit paused "$PAUSED" || fail "Masquer mon écran: no paused record"
+sleep 1.2
+shot "$OUT/banner-paused.png"
+if command -v busctl >/dev/null 2>&1; then
+  TIP=$(as_helper busctl --address="$HELPER_BUS" get-property "$SNI" /StatusNotifierItem org.kde.StatusNotifierItem ToolTip 2>&1 || true)
+  case "$TIP" in
+    *"cran masqu"*) log "tray: the screen is hidden" ;; # busctl escapes UTF-8 (\303\251)
+    *) fail "tray tooltip does not say hidden: ${TIP: -200}" ;;
+  esac
+fi
+click_button "$LEFT" "Reprendre"
+wait_audit resumed "$RESUMED" || fail "Reprendre: no resumed record"
+log "Masquer mon écran / Reprendre: paused and resumed recorded (screenshot $OUT/banner-paused.png)"
+sleep 1.2
 click_button "$LEFT" "Terminer"
 set +e; wait "$C2"; rc=$?; set -e
 [ "$rc" -eq 0 ] || fail "ended session: connect exited $rc, expected 0"

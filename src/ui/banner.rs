@@ -96,6 +96,9 @@ pub struct BannerState {
     end_sent: bool,
     /// The buttons' positions were logged (for the real-window test).
     layout_logged: bool,
+    /// The pause button's position was logged for this state (its label
+    /// changes with it).
+    pause_logged: Option<bool>,
 }
 
 impl BannerState {
@@ -114,6 +117,7 @@ impl BannerState {
             pause_sent: None,
             end_sent: false,
             layout_logged: false,
+            pause_logged: None,
         }
     }
 
@@ -177,8 +181,9 @@ fn pause_button(ui: &mut egui::Ui, st: &mut BannerState) -> Option<bool> {
         st.pause_sent.is_none(),
         Button::new(RichText::new(label.as_str()).size(14.0)).min_size(egui::vec2(0.0, 32.0)),
     );
-    if !st.layout_logged {
+    if st.pause_logged != Some(paused) {
         super::prompt::log_layout(ui, label, r.rect);
+        st.pause_logged = Some(paused);
     }
     if !r.clicked() {
         return None;
