@@ -253,6 +253,18 @@ fn rows(records: &[Value]) -> Vec<Row> {
                     rows[i].modes.push(m);
                 }
             }
+            // Her screen hidden and shown again, her "continue": steps of
+            // the session's course, like its mode changes.
+            e @ ("paused" | "resumed" | "confirmation") => {
+                let i = row_for_session(&mut rows, &when);
+                let step = match (e, text(r, "decision").as_deref()) {
+                    ("paused", _) => "hidden",
+                    ("resumed", _) => "shown",
+                    (_, Some("continued")) => "continued",
+                    _ => "not continued",
+                };
+                rows[i].modes.push(step.to_owned());
+            }
             "session_ended" => {
                 let i = row_for_session(&mut rows, &when);
                 rows[i].ended_at = Some(when);

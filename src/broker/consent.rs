@@ -499,12 +499,14 @@ impl Consent {
                 self.show_stage();
             }
             OnFail::AbortOpening { session } => {
-                if let Stage::Opening(live) | Stage::Running(live) = &self.stage
+                if let Stage::Opening(live) | Stage::Running(live) = &mut self.stage
                     && live.info.id == session
                 {
                     let info = live.info.clone();
                     let conn = live.conn;
+                    let question = live.question.take();
                     self.stage = Stage::Idle;
+                    self.drop_question(question);
                     self.push(Effect::CancelOpen { session });
                     self.push(Effect::Notify(Notice::SessionEnded {
                         info,
@@ -517,8 +519,15 @@ impl Consent {
             }
             OnFail::RefuseRaise { conn } => {
                 if let Stage::Opening(live) | Stage::Running(live) = &mut self.stage {
-                    if matches!(&live.question, Some(Question::Raise(a)) if a.conn == conn) {
-                        live.question = None;
+                    match &live.question {
+                        Some(Question::Raise(a)) if a.conn == conn => live.question = None,
+                        // Asked in the same step, after the record: never
+                        // shown. Asked again below.
+                        Some(Question::Confirm { .. }) => {
+                            live.question = None;
+                            live.confirm_due = Some(now);
+                        }
+                        _ => {}
                     }
                     // Only this request could have switched it to control:
                     // a raise is asked of a view-only session, one at a time.
@@ -785,7 +794,13 @@ impl Consent {
         session: Uuid,
         what: &str,
     ) -> Result<Mode, (RefusalCode, String)> {
-        let Some(live) = self.live().filter(|l| l.info.id == session && !l.ending) else {
+        // Running only: the session's id is told with `accepted`, once the
+        // screen is open; nobody can know it before.
+        let running = match &self.stage {
+            Stage::Running(l) => Some(&**l),
+            _ => None,
+        };
+        let Some(live) = running.filter(|l| l.info.id == session && !l.ending) else {
             return Err((
                 RefusalCode::BadRequest,
                 format!("{what} of session {session}, which is not running"),
@@ -1040,6 +1055,8 @@ impl Consent {
             ending: false,
         }));
         self.show_stage();
+        // The driver makes the session's switches afresh: nothing held.
+        self.held = false;
         self.push(Effect::OpenScreen(ScreenRequest {
             session,
             launch: self.rules.launch,
@@ -1140,6 +1157,15 @@ impl Consent {
             on_fail: OnFail::Nothing,
         });
         self.refuse(conn, RefusalCode::BadRequest);
+    }
+
+    /// The session's question goes with it.
+    fn drop_question(&mut self, q: Option<Question>) {
+        match q {
+            Some(Question::Raise(asked)) => self.drop_raise(asked),
+            Some(Question::Confirm { prompt, .. }) => self.push(Effect::Withdraw { prompt }),
+            None => {}
+        }
     }
 
     /// Asks "continue?" when the consent period is over and nothing else
@@ -1342,9 +1368,10 @@ impl Consent {
     /// A session that never started: on record and told to her (she
     /// accepted), then to the technician.
     fn never_started(&mut self, now: Instant, why: EndReason, detail: String, code: RefusalCode) {
-        let Stage::Opening(live) = std::mem::replace(&mut self.stage, Stage::Idle) else {
+        let Stage::Opening(mut live) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
+        self.drop_question(live.question.take());
         self.push(Effect::Record {
             event: Event::SessionEnded {
                 session: live.info.id,
@@ -1395,11 +1422,7 @@ impl Consent {
         let Stage::Running(mut live) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
-        match live.question.take() {
-            Some(Question::Raise(asked)) => self.drop_raise(asked),
-            Some(Question::Confirm { prompt, .. }) => self.push(Effect::Withdraw { prompt }),
-            None => {}
-        }
+        self.drop_question(live.question.take());
         self.push(Effect::Record {
             event: Event::SessionEnded {
                 session,

@@ -425,8 +425,8 @@ pub struct PromptRequest {
     /// for control of it: the prompt words it so and offers only "Allow
     /// control" and "Refuse". `false` for a new request.
     pub raise: bool,
-    /// The question of the consent period's end about running session
-    /// `id` ("La session d'assistance avec X continue ?"): the prompt offers
+    /// The question of the consent period's end about the running session
+    /// ("L'assistance à distance avec X continue ?"; `id` is the question's own): the prompt offers
     /// "Continuer" ([`Answer::Continue`](crate::broker::Answer::Continue))
     /// and "Terminer" (refused), with the guards of any prompt; its
     /// deadline is the grace, after which the session ends

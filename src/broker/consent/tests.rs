@@ -379,6 +379,62 @@ fn never_more_than_was_offered() {
 }
 
 #[test]
+fn a_session_that_ends_takes_its_request_for_control_with_it() {
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::View);
+    let e = b.input(Input::Request {
+        conn: 2,
+        technician: tech(1),
+        peer: peer(),
+        request: Request {
+            session: Some(session),
+            ..request(Mode::Control)
+        },
+        log: Ok(()),
+    });
+    let raise = asked(&e).unwrap().id;
+    let e = b.relay_ended(session, EndReason::Technician);
+    assert!(e.contains(&Effect::Withdraw { prompt: raise }), "{e:?}");
+    let Event::Decision { by, why, .. } = records(&e)[0] else {
+        panic!("{e:?}")
+    };
+    assert_eq!(
+        (*by, *why),
+        (DecidedBy::Agent, Some(RefusalCode::BadRequest))
+    );
+    assert_eq!(
+        closed(&e, 2),
+        Some(&Closed::Request(Outcome::Refused(RefusalCode::BadRequest)))
+    );
+    assert_eq!(b.core.prompt(), None);
+}
+
+#[test]
+fn nobody_can_ask_for_control_before_the_session_is_told_accepted() {
+    let mut b = Bench::new(rules());
+    let p = asked(&b.ask(1, 1, Mode::View)).unwrap().id;
+    let session = opened(&b.answer(p, Ok(Answer::ViewOnly))).unwrap().session;
+    let e = b.input(Input::Request {
+        conn: 2,
+        technician: tech(1),
+        peer: peer(),
+        request: Request {
+            session: Some(session),
+            ..request(Mode::Control)
+        },
+        log: Ok(()),
+    });
+    assert!(asked(&e).is_none());
+    assert!(matches!(
+        told(&e, 2)[0],
+        Reply::Refusal {
+            why: RefusalCode::BadRequest,
+            ..
+        }
+    ));
+}
+
+#[test]
 fn the_kill_switch_while_the_screen_opens_ends_it_there() {
     let mut b = Bench::new(rules());
     let p = asked(&b.ask(1, 1, Mode::Control)).unwrap().id;
@@ -877,7 +933,7 @@ impl World {
                 Effect::OpenScreen(r) => {
                     prop_assert!(self.decided.contains(&r.session), "opened before recorded");
                     // The driver makes the session's switches afresh.
-                    prop_assert!(!self.held, "input held from the last session");
+                    self.held = false;
                     self.hidden = false;
                 }
                 Effect::Tell {
