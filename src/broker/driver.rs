@@ -31,11 +31,6 @@ pub(super) enum ToDriver {
         prompt: Uuid,
         result: Result<Answer, PromptError>,
     },
-    /// A screen opening's end.
-    Opened {
-        session: Uuid,
-        result: Result<Opened, String>,
-    },
     /// A relay's end, from the connection task that ran it.
     RelayDone {
         session: Uuid,
@@ -59,10 +54,22 @@ struct Screen {
     /// while the screen opens).
     live: Option<LiveSession>,
     handles: Option<Handles>,
-    opening: Option<AbortHandle>,
+    /// The opening itself, polled by the driver before anything else: a
+    /// failure that also ends the session (a helper cut off for a bad
+    /// hand-over) says why the session never started.
+    opening: Option<Opening>,
     opened: Option<Opened>,
     /// Dropped when the relay is over: stops the server.
     keep: Option<Box<dyn std::any::Any + Send>>,
+}
+
+type Opening = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Opened, String>> + Send>>;
+
+/// What woke the driver.
+enum Wake {
+    Opened(Result<Opened, String>),
+    Msg(Option<ToDriver>),
+    Timer,
 }
 
 struct Driver<P: Prompter> {
@@ -106,14 +113,33 @@ impl<P: Prompter> Driver<P> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                msg = rx.recv() => match msg {
-                    Some(m) => self.on(m),
-                    None => break,
-                },
-                () = timer => {
+            let mut opening = self.screen.opening.take();
+            let wake = {
+                let opened = async {
+                    match opening.as_mut() {
+                        Some(f) => f.as_mut().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    r = opened => Wake::Opened(r),
+                    m = rx.recv() => Wake::Msg(m),
+                    () = timer => Wake::Timer,
+                }
+            };
+            match wake {
+                Wake::Opened(result) => self.opened(result),
+                Wake::Msg(None) => break,
+                Wake::Msg(Some(m)) => {
+                    self.screen.opening = opening;
+                    self.on(m);
+                }
+                Wake::Timer => {
+                    self.screen.opening = opening;
                     let prompter = &self.prompter;
-                    self.core.handle_timeout(Instant::now(), |id| prompter.asked(id));
+                    self.core
+                        .handle_timeout(Instant::now(), |id| prompter.asked(id));
                 }
             }
             self.carry_out();
@@ -122,8 +148,27 @@ impl<P: Prompter> Driver<P> {
         for (_, a) in self.asks.drain() {
             a.abort();
         }
-        if let Some(o) = self.screen.opening.take() {
-            o.abort();
+    }
+
+    /// The screen of the session being opened answered, or failed.
+    fn opened(&mut self, result: Result<Opened, String>) {
+        let Some(session) = self.screen.session else {
+            return;
+        };
+        let now = Instant::now();
+        match result {
+            Ok(opened) => {
+                let upstream = opened.describe.clone();
+                self.screen.opened = Some(opened);
+                self.core
+                    .handle(now, Input::ScreenOpened { session, upstream });
+            }
+            Err(detail) => {
+                tracing::warn!("upstream: {detail}");
+                self.screen = Screen::default();
+                self.core
+                    .handle(now, Input::ScreenFailed { session, detail });
+            }
         }
     }
 
@@ -171,26 +216,6 @@ impl<P: Prompter> Driver<P> {
                         wall: SystemTime::now(),
                     },
                 );
-            }
-            ToDriver::Opened { session, result } => {
-                if self.screen.session != Some(session) || self.screen.opening.is_none() {
-                    return; // cancelled meanwhile: dropping it stops it
-                }
-                self.screen.opening = None;
-                match result {
-                    Ok(opened) => {
-                        let upstream = opened.describe.clone();
-                        self.screen.opened = Some(opened);
-                        self.core
-                            .handle(now, Input::ScreenOpened { session, upstream });
-                    }
-                    Err(detail) => {
-                        tracing::warn!("upstream: {detail}");
-                        self.screen = Screen::default();
-                        self.core
-                            .handle(now, Input::ScreenFailed { session, detail });
-                    }
-                }
             }
             ToDriver::RelayDone { session, result } => {
                 if self.screen.session == Some(session) {
@@ -265,10 +290,8 @@ impl<P: Prompter> Driver<P> {
             }
             Effect::OpenScreen(req) => self.open_screen(req),
             Effect::CancelOpen { session } => {
+                // Dropping the opening stops it, and what it opened.
                 if self.screen.session == Some(session) {
-                    if let Some(o) = self.screen.opening.take() {
-                        o.abort();
-                    }
                     self.screen = Screen::default();
                 }
             }
@@ -342,18 +365,12 @@ impl<P: Prompter> Driver<P> {
         let session = req.session;
         let policy = self.shared.policy.clone();
         let prompter = self.prompter.clone();
-        let me = self.me.clone();
-        let task = tokio::spawn(async move {
-            let result = open(&policy, &*prompter, req).await;
-            if let Some(me) = me.upgrade() {
-                let _ = me.send(ToDriver::Opened { session, result });
-            }
-        });
+        let opening: Opening = Box::pin(async move { open(&policy, &*prompter, req).await });
         self.screen = Screen {
             session: Some(session),
             live: Some(live),
             handles: Some(handles),
-            opening: Some(task.abort_handle()),
+            opening: Some(opening),
             opened: None,
             keep: None,
         };
