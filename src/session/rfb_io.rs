@@ -229,6 +229,7 @@ where
         if framer.at_boundary() {
             hidden = want_hidden;
         }
+        framer.set_stop_at_boundary(hidden != want_hidden);
         let pending = buf.get(start..end).unwrap_or_default();
         let step = if pending.is_empty() {
             Ok(ServerStep::NeedMore)
@@ -656,6 +657,78 @@ mod tests {
 
     const CTRL_DOWN: [u8; 8] = [4, 1, 0, 0, 0, 0, 0xff, 0xe3];
     const CTRL_UP: [u8; 8] = [4, 0, 0, 0, 0, 0, 0xff, 0xe3];
+
+    /// A server that streams frames back to back, in reads that never end
+    /// on a message boundary: hiding her screen still takes effect after
+    /// the message under way, and showing it again too.
+    #[tokio::test]
+    async fn hiding_applies_between_two_messages_of_a_stream_that_never_pauses() {
+        const W: u16 = 16;
+        const H: u16 = 16;
+        let mut frame = vec![0, 0, 0, 1, 0, 0, 0, 0];
+        frame.extend_from_slice(&W.to_be_bytes());
+        frame.extend_from_slice(&H.to_be_bytes());
+        frame.extend_from_slice(&[0, 0, 0, 0]);
+        frame.extend(vec![9u8; usize::from(W) * usize::from(H) * 4]);
+        let (mut server, relay_in) = tokio::io::duplex(1 << 16);
+        let (relay_out, mut viewer) = tokio::io::duplex(1 << 16);
+        let stream = frame.clone();
+        tokio::spawn(async move {
+            // 1000-byte writes: seldom aligned with the 1036-byte frames.
+            let all: Vec<u8> = stream
+                .iter()
+                .copied()
+                .cycle()
+                .take(stream.len() * 1000)
+                .collect();
+            loop {
+                for chunk in all.chunks(1000) {
+                    if server.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let (hide_tx, hide) = watch::channel(false);
+        let ctl = ServerCtl {
+            pixel_format: PixelFormat::RGB888,
+            viewer_format: watch::channel(None).1,
+            progress: watch::channel(ServerProgress::default()).0,
+            mode: watch::channel(Mode::View).1,
+            clipboard: RfbClipboard::None,
+            hide,
+        };
+        tokio::spawn(server_to_technician(
+            relay_in,
+            relay_out,
+            ctl,
+            Vec::new(),
+            |_| {},
+        ));
+        let mut got = vec![0u8; 1 << 16];
+        let mut total = 0usize;
+        while total < 20 * frame.len() {
+            total += viewer.read(&mut got).await.unwrap();
+        }
+        hide_tx.send_replace(true);
+        // What was under way comes, then nothing, whole frames only.
+        let mut after = 0usize;
+        while let Ok(Ok(n @ 1..)) =
+            tokio::time::timeout(Duration::from_millis(300), viewer.read(&mut got)).await
+        {
+            after += n;
+            assert!(after < 200 * frame.len(), "still flowing while hidden");
+        }
+        assert_eq!((total + after) % frame.len(), 0, "cut mid-frame");
+        hide_tx.send_replace(false);
+        let n = tokio::time::timeout(Duration::from_secs(5), viewer.read(&mut got))
+            .await
+            .expect("frames flow again")
+            .unwrap();
+        assert!(n > 0);
+        // Resumed on a boundary: the next bytes start a FramebufferUpdate.
+        assert_eq!(got[0], 0);
+    }
 
     #[tokio::test]
     async fn a_server_that_takes_nothing_delays_the_end_by_the_release_bound_only() {

@@ -142,6 +142,8 @@ pub struct ServerFramer {
     /// An error sticks: the stream position is lost.
     failed: Option<ServerFrameError>,
     counts: ServerCounts,
+    /// Stop each step at the next message boundary (a switch waits there).
+    stop_at_boundary: bool,
 }
 
 impl ServerFramer {
@@ -156,7 +158,16 @@ impl ServerFramer {
             skip_drop: false,
             failed: None,
             counts: ServerCounts::default(),
+            stop_at_boundary: false,
         }
+    }
+
+    /// While set, a step never goes past the end of the message it is in:
+    /// the relay has a switch to make between two messages (hide her
+    /// screen, show it again), and a stream that never pauses must still
+    /// reach one.
+    pub fn set_stop_at_boundary(&mut self, stop: bool) {
+        self.stop_at_boundary = stop;
     }
 
     /// A SetPixelFormat the viewer sent was forwarded: applies from the next FramebufferUpdate
@@ -197,7 +208,7 @@ impl ServerFramer {
         let mut pos = 0usize;
         loop {
             let rest = input.get(pos..).unwrap_or_default();
-            if rest.is_empty() {
+            if rest.is_empty() || (pos > 0 && self.stop_at_boundary && self.at_boundary()) {
                 break;
             }
             if self.skip > 0 {

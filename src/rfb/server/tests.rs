@@ -752,3 +752,36 @@ fn xvnc_clipboard_never_reaches_a_refused_viewer() {
         }
     }
 }
+
+/// A relay with a switch to make (her screen hidden) asks each step to
+/// stop at the end of the message it is in: two raw updates and a bell
+/// back to back, in one buffer, come out one message per step.
+#[test]
+fn a_step_stops_at_each_message_end_when_asked() {
+    let mut one = update(2);
+    for _ in 0..2 {
+        one.extend(rect(3, 2, 0));
+        one.extend(vec![7u8; 3 * 2 * 4]);
+    }
+    let mut stream = one.clone();
+    stream.extend(&one);
+    stream.push(2); // Bell
+    let mut f = ServerFramer::new(PF32);
+    f.set_stop_at_boundary(true);
+    let mut cuts = Vec::new();
+    let mut pos = 0;
+    while pos < stream.len() {
+        match f.step(&stream[pos..]).unwrap() {
+            ServerStep::Forward(n) | ServerStep::Drop(n) => {
+                pos += n;
+                assert!(f.at_boundary(), "stopped mid-message at {pos}");
+                cuts.push(pos);
+            }
+            ServerStep::NeedMore => panic!("all there"),
+        }
+    }
+    assert_eq!(cuts, [one.len(), 2 * one.len(), 2 * one.len() + 1]);
+    // Without the switch, one step takes everything.
+    let mut f = ServerFramer::new(PF32);
+    assert_eq!(f.step(&stream).unwrap(), ServerStep::Forward(stream.len()));
+}
