@@ -18,7 +18,6 @@ use accord::protocol::Mode;
 use common::peers::have;
 use common::xserver::*;
 use std::collections::VecDeque;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,16 +102,7 @@ async fn rig(confirm: Option<(Duration, Duration)>, answers: Vec<Option<Duration
 
 impl Rig {
     fn pointer(&self) -> String {
-        let out = Command::new("xdotool")
-            .arg("getmouselocation")
-            .env("DISPLAY", &self.display)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
+        pointer(&self.display)
     }
 
     /// Waits until the real pointer is at (x, y); false after 3 s.

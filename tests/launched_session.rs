@@ -170,16 +170,7 @@ impl SessionRig {
     }
 
     fn pointer(&self) -> String {
-        let out = Command::new("xdotool")
-            .arg("getmouselocation")
-            .env("DISPLAY", &self.display)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .take(2)
-            .collect::<Vec<_>>()
-            .join(" ")
+        pointer(&self.display)
     }
 }
 

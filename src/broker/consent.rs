@@ -265,6 +265,13 @@ enum Stage {
     Running(Box<Live>),
 }
 
+/// Who sent a request: its connection and the technician's identity.
+struct From {
+    conn: ConnId,
+    technician: Identity,
+    peer: SocketAddr,
+}
+
 /// A prompt on screen and what its answer will decide.
 #[derive(Clone, Debug)]
 struct Asked {
@@ -429,10 +436,17 @@ impl Consent {
                 peer,
                 request,
                 log,
-            } => match request.session {
-                Some(session) => self.raise(now, conn, technician, peer, request, session, log),
-                None => self.request(now, conn, technician, peer, request, log),
-            },
+            } => {
+                let from = From {
+                    conn,
+                    technician,
+                    peer,
+                };
+                match request.session {
+                    Some(session) => self.raise(now, from, request, session, log),
+                    None => self.request(now, from, request, log),
+                }
+            }
             Input::Watch {
                 conn,
                 technician,
@@ -732,15 +746,12 @@ impl Consent {
 
     /// A new request: the one-at-a-time rule, the blocks and the rate
     /// limit; then she is asked. Nothing is shown before this passes.
-    fn request(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        technician: Identity,
-        peer: SocketAddr,
-        request: Request,
-        log: Result<(), String>,
-    ) {
+    fn request(&mut self, now: Instant, from: From, request: Request, log: Result<(), String>) {
+        let From {
+            conn,
+            technician,
+            peer,
+        } = from;
         let admitted = self.preflight(&log).and_then(|()| {
             if matches!(self.stage, Stage::Idle) {
                 self.count_prompt(now, &technician)
@@ -821,17 +832,19 @@ impl Consent {
     /// A request for control of running view-only session `session`
     /// (DESIGN.md, wire step 1): asked with the technician's input held;
     /// it does not take the session's place.
-    #[allow(clippy::too_many_arguments)]
     fn raise(
         &mut self,
         now: Instant,
-        conn: ConnId,
-        technician: Identity,
-        peer: SocketAddr,
+        from: From,
         request: Request,
         session: Uuid,
         log: Result<(), String>,
     ) {
+        let From {
+            conn,
+            technician,
+            peer,
+        } = from;
         let admitted = self.preflight(&log).and_then(|()| {
             if !self.rules.allow_control {
                 return Err((

@@ -176,3 +176,17 @@ pub fn leftovers(rt: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect()
 }
+
+/// Where the real pointer is on `display`, as `x:N y:N`.
+pub fn pointer(display: &str) -> String {
+    let out = std::process::Command::new("xdotool")
+        .arg("getmouselocation")
+        .env("DISPLAY", display)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

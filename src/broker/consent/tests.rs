@@ -109,6 +109,38 @@ impl Bench {
         })
     }
 
+    /// A request for control of running `session` from tech `who`.
+    fn raise(&mut self, conn: ConnId, who: u8, session: Uuid) -> Vec<Effect> {
+        self.input(Input::Request {
+            conn,
+            technician: tech(who),
+            peer: peer(),
+            request: Request {
+                session: Some(session),
+                ..request(Mode::Control)
+            },
+            log: Ok(()),
+        })
+    }
+
+    /// `answer` to `prompt`, whose first record (the decision) fails.
+    fn answer_unrecorded(&mut self, prompt: Uuid, answer: Answer) -> Vec<Effect> {
+        self.core.handle(
+            self.now,
+            Input::Answered {
+                prompt,
+                answer: Ok(answer),
+                local: None,
+                wall: SystemTime::now(),
+            },
+        );
+        let Some(Effect::Record { on_fail, .. }) = self.core.poll() else {
+            panic!("the decision is not the first effect");
+        };
+        self.core.record_failed(self.now, on_fail);
+        self.drain()
+    }
+
     /// A session of tech 1 on conn 1, accepted in `mode` and relaying.
     fn running(&mut self, mode: Mode) -> Uuid {
         let e = self.ask(1, 1, mode);
@@ -281,20 +313,7 @@ fn an_unrecorded_decision_refuses_and_opens_nothing() {
     let mut b = Bench::new(rules());
     let e = b.ask(1, 1, Mode::Control);
     let prompt = asked(&e).unwrap().id;
-    b.core.handle(
-        b.now,
-        Input::Answered {
-            prompt,
-            answer: Ok(Answer::Control),
-            local: None,
-            wall: SystemTime::now(),
-        },
-    );
-    let Some(Effect::Record { on_fail, .. }) = b.core.poll() else {
-        panic!("the decision is not the first effect");
-    };
-    b.core.record_failed(b.now, on_fail);
-    let e = b.drain();
+    let e = b.answer_unrecorded(prompt, Answer::Control);
     assert!(opened(&e).is_none(), "{e:?}");
     assert_eq!(
         closed(&e, 1),
@@ -382,16 +401,7 @@ fn never_more_than_was_offered() {
 fn a_session_that_ends_takes_its_request_for_control_with_it() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
-    let e = b.input(Input::Request {
-        conn: 2,
-        technician: tech(1),
-        peer: peer(),
-        request: Request {
-            session: Some(session),
-            ..request(Mode::Control)
-        },
-        log: Ok(()),
-    });
+    let e = b.raise(2, 1, session);
     let raise = asked(&e).unwrap().id;
     let e = b.relay_ended(session, EndReason::Technician);
     assert!(e.contains(&Effect::Withdraw { prompt: raise }), "{e:?}");
@@ -414,16 +424,7 @@ fn nobody_can_ask_for_control_before_the_session_is_told_accepted() {
     let mut b = Bench::new(rules());
     let p = asked(&b.ask(1, 1, Mode::View)).unwrap().id;
     let session = opened(&b.answer(p, Ok(Answer::ViewOnly))).unwrap().session;
-    let e = b.input(Input::Request {
-        conn: 2,
-        technician: tech(1),
-        peer: peer(),
-        request: Request {
-            session: Some(session),
-            ..request(Mode::Control)
-        },
-        log: Ok(()),
-    });
+    let e = b.raise(2, 1, session);
     assert!(asked(&e).is_none());
     assert!(matches!(
         told(&e, 2)[0],
@@ -491,20 +492,8 @@ fn ending_a_running_session_waits_for_the_relay_before_the_next_prompt() {
 fn a_request_for_control_holds_input_and_switches_only_once_recorded() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
-    let raise = |b: &mut Bench, conn, who| {
-        b.input(Input::Request {
-            conn,
-            technician: tech(who),
-            peer: peer(),
-            request: Request {
-                session: Some(session),
-                ..request(Mode::Control)
-            },
-            log: Ok(()),
-        })
-    };
     // Another certificate: bad_request.
-    let e = raise(&mut b, 5, 2);
+    let e = b.raise(5, 2, session);
     assert!(matches!(
         told(&e, 5)[0],
         Reply::Refusal {
@@ -512,13 +501,13 @@ fn a_request_for_control_holds_input_and_switches_only_once_recorded() {
             ..
         }
     ));
-    let e = raise(&mut b, 2, 1);
+    let e = b.raise(2, 1, session);
     assert_eq!(holds(&e), [true]);
     let p = asked(&e).unwrap();
     assert!(p.raise);
     let prompt = p.id;
     // One question at a time.
-    let e = raise(&mut b, 3, 1);
+    let e = b.raise(3, 1, session);
     assert!(matches!(
         told(&e, 3)[0],
         Reply::Refusal {
@@ -547,31 +536,9 @@ fn a_request_for_control_holds_input_and_switches_only_once_recorded() {
 fn an_unrecorded_grant_of_control_switches_back() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
-    let e = b.input(Input::Request {
-        conn: 2,
-        technician: tech(1),
-        peer: peer(),
-        request: Request {
-            session: Some(session),
-            ..request(Mode::Control)
-        },
-        log: Ok(()),
-    });
+    let e = b.raise(2, 1, session);
     let prompt = asked(&e).unwrap().id;
-    b.core.handle(
-        b.now,
-        Input::Answered {
-            prompt,
-            answer: Ok(Answer::Control),
-            local: None,
-            wall: SystemTime::now(),
-        },
-    );
-    let Some(Effect::Record { on_fail, .. }) = b.core.poll() else {
-        panic!()
-    };
-    b.core.record_failed(b.now, on_fail);
-    let e = b.drain();
+    let e = b.answer_unrecorded(prompt, Answer::Control);
     assert!(!e.contains(&Effect::SetMode(Mode::Control)), "{e:?}");
     assert_eq!(holds(&e), [false]);
     assert_eq!(
@@ -618,16 +585,7 @@ fn input_stays_held_while_paused_even_after_a_question_is_settled() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
     b.input(Input::Pause(true));
-    let e = b.input(Input::Request {
-        conn: 2,
-        technician: tech(1),
-        peer: peer(),
-        request: Request {
-            session: Some(session),
-            ..request(Mode::Control)
-        },
-        log: Ok(()),
-    });
+    let e = b.raise(2, 1, session);
     let prompt = asked(&e).unwrap().id;
     let e = b.answer(prompt, Ok(Answer::Control));
     assert!(holds(&e).is_empty(), "input released while paused: {e:?}");
@@ -728,16 +686,7 @@ fn the_period_waits_for_a_pending_request_for_control() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
     b.now += 1790 * S;
-    let e = b.input(Input::Request {
-        conn: 2,
-        technician: tech(1),
-        peer: peer(),
-        request: Request {
-            session: Some(session),
-            ..request(Mode::Control)
-        },
-        log: Ok(()),
-    });
+    let e = b.raise(2, 1, session);
     let raise = asked(&e).unwrap().id;
     // The period ends while the raise is asked: nothing more is asked.
     b.now += 20 * S;
