@@ -282,11 +282,31 @@ pub async fn screen(server: Server, opts: &Options) -> Result<Screen, ScreenErro
         .ok_or_else(|| ScreenError("the server's connection was already taken".into()))?;
     let upstream = crate::session::Upstream::from_unix(stream)
         .map_err(|e| ScreenError(format!("{} socket: {e}", launched.server())))?;
+    let exited = launched.exited();
+    let server = launched.server();
     Ok(Screen {
         upstream,
         describe: launched.describe(),
         keep: Box::new(launched),
+        stopped_by_her: Some(Box::pin(
+            async move { stopped_in_gnome(server, exited.await) },
+        )),
     })
+}
+
+/// Whether the server exited because she stopped the sharing from GNOME's
+/// own indicator: her kill switch, not a server failure.
+pub fn stopped_in_gnome(server: Server, status: ExitStatus) -> bool {
+    #[cfg(all(feature = "mutter", target_os = "linux"))]
+    {
+        server == Server::Mutter
+            && status.code() == Some(crate::mutter::server::EXIT_STOPPED_IN_GNOME)
+    }
+    #[cfg(not(all(feature = "mutter", target_os = "linux")))]
+    {
+        let _ = (server, status);
+        false
+    }
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -956,6 +976,24 @@ pub fn tcp_listeners(pid: u32) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[cfg(all(feature = "mutter", target_os = "linux"))]
+    fn only_the_mutter_servers_exit_10_is_her_stop_in_gnome() {
+        use std::os::unix::process::ExitStatusExt as _;
+        let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
+        let ten = crate::mutter::server::EXIT_STOPPED_IN_GNOME;
+        assert!(stopped_in_gnome(Server::Mutter, exit(ten)));
+        assert!(!stopped_in_gnome(Server::Mutter, exit(0)));
+        assert!(!stopped_in_gnome(Server::Mutter, exit(1)));
+        // x11vnc's own statuses mean nothing of the kind.
+        assert!(!stopped_in_gnome(Server::X11vnc, exit(ten)));
+        // Killed by a signal: no status code at all.
+        assert!(!stopped_in_gnome(
+            Server::Mutter,
+            std::process::ExitStatus::from_raw(9)
+        ));
+    }
 
     #[test]
     fn displays() {

@@ -298,8 +298,10 @@ struct Live {
     question: Option<Question>,
     /// When she is next asked to confirm.
     confirm_due: Option<Instant>,
-    /// The relay was told to end (the first reason wins).
-    ending: bool,
+    /// Why the core asked the relay to end, once it has: the ending's
+    /// reason, whatever the relay saw meanwhile (her stop in GNOME closes
+    /// the server's socket too, and may reach the relay first).
+    ending: Option<EndReason>,
 }
 
 impl Live {
@@ -353,7 +355,7 @@ impl Consent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.stage {
             Stage::Asking(a) => Some(a.prompt.deadline),
-            Stage::Running(live) if !live.ending => match &live.question {
+            Stage::Running(live) if live.ending.is_none() => match &live.question {
                 Some(Question::Raise(a)) => Some(a.prompt.deadline),
                 Some(Question::Confirm { deadline, .. }) => Some(*deadline),
                 None => live.confirm_due,
@@ -407,7 +409,7 @@ impl Consent {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
-        if live.ending {
+        if live.ending.is_some() {
             return;
         }
         match &live.question {
@@ -811,7 +813,7 @@ impl Consent {
             Stage::Running(l) => Some(&**l),
             _ => None,
         };
-        let Some(live) = running.filter(|l| l.info.id == session && !l.ending) else {
+        let Some(live) = running.filter(|l| l.info.id == session && l.ending.is_none()) else {
             return Err((
                 RefusalCode::BadRequest,
                 format!("{what} of session {session}, which is not running"),
@@ -949,16 +951,18 @@ impl Consent {
             Stage::Asking(a) if a.prompt.id == prompt => {
                 self.settle_request(now, answer, local, Some(wall));
             }
-            Stage::Running(live) | Stage::Opening(live) if !live.ending => match &live.question {
-                Some(Question::Raise(a)) if a.prompt.id == prompt => {
-                    self.settle_raise(now, answer, local);
+            Stage::Running(live) | Stage::Opening(live) if live.ending.is_none() => {
+                match &live.question {
+                    Some(Question::Raise(a)) if a.prompt.id == prompt => {
+                        self.settle_raise(now, answer, local);
+                    }
+                    Some(Question::Confirm { prompt: p, .. }) if *p == prompt => {
+                        self.settle_confirm(now, answer, local);
+                    }
+                    // An answer to a prompt already withdrawn: too late.
+                    _ => {}
                 }
-                Some(Question::Confirm { prompt: p, .. }) if *p == prompt => {
-                    self.settle_confirm(now, answer, local);
-                }
-                // An answer to a prompt already withdrawn: too late.
-                _ => {}
-            },
+            }
             _ => {}
         }
     }
@@ -1065,7 +1069,7 @@ impl Consent {
             local,
             question: None,
             confirm_due: None,
-            ending: false,
+            ending: None,
         }));
         self.show_stage();
         // The driver makes the session's switches afresh: nothing held.
@@ -1189,7 +1193,10 @@ impl Consent {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
-        if live.ending || live.question.is_some() || live.confirm_due.is_none_or(|d| now < d) {
+        if live.ending.is_some()
+            || live.question.is_some()
+            || live.confirm_due.is_none_or(|d| now < d)
+        {
             return;
         }
         let id = Uuid::new_v4();
@@ -1291,10 +1298,10 @@ impl Consent {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
-        if live.ending {
+        if live.ending.is_some() {
             return;
         }
-        live.ending = true;
+        live.ending = Some(why);
         // Whatever was being asked goes at once.
         match live.question.take() {
             Some(Question::Raise(asked)) => {
@@ -1436,6 +1443,7 @@ impl Consent {
             return;
         };
         self.drop_question(live.question.take());
+        let why = live.ending.unwrap_or(why);
         self.push(Effect::Record {
             event: Event::SessionEnded {
                 session,
@@ -1488,7 +1496,7 @@ impl Consent {
 
     fn view_only(&mut self) {
         let Some(live) = self.live_mut() else { return };
-        if live.info.mode != Mode::Control || live.ending {
+        if live.info.mode != Mode::Control || live.ending.is_some() {
             return;
         }
         live.info.mode = Mode::View;
@@ -1514,7 +1522,7 @@ impl Consent {
     /// record, then what the technician is told.
     fn pause(&mut self, on: bool) {
         let Some(live) = self.live_mut() else { return };
-        if live.info.paused == on || live.ending {
+        if live.info.paused == on || live.ending.is_some() {
             return;
         }
         live.info.paused = on;

@@ -44,6 +44,20 @@ pub(super) struct Opened {
     /// Keeps a server started for the session running.
     keep: Option<Box<dyn std::any::Any + Send>>,
     describe: String,
+    stopped_by_her: Option<super::StoppedByHer>,
+}
+
+/// How long a relay that ended `upstream` is held back before it is told
+/// to the core: her stop in GNOME's indicator closes the server's socket
+/// at the moment it tells Accord so, and the socket may win the race. A
+/// server that died for another reason is recorded that much later.
+const UPSTREAM_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A relay's end held back for [`UPSTREAM_GRACE`].
+struct Held {
+    until: Instant,
+    session: Uuid,
+    result: SessionResult,
 }
 
 /// The session's world outside the core.
@@ -69,6 +83,7 @@ type Opening = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Opened,
 enum Wake {
     Opened(Result<Opened, String>),
     Msg(Option<ToDriver>),
+    StoppedByHer(Uuid, bool),
     Timer,
 }
 
@@ -82,6 +97,11 @@ struct Driver<P: Prompter> {
     conns: HashMap<ConnId, mpsc::UnboundedSender<ToConn>>,
     asks: HashMap<Uuid, AbortHandle>,
     screen: Screen,
+    held: Option<Held>,
+    /// Whether the exit of the server started for a session was her stop
+    /// ([`super::Screen::stopped_by_her`]); watched while the session runs
+    /// and while its end is held back.
+    stopped_by_her: Option<(Uuid, super::StoppedByHer)>,
 }
 
 /// Starts the driver; returns where to send it inputs.
@@ -98,6 +118,8 @@ pub(super) fn spawn<P: Prompter>(
         conns: HashMap::new(),
         asks: HashMap::new(),
         screen: Screen::default(),
+        held: None,
+        stopped_by_her: None,
     };
     tokio::spawn(driver.run(rx));
     tx
@@ -106,7 +128,11 @@ pub(super) fn spawn<P: Prompter>(
 impl<P: Prompter> Driver<P> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToDriver>) {
         loop {
-            let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
+            let deadline = match (self.core.poll_timeout(), self.held.as_ref()) {
+                (Some(a), Some(h)) => Some(a.min(h.until)),
+                (a, h) => a.or(h.map(|h| h.until)),
+            }
+            .map(tokio::time::Instant::from_std);
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -114,7 +140,14 @@ impl<P: Prompter> Driver<P> {
                 }
             };
             let mut opening = self.screen.opening.take();
+            let mut stopped = self.stopped_by_her.take();
             let wake = {
+                let stopped_by_her = async {
+                    match stopped.as_mut() {
+                        Some((s, f)) => (*s, f.as_mut().await),
+                        None => std::future::pending().await,
+                    }
+                };
                 let opened = async {
                     match opening.as_mut() {
                         Some(f) => f.as_mut().await,
@@ -124,12 +157,26 @@ impl<P: Prompter> Driver<P> {
                 tokio::select! {
                     biased;
                     r = opened => Wake::Opened(r),
+                    (s, hers) = stopped_by_her => Wake::StoppedByHer(s, hers),
                     m = rx.recv() => Wake::Msg(m),
                     () = timer => Wake::Timer,
                 }
             };
+            // A future that resolved is never polled again.
+            if !matches!(wake, Wake::StoppedByHer(..)) {
+                self.stopped_by_her = stopped;
+            }
             match wake {
                 Wake::Opened(result) => self.opened(result),
+                Wake::StoppedByHer(session, hers) => {
+                    self.screen.opening = opening;
+                    if hers && self.core.session() == Some(session) {
+                        tracing::info!("sharing stopped from the desktop's own control");
+                        self.core
+                            .handle(Instant::now(), Input::End(session::EndReason::User));
+                    }
+                    self.release_held();
+                }
                 Wake::Msg(None) => break,
                 Wake::Msg(Some(m)) => {
                     self.screen.opening = opening;
@@ -137,6 +184,13 @@ impl<P: Prompter> Driver<P> {
                 }
                 Wake::Timer => {
                     self.screen.opening = opening;
+                    if self
+                        .held
+                        .as_ref()
+                        .is_some_and(|h| Instant::now() >= h.until)
+                    {
+                        self.release_held();
+                    }
                     let prompter = &self.prompter;
                     self.core
                         .handle_timeout(Instant::now(), |id| prompter.asked(id));
@@ -174,6 +228,13 @@ impl<P: Prompter> Driver<P> {
 
     fn on(&mut self, msg: ToDriver) {
         let now = Instant::now();
+        if !matches!(
+            msg,
+            ToDriver::Input(Input::End(_)) | ToDriver::RelayDone { .. }
+        ) {
+            // What comes next finds the session over.
+            self.release_held();
+        }
         match msg {
             ToDriver::Open {
                 conn,
@@ -182,6 +243,12 @@ impl<P: Prompter> Driver<P> {
             } => {
                 self.conns.insert(conn, to_conn);
                 self.core.handle(now, input);
+            }
+            ToDriver::Input(input @ Input::End(_)) => {
+                // An ending told while a relay's end is held back is the
+                // ending's reason (her stop told by the service's helper).
+                self.core.handle(now, input);
+                self.release_held();
             }
             ToDriver::Input(input) => self.core.handle(now, input),
             ToDriver::Answer { prompt, result } => {
@@ -223,18 +290,46 @@ impl<P: Prompter> Driver<P> {
                     // before anything else is recorded or asked.
                     self.screen = Screen::default();
                 }
-                self.core.handle(
-                    now,
-                    Input::RelayEnded {
-                        session,
-                        why: result.why,
-                        detail: result.detail,
-                        bytes_to_server: result.bytes_to_server,
-                        bytes_to_technician: result.bytes_to_technician,
-                    },
-                );
+                self.release_held();
+                let upstream = result.why == session::EndReason::Upstream;
+                self.held = Some(Held {
+                    until: now + UPSTREAM_GRACE,
+                    session,
+                    result,
+                });
+                if !upstream {
+                    self.release_held();
+                }
             }
         }
+    }
+
+    /// Tells the core of a relay's end held back, if any.
+    fn release_held(&mut self) {
+        let Some(Held {
+            session, result, ..
+        }) = self.held.take()
+        else {
+            return;
+        };
+        // Past its end, a session's server says nothing more.
+        if self
+            .stopped_by_her
+            .as_ref()
+            .is_some_and(|(s, _)| *s == session)
+        {
+            self.stopped_by_her = None;
+        }
+        self.core.handle(
+            Instant::now(),
+            Input::RelayEnded {
+                session,
+                why: result.why,
+                detail: result.detail,
+                bytes_to_server: result.bytes_to_server,
+                bytes_to_technician: result.bytes_to_technician,
+            },
+        );
     }
 
     /// Carries out every effect the core queued, in order.
@@ -305,6 +400,7 @@ impl<P: Prompter> Driver<P> {
                 let sent = match (self.conns.get(&conn), opened, handles) {
                     (Some(c), Some(opened), Some(handles)) => {
                         self.screen.keep = opened.keep;
+                        self.stopped_by_her = opened.stopped_by_her.map(|f| (session, f));
                         c.send(ToConn::Relay {
                             session,
                             prepared: opened.prepared,
@@ -374,6 +470,7 @@ impl<P: Prompter> Driver<P> {
             opened: None,
             keep: None,
         };
+        self.stopped_by_her = None;
     }
 }
 
@@ -390,6 +487,7 @@ async fn open<P: Prompter>(
             prepared,
             keep: None,
             describe: policy.upstream.vnc.to_string(),
+            stopped_by_her: None,
         });
     }
     let screen = prompter.open_screen(req).await.map_err(|e| e.to_string())?;
@@ -401,6 +499,7 @@ async fn open<P: Prompter>(
         prepared,
         keep: Some(screen.keep),
         describe: screen.describe,
+        stopped_by_her: screen.stopped_by_her,
     })
 }
 

@@ -156,7 +156,15 @@ pub struct Screen {
     /// Keeps the server running: dropped when the session is over, which
     /// stops it (or nothing, when another process holds the server).
     pub keep: Box<dyn std::any::Any + Send>,
+    /// Resolves `true` once the server exited because she stopped the
+    /// sharing from the desktop's own control (GNOME's indicator): the
+    /// session then ends `user`. `None`: the server tells no such thing
+    /// (or the one who started it tells it, as the service's helper does).
+    pub stopped_by_her: Option<StoppedByHer>,
 }
+
+/// See [`Screen::stopped_by_her`].
+pub type StoppedByHer = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
 
 /// Why no screen server could be opened (the session ends `upstream`).
 #[derive(Debug, thiserror::Error)]

@@ -935,6 +935,8 @@ impl Prompter for HelperPrompter {
                 // The helper holds the server; the relay closing this
                 // connection and the next `state` both stop it.
                 keep: Box::new(()),
+                // Her stop in GNOME comes from the helper as `end`.
+                stopped_by_her: None,
             })
         }
     }

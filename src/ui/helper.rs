@@ -487,25 +487,10 @@ async fn run_screen(
     }
     let status = launched.exited().await;
     tracing::info!("session {session}: {server} exited ({status})");
-    if stopped_in_gnome(launched.server(), status) {
+    if launch::stopped_in_gnome(launched.server(), status) {
         // Her "stop" in GNOME's sharing indicator is her kill switch.
         tracing::info!("session {session}: sharing stopped from GNOME: ending the session");
         let _ = out.send((FromHelper::End {}, None)).await;
-    }
-}
-
-/// Whether the server exited because she stopped the sharing from GNOME's
-/// own indicator.
-fn stopped_in_gnome(server: launch::Server, status: std::process::ExitStatus) -> bool {
-    #[cfg(all(feature = "mutter", target_os = "linux"))]
-    {
-        server == launch::Server::Mutter
-            && status.code() == Some(crate::mutter::server::EXIT_STOPPED_IN_GNOME)
-    }
-    #[cfg(not(all(feature = "mutter", target_os = "linux")))]
-    {
-        let _ = (server, status);
-        false
     }
 }
 
@@ -513,24 +498,6 @@ fn stopped_in_gnome(server: launch::Server, status: std::process::ExitStatus) ->
 mod tests {
     use super::*;
     use crate::protocol::Mode;
-
-    #[test]
-    #[cfg(all(feature = "mutter", target_os = "linux"))]
-    fn only_the_mutter_servers_exit_10_is_her_stop_in_gnome() {
-        use std::os::unix::process::ExitStatusExt as _;
-        let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
-        let ten = crate::mutter::server::EXIT_STOPPED_IN_GNOME;
-        assert!(stopped_in_gnome(launch::Server::Mutter, exit(ten)));
-        assert!(!stopped_in_gnome(launch::Server::Mutter, exit(0)));
-        assert!(!stopped_in_gnome(launch::Server::Mutter, exit(1)));
-        // x11vnc's own statuses mean nothing of the kind.
-        assert!(!stopped_in_gnome(launch::Server::X11vnc, exit(ten)));
-        // Killed by a signal: no status code at all.
-        assert!(!stopped_in_gnome(
-            launch::Server::Mutter,
-            std::process::ExitStatus::from_raw(9)
-        ));
-    }
 
     #[test]
     fn open_is_obeyed_only_for_her_own_recent_answer_in_its_mode() {

@@ -341,7 +341,12 @@ impl RfbStub {
     }
 }
 
-async fn serve_stub(s: &mut TcpStream, received: &Mutex<Vec<u8>>) -> std::io::Result<()> {
+/// Serves one connection as [`RfbStub`] does, on any stream (a launched
+/// server's socket in tests of the screen Accord starts).
+pub async fn serve_stub<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    received: &Mutex<Vec<u8>>,
+) -> std::io::Result<()> {
     s.write_all(b"RFB 003.008\n").await?;
     let mut v = [0u8; 12];
     s.read_exact(&mut v).await?;

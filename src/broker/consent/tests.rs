@@ -489,6 +489,33 @@ fn ending_a_running_session_waits_for_the_relay_before_the_next_prompt() {
 }
 
 #[test]
+fn an_ending_asked_for_keeps_its_reason_when_the_server_closed_first() {
+    // Her stop in GNOME's indicator: the server exits, its socket closes
+    // (the relay sees `upstream`) as the stop is told; the stop is hers.
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::Control);
+    b.input(Input::End(EndReason::User));
+    // A second ending does not change the first's reason.
+    assert!(b.input(Input::End(EndReason::Idle)).is_empty());
+    let e = b.relay_ended(session, EndReason::Upstream);
+    let Event::SessionEnded { why, .. } = records(&e)[0] else {
+        panic!()
+    };
+    assert_eq!(*why, EndReason::User);
+    assert_eq!(
+        closed(&e, 1),
+        Some(&Closed::Request(Outcome::Ended(EndReason::User)))
+    );
+    // Without an ending asked for, the relay's own reason stands.
+    let session = b.running(Mode::Control);
+    let e = b.relay_ended(session, EndReason::Upstream);
+    let Event::SessionEnded { why, .. } = records(&e)[0] else {
+        panic!()
+    };
+    assert_eq!(*why, EndReason::Upstream);
+}
+
+#[test]
 fn a_request_for_control_holds_input_and_switches_only_once_recorded() {
     let mut b = Bench::new(rules());
     let session = b.running(Mode::View);
