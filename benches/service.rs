@@ -18,9 +18,9 @@
 mod common;
 
 use accord::broker::{Answer, PromptError, PromptRequest, Prompter};
+use accord::policy::SeatMode;
 use accord::protocol::Mode;
 use accord::seat::proto::{self, FromHelper, ToHelper, WireAnswer};
-use accord::seat::rule::SeatMode;
 use common::{Pki, RfbStub};
 use std::net::SocketAddr;
 use std::path::Path;

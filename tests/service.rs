@@ -6,9 +6,8 @@
 
 mod common;
 
-use accord::policy::Policy;
+use accord::policy::{Policy, SeatMode};
 use accord::protocol::{Mode, RefusalCode};
-use accord::seat::rule::SeatMode;
 use common::{Pki, RfbStub, connect_tunnel};
 use serde_json::Value;
 use std::net::SocketAddr;

@@ -12,8 +12,9 @@ use common::logind::{Bus, FakeLogind, session};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use accord::policy::SeatMode;
 use accord::seat::logind::Logind;
-use accord::seat::rule::{HelperId, SeatMode, SeatView, choose};
+use accord::seat::rule::{HelperId, SeatView, choose};
 use accord::seat::screensaver;
 use tokio::sync::watch;
 use zbus::interface;

@@ -9,11 +9,12 @@
 //! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
 
 use super::proto::{MAX_HISTORY, ToHelper, WireAsk, WireHistory, WireNotice, WireOpen, WireState};
-use super::rule::{self, HelperId, SeatMode, SeatView};
+use super::rule::{self, HelperId, SeatView};
 use crate::broker::{
     Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
     Prompter, ReplacedHelper, Screen, ScreenError, ScreenRequest, SessionControl,
 };
+use crate::policy::SeatMode;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::os::fd::OwnedFd;

@@ -5,6 +5,8 @@
 //! list of connected helpers alone (`[service] seat = "single"`). Deciding is
 //! kept apart from watching so the rule is tested without D-Bus.
 
+use crate::policy::SeatMode;
+
 /// One logind session, as far as Accord cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoginSession {
@@ -83,25 +85,6 @@ pub struct HelperId {
     /// bus, and the policy lets Accord's own server use it (`launch` is
     /// `auto` or `mutter`): its Wayland session can be shared.
     pub mutter: bool,
-}
-
-/// How the service finds the person in front of the screen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum SeatMode {
-    /// logind's `seat0`: its active session's helper.
-    #[default]
-    Logind,
-    /// No logind (containers, CI): the one connected helper.
-    Single,
-}
-
-impl SeatMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SeatMode::Logind => "logind",
-            SeatMode::Single => "single",
-        }
-    }
 }
 
 /// The seat's active session, if `helper` answers for it (logind mode):

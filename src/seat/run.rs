@@ -4,9 +4,9 @@
 
 use super::helpers::{HelperPrompter, Helpers};
 use super::listener::{self, PlaceOf};
-use super::rule::{SeatMode, SeatView};
+use super::rule::SeatView;
 use crate::app::AppError;
-use crate::policy::Policy;
+use crate::policy::{Policy, SeatMode};
 use std::sync::Arc;
 use tokio::sync::watch;
 
