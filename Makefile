@@ -34,6 +34,7 @@ run: deps-run build demo
 	target/debug/accord agent --policy $(DEMO_DIR)/policy.toml
 
 lint:
+	python3 scripts/module-graph.py
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
@@ -45,7 +46,7 @@ unit:
 e2e: build
 	@for t in tests/*.sh; do [ -e "$$t" ] || continue; echo "== $$t"; bash "$$t" || exit 1; done
 
-# No stall, ever (issue 10): the ignored soak tests, one at a time.
+# No stall, ever: the ignored soak tests, one at a time.
 soak: deps-test
 	$(CARGO) test --locked --test relay_soak -- --ignored --nocapture --test-threads=1
 	ACCORD_REQUIRE_PEERS=1 $(CARGO) test --locked --test e2e_vnc -- --ignored --nocapture --test-threads=1 soak_

@@ -1,5 +1,5 @@
 //! From "Autoriser…" to the technician's first framebuffer update, with the
-//! VNC server Accord starts for the session (issue 14, goal ≤ 1 s), for
+//! VNC server Accord starts for the session (goal ≤ 1 s), for
 //! x11vnc and TigerVNC's x0vncserver on a 1920×1080 Xvfb.
 //!
 //! The clinician's click is the moment the prompter answers. Then, as in

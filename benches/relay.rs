@@ -1,4 +1,4 @@
-//! Relay throughput (issue 3, Performance): a synthetic VNC server streams
+//! Relay throughput: a synthetic VNC server streams
 //! a large framebuffer (512 MiB of Raw FramebufferUpdates) to a synthetic
 //! viewer that sends a steady stream of client messages (pointer, key
 //! down/up, incremental FramebufferUpdateRequest: 4 000 messages/s, a busy
@@ -16,7 +16,7 @@
 //! splits both streams and copies with 64 KiB buffers like the session), so
 //! the Accord / TLS ratio is the price of the session itself.
 //!
-//! Then real framebuffer streams (issue 10, item 8): Raw, Tight and ZRLE
+//! Then real framebuffer streams: Raw, Tight and ZRLE
 //! recorded at bench start from x11vnc on a private Xvfb ([`record`]; rows
 //! skipped, with a note, when Xvfb or x11vnc is missing), and the synthetic
 //! Raw stream, each replayed in a loop by a server that answers the viewer's
@@ -34,9 +34,9 @@
 //! Under `cargo test --benches` (no `--bench` argument) every row runs once
 //! on 16 MiB, as a smoke test that no path hangs (each run has a deadline).
 
-use accord::agent::Agent;
 use accord::broker::{Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter};
 use accord::connect::{self, ConnectConfig};
+use accord::listener::Listener;
 use accord::policy::{Policy, UpstreamAddr};
 use accord::protocol::Mode;
 use accord::rfb::server::RECT_ENCODINGS;
@@ -550,7 +550,7 @@ async fn accord_run(
         Arc::new(MemoryJournal::default()),
         Says(answer),
     );
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let addr = agent.local_addr().expect("agent listening");
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let agent_task = tokio::spawn(agent.run(async move {

@@ -1,4 +1,4 @@
-//! Service/helper figures (issue 9), against the in-process agent in the
+//! Service/helper figures, against the in-process agent in the
 //! same run:
 //! - request → the prompt reaches the one who shows it: the in-process
 //!   prompter (`accord agent`) vs a helper process boundary (`accord
@@ -100,7 +100,7 @@ async fn in_process(pki: &Pki, stub: &RfbStub) -> (Vec<f64>, Vec<f64>) {
         Arc::new(accord::broker::MemoryJournal::default()),
         stamp.clone(),
     );
-    let listener = accord::agent::Agent::bind(broker).await;
+    let listener = accord::listener::Listener::bind(broker).await;
     let addr = listener.local_addr().expect("listening");
     let ctl = listener.control();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -2,7 +2,7 @@
 //! after start, and later ones), "Terminer" → the technician's socket
 //! closed, and an idle agent's window processes, CPU and RSS.
 //!
-//! Runs the real core (`app::serve`), the real window host with real
+//! Runs the real core (`engine::serve`), the real window host with real
 //! `accord ui-window` processes, and the real tray, on `$DISPLAY`, or on an
 //! Xvfb + openbox it starts itself. Every prompt is measured cold: the
 //! window process of the previous round is gone, only the spare (started,
@@ -327,7 +327,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             policy.clone(),
         );
         std::thread::spawn(move || {
-            rt.block_on(accord::app::serve(
+            rt.block_on(accord::engine::serve(
                 policy,
                 Arc::new(MemoryJournal::default()),
                 prompter,

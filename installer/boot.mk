@@ -1,4 +1,4 @@
-# installer/boot.mk: the boot test (issue 22 item 2). The top-level Makefile
+# installer/boot.mk: the boot test. The top-level Makefile
 # has:   include installer/boot.mk   (after installer/deb.mk)
 #
 #   make boot-test   boots a Debian 12 container (systemd-nspawn, real systemd

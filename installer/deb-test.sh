@@ -1,7 +1,7 @@
 #!/bin/bash
 # Fresh-root install test of the Accord .deb, without Docker:
 # debootstrap --variant=minbase bookworm into a folder, chroot, and check what
-# hospital IT relies on (issue 5):
+# hospital IT relies on:
 #   - apt-get install ./accord_*.deb resolves every dependency from the mirror
 #   - accord --version; accord policy check /etc/accord/policy.toml (exit 1: no certificates yet)
 #   - desktop-file-validate on both desktop files; the dlopen()ed X11/GL
@@ -9,7 +9,7 @@
 #   - an IT-modified policy survives an upgrade to a newer build, both when the
 #     new build ships the same policy and when it ships a changed one
 #     (dpkg --force-confold, as a fleet would; the new one lands as .dpkg-dist)
-#   - the service (issue 9): system user "accord" (nologin), /var/lib/accord
+#   - the service: system user "accord" (nologin), /var/lib/accord
 #     accord:accord 0700, a pre-existing /etc/accord/agent.key 0644 root:root
 #     turned root:accord 0640 by postinst, accord.service installed, enabled
 #     (deb-systemd-helper works without systemd running), clean for
@@ -233,7 +233,7 @@ in_root runuser -u accord -- sh -c ': > /var/lib/accord/.deb-test && rm /var/lib
 ok "login user nurse can neither read agent.key nor write /var/lib/accord/audit.jsonl; accord can do both"
 lap "service checks"
 
-# --- 3c. the service itself (needs `accord service`, issue 9) --------------------------
+# --- 3c. the service itself (needs `accord service`) --------------------------
 if in_root accord service --help > /dev/null 2>&1; then
     in_root accord pki demo /tmp/demo > "$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log"; die "accord pki demo"; }
     # where the shipped policy looks: cp onto the existing key keeps root:accord 0640

@@ -24,7 +24,7 @@ test_pkgs=(
   # wmctrl to put a window above the banner; xsetroot (e2e idle test).
   xterm x11-xserver-utils wmctrl
   tigervnc-standalone-server tigervnc-tools
-  # tests/launch.rs: the scraping server Accord starts itself (issue 14).
+  # tests/launch.rs: the scraping server Accord starts itself.
   tigervnc-scraping-server
   # A real viewer with its default Tight encoding, through the server framer.
   tigervnc-viewer

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target of fuzz/ briefly, for CI (issue 3, item 5).
+# Runs every cargo-fuzz target of fuzz/ briefly, for CI.
 # Installs cargo-fuzz if missing. The machine has the stable toolchain only:
 # RUSTC_BOOTSTRAP=1 unlocks the -Z flags cargo-fuzz needs (see fuzz/README.md).
 #

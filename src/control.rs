@@ -48,7 +48,7 @@ pub enum Access {
     },
 }
 
-/// The audit trail's health for `status` ([`crate::app`] builds it).
+/// The audit trail's health for `status` ([`crate::engine`] builds it).
 pub type Health = std::sync::Arc<dyn Fn() -> Value + Send + Sync>;
 
 /// Records the collector may lag behind before `status` says degraded.
@@ -156,6 +156,19 @@ pub fn status_text(v: &Value) -> String {
     out
 }
 
+/// Where `accord end` and `accord status` go: the service's socket when a
+/// service runs on this machine, else this user's own agent.
+pub fn target() -> Option<std::path::PathBuf> {
+    #[cfg(unix)]
+    {
+        let service = crate::platform::service_control_path();
+        if service.exists() {
+            return Some(service);
+        }
+    }
+    crate::platform::control_socket_path()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,7 +244,11 @@ mod imp {
         // SAFETY: getuid has no preconditions.
         let me = unsafe { libc::getuid() };
         let gate = crate::gate::Gate::default();
+        // Every connection's task is owned here: dropping this future (the
+        // engine's shutdown) stops them all.
+        let mut conns = tokio::task::JoinSet::new();
         loop {
+            while conns.try_join_next().is_some() {}
             let Ok((stream, _)) = listener.accept().await else {
                 // Out of descriptors: do not spin.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -250,7 +267,7 @@ mod imp {
                 Access::Service { may_end } => uid == 0 || may_end(uid),
             };
             let (ctl, audit) = (ctl.clone(), audit.clone());
-            tokio::spawn(async move {
+            conns.spawn(async move {
                 let _ = handle(stream, ctl, may_end, audit).await;
                 drop(permit);
             });

@@ -18,9 +18,9 @@
 //! connected stream to the service with `SCM_RIGHTS` (the service never
 //! enters the user's runtime directory). See [`for_session`].
 
-use crate::broker::{Grants, Screen, ScreenError, ScreenRequest};
 use crate::policy::{Clipboard, Launch};
 use crate::protocol::Mode;
+use crate::screen::{Grants, Screen, ScreenError, ScreenRequest};
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead as _, Read as _};
@@ -33,6 +33,10 @@ use std::time::Duration;
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// Exit status of Accord's own GNOME server when the clinician stopped the
+/// sharing from GNOME's indicator (Mutter's `Closed`): her kill switch.
+pub const EXIT_STOPPED_IN_GNOME: i32 = 10;
 
 /// How long the server has to accept a connection and start speaking RFB.
 pub const START_TIMEOUT: Duration = Duration::from_secs(5);
@@ -297,16 +301,7 @@ pub async fn screen(server: Server, opts: &Options) -> Result<Screen, ScreenErro
 /// Whether the server exited because she stopped the sharing from GNOME's
 /// own indicator: her kill switch, not a server failure.
 pub fn stopped_in_gnome(server: Server, status: ExitStatus) -> bool {
-    #[cfg(all(feature = "mutter", target_os = "linux"))]
-    {
-        server == Server::Mutter
-            && status.code() == Some(crate::mutter::server::EXIT_STOPPED_IN_GNOME)
-    }
-    #[cfg(not(all(feature = "mutter", target_os = "linux")))]
-    {
-        let _ = (server, status);
-        false
-    }
+    server == Server::Mutter && status.code() == Some(EXIT_STOPPED_IN_GNOME)
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -978,11 +973,10 @@ mod tests {
     use super::*;
 
     #[test]
-    #[cfg(all(feature = "mutter", target_os = "linux"))]
     fn only_the_mutter_servers_exit_10_is_her_stop_in_gnome() {
         use std::os::unix::process::ExitStatusExt as _;
         let exit = |code: i32| std::process::ExitStatus::from_raw(code << 8);
-        let ten = crate::mutter::server::EXIT_STOPPED_IN_GNOME;
+        let ten = EXIT_STOPPED_IN_GNOME;
         assert!(stopped_in_gnome(Server::Mutter, exit(ten)));
         assert!(!stopped_in_gnome(Server::Mutter, exit(0)));
         assert!(!stopped_in_gnome(Server::Mutter, exit(1)));

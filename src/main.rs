@@ -68,13 +68,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => {
             let path = args.policy.unwrap_or_else(accord::platform::policy_path);
             let policy = Policy::load(&path)?;
-            accord::app::run_agent(policy)?;
+            accord::modes::agent::run(policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Service(args) => {
             let path = args.policy.unwrap_or_else(accord::platform::policy_path);
             let policy = Policy::load(&path)?;
-            accord::app::run_service(policy)?;
+            accord::modes::service::run(policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ui(args) => {
@@ -88,18 +88,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Policy::defaults()
                 }
             };
-            accord::app::run_helper(policy)?;
+            accord::modes::helper::run(policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::UiWindow(a) => {
-            accord::app::run_window_process(&a.lang, a.shortcut)?;
+            accord::modes::window::run(&a.lang, a.shortcut)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::ScreenServer(a) => screen_server(a),
         Command::Connect(a) => Ok(connect_command(a)),
         Command::End => {
             let rt = runtime()?;
-            let path = accord::app::control_target()
+            let path = accord::control::target()
                 .context("no Accord service or agent to talk to (no private runtime directory)")?;
             let v = rt.block_on(accord::control::call(&path, "end"))?;
             if let Some(e) = v["error"].as_str() {
@@ -123,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 Ok(ExitCode::from(2))
             };
-            let Some(path) = accord::app::control_target() else {
+            let Some(path) = accord::control::target() else {
                 return not_running("no Accord service or agent to talk to".into());
             };
             let rt = runtime()?;

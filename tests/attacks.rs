@@ -215,8 +215,8 @@ async fn prompt_flood_is_busy_not_a_queue() {
     // In waves as large as one source may have unauthenticated connections
     // (beyond that, connections are closed before TLS: see the idle flood).
     let mut floods = Vec::new();
-    for _ in 0..20 / accord::agent::MAX_PENDING_PER_SOURCE {
-        let wave: Vec<_> = (0..accord::agent::MAX_PENDING_PER_SOURCE)
+    for _ in 0..20 / accord::listener::MAX_PENDING_PER_SOURCE {
+        let wave: Vec<_> = (0..accord::listener::MAX_PENDING_PER_SOURCE)
             .map(|_| tokio::spawn(connect_tunnel(cfg.clone())))
             .collect();
         for f in wave {
@@ -273,7 +273,7 @@ async fn idle_flood_from_one_source_does_not_block_another() {
         n
     };
     assert!(
-        closed_fast >= 200 - accord::agent::MAX_PENDING_PER_SOURCE,
+        closed_fast >= 200 - accord::listener::MAX_PENDING_PER_SOURCE,
         "only {closed_fast} of the flood closed at once"
     );
 
@@ -314,7 +314,7 @@ async fn idle_flood_from_one_source_does_not_block_another() {
         .filter(|e| e.as_str() == "request_rejected")
         .count();
     assert!(
-        rejected <= accord::agent::REJECT_RECORDS_PER_CLASS_PER_MINUTE as usize,
+        rejected <= accord::listener::REJECT_RECORDS_PER_CLASS_PER_MINUTE as usize,
         "{rejected} rejection records for one flooding source"
     );
     drop(flood);
@@ -450,7 +450,7 @@ async fn ten_thousand_busy_refusals_cost_few_records() {
     }
     let started = std::time::Instant::now();
     let total = 10_000usize;
-    let workers = accord::agent::MAX_PENDING_PER_SOURCE;
+    let workers = accord::listener::MAX_PENDING_PER_SOURCE;
     let mut tasks = Vec::new();
     for w in 0..workers {
         let cfg = cfg.clone();

@@ -1,4 +1,4 @@
-//! End to end against REAL peers (issue 3, item 6): an X server (Xvfb, or
+//! End to end against REAL peers: an X server (Xvfb, or
 //! TigerVNC's Xtigervnc which is one), a real VNC server on it (x11vnc with
 //! `-localhost`, or Xtigervnc's own), the in-process agent with a scripted
 //! prompter, the real `accord connect` tunnel code, and a real VNC client
@@ -19,11 +19,11 @@
 //! Everything binds 127.0.0.1 only. Every child process is killed when its
 //! [`Peers`] guard drops, panic or not; on a panic their logs are printed.
 
-use accord::agent::Agent;
 use accord::broker::{
     Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, SessionControl,
 };
 use accord::connect::{self, ConnectConfig, ConnectError};
+use accord::listener::Listener;
 use accord::policy::{Policy, UpstreamAddr};
 use accord::protocol::{Mode, RefusalCode};
 use accord::tls::demo::{Ca, Pem};
@@ -154,7 +154,7 @@ impl RunningAgent {
     async fn start(policy: Policy, prompter: impl Prompter) -> RunningAgent {
         let journal = Arc::new(MemoryJournal::default());
         let broker = Broker::new(Arc::new(policy), journal.clone(), prompter);
-        let agent = Agent::bind(broker).await;
+        let agent = Listener::bind(broker).await;
         let addr = agent.local_addr().expect("agent listening");
         let ctl = agent.control();
         let (stop, rx) = oneshot::channel::<()>();

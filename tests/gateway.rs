@@ -431,20 +431,20 @@ async fn allow_list_filters_technicians() {
 /// hears it, and the chain verifies after a whole session.
 #[tokio::test]
 async fn audit_log_holds_the_whole_session() {
-    use accord::agent::Agent;
     use accord::broker::Broker;
+    use accord::listener::Listener;
     use std::sync::Arc;
     let pki = Pki::new();
     let stub = RfbStub::start().await;
     let policy = pki.policy(stub.addr);
     let log_path = policy.audit_path();
-    let journal = accord::app::open_journal(&policy);
+    let journal = accord::engine::open_journal(&policy);
     let prompter = ScriptedPrompter::new([
         Step::Answer(Answer::ViewOnly, Duration::ZERO),
         Step::Answer(Answer::Refused, Duration::ZERO),
     ]);
     let broker = Broker::new(Arc::new(policy), journal, prompter);
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let addr = agent.local_addr().unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async move {
@@ -502,15 +502,15 @@ async fn audit_log_holds_the_whole_session() {
 /// never rewrites the file).
 #[tokio::test]
 async fn tampered_log_refuses_requests() {
-    use accord::agent::Agent;
     use accord::broker::Broker;
+    use accord::listener::Listener;
     use std::sync::Arc;
     let pki = Pki::new();
     let stub = RfbStub::start().await;
     let policy = pki.policy(stub.addr);
     let log_path = policy.audit_path();
     {
-        let journal = accord::app::open_journal(&policy);
+        let journal = accord::engine::open_journal(&policy);
         for _ in 0..3 {
             journal
                 .record(&accord::broker::Event::AgentStopped)
@@ -521,10 +521,10 @@ async fn tampered_log_refuses_requests() {
     let forged = original.replacen("agent_stopped", "agent_stoppex", 1);
     std::fs::write(&log_path, &forged).unwrap();
 
-    let journal = accord::app::open_journal(&policy);
+    let journal = accord::engine::open_journal(&policy);
     let prompter = ScriptedPrompter::new([Step::Answer(Answer::Control, Duration::ZERO)]);
     let broker = Broker::new(Arc::new(policy), journal, prompter.clone());
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let addr = agent.local_addr().unwrap();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent.run(async move {
@@ -939,8 +939,8 @@ impl accord::broker::Prompter for PortWatchingPrompter {
 /// so no input of the old session can reach the X server during it.
 #[tokio::test]
 async fn no_new_prompt_before_the_old_server_leg_is_closed() {
-    use accord::agent::Agent;
     use accord::broker::{Broker, MemoryJournal};
+    use accord::listener::Listener;
     let pki = Pki::new();
     let server = FakeServer::start(FakeConfig::new(64, 48, Frames::None)).await;
     let prompter = PortWatchingPrompter {
@@ -953,7 +953,7 @@ async fn no_new_prompt_before_the_old_server_leg_is_closed() {
         Arc::new(MemoryJournal::default()),
         prompter.clone(),
     );
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let addr = agent.local_addr().unwrap();
     let ctl = agent.control();
     let (stop, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,4 +1,4 @@
-//! The VNC server launcher (issue 14) against REAL servers — x11vnc and
+//! The VNC server launcher against REAL servers — x11vnc and
 //! TigerVNC's x0vncserver — on a real Xvfb.
 //!
 //! A missing program makes a test print `SKIPPED: <binary> not installed`

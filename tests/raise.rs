@@ -1,4 +1,4 @@
-//! Asking for control mid-session (issue 12 item 3): the technician of a
+//! Asking for control mid-session: the technician of a
 //! running view-only session asks, on a connection of its own, for control;
 //! the clinician is asked with the technician's input held, and only her
 //! "Allow control" switches the session.

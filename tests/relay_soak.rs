@@ -1,4 +1,4 @@
-//! No stall, ever (issue 10, item 7): full-speed 1920×1080 Raw frames
+//! No stall, ever: full-speed 1920×1080 Raw frames
 //! through the real agent (mutual TLS, broker, `session::run`) and the real
 //! `accord connect` tunnel, to a viewer that pulls frames as fast as it can.
 //!

@@ -1,4 +1,4 @@
-//! `accord service` with session helpers of other uids (issue 9): who is
+//! `accord service` with session helpers of other uids: who is
 //! asked, who consented, what a helper leaving or lying does, and who may
 //! end a session. The service runs in this (root) process; each helper is a
 //! separate process under its own uid (tests/service/fake_helper.py), so

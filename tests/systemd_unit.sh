@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The service's systemd unit (installer/deb/accord.service, issue 9):
+# The service's systemd unit (installer/deb/accord.service):
 #   - `systemd-analyze security --offline=yes` prints its exposure level and
 #     fails when it is above 2.0 (--threshold counts tenths: 20 = 2.0);
 #   - `systemd-analyze verify` finds nothing wrong with it. verify insists that

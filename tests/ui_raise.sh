@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real-window test of a question asked DURING a session (issue 27): the
+# Real-window test of a question asked DURING a session: the
 # session's banner is already on screen, drawn by the real window process
 # (`accord ui-window`), when the technician of a view-only session asks for
 # control (`accord connect --request-control --session ID`). The question
@@ -304,7 +304,7 @@ answer_question() { # answer_question TITLE-REGEX BUTTON-LABEL SHOT-NAME [HEADIN
   local title=$1 button=$2 shot=$3 heading=${4:-} t0 t
   t0=$(date +%s%3N)
   QUESTION=$(find_window "$title" 20) || true
-  [ -n "$QUESTION" ] || fail "$shot: no window titled \"$title\" while the banner shows (issue 27)"
+  [ -n "$QUESTION" ] || fail "$shot: no window titled \"$title\" while the banner shows"
   t=$(( $(date +%s%3N) - t0 ))
   log "$shot: question window $QUESTION on screen ${t} ms after the request"
   # What the clinician sees at once: the question, its buttons still arming.

@@ -200,7 +200,7 @@ window_pids() { pgrep -P "$1" -f "ui-window" || true; }
 # The helper and its window processes together (kB).
 ui_rss() { local t p; t=$(rss "$1"); for p in $(window_pids "$1"); do t=$((t + $(rss "$p"))); done; echo "$t"; }
 # RSS split: anonymous (heap, GL buffers) and file-backed (mapped libraries,
-# e.g. Mesa's driver and LLVM), for issue 11's memory goal.
+# e.g. Mesa's driver and LLVM), for the memory goal.
 rss_split() { awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {print "anon " a " kB, file " f " kB"}' "/proc/$1/status" 2>/dev/null; }
 sleep 1
 log "RSS: service $(rss "$SERVICE_PID") kB, idle helper $(rss "$HELPER_PID") kB, with its spare window process $(ui_rss "$HELPER_PID") kB (before any prompt)"
@@ -246,7 +246,7 @@ if xdotool search --onlyvisible --name "demande d'assistance" >/dev/null 2>&1; t
 log "round 1: ok (exit 3, prompt gone)"
 # The window process lingers 3 s after its last window, then exits (and
 # Mesa with it); a new spare (display connected, no GL) replaces it: the
-# helper and its spare stay as small as before the prompt (issue 11 item 5).
+# helper and its spare stay as small as before the prompt.
 gone_and_replaced() {
   local now p
   now=$(window_pids "$HELPER_PID")
@@ -257,7 +257,7 @@ gone_and_replaced() {
 for _ in $(seq 1 80); do gone_and_replaced && break; sleep 0.1; done
 gone_and_replaced || fail "the prompt's window process ($SHOWN_BY) did not exit, or no spare replaced it: $(window_pids "$HELPER_PID")"
 IDLE_KB=$(ui_rss "$HELPER_PID")
-log "RSS: idle helper with its spare window process $IDLE_KB kB after one prompt (helper $(rss_split "$HELPER_PID"); spare $(rss_split "$(window_pids "$HELPER_PID")"); issue 11 goal: 40 MB)"
+log "RSS: idle helper with its spare window process $IDLE_KB kB after one prompt (helper $(rss_split "$HELPER_PID"); spare $(rss_split "$(window_pids "$HELPER_PID")"); goal: 40 MB)"
 [ "$IDLE_KB" -le 40960 ] || fail "idle helper and spare use $IDLE_KB kB, over 40 MB"
 
 # ---- round 1b: stray typing never answers (docs/ui-keyboard.md) ----
@@ -332,7 +332,7 @@ BID=$(find_window "session en cours") || true
 wait_status "session in progress" || fail "status does not say in session"
 wait_started "$STARTED" || fail "the session did not start"
 # The VNC server exists only now, started by the helper as the clinician,
-# reachable only through its private socket (issue 14).
+# reachable only through its private socket.
 VNC_PID=$(pgrep -u "$HELPER_UID" -x x11vnc | head -n 1) || true
 [ -n "$VNC_PID" ] || fail "no x11vnc of the clinician during the session: $(ps -eo user,pid,args | grep -i vnc)"
 SOCK=$(ls "$HELPER_RT"/accord-vnc-*/vnc.sock 2>/dev/null | head -n 1)

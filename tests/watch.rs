@@ -1,5 +1,5 @@
 //! The running `accord connect` says what ended its session and when the
-//! mode changes (issue 12 item 4), from its watch of the session: a second
+//! mode changes, from its watch of the session: a second
 //! connection admitted only from the session's own certificate.
 //!
 //! These run the real `connect::run` in-process against the in-process
@@ -124,7 +124,7 @@ async fn agent_with(
     (pki, stub, agent)
 }
 
-/// The sentence each reason must print (fragments from issue 12 and the
+/// The sentence each reason must print (fragments from the
 /// DESIGN reason names), in English and French.
 fn expected(r: EndReason) -> (&'static str, &'static str) {
     match r {

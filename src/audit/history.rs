@@ -426,8 +426,8 @@ pub fn read(path: &Path, uid: Option<u32>, max: usize) -> Result<Vec<Entry>, Aud
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::{DecidedBy, EndReason, Event, LocalUser};
     use crate::audit::{Chain, Log};
-    use crate::broker::{DecidedBy, EndReason, Event, LocalUser};
     use crate::protocol::RefusalCode;
     use crate::tls::Identity;
     use std::io::Write;

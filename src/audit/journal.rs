@@ -3,8 +3,8 @@
 //! append. A log found tampered at open keeps recording (the break is itself
 //! on record) but makes the broker refuse every request.
 
+use super::record::{Event, Journal, JournalError};
 use super::{Log, OpenReport};
-use crate::broker::{Event, Journal, JournalError};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;

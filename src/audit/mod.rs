@@ -26,6 +26,7 @@ pub mod forward;
 pub mod history;
 pub mod journal;
 pub mod log;
+pub mod record;
 pub mod show;
 pub mod syslog;
 pub mod verify;

@@ -17,9 +17,7 @@
 //! was queued after it and takes the failure path (consent without a
 //! trace is not allowed).
 
-use super::events::{
-    Activity, DecidedBy, EndReason, Event, LocalUser, Notice, PromptRequest, SessionInfo,
-};
+use super::{Activity, DecidedBy, EndReason, Event, LocalUser, Notice, PromptRequest, SessionInfo};
 use super::{Answer, Grants, ScreenRequest};
 use crate::policy::{Clipboard, Launch, Policy};
 use crate::protocol::{Decision, Mode, RefusalCode, Request};

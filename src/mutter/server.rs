@@ -32,10 +32,7 @@ use crate::protocol::Mode;
 use crate::rfb::READ_CHUNK;
 use crate::rfb::host::{Host, HostError, HostEvent};
 
-/// Exit status when the clinician stopped the sharing from GNOME's own
-/// indicator (Mutter's `Closed`): the helper then ends Accord's session as
-/// if she had clicked Terminer.
-pub const EXIT_STOPPED_IN_GNOME: i32 = 10;
+pub use crate::launch::EXIT_STOPPED_IN_GNOME;
 /// The launcher gives a server 5 s to speak; the first frame must come
 /// before that.
 const FIRST_FRAME: Duration = Duration::from_secs(4);

@@ -3,8 +3,8 @@
 //! helper writes can change either.
 
 use super::fdpass::FdLines;
-use super::helpers::{Helpers, QUEUE};
 use super::proto::{self, FromHelper, ToHelper};
+use super::registry::{Helpers, QUEUE};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,7 +60,11 @@ pub async fn serve<L: PlaceOf>(
     }
     tracing::info!("session helpers connect on {}", path.display());
     let gate = crate::gate::Gate::default();
+    // Every helper's task is owned here: dropping this future (the
+    // service's shutdown) stops them all.
+    let mut conns = tokio::task::JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
@@ -74,7 +78,7 @@ pub async fn serve<L: PlaceOf>(
             continue;
         };
         let (helpers, sessions) = (helpers.clone(), sessions.clone());
-        tokio::spawn(async move { connection(stream, helpers, sessions, permit).await });
+        conns.spawn(async move { connection(stream, helpers, sessions, permit).await });
     }
 }
 
@@ -147,8 +151,14 @@ async fn connection<L: PlaceOf>(
     drop(pending);
     // The writer ends when the registry drops this helper (it did not
     // read) or the socket fails; the reader then stops too.
+    let registered = Registered {
+        helpers: &helpers,
+        conn,
+    };
     let (done_tx, mut done) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(async move {
+    // A set of one: dropped, however this task ends, it stops the writer.
+    let mut writer = tokio::task::JoinSet::new();
+    writer.spawn(async move {
         while let Some(m) = rx.recv().await {
             if w.write_all(&proto::encode(&m)).await.is_err() {
                 break;
@@ -181,9 +191,22 @@ async fn connection<L: PlaceOf>(
             break Err(v.0);
         }
     };
-    helpers.unregister(conn);
-    writer.abort();
+    drop(registered);
+    drop(writer);
     if let Err(why) = outcome {
         helpers.record_violation(uid, pid, &why);
+    }
+}
+
+/// Unregisters a helper however its connection's task ends (an abort at
+/// the service's shutdown too): no prompt is ever sent to a helper gone.
+struct Registered<'a> {
+    helpers: &'a Helpers,
+    conn: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.helpers.unregister(self.conn);
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! - [`rule`]: who may be asked (pure).
 //! - [`proto`]: the helper protocol (sans-IO).
-//! - [`helpers`]: the connected helpers, the broker's `Prompter` across
-//!   processes, and the consent monitor.
+//! - [`registry`]: the connected helpers as the service sees them, the
+//!   broker's `Prompter` across processes, their history requests, and
+//!   the consent monitor.
 //! - [`listener`]: `ui.sock`, peers identified by the kernel.
 //! - [`fdpass`]: lines with a descriptor attached (the VNC server's
 //!   connection, from helper to service).
@@ -17,12 +18,12 @@
 #[cfg(unix)]
 pub mod fdpass;
 #[cfg(unix)]
-pub mod helpers;
-#[cfg(unix)]
 pub mod listener;
 #[cfg(feature = "logind")]
 pub mod logind;
 pub mod proto;
+#[cfg(unix)]
+pub mod registry;
 pub mod rule;
 #[cfg(unix)]
 pub mod run;

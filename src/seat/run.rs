@@ -2,17 +2,17 @@
 //! relay, audit log, forwarder, control socket) with the helpers in place
 //! of the windows, and the seat watcher that says who may be asked.
 
-use super::helpers::{HelperPrompter, Helpers};
 use super::listener::{self, PlaceOf};
+use super::registry::{HelperPrompter, Helpers};
 use super::rule::SeatView;
-use crate::app::AppError;
+use crate::engine::StartError;
 use crate::policy::{Policy, SeatMode};
 use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Runs the service until SIGTERM or Ctrl-C; returns once every session has
 /// ended and been recorded.
-pub fn run_service(mut policy: Policy) -> Result<(), AppError> {
+pub fn run_service(mut policy: Policy) -> Result<(), StartError> {
     // The service's log lives in its state directory, out of every login
     // user's reach, unless the policy names another place.
     if policy.audit.path.is_none() {
@@ -23,13 +23,13 @@ pub fn run_service(mut policy: Policy) -> Result<(), AppError> {
         .thread_name("accord-service")
         .enable_all()
         .build()
-        .map_err(AppError::Runtime)?;
+        .map_err(StartError::Runtime)?;
     let run_dir = crate::platform::service_run_dir();
     rt.block_on(serve(
         Arc::new(policy),
         &run_dir,
         None,
-        crate::app::termination_signal(),
+        crate::engine::termination_signal(),
     ));
     Ok(())
 }
@@ -43,7 +43,7 @@ pub async fn serve(
     system_bus: Option<String>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let journal = crate::app::open_journal(&policy);
+    let journal = crate::engine::open_journal(&policy);
     let run_dir = run_dir.to_path_buf();
     let (seat, sessions) = watch_seat(policy.service.seat, system_bus);
     let helpers = Helpers::new(
@@ -139,7 +139,7 @@ async fn serve_with<L: PlaceOf>(
     let ui_path = run_dir.join("ui.sock");
     let prompter = HelperPrompter::new(helpers.clone());
     let mut tasks = Vec::new();
-    crate::app::serve(
+    crate::engine::serve(
         policy,
         journal,
         prompter,
@@ -161,7 +161,9 @@ async fn serve_with<L: PlaceOf>(
         shutdown,
     )
     .await;
+    // Stopped and waited for, with every connection they own.
     for t in tasks {
         t.abort();
+        let _ = t.await;
     }
 }

@@ -11,8 +11,8 @@ use super::hub::{DeadOnDrop, Hub, UiPrompter};
 use super::strings::Strings;
 use super::winhost::{self, HostConfig};
 use super::{history, hotkey, notify, tray};
-use crate::app::AppError;
 use crate::broker::{Activity, AgentState, Journal, SessionControl};
+use crate::engine::StartError;
 use crate::policy::Policy;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
@@ -80,9 +80,9 @@ pub async fn watch_session(mut state: watch::Receiver<AgentState>, hub: Arc<Hub>
 
 /// Runs the agent until SIGINT/SIGTERM or "Quitter". Returns an error if the
 /// UI was lost (the core kept refusing requests until the end).
-pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppError> {
+pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), StartError> {
     let strings = Arc::new(
-        Strings::for_policy(policy.ui.language).map_err(|e| AppError::Other(e.to_string()))?,
+        Strings::for_policy(policy.ui.language).map_err(|e| StartError::Other(e.to_string()))?,
     );
     let shortcut = policy.ui.kill_shortcut.clone();
     let end_on_lock = policy.session.end_on_screen_lock;
@@ -97,7 +97,7 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
         .thread_name("accord-core")
         .enable_all()
         .build()
-        .map_err(AppError::Runtime)?;
+        .map_err(StartError::Runtime)?;
     let handle = rt.handle().clone();
     let quit = Arc::new(Notify::new());
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<SessionControl>();
@@ -107,17 +107,17 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
         std::thread::Builder::new()
             .name("accord-runtime".into())
             .spawn(move || {
-                rt.block_on(crate::app::serve(
+                rt.block_on(crate::engine::serve(
                     policy,
                     journal,
                     prompter,
-                    crate::app::agent_control(),
+                    crate::engine::agent_control(),
                     move |ctl| {
                         let _ = ready_tx.send(ctl);
                     },
                     async move {
                         tokio::select! {
-                            _ = crate::app::termination_signal() => {}
+                            _ = crate::engine::termination_signal() => {}
                             _ = quit.notified() => {}
                         }
                     },
@@ -126,12 +126,12 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
                 hub.quit();
                 rt.shutdown_timeout(std::time::Duration::from_secs(2));
             })
-            .map_err(|e| AppError::Other(format!("cannot start the core thread: {e}")))?
+            .map_err(|e| StartError::Other(format!("cannot start the core thread: {e}")))?
     };
 
     let Ok(control) = ready_rx.recv() else {
         let _ = core.join();
-        return Err(AppError::Other(
+        return Err(StartError::Other(
             "the core stopped before it was ready".into(),
         ));
     };
@@ -157,7 +157,7 @@ pub fn run_agent(policy: Policy, journal: Arc<dyn Journal>) -> Result<(), AppErr
     }
     let _ = core.join();
     match lost {
-        Some(why) => Err(AppError::Other(format!(
+        Some(why) => Err(StartError::Other(format!(
             "the user interface was lost: {why}"
         ))),
         None => Ok(()),

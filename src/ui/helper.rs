@@ -14,8 +14,8 @@ use super::banner::SessionActions;
 use super::hub::{Hub, UiPrompter};
 use super::strings::Strings;
 use super::{notify, tray};
-use crate::app::AppError;
 use crate::broker::{AgentState, Answer, Listening, Notice, Prompter};
+use crate::engine::StartError;
 use crate::launch;
 use crate::policy::Launch;
 use crate::policy::Policy;
@@ -133,14 +133,14 @@ fn unreachable_state() -> AgentState {
 }
 
 /// Runs the helper until "Quitter", SIGTERM or the end of the session.
-pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
+pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), StartError> {
     if let Some(why) = display_missing() {
         // No window can show here: connecting would only make this session
         // a candidate that cannot answer. The service refuses `no_user`.
-        return Err(AppError::Other(format!("accord ui: {why}")));
+        return Err(StartError::Other(format!("accord ui: {why}")));
     }
     let strings = Arc::new(
-        Strings::for_policy(policy.ui.language).map_err(|e| AppError::Other(e.to_string()))?,
+        Strings::for_policy(policy.ui.language).map_err(|e| StartError::Other(e.to_string()))?,
     );
     let hub = Hub::new();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -148,7 +148,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
         .thread_name("accord-ui")
         .enable_all()
         .build()
-        .map_err(AppError::Runtime)?;
+        .map_err(StartError::Runtime)?;
     let (state_tx, state_rx) = watch::channel(unreachable_state());
     let (notices, _) = broadcast::channel::<Notice>(32);
     let actions = Arc::new(HelperActions::default());
@@ -161,7 +161,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
         rt.spawn(async move {
             tokio::select! {
                 _ = quit.notified() => {}
-                _ = crate::app::termination_signal() => {}
+                _ = crate::engine::termination_signal() => {}
             }
             hub.quit();
         });
@@ -187,7 +187,7 @@ pub fn run_helper(policy: Policy, socket: PathBuf) -> Result<(), AppError> {
     let lost = run_windows(&hub, &policy.ui.kill_shortcut, strings, actions);
     rt.shutdown_timeout(Duration::from_secs(1));
     match lost {
-        Some(why) => Err(AppError::Other(format!(
+        Some(why) => Err(StartError::Other(format!(
             "the user interface was lost: {why}"
         ))),
         None => Ok(()),

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Boot test (issue 22 item 2): the built .deb installed and run under a real
+# Boot test: the built .deb installed and run under a real
 # systemd and a real logind, in a Debian 12 container booted with
 # systemd-nspawn (no machined, no Docker):
 #

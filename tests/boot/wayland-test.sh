@@ -1,5 +1,5 @@
 #!/bin/bash
-# Wayland boot test (issue 24 item 4): a headless GNOME Shell Wayland session
+# Wayland boot test: a headless GNOME Shell Wayland session
 # on seat0 of a booted Debian 12 container (systemd-nspawn, real systemd and
 # logind, the X11 boot test's root plus GNOME Shell), seen and driven by the
 # test's own Mutter client, and Accord's behaviour in it:

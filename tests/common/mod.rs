@@ -13,11 +13,11 @@ pub mod peers;
 #[cfg(unix)]
 pub mod xserver;
 
-use accord::agent::Agent;
 use accord::broker::{
     Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, SessionControl,
 };
 use accord::connect::{self, ConnectConfig, ConnectError};
+use accord::listener::Listener;
 use accord::policy::{Policy, UpstreamAddr};
 use accord::protocol::Mode;
 use accord::tls::demo::{Ca, Pem};
@@ -195,7 +195,7 @@ pub struct Spawned {
 pub async fn spawn_agent<P: Prompter>(policy: Policy, prompter: P) -> Spawned {
     let journal = Arc::new(MemoryJournal::default());
     let broker = Broker::new(Arc::new(policy), journal.clone(), prompter);
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let addr = agent.local_addr().expect("agent listening");
     let ctl = agent.control();
     let (stop, rx) = oneshot::channel::<()>();

@@ -44,18 +44,18 @@ pub use crate::broker::budget::{
 };
 
 /// A bound (or deliberately not listening) agent, ready to run.
-pub struct Agent<P: Prompter> {
+pub struct Listener<P: Prompter> {
     broker: Arc<Broker<P>>,
     listener: Option<(TcpListener, Arc<tls::ServerTls>)>,
     not_listening: Option<String>,
 }
 
-impl<P: Prompter> Agent<P> {
+impl<P: Prompter> Listener<P> {
     /// Loads the certificates and binds the listen address. Missing or bad
     /// certificates, or a busy port, do not stop the agent: it runs without
     /// listening and says why (tray, log, `accord status`), since a real
     /// install has no self-signed fallback.
-    pub async fn bind(broker: Arc<Broker<P>>) -> Agent<P> {
+    pub async fn bind(broker: Arc<Broker<P>>) -> Listener<P> {
         let policy = broker.policy().clone();
         let tls = tls::ServerTls::load(
             &policy.listen.cert,
@@ -86,7 +86,7 @@ impl<P: Prompter> Agent<P> {
             }
             (None, None) => {}
         }
-        Agent {
+        Listener {
             broker,
             listener,
             not_listening,
@@ -110,7 +110,7 @@ impl<P: Prompter> Agent<P> {
     /// Serves until `shutdown` resolves, then refuses the pending prompt,
     /// ends the session and waits for every connection task.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let Agent {
+        let Listener {
             broker,
             listener,
             not_listening,

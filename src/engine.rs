@@ -1,16 +1,17 @@
-//! Wiring of a running agent: audit journal, broker, listener, control
-//! socket, signals. The UI (when present) runs on the main thread and talks
-//! to this through the `Prompter` it implements and the `SessionControl` it
-//! holds.
+//! The engine every mode runs: listener, broker, relay, audit journal,
+//! forwarder, control socket, signals. It knows nothing of who asks the
+//! clinician: `accord agent`'s windows and `accord service`'s helpers both
+//! reach it through the [`Prompter`] they implement and the
+//! [`SessionControl`] they hold ([`crate::modes`] wires each).
 
-use crate::agent::Agent;
 use crate::broker::{Broker, Journal, Prompter, SessionControl};
+use crate::listener::Listener;
 use crate::policy::Policy;
 use std::sync::Arc;
 
-/// Errors that stop the agent from starting at all.
+/// Errors that stop a mode from starting at all.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
+pub enum StartError {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error("{0}")]
@@ -71,7 +72,7 @@ pub async fn serve<P: Prompter>(
     let policy_for_forward = policy.clone();
     let journal_for_forward = journal.clone();
     let broker = Broker::new(policy, journal, prompter);
-    let agent = Agent::bind(broker).await;
+    let agent = Listener::bind(broker).await;
     let ctl = agent.control();
     #[cfg(unix)]
     let control = {
@@ -104,12 +105,43 @@ pub async fn serve<P: Prompter>(
         })
     };
     agent.run(shutdown).await;
-    // Give the forwarder the agent_stopped record, then stop it.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The last records (agent_stopped) reach the collector before the
+    // forwarder stops, if it takes them within FORWARD_DRAIN.
+    if policy_for_forward.audit.forward.is_some() {
+        forwarded(&policy_for_forward, &*journal_for_forward).await;
+    }
     let _ = stop_forward.send(());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), forwarder).await;
+    let _ = forwarder.await;
     #[cfg(unix)]
-    control.abort();
+    {
+        control.abort();
+        let _ = control.await;
+    }
+}
+
+/// How long a stopping agent waits for the collector to take its last
+/// records; they stay in the log for the next start to send otherwise.
+const FORWARD_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resolves once the forwarder's cursor has reached the journal's last
+/// record, or after [`FORWARD_DRAIN`].
+async fn forwarded(policy: &Policy, journal: &dyn Journal) {
+    let Some(last) = journal.last_seq() else {
+        return;
+    };
+    let cursor = cursor_path(policy);
+    let start = tokio::time::Instant::now();
+    while crate::audit::forward::Cursor::load(&cursor).seq < last && start.elapsed() < FORWARD_DRAIN
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Where the forwarder keeps how far the collector has taken the log.
+fn cursor_path(policy: &Policy) -> std::path::PathBuf {
+    let mut cursor = policy.audit_path().into_os_string();
+    cursor.push(".cursor");
+    cursor.into()
 }
 
 /// What `accord status` says of the audit trail: a log that cannot be
@@ -119,9 +151,7 @@ fn audit_health(
     journal: Arc<dyn Journal>,
 ) -> Arc<dyn Fn() -> serde_json::Value + Send + Sync> {
     let forwarding = policy.audit.forward.is_some();
-    let mut cursor = policy.audit_path().into_os_string();
-    cursor.push(".cursor");
-    let cursor = std::path::PathBuf::from(cursor);
+    let cursor = cursor_path(policy);
     Arc::new(move || {
         let last = journal.last_seq();
         let (behind, stalled) = match (forwarding, last) {
@@ -191,88 +221,11 @@ async fn forward(
         sd_id: policy.audit.sd_id.clone(),
     };
     let log = policy.audit_path();
-    let mut cursor = log.clone().into_os_string();
-    cursor.push(".cursor");
+    let cursor = cursor_path(policy);
     let on_reset = move |reason: String| {
         if let Err(e) = journal.record(&crate::broker::Event::ForwardCursorReset { reason }) {
             tracing::error!("{e}");
         }
     };
-    crate::audit::forward::run(cfg, log, cursor.into(), wake, on_reset, shutdown).await;
-}
-
-/// `accord agent`: the whole agent, blocking until it stops. The windows run
-/// on this (the main) thread, the core on a runtime thread; see
-/// [`crate::ui::agent`]. Fails closed: without a display every request is
-/// refused and the function returns an error once the agent is stopped.
-#[cfg(feature = "ui")]
-pub fn run_agent(policy: Policy) -> Result<(), AppError> {
-    let journal = open_journal(&policy);
-    crate::ui::run_agent(policy, journal)
-}
-
-/// Without the UI nobody can consent: the agent does not start.
-#[cfg(not(feature = "ui"))]
-pub fn run_agent(_policy: Policy) -> Result<(), AppError> {
-    Err(AppError::Other(
-        "built without the `ui` feature: nobody could consent, so the agent does not run".into(),
-    ))
-}
-
-/// `accord service`: the core under its own user; helpers ask the user.
-#[cfg(unix)]
-pub fn run_service(policy: Policy) -> Result<(), AppError> {
-    crate::seat::run::run_service(policy)
-}
-
-/// The service is Linux-only for now (docs/windows.md).
-#[cfg(not(unix))]
-pub fn run_service(_policy: Policy) -> Result<(), AppError> {
-    Err(AppError::Other(
-        "accord service is not written for this system yet (docs/windows.md)".into(),
-    ))
-}
-
-/// `accord ui`: the session helper of `accord service`.
-#[cfg(all(unix, feature = "ui"))]
-pub fn run_helper(policy: Policy) -> Result<(), AppError> {
-    crate::ui::run_helper(policy, crate::platform::service_ui_path())
-}
-
-/// Without the UI there is nothing to show.
-#[cfg(not(all(unix, feature = "ui")))]
-pub fn run_helper(_policy: Policy) -> Result<(), AppError> {
-    Err(AppError::Other(
-        "accord ui needs the `ui` feature on a Unix desktop".into(),
-    ))
-}
-
-/// `accord ui-window`: the window process of `accord agent` / `accord ui`
-/// ([`crate::ui::winhost`]). `lang`: `fr` or `en`.
-#[cfg(feature = "ui")]
-pub fn run_window_process(lang: &str, shortcut: String) -> Result<(), AppError> {
-    let lang = match lang {
-        "fr" => crate::ui::Lang::Fr,
-        "en" => crate::ui::Lang::En,
-        other => return Err(AppError::Other(format!("unknown language {other:?}"))),
-    };
-    crate::ui::winchild::run(lang, shortcut).map_err(AppError::Other)
-}
-
-#[cfg(not(feature = "ui"))]
-pub fn run_window_process(_lang: &str, _shortcut: String) -> Result<(), AppError> {
-    Err(AppError::Other("built without the `ui` feature".into()))
-}
-
-/// Where `accord end` and `accord status` go: the service's socket when a
-/// service runs on this machine, else this user's own agent.
-pub fn control_target() -> Option<std::path::PathBuf> {
-    #[cfg(unix)]
-    {
-        let service = crate::platform::service_control_path();
-        if service.exists() {
-            return Some(service);
-        }
-    }
-    crate::platform::control_socket_path()
+    crate::audit::forward::run(cfg, log, cursor, wake, on_reset, shutdown).await;
 }

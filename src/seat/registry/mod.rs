@@ -1,5 +1,8 @@
-//! The connected session helpers, and the [`Prompter`] the service's broker
-//! asks through them.
+//! The registry of connected session helpers (`accord ui`, one per
+//! graphical session) as the service sees them; the [`Prompter`] the
+//! service's broker asks through them ([`prompter`]); their history
+//! requests ([`history`]); the watch that ends a session whose consent no
+//! longer holds ([`monitor`]).
 //!
 //! A prompt goes to the one helper [`seat::choose`] picks, nobody else.
 //! Everything fails closed: no helper, an ambiguous choice, a locked screen
@@ -23,6 +26,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
+
+mod history;
+mod monitor;
+mod prompter;
+pub use prompter::HelperPrompter;
 
 /// How long a helper has to start the session's VNC server and hand over
 /// its connection (the launcher itself gives up after 5 s).
@@ -398,80 +406,6 @@ impl Helpers {
         }
     }
 
-    /// `history`: answered by a task of this helper's, at once if none runs,
-    /// else by its next answer. Asking often is not a breach (a window
-    /// refreshing), it only never costs more than one answer a second.
-    fn on_history(self: &Arc<Self>, conn: u64) {
-        {
-            let mut r = self.reg();
-            let Some(c) = r.conns.get_mut(&conn) else {
-                return;
-            };
-            if c.history.running {
-                c.history.again = true;
-                return;
-            }
-            c.history.running = true;
-        }
-        tokio::spawn(self.clone().answer_history(conn));
-    }
-
-    /// Answers helper `conn`'s `history` until it stops asking: its own
-    /// uid's entries (`SO_PEERCRED`, never what the helper says), read off
-    /// the reactor so that a big log stalls no other helper. A log that
-    /// cannot be read is an empty history and a warning here, not the
-    /// helper's fault.
-    async fn answer_history(self: Arc<Self>, conn: u64) {
-        loop {
-            let Some((uid, last)) = self
-                .reg()
-                .conns
-                .get(&conn)
-                .map(|c| (c.id.uid, c.history.last.clone()))
-            else {
-                return;
-            };
-            let path = self.audit_log.clone();
-            let read = tokio::task::spawn_blocking(move || {
-                let len = std::fs::metadata(&path)
-                    .map_err(|e| crate::audit::AuditError::io(&path, e))?
-                    .len();
-                match last {
-                    Some((at, items)) if at == len => Ok((len, items)),
-                    _ => crate::audit::history::read(&path, Some(uid), MAX_HISTORY)
-                        .map(|items| (len, Arc::new(items))),
-                }
-            })
-            .await;
-            let items = match read {
-                Ok(Ok((len, items))) => {
-                    if let Some(c) = self.reg().conns.get_mut(&conn) {
-                        c.history.last = Some((len, items.clone()));
-                    }
-                    items.as_ref().clone()
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(conn, uid, "history: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    tracing::warn!(conn, uid, "history: the reader failed: {e}");
-                    Vec::new()
-                }
-            };
-            self.send(conn, ToHelper::History(WireHistory { items }));
-            tokio::time::sleep(HISTORY_INTERVAL).await;
-            let mut r = self.reg();
-            let Some(c) = r.conns.get_mut(&conn) else {
-                return;
-            };
-            if !std::mem::take(&mut c.history.again) {
-                c.history.running = false;
-                return;
-            }
-        }
-    }
-
     fn on_answer(&self, conn: u64, id: Uuid, answer: Answer) -> Result<(), Violation> {
         let mut r = self.reg();
         let Some(c) = r.conns.get(&conn) else {
@@ -660,58 +594,6 @@ impl Helpers {
         }
     }
 
-    /// Ends the running session when its consent no longer holds: its
-    /// helper left, the seat switched user, the screen locked. Run it as a
-    /// task for the life of the service.
-    pub async fn monitor(self: Arc<Self>) {
-        let Some(ctl) = self.control.get().cloned() else {
-            return;
-        };
-        let mut state = ctl.state();
-        let mut seat = self.seat.clone();
-        let mut changed = self.changed.subscribe();
-        loop {
-            if let Some(why) = self.broken_consent(&state.borrow_and_update().activity) {
-                tracing::warn!("ending the session: {}", why.as_str());
-                ctl.end_with(why);
-            }
-            tokio::select! {
-                r = state.changed() => if r.is_err() { return },
-                r = seat.changed() => if r.is_err() { return },
-                r = changed.changed() => if r.is_err() { return },
-            }
-        }
-    }
-
-    fn broken_consent(&self, activity: &Activity) -> Option<EndReason> {
-        let Activity::InSession(info) = activity else {
-            return None;
-        };
-        let r = self.reg();
-        let Some((consent, owner)) = r
-            .owners
-            .get(&info.id)
-            .and_then(|o| Some((o, r.conns.get(&o.conn)?)))
-        else {
-            return Some(EndReason::UiLost);
-        };
-        if self.mode == SeatMode::Logind {
-            // Still the session she consented in, and her helper still
-            // answers for it (a managed helper's user may have opened a
-            // second graphical session meanwhile).
-            let seat = self.seat.borrow();
-            match rule::answers_for(&owner.id, &seat) {
-                Some(s) if Some(&s.id) == consent.session.as_ref() => {
-                    if s.locked && self.end_on_lock {
-                        return Some(EndReason::ScreenLocked);
-                    }
-                }
-                _ => return Some(EndReason::UserSwitched),
-            }
-        }
-        (owner.id.screensaver && self.end_on_lock).then_some(EndReason::ScreenLocked)
-    }
-
     /// Who answers through `c`, for the records: in logind mode the session
     /// is the seat's active one it answers for (a helper run by the user's
     /// manager has none of its own).
@@ -730,216 +612,6 @@ impl Helpers {
             SeatMode::Logind => rule::answers_for(id, &self.seat.borrow()).map(|s| s.id.clone()),
             SeatMode::Single => None,
         })
-    }
-
-    /// Sends every helper its state when the broker's state changes.
-    pub async fn broadcast_state(self: Arc<Self>) {
-        let Some(ctl) = self.control.get().cloned() else {
-            return;
-        };
-        let mut state = ctl.state();
-        let mut changed = self.changed.subscribe();
-        let mut notices = ctl.notices();
-        loop {
-            tokio::select! {
-                r = state.changed() => if r.is_err() { return },
-                r = changed.changed() => if r.is_err() { return },
-                n = notices.recv() => {
-                    if let Ok(n) = n
-                        && let Some(conn) = self.notice_target(&n)
-                    {
-                        self.send(conn, ToHelper::Notice(WireNotice::from_notice(&n)));
-                    }
-                    continue;
-                }
-            }
-            state.borrow_and_update();
-            let conns: Vec<u64> = self.reg().conns.keys().copied().collect();
-            for conn in conns {
-                if let Some(m) = self.state_for(conn) {
-                    self.send(conn, m);
-                }
-            }
-        }
-    }
-}
-
-/// The broker's [`Prompter`] in `accord service`.
-#[derive(Clone)]
-pub struct HelperPrompter {
-    helpers: Arc<Helpers>,
-}
-
-impl HelperPrompter {
-    pub fn new(helpers: Arc<Helpers>) -> HelperPrompter {
-        HelperPrompter { helpers }
-    }
-}
-
-/// Withdraws the prompt from its helper when the broker stops waiting.
-struct Withdraw {
-    helpers: Arc<Helpers>,
-    id: Uuid,
-    conn: u64,
-}
-
-impl Drop for Withdraw {
-    fn drop(&mut self) {
-        let was_waiting = self.helpers.reg().asking.remove(&self.id).is_some();
-        if was_waiting {
-            self.helpers
-                .send(self.conn, ToHelper::Withdraw { id: self.id });
-        }
-    }
-}
-
-impl Prompter for HelperPrompter {
-    fn ask(&self, req: PromptRequest) -> impl Future<Output = Result<Answer, PromptError>> + Send {
-        let helpers = self.helpers.clone();
-        let mut req = req;
-        async move {
-            helpers.refuse_unsupported()?;
-            let conn = helpers.choose().map_err(PromptError::NoUser)?;
-            let (tx, mut rx) = oneshot::channel();
-            let id = req.id;
-            {
-                let mut r = helpers.reg();
-                let Some(c) = r.conns.get_mut(&conn) else {
-                    return Err(PromptError::NoUser("the helper went away".into()));
-                };
-                c.asked.insert(id);
-                let who = helpers.local_user(c);
-                // Said once, on the next prompt where it happened.
-                let place = (c.id.uid, helpers.session_of(&c.id));
-                if let Some(i) = r.replaced.iter().position(|(p, _)| *p == place) {
-                    req.replaced = r.replaced.remove(i).map(|(_, h)| h);
-                }
-                r.asking.insert(id, Asking { conn, reply: tx });
-                r.last_asked = Some(conn);
-                if r.asked_users.len() >= ASKED_USERS {
-                    r.asked_users.pop_front();
-                }
-                r.asked_users.push_back((id, who));
-            }
-            let _withdraw = Withdraw {
-                helpers: helpers.clone(),
-                id,
-                conn,
-            };
-            helpers.send(
-                conn,
-                ToHelper::Ask(WireAsk::from_request(&req, Instant::now())),
-            );
-            let mut seat = helpers.seat.clone();
-            let mut changed = helpers.changed.subscribe();
-            loop {
-                tokio::select! {
-                    r = &mut rx => {
-                        return r.map_err(|_| PromptError::NoUser(
-                            "the session helper that was asked went away".into(),
-                        ));
-                    }
-                    r = seat.changed() => if r.is_err() {
-                        return Err(PromptError::NoUser("the seat watcher stopped".into()));
-                    },
-                    r = changed.changed() => if r.is_err() {
-                        return Err(PromptError::NoUser("the service is stopping".into()));
-                    },
-                }
-                // The person in front of the screen changed, locked it, or
-                // another candidate appeared: this answer would not be theirs.
-                if helpers.choose() != Ok(conn) {
-                    return Err(PromptError::NoUser(
-                        "the person in front of the screen changed while asked".into(),
-                    ));
-                }
-            }
-        }
-    }
-
-    fn consenter(&self, id: Uuid) -> Option<LocalUser> {
-        self.helpers.reg().answered.remove(&id)
-    }
-
-    fn asked(&self, id: Uuid) -> Option<LocalUser> {
-        let mut r = self.helpers.reg();
-        let i = r.asked_users.iter().position(|(p, _)| *p == id)?;
-        r.asked_users.remove(i).map(|(_, who)| who)
-    }
-
-    /// Asks the helper whose user accepted `req.session` to start the
-    /// server in its graphical session and hand over the connection: the
-    /// service never enters the user's runtime directory. The helper keeps
-    /// the server and stops it when its `state` no longer shows the session.
-    fn open_screen(
-        &self,
-        req: ScreenRequest,
-    ) -> impl Future<Output = Result<Screen, ScreenError>> + Send {
-        let helpers = self.helpers.clone();
-        async move {
-            let session = req.session;
-            let (tx, rx) = oneshot::channel();
-            let (conn, name) = {
-                let mut r = helpers.reg();
-                let owner = r.owners.get(&session).map(|o| o.conn);
-                let Some((conn, c)) = owner.and_then(|o| r.conns.get_mut(&o).map(|c| (o, c)))
-                else {
-                    return Err(ScreenError(
-                        "the session helper that accepted is gone".into(),
-                    ));
-                };
-                c.opens.insert(session);
-                let (uid, name) = (c.id.uid, c.name.clone());
-                r.opening.insert(
-                    session,
-                    Opening {
-                        conn,
-                        uid,
-                        reply: tx,
-                    },
-                );
-                (conn, name)
-            };
-            /// Forgets the pending open however this ends.
-            struct Forget(Arc<Helpers>, Uuid);
-            impl Drop for Forget {
-                fn drop(&mut self) {
-                    self.0.reg().opening.remove(&self.1);
-                }
-            }
-            let _forget = Forget(helpers.clone(), session);
-            helpers.send(conn, ToHelper::Open(WireOpen::from_request(&req)));
-            let (fd, server) = match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
-                Ok(Ok(Ok(opened))) => opened,
-                Ok(Ok(Err(why))) => return Err(ScreenError(why)),
-                Ok(Err(_)) => {
-                    return Err(ScreenError(
-                        "the session helper went away while starting the VNC server".into(),
-                    ));
-                }
-                Err(_) => {
-                    return Err(ScreenError(format!(
-                        "the session helper did not start the VNC server within {} s",
-                        OPEN_TIMEOUT.as_secs()
-                    )));
-                }
-            };
-            let std = std::os::unix::net::UnixStream::from(fd);
-            let stream = std
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::UnixStream::from_std(std))
-                .and_then(crate::session::Upstream::from_unix)
-                .map_err(|e| ScreenError(format!("the connection handed over: {e}")))?;
-            Ok(Screen {
-                upstream: stream,
-                describe: format!("{server} (started for the session by {name}'s helper)"),
-                // The helper holds the server; the relay closing this
-                // connection and the next `state` both stop it.
-                keep: Box::new(()),
-                // Her stop in GNOME comes from the helper as `end`.
-                stopped_by_her: None,
-            })
-        }
     }
 }
 

@@ -1,0 +1,21 @@
+//! `accord ui-window`: the window process of `accord agent` and `accord
+//! ui` ([`crate::ui::winhost`]): windows crash or hang there, not in the
+//! process that holds the session.
+
+use super::StartError;
+
+/// `lang`: `fr` or `en`.
+#[cfg(feature = "ui")]
+pub fn run(lang: &str, shortcut: String) -> Result<(), StartError> {
+    let lang = match lang {
+        "fr" => crate::ui::Lang::Fr,
+        "en" => crate::ui::Lang::En,
+        other => return Err(StartError::Other(format!("unknown language {other:?}"))),
+    };
+    crate::ui::winchild::run(lang, shortcut).map_err(StartError::Other)
+}
+
+#[cfg(not(feature = "ui"))]
+pub fn run(_lang: &str, _shortcut: String) -> Result<(), StartError> {
+    Err(StartError::Other("built without the `ui` feature".into()))
+}
