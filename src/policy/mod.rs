@@ -242,37 +242,9 @@ impl Default for SessionLimits {
 }
 
 /// Which way clipboard text may cross, in control mode (view-only never
-/// lets it cross either way). The clinician's clipboard holds patient data,
-/// so nothing of it leaves unless IT says so.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Clipboard {
-    /// No clipboard either way.
-    None,
-    /// The technician may paste into the workstation; nothing comes back.
-    #[default]
-    ToWorkstation,
-    /// Both ways.
-    Both,
-}
-
-impl Clipboard {
-    /// Every choice, in the order the policy's messages list them.
-    pub const ALL: [Clipboard; 3] = [Clipboard::None, Clipboard::ToWorkstation, Clipboard::Both];
-
-    /// The policy spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Clipboard::None => "none",
-            Clipboard::ToWorkstation => "to_workstation",
-            Clipboard::Both => "both",
-        }
-    }
-
-    /// The permission spelled `s`, if it is one.
-    pub fn parse(s: &str) -> Option<Clipboard> {
-        spelled(&Self::ALL, Self::as_str, s)
-    }
-}
+/// lets it cross either way): the permission the RFB filter enforces, as
+/// the policy spells it.
+pub use crate::rfb::Clipboard;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Audit {

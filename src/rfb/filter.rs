@@ -54,6 +54,8 @@ pub const FRAMING_CHANGING_ENCODINGS: [i32; 2] = [-316, -305];
 
 /// What the session's clipboard permission lets through (policy
 /// `[session] clipboard`). View-only overrides it: no clipboard either way.
+/// The clinician's clipboard holds patient data, so nothing of it leaves
+/// unless IT says so (`both`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Clipboard {
@@ -68,6 +70,23 @@ pub enum Clipboard {
 }
 
 impl Clipboard {
+    /// Every choice, in the order the policy's messages list them.
+    pub const ALL: [Clipboard; 3] = [Clipboard::None, Clipboard::ToWorkstation, Clipboard::Both];
+
+    /// The policy's spelling (`[session] clipboard`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clipboard::None => "none",
+            Clipboard::ToWorkstation => "to_workstation",
+            Clipboard::Both => "both",
+        }
+    }
+
+    /// The permission spelled `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Clipboard> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     /// Whether the viewer's ClientCutText may reach the server.
     pub fn allows_to_workstation(self, view_only: bool) -> bool {
         !view_only && matches!(self, Clipboard::ToWorkstation | Clipboard::Both)

@@ -360,7 +360,7 @@ where
     let (up_r, up_w) = tokio::io::split(upstream);
 
     let (stop, stop_rx) = oneshot::channel();
-    let clipboard = wire_clipboard(limits.clipboard);
+    let clipboard = limits.clipboard;
     let (viewer_format, viewer_format_rx) = watch::channel(None);
     let (progress, progress_rx) = watch::channel(format_hold::ServerProgress::default());
     let server_ctl = rfb_io::ServerCtl {
@@ -470,15 +470,6 @@ where
         let _ = to_technician.await;
     }
     result(why, detail, &counters)
-}
-
-/// The policy's clipboard permission as the RFB filters know it.
-fn wire_clipboard(c: Clipboard) -> crate::rfb::Clipboard {
-    match c {
-        Clipboard::None => crate::rfb::Clipboard::None,
-        Clipboard::ToWorkstation => crate::rfb::Clipboard::ToWorkstation,
-        Clipboard::Both => crate::rfb::Clipboard::Both,
-    }
 }
 
 /// ServerInit's framebuffer size (checked as for [`pixel_format_of`]).
