@@ -19,15 +19,14 @@
 //! Everything binds 127.0.0.1 only. Every child process is killed when its
 //! [`Peers`] guard drops, panic or not; on a panic their logs are printed.
 
-use accord::broker::{
-    Answer, Broker, MemoryJournal, PromptError, PromptRequest, Prompter, SessionControl,
-};
-use accord::connect::{self, ConnectConfig, ConnectError};
-use accord::listener::Listener;
-use accord::policy::{Policy, UpstreamAddr};
+mod common;
+
+use accord::broker::{Answer, PromptError, PromptRequest, Prompter, SessionControl};
+use accord::connect::{self, ConnectError};
+use accord::policy::Policy;
 use accord::protocol::{Mode, RefusalCode};
-use accord::tls::demo::{Ca, Pem};
-use std::collections::VecDeque;
+use common::peers::{have, require_peers};
+use common::{Pki, RunningAgent, ScriptedPrompter, connect_tunnel, established_to, read_to_end};
 use std::io::{BufRead as _, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,208 +35,19 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use tokio::net::TcpStream;
 
 /// Screen size of every X server started here.
 const W: u16 = 640;
 const H: u16 = 480;
 
 // ---------------------------------------------------------------------------
-// Fixtures copied from tests/common/mod.rs (not shared: that file belongs to
-// the gateway tests and may change under them).
+// Raw RFB through the tunnel (the agent, PKI and tunnel are tests/common's).
 // ---------------------------------------------------------------------------
 
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_path: PathBuf,
-    agent_cert: PathBuf,
-    agent_key: PathBuf,
-    tech_cert: PathBuf,
-    tech_key: PathBuf,
-}
-
-fn write_pem(dir: &Path, name: &str, pem: &Pem) -> (PathBuf, PathBuf) {
-    let c = dir.join(format!("{name}.pem"));
-    let k = dir.join(format!("{name}.key"));
-    std::fs::write(&c, &pem.cert).unwrap();
-    std::fs::write(&k, &pem.key).unwrap();
-    (c, k)
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = Ca::new("Test CA").unwrap();
-        let ca_path = dir.path().join("ca.pem");
-        std::fs::write(&ca_path, &ca.pem.cert).unwrap();
-        let (agent_cert, agent_key) = write_pem(
-            dir.path(),
-            "agent",
-            &ca.leaf("localhost", "Test", true, 30).unwrap(),
-        );
-        let (tech_cert, tech_key) = write_pem(
-            dir.path(),
-            "tech",
-            &ca.leaf("Jeanne Martin", "Helpdesk CHU", false, 30).unwrap(),
-        );
-        Pki {
-            dir,
-            ca_path,
-            agent_cert,
-            agent_key,
-            tech_cert,
-            tech_key,
-        }
-    }
-
-    fn policy(&self, upstream_port: u16) -> Policy {
-        let mut p = Policy::defaults();
-        p.listen.address = "127.0.0.1:0".parse().unwrap();
-        p.listen.cert = self.agent_cert.clone();
-        p.listen.key = self.agent_key.clone();
-        p.technicians.ca = self.ca_path.clone();
-        p.upstream.launch = accord::policy::Launch::None;
-        p.upstream.vnc = UpstreamAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], upstream_port)));
-        p.consent.timeout = Duration::from_secs(5);
-        p.audit.path = Some(self.dir.path().join("audit.jsonl"));
-        p
-    }
-
-    fn connect_config(&self, agent: SocketAddr, mode: Mode) -> ConnectConfig {
-        ConnectConfig {
-            host: "127.0.0.1".into(),
-            port: agent.port(),
-            cert: self.tech_cert.clone(),
-            key: self.tech_key.clone(),
-            ca: self.ca_path.clone(),
-            ticket: "INC-4711".into(),
-            reason: "Imprimante".into(),
-            mode,
-            listen: "127.0.0.1:0".parse().unwrap(),
-        }
-    }
-}
-
-#[derive(Clone, Default)]
-struct ScriptedPrompter {
-    script: Arc<Mutex<VecDeque<Answer>>>,
-}
-
-impl ScriptedPrompter {
-    fn answers(a: impl IntoIterator<Item = Answer>) -> Self {
-        let p = ScriptedPrompter::default();
-        p.script.lock().unwrap().extend(a);
-        p
-    }
-}
-
-impl Prompter for ScriptedPrompter {
-    async fn ask(&self, _req: PromptRequest) -> Result<Answer, PromptError> {
-        let next = self.script.lock().unwrap().pop_front();
-        match next {
-            Some(a) => Ok(a),
-            None => std::future::pending().await,
-        }
-    }
-}
-
-struct RunningAgent {
-    addr: SocketAddr,
-    ctl: SessionControl,
-    journal: Arc<MemoryJournal>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl RunningAgent {
-    async fn start(policy: Policy, prompter: impl Prompter) -> RunningAgent {
-        let journal = Arc::new(MemoryJournal::default());
-        let broker = Broker::new(Arc::new(policy), journal.clone(), prompter);
-        let agent = Listener::bind(broker).await;
-        let addr = agent.local_addr().expect("agent listening");
-        let ctl = agent.control();
-        let (stop, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(agent.run(async move {
-            let _ = rx.await;
-        }));
-        RunningAgent {
-            addr,
-            ctl,
-            journal,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), t)
-                .await
-                .expect("agent stops within 10 s")
-                .unwrap();
-        }
-    }
-
-    fn records(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.journal
-            .events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.to_fields())
-            .collect()
-    }
-
-    /// Waits (10 s at most) for an event with this name and field value.
-    async fn wait_event(
-        &self,
-        name: &str,
-        field: &str,
-        value: &str,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        for _ in 0..500 {
-            if let Some(r) = self.records().into_iter().find(|r| {
-                r["event"] == name && r.get(field).and_then(|v| v.as_str()) == Some(value)
-            }) {
-                return r;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("no {name} with {field}={value} in {:?}", self.records());
-    }
-}
-
-/// Runs the real `accord connect` code: asks, then serves one viewer on
-/// 127.0.0.1:0. Returns the local tunnel address once accepted, and the task.
-async fn connect_tunnel(
-    cfg: ConnectConfig,
-) -> (
-    Result<SocketAddr, ConnectError>,
-    tokio::task::JoinHandle<Result<(), ConnectError>>,
-) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let local = listener.local_addr().unwrap();
-    let (tx, rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut progress = |_p: connect::Progress| {};
-        match connect::ask(&cfg, &mut progress).await {
-            Ok(acc) => {
-                let _ = tx.send(Ok(local));
-                acc.serve(listener, &mut progress).await
-            }
-            Err(e) => {
-                let code = e.exit_code();
-                let _ = tx.send(Err(e));
-                Err(ConnectError::Usage(format!("exit {code}")))
-            }
-        }
-    });
-    let r = rx.await.unwrap();
-    (r, task)
+/// The agent's policy with the VNC server on 127.0.0.1:`port` upstream.
+fn policy_for(pki: &Pki, port: u16) -> Policy {
+    pki.policy(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// A minimal hand-written RFB 3.8 viewer (security None) for raw, hostile
@@ -307,20 +117,9 @@ async fn read_one_update(s: &mut TcpStream) {
     }
 }
 
-/// Reads until EOF or error (bounded by 15 s), returning what came.
-async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
-    out
-}
-
 // ---------------------------------------------------------------------------
 // Peers: presence, processes, displays, ports.
 // ---------------------------------------------------------------------------
-
-#[path = "common/peers.rs"]
-mod peers;
-use peers::{have, require_peers};
 
 /// Programs every test here needs.
 const BASE: &[&str] = &[
@@ -830,24 +629,6 @@ impl Peers {
     }
 }
 
-/// Established TCP connections whose local port is `port` (the server's
-/// side of each client connection), from /proc/net/tcp.
-fn established_to(port: u16) -> usize {
-    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3
-                && f[3] == "01"
-                && f[1]
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                    == Some(port)
-        })
-        .count()
-}
-
 // ---------------------------------------------------------------------------
 // The real VNC client.
 // ---------------------------------------------------------------------------
@@ -978,9 +759,9 @@ fn input_script(capture: &Path) -> Vec<String> {
 }
 
 /// The agent accepted; returns the tunnel's local address.
-async fn open_tunnel(
+async fn open_tunnel<P>(
     pki: &Pki,
-    agent: &RunningAgent,
+    agent: &RunningAgent<P>,
     mode: Mode,
 ) -> (
     SocketAddr,
@@ -1049,7 +830,7 @@ async fn control_mode_input_reaches_the_display() {
 
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::Control]),
     )
     .await;
@@ -1131,7 +912,7 @@ async fn view_only_leaves_the_display_untouched_but_screenshots_work() {
 
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::ViewOnly]),
     )
     .await;
@@ -1197,7 +978,7 @@ async fn switch_to_view_only_releases_held_input_and_drops_the_rest() {
 
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::Control]),
     )
     .await;
@@ -1278,7 +1059,7 @@ async fn kill_switch_mid_stream_closes_both_legs() {
 
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::Control]),
     )
     .await;
@@ -1323,7 +1104,7 @@ async fn vnc_auth_upstream_with_the_password_file() {
     let pki = Pki::new();
     let pw = pki.dir.path().join("vnc-password");
     std::fs::write(&pw, "s3cr3t-pw\n").unwrap();
-    let mut policy = pki.policy(port);
+    let mut policy = policy_for(&pki, port);
     policy.upstream.password_file = Some(pw);
     let mut agent = RunningAgent::start(policy, ScriptedPrompter::answers([Answer::Control])).await;
     // The technician's viewer gets security None and no password: Accord
@@ -1387,7 +1168,7 @@ async fn wrong_upstream_password_ends_with_a_clear_reason() {
     let pki = Pki::new();
     let pw = pki.dir.path().join("vnc-password");
     std::fs::write(&pw, "not-the-pw\n").unwrap();
-    let mut policy = pki.policy(port);
+    let mut policy = policy_for(&pki, port);
     policy.upstream.password_file = Some(pw);
     let mut agent = RunningAgent::start(policy, ScriptedPrompter::answers([Answer::Control])).await;
     let (r, _task) = connect_tunnel(pki.connect_config(agent.addr, Mode::Control)).await;
@@ -1423,7 +1204,7 @@ async fn hostile_raw_client_in_view_only_cannot_touch_the_display() {
 
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::ViewOnly]),
     )
     .await;
@@ -1515,7 +1296,7 @@ async fn hostile_raw_client_in_view_only_cannot_touch_the_display() {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 10: release on every ending, input bounded in flight, idle on a
+// Release on every ending, input bounded in flight, idle on a
 // changing screen, the 10-minute soak.
 // ---------------------------------------------------------------------------
 
@@ -1622,7 +1403,7 @@ async fn every_ending_releases_held_keys_and_buttons() {
     let (port, _x11vnc) = peers.x11vnc(d);
     let pki = Pki::new();
     for how in ["kill switch", "hang-up", "idle"] {
-        let mut policy = pki.policy(port);
+        let mut policy = policy_for(&pki, port);
         if how == "idle" {
             policy.session.idle_timeout = Duration::from_secs(1);
         }
@@ -1676,7 +1457,7 @@ async fn flood_then(decide: impl FnOnce(&SessionControl)) -> Duration {
     let xi = TimedXi::start(d);
     let pki = Pki::new();
     let mut agent = RunningAgent::start(
-        pki.policy(port),
+        policy_for(&pki, port),
         ScriptedPrompter::answers([Answer::Control]),
     )
     .await;
@@ -1769,7 +1550,7 @@ async fn a_changing_screen_does_not_keep_an_idle_session_alive() {
     .env("DISPLAY", d.env());
     peers.spawn("repaint", c);
     let pki = Pki::new();
-    let mut policy = pki.policy(port);
+    let mut policy = policy_for(&pki, port);
     // Long enough for several full-screen updates on a loaded CI machine.
     policy.session.idle_timeout = Duration::from_secs(5);
     let mut agent =
@@ -1871,7 +1652,7 @@ async fn soak_x11vnc_ten_minutes() {
     .env("DISPLAY", d.env());
     peers.spawn("repaint", c);
     let pki = Pki::new();
-    let mut policy = pki.policy(port);
+    let mut policy = policy_for(&pki, port);
     policy.session.idle_timeout = Duration::from_secs(secs + 60);
     policy.session.max_duration = Duration::from_secs(secs + 120);
     let mut agent =
@@ -1923,7 +1704,7 @@ async fn the_clinicians_clipboard_reaches_the_viewer_only_when_allowed() {
         let mut peers = Peers::new();
         let (d, port, _tiger) = peers.xtigervnc(None);
         let pki = Pki::new();
-        let mut policy = pki.policy(port);
+        let mut policy = policy_for(&pki, port);
         policy.session.clipboard = clipboard;
         let answer = match mode {
             Mode::Control => Answer::Control,
@@ -2012,7 +1793,7 @@ async fn tigervnc_viewer_with_tight_sees_the_screen_through_the_framer() {
         };
         let pki = Pki::new();
         let mut agent = RunningAgent::start(
-            pki.policy(port),
+            policy_for(&pki, port),
             ScriptedPrompter::answers([Answer::ViewOnly]),
         )
         .await;
@@ -2080,7 +1861,7 @@ async fn tigervnc_viewer_with_tight_sees_the_screen_through_the_framer() {
 }
 
 // ---------------------------------------------------------------------------
-// Issue 12 item 3: input held while a request for control is pending.
+// Input held while a request for control is pending.
 // ---------------------------------------------------------------------------
 
 /// Answers the first prompt at once, then each later one only when the
@@ -2179,7 +1960,7 @@ async fn input_while_control_is_asked_never_reaches_x() {
     let mut xi = peers.xinput(d, 300, 200);
 
     let pki = Pki::new();
-    let mut policy = pki.policy(port);
+    let mut policy = policy_for(&pki, port);
     // The clinician takes her time: the test decides when she answers.
     policy.consent.timeout = Duration::from_secs(60);
     let (prompter, answer) = GatedPrompter::new(Answer::ViewOnly);
@@ -2188,7 +1969,7 @@ async fn input_while_control_is_asked_never_reaches_x() {
     let started = agent.wait_event("session_started", "mode", "view").await;
     let session: uuid::Uuid = started["session"].as_str().unwrap().parse().unwrap();
     let (mut s, _, _) = raw_viewer(local).await;
-    let raise = |agent: &RunningAgent| {
+    let raise = |agent: &RunningAgent<GatedPrompter>| {
         let cfg = pki.connect_config(agent.addr, Mode::Control);
         tokio::spawn(async move { connect::request_control(&cfg, session, &mut |_| {}).await })
     };

@@ -888,25 +888,6 @@ async fn a_key_flood_stops_at_the_switch_to_view_only() {
     flood_a_slow_server_then_switch(true).await;
 }
 
-/// Established TCP connections whose local port is `port` (the server's
-/// side of each client connection). When Accord closes its side, the
-/// kernel moves the server's side out of ESTABLISHED at once.
-fn established_to(port: u16) -> usize {
-    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    text.lines()
-        .skip(1)
-        .filter(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3
-                && f[3] == "01"
-                && f[1]
-                    .rsplit_once(':')
-                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                    == Some(port)
-        })
-        .count()
-}
-
 /// Answers from a list and notes, at each prompt, how many connections to
 /// the VNC server are still open.
 #[derive(Clone)]

@@ -7,20 +7,17 @@
 
 #![cfg(unix)]
 
+mod common;
+
 use accord::launch::{self, LaunchError, Launched, Options, Server};
+use common::peers::{have, on_path};
+use common::xserver::*;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt as _;
-
-#[path = "common/peers.rs"]
-mod peers;
-use peers::{have, on_path};
-#[path = "common/xserver.rs"]
-mod xserver;
-use xserver::*;
 
 async fn started(server: Server, x: &Xvfb, rt: &Path) -> Launched {
     launch::start(server, &options(x, rt))

@@ -134,6 +134,10 @@ impl ScriptedPrompter {
         p.script.lock().unwrap().extend(steps);
         p
     }
+    /// Answers at once, in order; then never.
+    pub fn answers(answers: impl IntoIterator<Item = Answer>) -> Self {
+        Self::new(answers.into_iter().map(|a| Step::Answer(a, Duration::ZERO)))
+    }
     pub fn asked(&self) -> usize {
         self.asked.lock().unwrap().len()
     }
@@ -163,11 +167,13 @@ impl Prompter for ScriptedPrompter {
     }
 }
 
-pub struct RunningAgent {
+/// An in-process agent asking `prompter`; generic so that a test can bring
+/// its own prompter (one that answers when the test says).
+pub struct RunningAgent<P = ScriptedPrompter> {
     pub addr: SocketAddr,
     pub ctl: SessionControl,
     pub journal: Arc<MemoryJournal>,
-    pub prompter: ScriptedPrompter,
+    pub prompter: P,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -211,8 +217,8 @@ pub async fn spawn_agent<P: Prompter>(policy: Policy, prompter: P) -> Spawned {
     }
 }
 
-impl RunningAgent {
-    pub async fn start(policy: Policy, prompter: ScriptedPrompter) -> RunningAgent {
+impl<P: Prompter + Clone> RunningAgent<P> {
+    pub async fn start(policy: Policy, prompter: P) -> RunningAgent<P> {
         let Spawned {
             addr,
             ctl,
@@ -229,7 +235,9 @@ impl RunningAgent {
             task: Some(task),
         }
     }
+}
 
+impl<P> RunningAgent<P> {
     pub async fn stop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -447,6 +455,25 @@ pub async fn read_to_end<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Vec<u8> 
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut out)).await;
     out
+}
+
+/// Established TCP connections whose local port is `port` (the server's
+/// side of each client connection), from /proc/net/tcp. When Accord closes
+/// its side, the kernel moves the server's side out of ESTABLISHED at once.
+pub fn established_to(port: u16) -> usize {
+    let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    text.lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3
+                && f[3] == "01"
+                && f[1]
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+        })
+        .count()
 }
 
 /// How a [`FakeServer`] sends framebuffer updates.

@@ -1,6 +1,5 @@
 //! Whether the real peers a test drives are installed: fail under
 //! `ACCORD_REQUIRE_PEERS=1` (CI), otherwise say `SKIPPED` loudly.
-#![allow(dead_code)]
 
 pub fn require_peers() -> bool {
     std::env::var("ACCORD_REQUIRE_PEERS").as_deref() == Ok("1")

@@ -1,6 +1,5 @@
 //! A real X server for tests that start VNC servers on it, and what those
 //! tests look at around it: processes, listeners, shared memory, leftovers.
-#![allow(dead_code)]
 
 use accord::launch::{Options, Server};
 use std::os::unix::fs::PermissionsExt as _;
