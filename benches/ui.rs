@@ -15,8 +15,8 @@ use accord::broker::{Activity, MemoryJournal, SessionControl};
 use accord::connect::ConnectConfig;
 use accord::protocol::Mode;
 use accord::ui::banner::SessionActions;
-use accord::ui::windows::LAST_PROMPT_LATENCY_US;
-use accord::ui::winhost::{self, HostConfig, LINGER};
+use accord::ui::window::host::{self, HostConfig, LINGER};
+use accord::ui::window::run::LAST_PROMPT_LATENCY_US;
 use accord::ui::{Hub, Lang, Strings, UiPrompter};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -551,7 +551,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shortcut: "Ctrl+Alt+Pause".into(),
         actions: Arc::new(TimedActions(control.clone())),
     };
-    winhost::run(&hub, &cfg)?;
+    host::run(&hub, &cfg)?;
     let result = driver.join().map_err(|_| "driver panicked")?;
     let _ = core.join();
     for mut c in children {

@@ -9,7 +9,7 @@ mod common;
 use accord::broker::{Activity, Answer, MemoryJournal};
 use accord::protocol::Mode;
 use accord::ui::banner::SessionActions;
-use accord::ui::winhost::{self, HostConfig};
+use accord::ui::window::host::{self, HostConfig};
 use accord::ui::{DeadOnDrop, Hub, Lang, UiPrompter};
 use common::{Pki, RfbStub, connect_tunnel, records, rfb_viewer};
 use std::net::SocketAddr;
@@ -230,7 +230,7 @@ fn host(
             shortcut: "ctrl+alt+Pause".into(),
             actions: Arc::new(NoActions),
         };
-        let r = winhost::run(&hub, &cfg);
+        let r = host::run(&hub, &cfg);
         if let Err(e) = &r {
             hub.mark_dead(format!("no window can be shown: {e}"));
         }

@@ -4,7 +4,7 @@
 use accord::broker::{Answer, PromptRequest, Prompter, SessionInfo};
 use accord::protocol::Mode;
 use accord::tls::Identity;
-use accord::ui::windows::{PROMPT_SIZE, SessionWindow, Shown, WindowsConfig, prompt_window_ui};
+use accord::ui::window::run::{PROMPT_SIZE, SessionWindow, Shown, WindowsConfig, prompt_window_ui};
 use accord::ui::{
     BannerAction, BannerState, Hub, Lang, PromptState, SessionActions, Strings, UiPrompter,
     banner_ui, prompt_ui,

@@ -1,5 +1,5 @@
 //! `accord ui-window`: the window process of `accord agent` and `accord
-//! ui` ([`crate::ui::winhost`]): windows crash or hang there, not in the
+//! ui` ([`crate::ui::window::host`]): windows crash or hang there, not in the
 //! process that holds the session.
 
 use super::StartError;
@@ -12,7 +12,7 @@ pub fn run(lang: &str, shortcut: String) -> Result<(), StartError> {
         "en" => crate::ui::Lang::En,
         other => return Err(StartError::Other(format!("unknown language {other:?}"))),
     };
-    crate::ui::winchild::run(lang, shortcut).map_err(StartError::Other)
+    crate::ui::window::child::run(lang, shortcut).map_err(StartError::Other)
 }
 
 #[cfg(not(feature = "ui"))]

@@ -9,7 +9,7 @@
 use super::banner::SessionActions;
 use super::hub::{DeadOnDrop, Hub, UiPrompter};
 use super::strings::Strings;
-use super::winhost::{self, HostConfig};
+use super::window::host::{self, HostConfig};
 use super::{history, hotkey, notify, tray};
 use crate::broker::{Activity, AgentState, Journal, SessionControl};
 use crate::engine::StartError;
@@ -230,7 +230,7 @@ pub fn run_windows(
             hub: hub.clone(),
             armed: true,
         };
-        let r = winhost::run(hub, &cfg);
+        let r = host::run(hub, &cfg);
         guard.armed = false;
         r
     }));

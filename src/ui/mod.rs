@@ -29,10 +29,7 @@ pub mod prompt;
 pub mod stay;
 pub mod strings;
 pub mod tray;
-pub mod winchild;
-pub mod windows;
-pub mod winhost;
-pub mod winproto;
+pub mod window;
 pub mod x11;
 
 pub use agent::run_agent;

@@ -1,6 +1,6 @@
 //! The line protocol between a UI process (`accord agent`, `accord ui`) and
 //! the short-lived window process it starts (`accord ui-window`, see
-//! [`super::winhost`]). Sans-IO; same framing as the helper protocol
+//! [`super::host`]). Sans-IO; same framing as the helper protocol
 //! (`{"v":1,"<kind>":{…}}`, one message per line, unknown fields refused),
 //! and the same wire forms for prompts and sessions.
 //!

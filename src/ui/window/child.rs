@@ -1,19 +1,19 @@
 //! `accord ui-window`: the window process. It draws the prompt, the banners
-//! and the history for the UI process that started it ([`super::winhost`]),
-//! fed over stdin, answering over stdout ([`super::winproto`]), and exits
+//! and the history for the UI process that started it ([`super::host`]),
+//! fed over stdin, answering over stdout ([`super::proto`]), and exits
 //! when told there is nothing left to show or when stdin closes (its parent
 //! is gone: nobody could receive an answer).
 //!
-//! The windows are one code for both processes ([`super::windows`]):
+//! The windows are one code for both processes ([`super::run`]):
 //! the keyboard gate, the arming delay and the banner keeper do not know
 //! which process they run in.
 
-use super::banner::SessionActions;
-use super::hub::Hub;
-use super::strings::{Lang, Strings};
-use super::windows::{self, WindowEvents, WindowsConfig};
-use super::winproto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use super::proto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use super::run::{self, WindowEvents, WindowsConfig};
 use crate::seat::proto::WireAnswer;
+use crate::ui::banner::SessionActions;
+use crate::ui::hub::Hub;
+use crate::ui::strings::{Lang, Strings};
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -81,7 +81,7 @@ pub fn run(lang: Lang, shortcut: String) -> Result<(), String> {
         shortcut,
         events: Some(Arc::new(parent)),
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| windows::run(&hub, &cfg))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&hub, &cfg))) {
         Ok(r) => r,
         Err(_) => Err("the window thread panicked".into()),
     }

@@ -5,7 +5,7 @@
 //! it stays after the window closes). The UI process (`accord agent`,
 //! `accord ui`) therefore never opens a window itself: when there is
 //! something to show it starts `accord ui-window` (this same binary) and
-//! feeds it over a pipe ([`super::winproto`]); when nothing has been shown
+//! feeds it over a pipe ([`super::proto`]); when nothing has been shown
 //! for [`LINGER`] the child is told to quit and its memory goes with it.
 //! The UI process keeps the tray, the notifications, the kill shortcut and
 //! the hub, and stays small all day.
@@ -23,13 +23,13 @@
 //! connected to the display but without window or GL (see [`run`]): a
 //! prompt does not wait for a process to start nor for the X connection.
 
-use super::banner::SessionActions;
-use super::hub::Hub;
-use super::strings::Lang;
-use super::windows::LAST_PROMPT_LATENCY_US;
-use super::winproto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use super::proto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use super::run::LAST_PROMPT_LATENCY_US;
 use crate::broker::SessionInfo;
 use crate::seat::proto::{WireAsk, WireSession};
+use crate::ui::banner::SessionActions;
+use crate::ui::hub::Hub;
+use crate::ui::strings::Lang;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;

@@ -20,17 +20,17 @@
 //! the window has painted, so it is sent again after the first frames. The
 //! prompt never asks for the keyboard focus (`docs/ui-keyboard.md`). The
 //! banner is one window per monitor, kept on its monitor's top edge and on
-//! top by [`super::stay`] and [`super::x11::Raiser`].
+//! top by [`crate::ui::stay`] and [`crate::ui::x11::Raiser`].
 
-use super::banner::{
+use crate::broker::Answer;
+use crate::ui::banner::{
     BannerState, HEIGHT as BANNER_HEIGHT, MAX_WIDTH as BANNER_MAX_WIDTH, SessionActions, banner_ui,
 };
-use super::hub::{Hub, HubState, Root};
-use super::prompt::{PromptState, prompt_ui};
-use super::stay::{self, Home, Keeper};
-use super::strings::Strings;
-use super::x11;
-use crate::broker::Answer;
+use crate::ui::hub::{Hub, HubState, Root};
+use crate::ui::prompt::{PromptState, prompt_ui};
+use crate::ui::stay::{self, Home, Keeper};
+use crate::ui::strings::Strings;
+use crate::ui::x11;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -404,7 +404,7 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
 ///
 /// The display connection and its event loop are made at once, before
 /// anything is asked: a window process is started ahead of need (the
-/// spare, [`super::winhost`]) and a prompt should not wait for the X
+/// spare, [`super::host`]) and a prompt should not wait for the X
 /// connection and keymap (~20 ms). Until its first window the loop is
 /// drained every [`DRAIN_EVERY`] so the server's events (keyboard state
 /// changes) do not pile up for a process that may wait all day.
@@ -630,7 +630,7 @@ impl eframe::App for Window {
                 // A prompt or a session always wins over the history.
                 if busy
                     || close_requested
-                    || super::history::history_ui(ui, &self.hub, &self.cfg.strings)
+                    || crate::ui::history::history_ui(ui, &self.hub, &self.cfg.strings)
                 {
                     if let Some(ev) = &self.cfg.events {
                         ev.history_closed();
