@@ -13,6 +13,7 @@
 //! planted by another user is never believed.
 
 use crate::broker::{Activity, AgentState, Listening, SessionControl};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -48,8 +49,77 @@ pub enum Access {
     },
 }
 
+/// What `accord status` reports, as `--json` prints it and monitoring
+/// reads it. Fields are in alphabetical order, the order the keys have
+/// always had; `null`s are kept where they were (pinned by a test).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub activity: ActivityStatus,
+    pub agent: ListenStatus,
+    /// Not in [`status_json`]'s part: the server adds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditHealth>,
+    /// Why every request is refused, if one is.
+    pub blocked: Option<String>,
+    /// Added by `accord status` itself: whether anything answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<bool>,
+}
+
+/// Whether the technicians' port is open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListenStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    pub listening: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// What is happening: who and why only for those who may know.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActivityStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_s: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    pub state: ActivityState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technician: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// Who, what and why are withheld from this asker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withheld: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivityState {
+    #[default]
+    Idle,
+    Asking,
+    Session,
+}
+
+/// The audit trail's health: a log that cannot be trusted, and how far
+/// behind the collector is (`None` without forwarding).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditHealth {
+    pub forward_behind: Option<u64>,
+    pub forward_stalled_s: Option<u64>,
+    pub last_seq: Option<u64>,
+    pub log_problem: Option<String>,
+}
+
 /// The audit trail's health for `status` ([`crate::engine`] builds it).
-pub type Health = std::sync::Arc<dyn Fn() -> Value + Send + Sync>;
+pub type Health = std::sync::Arc<dyn Fn() -> AuditHealth + Send + Sync>;
 
 /// Records the collector may lag behind before `status` says degraded.
 pub const FORWARD_BEHIND_MAX: u64 = 100;
@@ -60,95 +130,114 @@ pub const FORWARD_STALL_MAX_S: u64 = 300;
 /// listening, refusing every request, log untrustworthy, collector more
 /// than [`FORWARD_BEHIND_MAX`] records behind or taking nothing for
 /// [`FORWARD_STALL_MAX_S`]), 2 not running (decided by the caller).
-pub fn status_exit(v: &Value) -> u8 {
-    let listening = v["agent"]["listening"].as_bool() == Some(true);
-    let blocked = !v["blocked"].is_null();
-    let log = !v["audit"]["log_problem"].is_null();
-    let behind = v["audit"]["forward_behind"].as_u64().unwrap_or(0) > FORWARD_BEHIND_MAX
-        || v["audit"]["forward_stalled_s"].as_u64().unwrap_or(0) > FORWARD_STALL_MAX_S;
-    if listening && !blocked && !log && !behind {
+pub fn status_exit(s: &Status) -> u8 {
+    let audit = s.audit.clone().unwrap_or_default();
+    let behind = audit.forward_behind.unwrap_or(0) > FORWARD_BEHIND_MAX
+        || audit.forward_stalled_s.unwrap_or(0) > FORWARD_STALL_MAX_S;
+    if s.agent.listening && s.blocked.is_none() && audit.log_problem.is_none() && !behind {
         0
     } else {
         1
     }
 }
 
-/// The JSON `accord status` prints (and the tray could show).
-pub fn status_json(s: &AgentState) -> Value {
-    let listening = match &s.listening {
-        Listening::On(a) => json!({"listening": true, "address": a.to_string()}),
-        Listening::Off(why) => json!({"listening": false, "why": why}),
-        Listening::Starting => json!({"listening": false, "why": "starting"}),
+/// The status `accord status` prints (and the tray could show), without
+/// the audit part.
+pub fn status_json(s: &AgentState) -> Status {
+    let agent = match &s.listening {
+        Listening::On(a) => ListenStatus {
+            address: Some(a.to_string()),
+            listening: true,
+            why: None,
+        },
+        Listening::Off(why) => ListenStatus {
+            address: None,
+            listening: false,
+            why: Some(why.clone()),
+        },
+        Listening::Starting => ListenStatus {
+            address: None,
+            listening: false,
+            why: Some("starting".into()),
+        },
     };
     let activity = match &s.activity {
-        Activity::Idle => json!({"state": "idle"}),
-        Activity::Asking(p) => json!({
-            "state": "asking",
-            "technician": p.technician.subject,
-            "ticket": p.ticket,
-            "asked": p.asked.as_str(),
-        }),
-        Activity::InSession(i) => json!({
-            "state": "session",
-            "session": i.id.to_string(),
-            "technician": i.technician.subject,
-            "fingerprint": i.technician.fingerprint,
-            "ticket": i.ticket,
-            "mode": i.mode.as_str(),
-            "elapsed_s": i.started_at.elapsed().as_secs(),
-        }),
+        Activity::Idle => ActivityStatus::default(),
+        Activity::Asking(p) => ActivityStatus {
+            state: ActivityState::Asking,
+            technician: Some(p.technician.subject.clone()),
+            ticket: Some(p.ticket.clone()),
+            asked: Some(p.asked.as_str().into()),
+            ..ActivityStatus::default()
+        },
+        Activity::InSession(i) => ActivityStatus {
+            state: ActivityState::Session,
+            session: Some(i.id.to_string()),
+            technician: Some(i.technician.subject.clone()),
+            fingerprint: Some(i.technician.fingerprint.clone()),
+            ticket: Some(i.ticket.clone()),
+            mode: Some(i.mode.as_str().into()),
+            elapsed_s: Some(i.started_at.elapsed().as_secs()),
+            ..ActivityStatus::default()
+        },
     };
-    json!({"agent": listening, "activity": activity, "blocked": s.blocked})
+    Status {
+        activity,
+        agent,
+        audit: None,
+        blocked: s.blocked.clone(),
+        running: None,
+    }
 }
 
 /// [`status_json`] for a local account that is neither root nor the user
 /// in front of the screen: whether the service listens and is healthy, and
 /// whether a session runs, never with whom, for which ticket, or its id.
-pub fn status_json_for_others(s: &AgentState) -> Value {
+pub fn status_json_for_others(s: &AgentState) -> Status {
     let mut v = status_json(s);
-    let state = v["activity"]["state"].clone();
-    v["activity"] = json!({"state": state, "withheld": true});
+    v.activity = ActivityStatus {
+        state: v.activity.state,
+        withheld: true,
+        ..ActivityStatus::default()
+    };
     v
 }
 
 /// One human line for `accord status`.
-pub fn status_text(v: &Value) -> String {
-    let act = &v["activity"];
-    let who = act["technician"].as_str().unwrap_or("?");
-    let withheld = act["withheld"].as_bool() == Some(true);
-    let line = match act["state"].as_str() {
-        Some("session") if withheld => {
+pub fn status_text(s: &Status) -> String {
+    let act = &s.activity;
+    let who = act.technician.as_deref().unwrap_or("?");
+    let line = match act.state {
+        ActivityState::Session if act.withheld => {
             "a session is in progress (who and why: for root and the user in front of the screen)"
                 .to_string()
         }
-        Some("asking") if withheld => "the user is being asked about a request".to_string(),
-        Some("session") => format!(
+        ActivityState::Asking if act.withheld => {
+            "the user is being asked about a request".to_string()
+        }
+        ActivityState::Session => format!(
             "session in progress with {who} ({}), ticket {}, {} s",
-            act["mode"].as_str().unwrap_or("?"),
-            act["ticket"].as_str().unwrap_or("?"),
-            act["elapsed_s"].as_u64().unwrap_or(0)
+            act.mode.as_deref().unwrap_or("?"),
+            act.ticket.as_deref().unwrap_or("?"),
+            act.elapsed_s.unwrap_or(0)
         ),
-        Some("asking") => format!("asking the user about a request from {who}"),
-        _ => "no session".to_string(),
+        ActivityState::Asking => format!("asking the user about a request from {who}"),
+        ActivityState::Idle => "no session".to_string(),
     };
-    let listen = match v["agent"]["listening"].as_bool() {
-        Some(true) => format!(
-            "listening on {}",
-            v["agent"]["address"].as_str().unwrap_or("?")
-        ),
-        _ => format!(
-            "NOT listening: {}",
-            v["agent"]["why"].as_str().unwrap_or("?")
-        ),
+    let listen = if s.agent.listening {
+        format!("listening on {}", s.agent.address.as_deref().unwrap_or("?"))
+    } else {
+        format!("NOT listening: {}", s.agent.why.as_deref().unwrap_or("?"))
     };
-    let mut out = match v["blocked"].as_str() {
+    let mut out = match &s.blocked {
         Some(b) => format!("{line}; {listen}; requests refused: {b}"),
         None => format!("{line}; {listen}"),
     };
-    if let Some(p) = v["audit"]["log_problem"].as_str() {
+    let audit = s.audit.clone().unwrap_or_default();
+    if let Some(p) = &audit.log_problem {
         out.push_str(&format!("; AUDIT LOG: {p}"));
     }
-    if let Some(n) = v["audit"]["forward_behind"].as_u64().filter(|n| *n > 0) {
+    if let Some(n) = audit.forward_behind.filter(|n| *n > 0) {
         out.push_str(&format!(
             "; {n} audit records not yet taken by the collector"
         ));
@@ -173,11 +262,96 @@ pub fn target() -> Option<std::path::PathBuf> {
 mod tests {
     use super::*;
 
+    fn identity() -> crate::tls::Identity {
+        crate::tls::Identity {
+            subject: "CN=Jeanne Martin".into(),
+            fingerprint: "sha256:ab".into(),
+            common_name: Some("Jeanne Martin".into()),
+            organization: None,
+        }
+    }
+
+    fn asking() -> Activity {
+        let timeout = Duration::from_secs(60);
+        Activity::Asking(Box::new(crate::broker::PromptRequest {
+            id: uuid::Uuid::nil(),
+            technician: identity(),
+            peer: "10.1.2.3:51234".parse().unwrap(),
+            ticket: "INC-1".into(),
+            reason: "Imprimante".into(),
+            asked: crate::protocol::Mode::Control,
+            control_offered: true,
+            deadline: std::time::Instant::now() + timeout,
+            timeout,
+            arm_delay: Duration::from_secs(1),
+            clipboard: crate::policy::Clipboard::None,
+            raise: false,
+            confirm: false,
+            replaced: None,
+        }))
+    }
+
+    fn in_session() -> Activity {
+        Activity::InSession(Box::new(crate::broker::SessionInfo {
+            id: uuid::Uuid::nil(),
+            technician: identity(),
+            ticket: "INC-1".into(),
+            reason: "Imprimante".into(),
+            mode: crate::protocol::Mode::View,
+            started: std::time::SystemTime::now(),
+            started_at: std::time::Instant::now(),
+            clipboard: crate::policy::Clipboard::None,
+            paused: false,
+        }))
+    }
+
+    /// What `accord status --json` prints is read by hospital monitoring:
+    /// its keys, nulls and order are pinned.
+    #[test]
+    fn status_json_is_pinned() {
+        let state = |listening, activity, blocked: Option<&str>| AgentState {
+            listening,
+            activity,
+            blocked: blocked.map(str::to_string),
+        };
+        let on = || Listening::On("127.0.0.1:5988".parse().unwrap());
+        let cases = [
+            (
+                state(on(), Activity::Idle, None),
+                r#"{"activity":{"state":"idle"},"agent":{"address":"127.0.0.1:5988","listening":true},"blocked":null}"#,
+            ),
+            (
+                state(
+                    Listening::Off("port taken".into()),
+                    asking(),
+                    Some("no log"),
+                ),
+                r#"{"activity":{"asked":"control","state":"asking","technician":"CN=Jeanne Martin","ticket":"INC-1"},"agent":{"listening":false,"why":"port taken"},"blocked":"no log"}"#,
+            ),
+            (
+                state(Listening::Starting, in_session(), None),
+                r#"{"activity":{"elapsed_s":0,"fingerprint":"sha256:ab","mode":"view","session":"00000000-0000-0000-0000-000000000000","state":"session","technician":"CN=Jeanne Martin","ticket":"INC-1"},"agent":{"listening":false,"why":"starting"},"blocked":null}"#,
+            ),
+        ];
+        let text = |s: &Status| serde_json::to_string(s).unwrap();
+        for (s, want) in &cases {
+            assert_eq!(text(&status_json(s)), *want);
+            // What a client reads back is what was sent.
+            let back: Status = serde_json::from_str(want).unwrap();
+            assert_eq!(back, status_json(s));
+        }
+        assert_eq!(
+            text(&status_json_for_others(&cases[2].0)),
+            r#"{"activity":{"state":"session","withheld":true},"agent":{"listening":false,"why":"starting"},"blocked":null}"#
+        );
+    }
+
     #[test]
     fn status_exit_says_degraded_for_each_reason() {
-        let healthy = json!({"agent": {"listening": true}, "blocked": null,
-            "audit": {"log_problem": null, "forward_behind": 3, "forward_stalled_s": 2}});
-        assert_eq!(status_exit(&healthy), 0);
+        let healthy = json!({"activity": {"state": "idle"}, "agent": {"listening": true}, "blocked": null,
+            "audit": {"log_problem": null, "forward_behind": 3, "forward_stalled_s": 2, "last_seq": 9}});
+        let exit = |v: &Value| status_exit(&serde_json::from_value(v.clone()).unwrap());
+        assert_eq!(exit(&healthy), 0);
         for (path, bad) in [
             ("/agent/listening", json!(false)),
             ("/blocked", json!("the user interface is not available")),
@@ -189,7 +363,7 @@ mod tests {
             if let Some(slot) = v.pointer_mut(path) {
                 *slot = bad;
             }
-            assert_eq!(status_exit(&v), 1, "{path}");
+            assert_eq!(exit(&v), 1, "{path}");
         }
     }
 }
@@ -288,17 +462,14 @@ mod imp {
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "slow client"))??;
         let answer = match line.trim() {
             "status" => {
-                let mut v = if may_end {
+                let mut s = if may_end {
                     status_json(&ctl.state().borrow())
                 } else {
                     status_json_for_others(&ctl.state().borrow())
                 };
                 // Reads the forward cursor: off the async workers.
-                let a = tokio::task::spawn_blocking(move || audit())
-                    .await
-                    .unwrap_or(Value::Null);
-                v["audit"] = a;
-                v
+                s.audit = tokio::task::spawn_blocking(move || audit()).await.ok();
+                serde_json::to_value(&s).unwrap_or(Value::Null)
             }
             "end" if may_end => {
                 let was = matches!(ctl.state().borrow().activity, Activity::InSession(_));

@@ -146,10 +146,7 @@ fn cursor_path(policy: &Policy) -> std::path::PathBuf {
 
 /// What `accord status` says of the audit trail: a log that cannot be
 /// trusted, and how many records the collector has not taken yet.
-fn audit_health(
-    policy: &Policy,
-    journal: Arc<dyn Journal>,
-) -> Arc<dyn Fn() -> serde_json::Value + Send + Sync> {
+fn audit_health(policy: &Policy, journal: Arc<dyn Journal>) -> crate::control::Health {
     let forwarding = policy.audit.forward.is_some();
     let cursor = cursor_path(policy);
     Arc::new(move || {
@@ -167,16 +164,16 @@ fn audit_health(
                         .and_then(|t| t.elapsed().ok())
                         .map_or(u64::MAX, |d| d.as_secs())
                 });
-                (serde_json::json!(behind), serde_json::json!(stalled))
+                (Some(behind), stalled)
             }
-            _ => (serde_json::Value::Null, serde_json::Value::Null),
+            _ => (None, None),
         };
-        serde_json::json!({
-            "log_problem": journal.health().err(),
-            "last_seq": last,
-            "forward_behind": behind,
-            "forward_stalled_s": stalled,
-        })
+        crate::control::AuditHealth {
+            forward_behind: behind,
+            forward_stalled_s: stalled,
+            last_seq: last,
+            log_problem: journal.health().err(),
+        }
     })
 }
 

@@ -127,17 +127,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return not_running("no Accord service or agent to talk to".into());
             };
             let rt = runtime()?;
-            let mut v = match rt.block_on(accord::control::call(&path, "status")) {
+            let answer = match rt.block_on(accord::control::call(&path, "status")) {
                 Ok(v) => v,
                 Err(e) => return not_running(e.to_string()),
             };
-            v["running"] = true.into();
+            let mut status: accord::control::Status = match serde_json::from_value(answer) {
+                Ok(s) => s,
+                Err(e) => return not_running(format!("its answer is not a status: {e}")),
+            };
+            status.running = Some(true);
             if args.json {
-                println!("{v}");
+                println!("{}", serde_json::to_string(&status)?);
             } else {
-                println!("{}", accord::control::status_text(&v));
+                println!("{}", accord::control::status_text(&status));
             }
-            Ok(ExitCode::from(accord::control::status_exit(&v)))
+            Ok(ExitCode::from(accord::control::status_exit(&status)))
         }
         Command::Log(cmd) => log_command(cmd),
         Command::Policy(PolicyCommand::Check { file }) => {
