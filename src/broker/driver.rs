@@ -128,10 +128,13 @@ pub(super) fn spawn<P: Prompter>(
 impl<P: Prompter> Driver<P> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToDriver>) {
         loop {
-            let deadline = match (self.core.poll_timeout(), self.held.as_ref()) {
-                (Some(a), Some(h)) => Some(a.min(h.until)),
-                (a, h) => a.or(h.map(|h| h.until)),
-            }
+            let deadline = [
+                self.core.poll_timeout(),
+                self.held.as_ref().map(|h| h.until),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std);
             let timer = async {
                 match deadline {
@@ -291,14 +294,15 @@ impl<P: Prompter> Driver<P> {
                     self.screen = Screen::default();
                 }
                 self.release_held();
-                let upstream = result.why == session::EndReason::Upstream;
-                self.held = Some(Held {
+                let ended = Held {
                     until: now + UPSTREAM_GRACE,
                     session,
                     result,
-                });
-                if !upstream {
-                    self.release_held();
+                };
+                if ended.result.why == session::EndReason::Upstream {
+                    self.held = Some(ended);
+                } else {
+                    self.relay_ended(ended);
                 }
             }
         }
@@ -306,12 +310,18 @@ impl<P: Prompter> Driver<P> {
 
     /// Tells the core of a relay's end held back, if any.
     fn release_held(&mut self) {
-        let Some(Held {
+        if let Some(held) = self.held.take() {
+            self.relay_ended(held);
+        }
+    }
+
+    /// Tells the core a relay is over.
+    fn relay_ended(
+        &mut self,
+        Held {
             session, result, ..
-        }) = self.held.take()
-        else {
-            return;
-        };
+        }: Held,
+    ) {
         // Past its end, a session's server says nothing more.
         if self
             .stopped_by_her
