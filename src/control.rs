@@ -56,7 +56,7 @@ pub enum Access {
 pub struct Status {
     pub activity: ActivityStatus,
     pub agent: ListenStatus,
-    /// Not in [`status_json`]'s part: the server adds it.
+    /// Not in [`status_of`]'s part: the server adds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditHealth>,
     /// Why every request is refused, if one is.
@@ -143,7 +143,7 @@ pub fn status_exit(s: &Status) -> u8 {
 
 /// The status `accord status` prints (and the tray could show), without
 /// the audit part.
-pub fn status_json(s: &AgentState) -> Status {
+pub fn status_of(s: &AgentState) -> Status {
     let agent = match &s.listening {
         Listening::On(a) => ListenStatus {
             address: Some(a.to_string()),
@@ -190,11 +190,11 @@ pub fn status_json(s: &AgentState) -> Status {
     }
 }
 
-/// [`status_json`] for a local account that is neither root nor the user
+/// [`status_of`] for a local account that is neither root nor the user
 /// in front of the screen: whether the service listens and is healthy, and
 /// whether a session runs, never with whom, for which ticket, or its id.
-pub fn status_json_for_others(s: &AgentState) -> Status {
-    let mut v = status_json(s);
+pub fn status_for_others(s: &AgentState) -> Status {
+    let mut v = status_of(s);
     v.activity = ActivityStatus {
         state: v.activity.state,
         withheld: true,
@@ -335,13 +335,13 @@ mod tests {
         ];
         let text = |s: &Status| serde_json::to_string(s).unwrap();
         for (s, want) in &cases {
-            assert_eq!(text(&status_json(s)), *want);
+            assert_eq!(text(&status_of(s)), *want);
             // What a client reads back is what was sent.
             let back: Status = serde_json::from_str(want).unwrap();
-            assert_eq!(back, status_json(s));
+            assert_eq!(back, status_of(s));
         }
         assert_eq!(
-            text(&status_json_for_others(&cases[2].0)),
+            text(&status_for_others(&cases[2].0)),
             r#"{"activity":{"state":"session","withheld":true},"agent":{"listening":false,"why":"starting"},"blocked":null}"#
         );
     }
@@ -463,9 +463,9 @@ mod imp {
         let answer = match line.trim() {
             "status" => {
                 let mut s = if may_end {
-                    status_json(&ctl.state().borrow())
+                    status_of(&ctl.state().borrow())
                 } else {
-                    status_json_for_others(&ctl.state().borrow())
+                    status_for_others(&ctl.state().borrow())
                 };
                 // Reads the forward cursor: off the async workers.
                 s.audit = tokio::task::spawn_blocking(move || audit()).await.ok();
