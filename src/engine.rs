@@ -129,10 +129,18 @@ async fn forwarded(policy: &Policy, journal: &dyn Journal) {
     let Some(last) = journal.last_seq() else {
         return;
     };
-    let cursor = cursor_path(policy);
+    let cursor = Arc::new(cursor_path(policy));
     let start = tokio::time::Instant::now();
-    while crate::audit::forward::Cursor::load(&cursor).seq < last && start.elapsed() < FORWARD_DRAIN
-    {
+    while start.elapsed() < FORWARD_DRAIN {
+        // A file read: off the runtime's workers, which still drive the
+        // forwarder's last batch.
+        let c = cursor.clone();
+        let sent = tokio::task::spawn_blocking(move || crate::audit::forward::Cursor::load(&c).seq)
+            .await
+            .unwrap_or(0);
+        if sent >= last {
+            return;
+        }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
@@ -172,7 +180,7 @@ fn audit_health(policy: &Policy, journal: Arc<dyn Journal>) -> crate::control::H
             forward_behind: behind,
             forward_stalled_s: stalled,
             last_seq: last,
-            log_problem: journal.health().err(),
+            log_problem: journal.health().err().map(|e| e.to_string()),
         }
     })
 }
@@ -185,7 +193,10 @@ pub fn open_journal(policy: &Policy) -> Arc<dyn Journal> {
     match crate::audit::journal::AuditJournal::open(&path) {
         Ok((j, _report)) => Arc::new(j),
         Err(e) => {
-            let why = format!("audit log {} unusable: {e}", path.display());
+            let why = crate::broker::LogUnusable::Unavailable {
+                path,
+                why: e.to_string(),
+            };
             tracing::error!("{why}; every request will be refused");
             Arc::new(crate::broker::UnavailableJournal(why))
         }

@@ -3,7 +3,7 @@
 //! append. A log found tampered at open keeps recording (the break is itself
 //! on record) but makes the broker refuse every request.
 
-use super::record::{Event, Journal, JournalError};
+use super::record::{Event, Journal, JournalError, LogUnusable};
 use super::{Log, OpenReport};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 pub struct AuditJournal {
     log: Mutex<Log>,
-    tampered: Option<String>,
+    tampered: Option<LogUnusable>,
     /// Woken after each append so the forwarder sends at once.
     pub wake: Arc<Notify>,
 }
@@ -20,10 +20,10 @@ impl AuditJournal {
     /// Opens (creating or recovering) the log at `path`.
     pub fn open(path: &Path) -> Result<(AuditJournal, OpenReport), super::AuditError> {
         let (log, report) = Log::open(path)?;
-        let tampered = report
-            .tampered
-            .as_ref()
-            .map(|e| format!("the audit log {} was altered: {e}", path.display()));
+        let tampered = report.tampered.as_ref().map(|e| LogUnusable::Altered {
+            path: path.to_path_buf(),
+            source: e.clone(),
+        });
         if let Some(t) = &tampered {
             tracing::error!("{t}; requests will be refused until IT investigates");
         }
@@ -72,7 +72,7 @@ impl Journal for AuditJournal {
         Ok(())
     }
 
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), LogUnusable> {
         match &self.tampered {
             Some(t) => Err(t.clone()),
             None => Ok(()),

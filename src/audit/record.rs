@@ -341,6 +341,25 @@ impl Event {
     }
 }
 
+/// Why the audit log cannot be trusted: the broker then refuses every
+/// request (consent without a trace is not allowed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogUnusable {
+    /// The chain does not verify: a record was edited, removed or forged.
+    #[error("the audit log {} was altered: {source}", path.display())]
+    Altered {
+        path: std::path::PathBuf,
+        source: crate::audit::ChainError,
+    },
+    /// The log could not be opened (permissions, disk). `why` is the
+    /// opening's error as text: the broker's inputs are plain values.
+    #[error("audit log {} unusable: {why}", path.display())]
+    Unavailable {
+        path: std::path::PathBuf,
+        why: String,
+    },
+}
+
 /// Why an event could not be recorded.
 #[derive(Debug, thiserror::Error)]
 #[error("audit log: {0}")]
@@ -353,7 +372,7 @@ pub trait Journal: Send + Sync + 'static {
     fn record(&self, event: &Event) -> Result<(), JournalError>;
     /// `Err(why)` when the log cannot be trusted (tampering detected):
     /// the broker then refuses every request.
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), LogUnusable> {
         Ok(())
     }
     /// Notified after each durable record, for a forwarder reading the log.
@@ -369,13 +388,13 @@ pub trait Journal: Send + Sync + 'static {
 
 /// The journal when the audit log cannot be opened (permissions, disk):
 /// consent without a trace is not allowed, so every request is refused.
-pub struct UnavailableJournal(pub String);
+pub struct UnavailableJournal(pub LogUnusable);
 
 impl Journal for UnavailableJournal {
     fn record(&self, _event: &Event) -> Result<(), JournalError> {
-        Err(JournalError(self.0.clone()))
+        Err(JournalError(self.0.to_string()))
     }
-    fn health(&self) -> Result<(), String> {
+    fn health(&self) -> Result<(), LogUnusable> {
         Err(self.0.clone())
     }
 }

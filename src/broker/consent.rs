@@ -17,7 +17,10 @@
 //! was queued after it and takes the failure path (consent without a
 //! trace is not allowed).
 
-use super::{Activity, DecidedBy, EndReason, Event, LocalUser, Notice, PromptRequest, SessionInfo};
+use super::{
+    Activity, DecidedBy, EndReason, Event, LocalUser, LogUnusable, Notice, PromptRequest,
+    SessionInfo,
+};
 use super::{Answer, Grants, ScreenRequest};
 use crate::policy::{Clipboard, Launch, Policy};
 use crate::protocol::{Decision, Mode, RefusalCode, Request};
@@ -47,7 +50,16 @@ pub struct Rules {
     pub confirm_every: Option<Duration>,
     /// How long the "continue?" question waits before the session ends.
     pub confirm_grace: Duration,
+    /// How long a relay's `upstream` end waits for the reason behind it
+    /// ([`UPSTREAM_GRACE`]).
+    pub upstream_grace: Duration,
 }
+
+/// How long a relay that ended `upstream` is held back before the session
+/// is recorded over: her stop in GNOME's indicator closes the server's
+/// socket at the moment it tells Accord so, and the socket may win the
+/// race. A server that died for another reason is recorded that much later.
+pub const UPSTREAM_GRACE: Duration = Duration::from_millis(300);
 
 impl Rules {
     pub fn from_policy(p: &Policy) -> Rules {
@@ -62,6 +74,7 @@ impl Rules {
             max_duration: p.session.max_duration,
             confirm_every: p.session.confirm_every,
             confirm_grace: p.session.confirm_grace,
+            upstream_grace: UPSTREAM_GRACE,
         }
     }
 
@@ -85,7 +98,7 @@ pub enum Input {
         technician: Identity,
         peer: SocketAddr,
         request: Request,
-        log: Result<(), String>,
+        log: Result<(), LogUnusable>,
     },
     /// A watch of running session `session` from `accord connect`.
     Watch {
@@ -127,6 +140,12 @@ pub enum Input {
     },
     /// The kill switch, a screen lock, a user switch...
     End(EndReason),
+    /// The server started for `session` exited; `by_her` when it says she
+    /// stopped the sharing with the desktop's own control.
+    ServerExited {
+        session: Uuid,
+        by_her: bool,
+    },
     /// She restricted the session to viewing (O6).
     ViewOnly,
     /// "Masquer mon écran" (`true`) / "Reprendre" (`false`).
@@ -300,6 +319,22 @@ struct Live {
     /// reason, whatever the relay saw meanwhile (her stop in GNOME closes
     /// the server's socket too, and may reach the relay first).
     ending: Option<EndReason>,
+    /// The relay's end, held back until `until` when all it says is that
+    /// the server closed ([`UPSTREAM_GRACE`]).
+    relay_over: Option<RelayOver>,
+    /// The server exited and it was not her stop: an `upstream` end of the
+    /// relay is then the whole story, recorded at once.
+    server_exited: bool,
+}
+
+/// A relay's end ([`Input::RelayEnded`]) waiting for its reason.
+#[derive(Debug)]
+struct RelayOver {
+    until: Instant,
+    why: EndReason,
+    detail: Option<String>,
+    bytes_to_server: u64,
+    bytes_to_technician: u64,
 }
 
 impl Live {
@@ -353,6 +388,9 @@ impl Consent {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.stage {
             Stage::Asking(a) => Some(a.prompt.deadline),
+            Stage::Running(live) if live.relay_over.is_some() => {
+                live.relay_over.as_ref().map(|r| r.until)
+            }
             Stage::Running(live) if live.ending.is_none() => match &live.question {
                 Some(Question::Raise(a)) => Some(a.prompt.deadline),
                 Some(Question::Confirm { deadline, .. }) => Some(*deadline),
@@ -391,7 +429,7 @@ impl Consent {
     }
 
     /// Deadlines reached by `now`: a prompt unanswered, the consent
-    /// period over. `asked` names whom prompt `id` was shown to (the
+    /// period over, a relay's end held long enough. `asked` names whom prompt `id` was shown to (the
     /// prompter knows it, the core does not): a timeout's record says who
     /// did not answer.
     pub fn handle_timeout(&mut self, now: Instant, asked: impl FnOnce(Uuid) -> Option<LocalUser>) {
@@ -407,6 +445,12 @@ impl Consent {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
+        if let Some(r) = &live.relay_over {
+            if now >= r.until {
+                self.finish_relay(now);
+            }
+            return;
+        }
         if live.ending.is_some() {
             return;
         }
@@ -429,6 +473,13 @@ impl Consent {
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
+        if !matches!(
+            input,
+            Input::End(_) | Input::ServerExited { .. } | Input::RelayEnded { .. }
+        ) {
+            // What comes next finds the session over.
+            self.finish_relay(now);
+        }
         match input {
             Input::Request {
                 conn,
@@ -476,7 +527,24 @@ impl Consent {
                 bytes_to_server,
                 bytes_to_technician,
             ),
-            Input::End(why) => self.end(now, why),
+            Input::End(why) => {
+                // An ending told while the relay's end is held back is the
+                // ending's reason (her stop told by the service's helper).
+                self.end(now, why);
+                self.finish_relay(now);
+            }
+            Input::ServerExited { session, by_her } => {
+                if let Stage::Opening(l) | Stage::Running(l) = &mut self.stage
+                    && l.info.id == session
+                {
+                    if by_her {
+                        self.end(now, EndReason::User);
+                    } else {
+                        l.server_exited = true;
+                    }
+                }
+                self.finish_relay(now);
+            }
             Input::ViewOnly => self.view_only(),
             Input::Pause(on) => self.pause(on),
             Input::Shutdown => {
@@ -680,7 +748,7 @@ impl Consent {
     }
 
     /// What refuses every request whatever it asks.
-    fn preflight(&self, log: &Result<(), String>) -> Result<(), (RefusalCode, String)> {
+    fn preflight(&self, log: &Result<(), LogUnusable>) -> Result<(), (RefusalCode, String)> {
         if self.shutting_down {
             return Err((RefusalCode::AgentShuttingDown, "agent shutting down".into()));
         }
@@ -746,7 +814,13 @@ impl Consent {
 
     /// A new request: the one-at-a-time rule, the blocks and the rate
     /// limit; then she is asked. Nothing is shown before this passes.
-    fn request(&mut self, now: Instant, from: From, request: Request, log: Result<(), String>) {
+    fn request(
+        &mut self,
+        now: Instant,
+        from: From,
+        request: Request,
+        log: Result<(), LogUnusable>,
+    ) {
         let From {
             conn,
             technician,
@@ -838,7 +912,7 @@ impl Consent {
         from: From,
         request: Request,
         session: Uuid,
-        log: Result<(), String>,
+        log: Result<(), LogUnusable>,
     ) {
         let From {
             conn,
@@ -1068,6 +1142,8 @@ impl Consent {
             question: None,
             confirm_due: None,
             ending: None,
+            relay_over: None,
+            server_exited: false,
         }));
         self.show_stage();
         // The driver makes the session's switches afresh: nothing held.
@@ -1422,6 +1498,8 @@ impl Consent {
         }
     }
 
+    /// The relay is over: recorded at once, or held back a moment when all
+    /// it says is that the server closed and no ending was asked for.
     fn relay_ended(
         &mut self,
         now: Instant,
@@ -1431,12 +1509,66 @@ impl Consent {
         bytes_to_server: u64,
         bytes_to_technician: u64,
     ) {
-        let Stage::Running(live) = &self.stage else {
+        let Stage::Running(live) = &mut self.stage else {
             return;
         };
-        if live.info.id != session {
+        if live.info.id != session || live.relay_over.is_some() {
             return;
         }
+        if why == EndReason::Upstream
+            && live.ending.is_none()
+            && !live.server_exited
+            && !self.rules.upstream_grace.is_zero()
+        {
+            live.relay_over = Some(RelayOver {
+                until: now + self.rules.upstream_grace,
+                why,
+                detail,
+                bytes_to_server,
+                bytes_to_technician,
+            });
+            return;
+        }
+        self.session_over(
+            now,
+            session,
+            why,
+            detail,
+            bytes_to_server,
+            bytes_to_technician,
+        );
+    }
+
+    /// Records a relay's end held back, if any.
+    fn finish_relay(&mut self, now: Instant) {
+        let Stage::Running(live) = &mut self.stage else {
+            return;
+        };
+        let Some(r) = live.relay_over.take() else {
+            return;
+        };
+        let session = live.info.id;
+        self.session_over(
+            now,
+            session,
+            r.why,
+            r.detail,
+            r.bytes_to_server,
+            r.bytes_to_technician,
+        );
+    }
+
+    /// The running session is over: recorded, told to her, the watch and
+    /// the technician's connection closed.
+    fn session_over(
+        &mut self,
+        now: Instant,
+        session: Uuid,
+        why: EndReason,
+        detail: Option<String>,
+        bytes_to_server: u64,
+        bytes_to_technician: u64,
+    ) {
         let Stage::Running(mut live) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };

@@ -47,19 +47,6 @@ pub(super) struct Opened {
     stopped_by_her: Option<super::StoppedByHer>,
 }
 
-/// How long a relay that ended `upstream` is held back before it is told
-/// to the core: her stop in GNOME's indicator closes the server's socket
-/// at the moment it tells Accord so, and the socket may win the race. A
-/// server that died for another reason is recorded that much later.
-const UPSTREAM_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
-
-/// A relay's end held back for [`UPSTREAM_GRACE`].
-struct Held {
-    until: Instant,
-    session: Uuid,
-    result: SessionResult,
-}
-
 /// The session's world outside the core.
 #[derive(Default)]
 struct Screen {
@@ -77,11 +64,33 @@ struct Screen {
     keep: Option<Box<dyn std::any::Any + Send>>,
 }
 
-type Opening = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Opened, String>> + Send>>;
+type Opening =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Opened, OpenError>> + Send>>;
+
+/// Why a session's screen could not be opened; its text is the record's
+/// `detail` (`session_ended`, `upstream`).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OpenError {
+    /// `[upstream] vnc` did not answer Accord's handshake.
+    #[error("{vnc}: {source}")]
+    Configured {
+        vnc: String,
+        source: session::rfb_io::SetupError,
+    },
+    /// The server could not be started for the session.
+    #[error(transparent)]
+    Start(#[from] super::ScreenError),
+    /// The server started for the session did not answer the handshake.
+    #[error("{describe}: {source}")]
+    Started {
+        describe: String,
+        source: session::rfb_io::SetupError,
+    },
+}
 
 /// What woke the driver.
 enum Wake {
-    Opened(Result<Opened, String>),
+    Opened(Result<Opened, OpenError>),
     Msg(Option<ToDriver>),
     StoppedByHer(Uuid, bool),
     Timer,
@@ -97,10 +106,9 @@ struct Driver<P: Prompter> {
     conns: HashMap<ConnId, mpsc::UnboundedSender<ToConn>>,
     asks: HashMap<Uuid, AbortHandle>,
     screen: Screen,
-    held: Option<Held>,
     /// Whether the exit of the server started for a session was her stop
-    /// ([`super::Screen::stopped_by_her`]); watched while the session runs
-    /// and while its end is held back.
+    /// ([`super::Screen::stopped_by_her`]); watched while the session
+    /// exists.
     stopped_by_her: Option<(Uuid, super::StoppedByHer)>,
 }
 
@@ -118,7 +126,6 @@ pub(super) fn spawn<P: Prompter>(
         conns: HashMap::new(),
         asks: HashMap::new(),
         screen: Screen::default(),
-        held: None,
         stopped_by_her: None,
     };
     tokio::spawn(driver.run(rx));
@@ -128,14 +135,7 @@ pub(super) fn spawn<P: Prompter>(
 impl<P: Prompter> Driver<P> {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<ToDriver>) {
         loop {
-            let deadline = [
-                self.core.poll_timeout(),
-                self.held.as_ref().map(|h| h.until),
-            ]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(tokio::time::Instant::from_std);
+            let deadline = self.core.poll_timeout().map(tokio::time::Instant::from_std);
             let timer = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -171,14 +171,13 @@ impl<P: Prompter> Driver<P> {
             }
             match wake {
                 Wake::Opened(result) => self.opened(result),
-                Wake::StoppedByHer(session, hers) => {
+                Wake::StoppedByHer(session, by_her) => {
                     self.screen.opening = opening;
-                    if hers && self.core.session() == Some(session) {
+                    if by_her {
                         tracing::info!("sharing stopped from the desktop's own control");
-                        self.core
-                            .handle(Instant::now(), Input::End(session::EndReason::User));
                     }
-                    self.release_held();
+                    self.core
+                        .handle(Instant::now(), Input::ServerExited { session, by_her });
                 }
                 Wake::Msg(None) => break,
                 Wake::Msg(Some(m)) => {
@@ -187,19 +186,20 @@ impl<P: Prompter> Driver<P> {
                 }
                 Wake::Timer => {
                     self.screen.opening = opening;
-                    if self
-                        .held
-                        .as_ref()
-                        .is_some_and(|h| Instant::now() >= h.until)
-                    {
-                        self.release_held();
-                    }
                     let prompter = &self.prompter;
                     self.core
                         .handle_timeout(Instant::now(), |id| prompter.asked(id));
                 }
             }
             self.carry_out();
+            // Past its end, a session's server says nothing more.
+            if self
+                .stopped_by_her
+                .as_ref()
+                .is_some_and(|(s, _)| self.core.session() != Some(*s))
+            {
+                self.stopped_by_her = None;
+            }
         }
         // Everyone who could send is gone: stop what still runs.
         for (_, a) in self.asks.drain() {
@@ -208,7 +208,7 @@ impl<P: Prompter> Driver<P> {
     }
 
     /// The screen of the session being opened answered, or failed.
-    fn opened(&mut self, result: Result<Opened, String>) {
+    fn opened(&mut self, result: Result<Opened, OpenError>) {
         let Some(session) = self.screen.session else {
             return;
         };
@@ -220,7 +220,8 @@ impl<P: Prompter> Driver<P> {
                 self.core
                     .handle(now, Input::ScreenOpened { session, upstream });
             }
-            Err(detail) => {
+            Err(e) => {
+                let detail = e.to_string();
                 tracing::warn!("upstream: {detail}");
                 self.screen = Screen::default();
                 self.core
@@ -231,13 +232,6 @@ impl<P: Prompter> Driver<P> {
 
     fn on(&mut self, msg: ToDriver) {
         let now = Instant::now();
-        if !matches!(
-            msg,
-            ToDriver::Input(Input::End(_)) | ToDriver::RelayDone { .. }
-        ) {
-            // What comes next finds the session over.
-            self.release_held();
-        }
         match msg {
             ToDriver::Open {
                 conn,
@@ -246,12 +240,6 @@ impl<P: Prompter> Driver<P> {
             } => {
                 self.conns.insert(conn, to_conn);
                 self.core.handle(now, input);
-            }
-            ToDriver::Input(input @ Input::End(_)) => {
-                // An ending told while a relay's end is held back is the
-                // ending's reason (her stop told by the service's helper).
-                self.core.handle(now, input);
-                self.release_held();
             }
             ToDriver::Input(input) => self.core.handle(now, input),
             ToDriver::Answer { prompt, result } => {
@@ -293,53 +281,18 @@ impl<P: Prompter> Driver<P> {
                     // before anything else is recorded or asked.
                     self.screen = Screen::default();
                 }
-                self.release_held();
-                let ended = Held {
-                    until: now + UPSTREAM_GRACE,
-                    session,
-                    result,
-                };
-                if ended.result.why == session::EndReason::Upstream {
-                    self.held = Some(ended);
-                } else {
-                    self.relay_ended(ended);
-                }
+                self.core.handle(
+                    now,
+                    Input::RelayEnded {
+                        session,
+                        why: result.why,
+                        detail: result.detail,
+                        bytes_to_server: result.bytes_to_server,
+                        bytes_to_technician: result.bytes_to_technician,
+                    },
+                );
             }
         }
-    }
-
-    /// Tells the core of a relay's end held back, if any.
-    fn release_held(&mut self) {
-        if let Some(held) = self.held.take() {
-            self.relay_ended(held);
-        }
-    }
-
-    /// Tells the core a relay is over.
-    fn relay_ended(
-        &mut self,
-        Held {
-            session, result, ..
-        }: Held,
-    ) {
-        // Past its end, a session's server says nothing more.
-        if self
-            .stopped_by_her
-            .as_ref()
-            .is_some_and(|(s, _)| *s == session)
-        {
-            self.stopped_by_her = None;
-        }
-        self.core.handle(
-            Instant::now(),
-            Input::RelayEnded {
-                session,
-                why: result.why,
-                detail: result.detail,
-                bytes_to_server: result.bytes_to_server,
-                bytes_to_technician: result.bytes_to_technician,
-            },
-        );
     }
 
     /// Carries out every effect the core queued, in order.
@@ -488,11 +441,15 @@ async fn open<P: Prompter>(
     policy: &crate::policy::Policy,
     prompter: &P,
     req: super::ScreenRequest,
-) -> Result<Opened, String> {
+) -> Result<Opened, OpenError> {
     if policy.upstream.launch == crate::policy::Launch::None {
-        let prepared = session::prepare(&policy.upstream)
-            .await
-            .map_err(|e| format!("{}: {e}", policy.upstream.vnc))?;
+        let prepared =
+            session::prepare(&policy.upstream)
+                .await
+                .map_err(|source| OpenError::Configured {
+                    vnc: policy.upstream.vnc.to_string(),
+                    source,
+                })?;
         return Ok(Opened {
             prepared,
             keep: None,
@@ -500,11 +457,14 @@ async fn open<P: Prompter>(
             stopped_by_her: None,
         });
     }
-    let screen = prompter.open_screen(req).await.map_err(|e| e.to_string())?;
+    let screen = prompter.open_screen(req).await?;
     // A server Accord started has no password: its socket is the lock.
     let prepared = session::prepare_connected(screen.upstream, None)
         .await
-        .map_err(|e| format!("{}: {e}", screen.describe))?;
+        .map_err(|source| OpenError::Started {
+            describe: screen.describe.clone(),
+            source,
+        })?;
     Ok(Opened {
         prepared,
         keep: Some(screen.keep),

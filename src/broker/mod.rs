@@ -23,7 +23,7 @@ pub mod state;
 pub mod watcher;
 
 pub use crate::audit::record::{
-    DecidedBy, EndReason, Event, Journal, JournalError, LocalUser, MemoryJournal,
+    DecidedBy, EndReason, Event, Journal, JournalError, LocalUser, LogUnusable, MemoryJournal,
     UnavailableJournal,
 };
 pub use crate::screen::{Grants, Screen, ScreenError, ScreenRequest, StoppedByHer};

@@ -20,6 +20,7 @@ fn rules() -> Rules {
         max_duration: 7200 * S,
         confirm_every: Some(1800 * S),
         confirm_grace: 300 * S,
+        upstream_grace: UPSTREAM_GRACE,
     }
 }
 
@@ -506,13 +507,115 @@ fn an_ending_asked_for_keeps_its_reason_when_the_server_closed_first() {
         closed(&e, 1),
         Some(&Closed::Request(Outcome::Ended(EndReason::User)))
     );
-    // Without an ending asked for, the relay's own reason stands.
+    // Without an ending asked for, the relay's own reason stands, once
+    // nothing else came within the grace.
     let session = b.running(Mode::Control);
-    let e = b.relay_ended(session, EndReason::Upstream);
+    assert!(b.relay_ended(session, EndReason::Upstream).is_empty());
+    let e = b.advance(UPSTREAM_GRACE);
     let Event::SessionEnded { why, .. } = records(&e)[0] else {
         panic!()
     };
     assert_eq!(*why, EndReason::Upstream);
+}
+
+/// The first record of `e`, which must be the session's end: its reason.
+fn ended_why(e: &[Effect]) -> EndReason {
+    match records(e).first() {
+        Some(Event::SessionEnded { why, .. }) => *why,
+        other => panic!("not a session end first: {other:?} in {e:?}"),
+    }
+}
+
+#[test]
+fn a_server_that_closed_is_recorded_upstream_only_after_the_grace() {
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::Control);
+    let before = b.now;
+    assert!(b.relay_ended(session, EndReason::Upstream).is_empty());
+    assert_eq!(b.core.poll_timeout(), Some(before + UPSTREAM_GRACE));
+    assert!(b.core.session().is_some(), "not over before the grace");
+    assert!(
+        b.advance(UPSTREAM_GRACE - Duration::from_millis(1))
+            .is_empty()
+    );
+    let e = b.advance(Duration::from_millis(1));
+    assert_eq!(ended_why(&e), EndReason::Upstream);
+    assert_eq!(
+        closed(&e, 1),
+        Some(&Closed::Request(Outcome::Ended(EndReason::Upstream)))
+    );
+    assert_eq!(b.core.session(), None);
+    assert_eq!(b.core.poll_timeout(), None);
+}
+
+#[test]
+fn her_stop_told_within_the_grace_is_the_reason() {
+    // Told by the service's helper (an ending) or by the exit status of
+    // the server Accord started (agent mode).
+    for told in [
+        Input::End(EndReason::User),
+        Input::ServerExited {
+            session: Uuid::nil(),
+            by_her: true,
+        },
+    ] {
+        let mut b = Bench::new(rules());
+        let session = b.running(Mode::Control);
+        b.relay_ended(session, EndReason::Upstream);
+        b.now += UPSTREAM_GRACE / 2;
+        let told = match told.clone() {
+            Input::ServerExited { by_her, .. } => Input::ServerExited { session, by_her },
+            i => i,
+        };
+        let e = b.input(told);
+        let Some(Event::SessionEnded { why, .. }) = records(&e).first().copied() else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*why, EndReason::User);
+        assert_eq!(b.core.session(), None);
+    }
+}
+
+#[test]
+fn a_server_that_exited_not_by_her_is_recorded_at_once() {
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::Control);
+    // Another session's server says nothing about this one.
+    b.input(Input::ServerExited {
+        session: Uuid::new_v4(),
+        by_her: true,
+    });
+    assert_eq!(b.core.session(), Some(session));
+    b.input(Input::ServerExited {
+        session,
+        by_her: false,
+    });
+    let e = b.relay_ended(session, EndReason::Upstream);
+    assert_eq!(ended_why(&e), EndReason::Upstream);
+    // Exited while its end was held: no more waiting either.
+    let session = b.running(Mode::Control);
+    b.relay_ended(session, EndReason::Upstream);
+    let e = b.input(Input::ServerExited {
+        session,
+        by_her: false,
+    });
+    assert_eq!(ended_why(&e), EndReason::Upstream);
+}
+
+#[test]
+fn what_comes_during_the_grace_finds_the_session_over() {
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::Control);
+    b.relay_ended(session, EndReason::Upstream);
+    // A new request is not `busy`: the held end is recorded first.
+    let e = b.ask(2, 2, Mode::View);
+    assert_eq!(ended_why(&e), EndReason::Upstream);
+    assert!(asked(&e).is_some(), "{e:?}");
+    // A relay end of another kind is never held.
+    let mut b = Bench::new(rules());
+    let session = b.running(Mode::Control);
+    let e = b.relay_ended(session, EndReason::Technician);
+    assert_eq!(ended_why(&e), EndReason::Technician);
 }
 
 #[test]
@@ -815,7 +918,14 @@ fn an_untrustworthy_log_refuses_before_anyone_is_asked() {
         technician: tech(1),
         peer: peer(),
         request: request(Mode::View),
-        log: Err("chain broken at seq 12".into()),
+        log: Err(LogUnusable::Altered {
+            path: "/var/log/accord/audit.jsonl".into(),
+            source: crate::audit::ChainError {
+                seq: Some(12),
+                line: 12,
+                why: crate::audit::Why::BrokenLink,
+            },
+        }),
     });
     assert!(asked(&e).is_none());
     assert!(
@@ -835,7 +945,8 @@ enum Op {
     Gone(ConnId),
     Open,
     OpenFail,
-    RelayEnd,
+    RelayEnd { upstream: bool },
+    ServerExited { by_her: bool },
     End,
     ViewOnly,
     Pause(bool),
@@ -855,7 +966,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (1u64..12).prop_map(Op::Gone),
         3 => Just(Op::Open),
         1 => Just(Op::OpenFail),
-        1 => Just(Op::RelayEnd),
+        1 => any::<bool>().prop_map(|upstream| Op::RelayEnd { upstream }),
+        1 => any::<bool>().prop_map(|by_her| Op::ServerExited { by_her }),
         1 => Just(Op::End),
         1 => Just(Op::ViewOnly),
         2 => any::<bool>().prop_map(Op::Pause),
@@ -992,13 +1104,14 @@ proptest! {
                 Op::Gone(c) => Some(Input::Gone { conn: c }),
                 Op::Open => Some(Input::ScreenOpened { session, upstream: "x".into() }),
                 Op::OpenFail => Some(Input::ScreenFailed { session, detail: "no".into() }),
-                Op::RelayEnd => w.relaying.map(|s| Input::RelayEnded {
+                Op::RelayEnd { upstream } => w.relaying.map(|s| Input::RelayEnded {
                     session: s,
-                    why: EndReason::Technician,
+                    why: if upstream { EndReason::Upstream } else { EndReason::Technician },
                     detail: None,
                     bytes_to_server: 0,
                     bytes_to_technician: 0,
                 }),
+                Op::ServerExited { by_her } => Some(Input::ServerExited { session, by_her }),
                 Op::End => Some(Input::End(EndReason::User)),
                 Op::ViewOnly => Some(Input::ViewOnly),
                 Op::Pause(on) => Some(Input::Pause(on)),
