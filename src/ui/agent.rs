@@ -45,20 +45,10 @@ pub fn display_missing() -> Option<String> {
     #[cfg(all(unix, not(target_os = "macos")))]
     {
         let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
-        if !set("DISPLAY") {
-            // Wayland windows (not on top, no shortcut) are an opt-in: with
-            // them in use a booted GNOME container did not power off within
-            // 30 s, cause unknown yet (docs/wayland.md).
-            let wayland_windows =
-                std::env::var_os("ACCORD_WAYLAND_WINDOWS").is_some_and(|v| v == "1");
-            return match (set("WAYLAND_DISPLAY"), wayland_windows) {
-                (true, true) => None,
-                (true, false) => Some(
-                    "Wayland without XWayland (DISPLAY unset): Accord needs X11 for an always-on-top prompt"
-                        .into(),
-                ),
-                (false, _) => Some("no display (DISPLAY unset)".into()),
-            };
+        // X11 wherever there is a display (only there can a window stay
+        // on top); Wayland windows otherwise (GNOME 50 has no XWayland).
+        if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
+            return Some("no display (DISPLAY and WAYLAND_DISPLAY unset)".into());
         }
     }
     None

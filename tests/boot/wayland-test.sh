@@ -30,10 +30,7 @@
 #      once armed; the audit log names the session's server `mutter`; a raw
 #      viewer on connect's loopback port gets the screen the test sees; its
 #      click opens no RemoteDesktop session; `accord end`: connect exits 0,
-#      no screen server, no Mutter session left. That is WAYLAND_EXPECT=asked
-#      (the helper's Wayland windows, opt-in: ACCORD_WAYLAND_WINDOWS=1); by
-#      default (unsupported) the helper exits for want of X11 and the
-#      request is refused: exit 8, unsupported_session in the audit log.
+#      no screen server, no Mutter session left.
 #   5. a click on the × of GNOME's own sharing indicator makes the screen
 #      server exit 10 (the helper's cue to end the session, reason user)
 #   No process of the container and no mount is left at the end.
@@ -52,12 +49,6 @@ WORK=$(readlink -m "${BOOT_TEST_WORK:-target/boot-wayland-test}")
 BOOT_WORK=$WORK
 ROOT=$WORK/root
 SHOTS=$WORK/shots
-# What `accord connect` to the GNOME Wayland session must do: "unsupported"
-# (exit 8, unsupported_session: the helper has no X11 for its windows), or
-# "asked" (Wayland windows opted in: the prompt, a view-only session through
-# Accord's Mutter server; the helper is stopped before power-off, without
-# which the container did not power off in 30 s, cause unknown yet).
-WAYLAND_EXPECT=${WAYLAND_EXPECT:-unsupported}
 # the background the frame must show (gsettings primary-color), RGB
 BG_HEX='#1f8a70'
 
@@ -106,7 +97,6 @@ die() {
 for t in systemd-nspawn debootstrap nsenter zstd findmnt; do
     command -v "$t" >/dev/null || die "$t not found (make boot-wayland-test installs systemd-container, debootstrap, zstd)"
 done
-case $WAYLAND_EXPECT in unsupported|asked) ;; *) die "WAYLAND_EXPECT=$WAYLAND_EXPECT: no such case (unsupported, asked)" ;; esac
 
 # Unlike boot-test, anything of the container left after its power-off
 # fails the test: the Mutter and PipeWire sessions must end with it.
@@ -404,8 +394,6 @@ lap "install accord"
 # /etc/xdg/autostart/accord.desktop, under clin's systemd instance (which has
 # the session's environment from wayland-session.sh).
 as_user systemctl --user daemon-reload
-# "asked": the helper's windows as Wayland ones (an opt-in for now)
-[ "$WAYLAND_EXPECT" = asked ] && as_user systemctl --user set-environment ACCORD_WAYLAND_WINDOWS=1
 as_user systemctl --user start boot-desktop.target \
     || die "systemctl --user start boot-desktop.target (pulls xdg-desktop-autostart.target): $(as_user systemctl --user status xdg-desktop-autostart.target 2>&1 | tail -n 5)"
 as_user systemctl --user list-units --all --no-legend --plain 'app-accord*' >"$WORK/autostart-units.txt" 2>&1 || true
@@ -414,7 +402,7 @@ grep -q '^app-accord@autostart.service' "$WORK/autostart-units.txt" \
 UNIT_ENV=$(as_user systemctl --user show-environment)
 grep -qx 'XDG_SESSION_TYPE=wayland' <<<"$UNIT_ENV" && grep -q '^WAYLAND_DISPLAY=' <<<"$UNIT_ENV" \
     || die "clin's user manager lacks the Wayland session's environment: $(tr '\n' ' ' <<<"$UNIT_ENV")"
-# It has no X display (gnome-shell --no-x11): it says so and exits, or runs.
+# It has no X display (gnome-shell --no-x11): its windows are Wayland ones.
 helper_settled() {
     local s; s=$(as_user systemctl --user show -p ActiveState --value app-accord@autostart.service)
     [ "$s" != activating ] && { [ "$s" != active ] || in_c journalctl -u accord -o cat --no-pager | grep -q 'session helper connected' ; }
@@ -424,73 +412,65 @@ HELPER_STATE=$(as_user systemctl --user show -p ActiveState --value app-accord@a
 HELPER_SAYS=$(in_c journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=app-accord@autostart.service _UID="$UIDOF" 2>/dev/null | tail -n 1)
 note "the autostarted helper: $HELPER_STATE${HELPER_SAYS:+ ($HELPER_SAYS)}"
 
-if [ "$WAYLAND_EXPECT" = asked ]; then
-    in_c timeout 60 accord connect "127.0.0.1:$PORT" --ca $B/pki/ca.pem --cert $B/pki/technician.pem \
-        --key $B/pki/technician.key --ticket BOOT-W1 --reason "wayland-test" --view-only >"$WORK/connect-w1.log" 2>&1 &
-    CPID=$!
-    prompt_shown() { frame prompt-w1; awk -v f="${FRAME_INFO##* }" 'BEGIN { exit !(f < 0.9) }'; }
-    wait_for 30 prompt_shown || die "no prompt on the screen 30 s after the request ($SHOTS/prompt-w1.png): $(cat "$WORK/connect-w1.log")"
-    # The prompt is the one light window on the background: its box, then
-    # "Allow view only", bottom left, once the buttons are armed.
-    # (below GNOME's top bar, whose white text would count)
-    BOX=$(in_c convert "$B/$U/prompt-w1.png" -alpha off -crop 1280x760+0+40 +repage -fuzz 2% -fill black +opaque '#f8f8f8' -format '%@' info:) \
-        || die "convert could not find the prompt in $SHOTS/prompt-w1.png"
-    read -r PW PH PX PY <<<"$(tr 'x+' '  ' <<<"$BOX")"
-    PY=$((PY + 40))
-    [ "$PW" -gt 400 ] && [ "$PH" -gt 300 ] || die "the prompt's box is ${PW}x$PH at $PX,$PY: not a prompt ($SHOTS/prompt-w1.png)"
-    sleep 3   # the arm delay (the buttons are inactive at first)
-    frame prompt-armed
-    probe click $((PX + 70)) $((PY + PH - 35))
-    wait_for 20 grep -q 'accepted (' "$WORK/connect-w1.log" \
-        || die "no 'accepted' from accord connect after the click on \"Allow view only\" at $((PX + 70)),$((PY + PH - 35)) ($SHOTS/prompt-armed.png): $(cat "$WORK/connect-w1.log")"
-    SID=$(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | grep '"decision"' | grep -o '"session":"[^"]*"' | head -n1)
-    [ -n "$SID" ] || die "no decision record for BOOT-W1: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
-    wait_for 10 sh -c "grep -F '$SID' '$ROOT/var/lib/accord/audit.jsonl' | grep -q '\"session_started\"'" \
-        || die "no session_started for BOOT-W1 ($SID) in the audit log: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
-    grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep '"session_started"' | grep -q 'mutter (started for the session' \
-        || die "the session's upstream is not Accord's Mutter server: $(grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep session_started)"
-    ok "4: accord connect --view-only: the prompt shown on GNOME Wayland ($SHOTS/prompt-w1.png, ${PW}x$PH at $PX,$PY), \"Allow view only\" clicked through RemoteDesktop: accepted, upstream = mutter (audit log)"
-    # The technician's viewer on accord connect's loopback port
-    mkfifo -m 0600 "$HB/tech.in"
-    exec {RFB_FD}<>"$HB/tech.in"
-    : >"$HB/tech.out"; RFB_OUT=$HB/tech.out; RFB_LINES=0
-    in_c sh -c "exec python3 $B/rfb_probe.py tcp:5901 <$B/tech.in >$B/tech.out 2>$B/tech.err" &
-    rfb_reply; case $REPLY in "ok 1280x800 "*) ;; *) die "the technician's viewer through accord connect: $REPLY $(cat "$HB/tech.err" 2>/dev/null)" ;; esac
-    rfb frame "$B/tech-frame.ppm"
-    in_c convert "$B/tech-frame.ppm" "$B/tech-frame.png" && cp "$HB/tech-frame.png" "$SHOTS/tech-frame.png"
-    frame probe-during
-    DIFF=$(in_c compare -metric AE -fuzz 10% "$B/tech-frame.png" "$B/$U/probe-during.png" null: 2>&1 || true)
-    [ "${DIFF%%.*}" -lt 51200 ] 2>/dev/null \
-        || die "the technician's frame differs from the screen in $DIFF pixels (over 5 %): $SHOTS/tech-frame.png vs $SHOTS/probe-during.png"
-    ok "4: the technician's viewer through accord connect receives the GNOME screen: 1280x800, $DIFF pixels differ from the test's own frame ($SHOTS/tech-frame.png)"
-    rfb click 40 15
-    sleep 1.5
-    frame view-click-w1
-    awk -v f="${FRAME_INFO##* }" "BEGIN { exit !(f >= 0.7) }" \
-        || die "view only through accord connect: a click on Activities changed the screen (${FRAME_INFO##* } background, $SHOTS/view-click-w1.png)"
-    no_new_remote_desktop \
-        || die "view only through accord connect: a RemoteDesktop session exists: $(mutter_sessions) (base $BASE_SESSIONS)"
-    in_c accord end >"$WORK/end-w1.log" 2>&1 || die "accord end: $(cat "$WORK/end-w1.log")"
-    wait_for 20 sh -c "! kill -0 $CPID 2>/dev/null" || die "accord connect still runs 20 s after accord end"
-    wait "$CPID" && rc=0 || rc=$?
-    [ "$rc" = 0 ] || die "accord connect exited $rc after accord end, expected 0: $(cat "$WORK/connect-w1.log")"
-    wait_for 10 sessions_back || die "after accord end, Mutter sessions are $(mutter_sessions), expected $BASE_SESSIONS (the screen server's gone)"
-    wait_for 10 sh -c "! nsenter -t $PID1 -a pgrep -f '^accord screen-server' >/dev/null" || die "accord screen-server still runs after accord end"
-    exec {RFB_FD}>&-; RFB_FD=
-    ok "4: view only through accord connect: a click on Activities opened no RemoteDesktop session; accord end: connect exit 0, the screen server and its Mutter sessions gone"
-else
 in_c timeout 60 accord connect "127.0.0.1:$PORT" --ca $B/pki/ca.pem --cert $B/pki/technician.pem \
-    --key $B/pki/technician.key --ticket BOOT-W1 --reason "wayland-test" >"$WORK/connect-w1.log" 2>&1 && rc=0 || rc=$?
-REFUSAL=$(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | grep -o 'unsupported_session\|no_user' | head -n1 || true)
-case $WAYLAND_EXPECT in
-unsupported)
-    [ "$rc" = 8 ] || die "accord connect to clin's Wayland session exited $rc, expected 8 (unsupported_session): $(cat "$WORK/connect-w1.log")"
-    [ "$REFUSAL" = unsupported_session ] \
-        || die "the audit log's refusal of BOOT-W1 is '${REFUSAL:-none}', expected unsupported_session: $(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | tail -n 2)"
-    ok "4: accord connect to the Wayland session: exit 8, refused unsupported_session (audit log): $(tail -n 1 "$WORK/connect-w1.log")"
-    ;;
-esac
-fi
+    --key $B/pki/technician.key --ticket BOOT-W1 --reason "wayland-test" --view-only >"$WORK/connect-w1.log" 2>&1 &
+CPID=$!
+prompt_shown() { frame prompt-w1; awk -v f="${FRAME_INFO##* }" 'BEGIN { exit !(f < 0.9) }'; }
+wait_for 30 prompt_shown || die "no prompt on the screen 30 s after the request ($SHOTS/prompt-w1.png): $(cat "$WORK/connect-w1.log")"
+# The prompt is the one light window on the background: its box, then
+# "Allow view only", bottom left, once the buttons are armed.
+# (below GNOME's top bar, whose white text would count)
+BOX=$(in_c convert "$B/$U/prompt-w1.png" -alpha off -crop 1280x760+0+40 +repage -fuzz 2% -fill black +opaque '#f8f8f8' -format '%@' info:) \
+    || die "convert could not find the prompt in $SHOTS/prompt-w1.png"
+read -r PW PH PX PY <<<"$(tr 'x+' '  ' <<<"$BOX")"
+PY=$((PY + 40))
+[ "$PW" -gt 400 ] && [ "$PH" -gt 300 ] || die "the prompt's box is ${PW}x$PH at $PX,$PY: not a prompt ($SHOTS/prompt-w1.png)"
+sleep 3   # the arm delay (the buttons are inactive at first)
+frame prompt-armed
+probe click $((PX + 70)) $((PY + PH - 35))
+wait_for 20 grep -q 'accepted (' "$WORK/connect-w1.log" \
+    || die "no 'accepted' from accord connect after the click on \"Allow view only\" at $((PX + 70)),$((PY + PH - 35)) ($SHOTS/prompt-armed.png): $(cat "$WORK/connect-w1.log")"
+SID=$(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | grep '"decision"' | grep -o '"session":"[^"]*"' | head -n1)
+[ -n "$SID" ] || die "no decision record for BOOT-W1: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
+wait_for 10 sh -c "grep -F '$SID' '$ROOT/var/lib/accord/audit.jsonl' | grep -q '\"session_started\"'" \
+    || die "no session_started for BOOT-W1 ($SID) in the audit log: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
+grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep '"session_started"' | grep -q 'mutter (started for the session' \
+    || die "the session's upstream is not Accord's Mutter server: $(grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep session_started)"
+ok "4: accord connect --view-only: the prompt shown on GNOME Wayland ($SHOTS/prompt-w1.png, ${PW}x$PH at $PX,$PY), \"Allow view only\" clicked through RemoteDesktop: accepted, upstream = mutter (audit log)"
+# The technician's viewer on accord connect's loopback port
+mkfifo -m 0600 "$HB/tech.in"
+exec {RFB_FD}<>"$HB/tech.in"
+: >"$HB/tech.out"; RFB_OUT=$HB/tech.out; RFB_LINES=0
+# Without the test's own ends of the fifos: a viewer holding its
+# fifo's write end never sees the end of its input, outlives the test's
+# quit, and holds the container's power-off.
+in_c sh -c "exec python3 $B/rfb_probe.py tcp:5901 <$B/tech.in >$B/tech.out 2>$B/tech.err" {RFB_FD}>&- {PROBE_FD}>&- &
+TECH_VIEWER=$!
+rfb_reply; case $REPLY in "ok 1280x800 "*) ;; *) die "the technician's viewer through accord connect: $REPLY $(cat "$HB/tech.err" 2>/dev/null)" ;; esac
+rfb frame "$B/tech-frame.ppm"
+in_c convert "$B/tech-frame.ppm" "$B/tech-frame.png" && cp "$HB/tech-frame.png" "$SHOTS/tech-frame.png"
+frame probe-during
+DIFF=$(in_c compare -metric AE -fuzz 10% "$B/tech-frame.png" "$B/$U/probe-during.png" null: 2>&1 || true)
+[ "${DIFF%%.*}" -lt 51200 ] 2>/dev/null \
+    || die "the technician's frame differs from the screen in $DIFF pixels (over 5 %): $SHOTS/tech-frame.png vs $SHOTS/probe-during.png"
+ok "4: the technician's viewer through accord connect receives the GNOME screen: 1280x800, $DIFF pixels differ from the test's own frame ($SHOTS/tech-frame.png)"
+rfb click 40 15
+sleep 1.5
+frame view-click-w1
+awk -v f="${FRAME_INFO##* }" "BEGIN { exit !(f >= 0.7) }" \
+    || die "view only through accord connect: a click on Activities changed the screen (${FRAME_INFO##* } background, $SHOTS/view-click-w1.png)"
+no_new_remote_desktop \
+    || die "view only through accord connect: a RemoteDesktop session exists: $(mutter_sessions) (base $BASE_SESSIONS)"
+in_c accord end >"$WORK/end-w1.log" 2>&1 || die "accord end: $(cat "$WORK/end-w1.log")"
+wait_for 20 sh -c "! kill -0 $CPID 2>/dev/null" || die "accord connect still runs 20 s after accord end"
+wait "$CPID" && rc=0 || rc=$?
+[ "$rc" = 0 ] || die "accord connect exited $rc after accord end, expected 0: $(cat "$WORK/connect-w1.log")"
+wait_for 10 sessions_back || die "after accord end, Mutter sessions are $(mutter_sessions), expected $BASE_SESSIONS (the screen server's gone)"
+wait_for 10 sh -c "! nsenter -t $PID1 -a pgrep -f '^accord screen-server' >/dev/null" || die "accord screen-server still runs after accord end"
+viewer_stop
+wait_for 10 sh -c "! kill -0 $TECH_VIEWER 2>/dev/null" || die "the technician's viewer still runs 10 s after quit"
+wait "$TECH_VIEWER" || true
+ok "4: view only through accord connect: a click on Activities opened no RemoteDesktop session; accord end: connect exit 0, the screen server and its Mutter sessions gone"
 frame after-connect
 ok "4: the screen after the request: $SHOTS/after-connect.png (${FRAME_INFO##* } background)"
 lap "accord connect"
