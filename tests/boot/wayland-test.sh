@@ -21,8 +21,9 @@
 #      only gives the desktop's frames, a click changes nothing and opens no
 #      RemoteDesktop session (counted on the bus); a view that may become
 #      control opens RemoteDesktop at the first click, which opens the
-#      overview, and Escape closes it; SIGKILLed, its Mutter sessions end
-#      with it
+#      overview, and Escape closes it; SIGKILLed with Super held down, its
+#      Mutter sessions end with it and the key goes up (GNOME opens the
+#      overview on Super's release)
 #   4. its helper started as GNOME starts it (XDG autostart under clin's
 #      systemd instance), `accord connect --view-only` from the technician's
 #      side: the prompt on the screen as a Wayland window (the one light box
@@ -372,13 +373,27 @@ OV3=$VFRAME_F
 rfb key 0xff1b
 vframes control-desktop2 "$DESKTOP" || die "control: Escape through accord screen-server did not close the overview ($SHOTS/control-desktop2.png)"
 ok "3b: accord screen-server --mode view --input: the first click opened Mutter's RemoteDesktop and the overview ($OV3 background, $SHOTS/control-overview.png); Escape closed it"
-# the server killed mid-session (as with the helper's death): Mutter's sessions go with it
+# the server killed mid-session (as with the helper's death) with a key
+# held down: Mutter's sessions go with it, and the key is released. The
+# key is Super: GNOME opens the overview when Super goes up with nothing
+# pressed in between, so the overview opening after the kill is the
+# release (a Super left held would open nothing).
 SERVER_PID=$(in_c pgrep -u "$U" -f "^accord screen-server --socket $PRIV/control.sock")
 [ -n "$SERVER_PID" ] || die "control: no accord screen-server process"
+frames before-held-super "$DESKTOP" || die "control: not on the desktop before the held key ($SHOTS/before-held-super.png)"
+rfb press 0xffeb
+sleep 1
+frame held-super
+awk -v f="${FRAME_INFO##* }" "BEGIN { exit !($DESKTOP) }" \
+    || die "Super held down (not released) already changed the screen (${FRAME_INFO##* } background, $SHOTS/held-super.png)"
 in_c kill -KILL "$SERVER_PID"
 wait_for 10 sessions_back || die "the screen server was killed: Mutter sessions are still $(mutter_sessions), expected $BASE_SESSIONS"
 exec {RFB_FD}>&-; RFB_FD=
-ok "3c: accord screen-server killed (SIGKILL) mid-session: its RemoteDesktop and ScreenCast sessions ended with it ($(mutter_sessions) left = the probe's own)"
+frames released-super "$OVERVIEW" \
+    || die "the screen server was killed with Super held: no overview (${FRAME_INFO##* } background, $SHOTS/released-super.png), so Mutter did not release the key"
+probe key Escape
+frames after-released-super "$DESKTOP" || die "Escape did not close the overview after the released Super ($SHOTS/after-released-super.png)"
+ok "3c: accord screen-server killed (SIGKILL) mid-session with Super held: its RemoteDesktop and ScreenCast sessions ended with it ($(mutter_sessions) left = the probe's own), and the key went up (GNOME opened the overview on Super's release: $SHOTS/released-super.png)"
 lap "screen server: control"
 
 boot_demo_pki
