@@ -150,7 +150,7 @@ impl Prompter for HelperPrompter {
             helpers.send(conn, ToHelper::Open(WireOpen::from_request(&req)));
             let (fd, server) = match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
                 Ok(Ok(Ok(opened))) => opened,
-                Ok(Ok(Err(why))) => return Err(ScreenError(why)),
+                Ok(Ok(Err(why))) => return Err(ScreenError(why.to_string())),
                 Ok(Err(_)) => {
                     return Err(ScreenError(
                         "the session helper went away while starting the VNC server".into(),
