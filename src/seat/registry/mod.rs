@@ -572,7 +572,7 @@ impl Helpers {
         ))
     }
 
-    fn choose(&self) -> Result<u64, String> {
+    fn choose(&self) -> Result<u64, rule::NoUser> {
         let seat = self.seat.borrow().clone();
         let r = self.reg();
         rule::choose(self.mode, &seat, r.conns.values().map(|c| &c.id)).map(|h| h.conn)

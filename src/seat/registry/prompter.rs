@@ -38,7 +38,9 @@ impl Prompter for HelperPrompter {
         let mut req = req;
         async move {
             helpers.refuse_unsupported()?;
-            let conn = helpers.choose().map_err(PromptError::NoUser)?;
+            let conn = helpers
+                .choose()
+                .map_err(|e| PromptError::NoUser(e.to_string()))?;
             let (tx, mut rx) = oneshot::channel();
             let id = req.id;
             {
