@@ -218,7 +218,9 @@ async fn watch_seat_sees_the_lock() {
     .await;
     eprintln!("LockedHint=true seen in {took:?}");
     assert_eq!(
-        choose(SeatMode::Logind, &rx.borrow(), &[helper(1000, "2")]).map(|h| h.uid),
+        choose(SeatMode::Logind, &rx.borrow(), &[helper(1000, "2")])
+            .map(|h| h.uid)
+            .map_err(|e| e.to_string()),
         Err("the screen is locked".into())
     );
 
@@ -242,7 +244,9 @@ async fn a_remote_session_is_never_asked() {
     let view = rx.borrow().clone();
     assert!(view.active.as_ref().is_some_and(|s| s.remote));
     assert_eq!(
-        choose(SeatMode::Logind, &view, &[helper(1000, "5")]).map(|h| h.uid),
+        choose(SeatMode::Logind, &view, &[helper(1000, "5")])
+            .map(|h| h.uid)
+            .map_err(|e| e.to_string()),
         Err("the active session is remote".into())
     );
 }

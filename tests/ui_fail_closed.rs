@@ -230,7 +230,7 @@ fn host(
             shortcut: "ctrl+alt+Pause".into(),
             actions: Arc::new(NoActions),
         };
-        let r = host::run(&hub, &cfg);
+        let r = host::run(&hub, &cfg).map_err(|e| e.to_string());
         if let Err(e) = &r {
             hub.mark_dead(format!("no window can be shown: {e}"));
         }

@@ -12,7 +12,7 @@ pub fn run(lang: &str, shortcut: String) -> Result<(), StartError> {
         "en" => crate::ui::Lang::En,
         other => return Err(StartError::Other(format!("unknown language {other:?}"))),
     };
-    crate::ui::window::child::run(lang, shortcut).map_err(StartError::Other)
+    crate::ui::window::child::run(lang, shortcut).map_err(|e| StartError::Other(e.to_string()))
 }
 
 #[cfg(not(feature = "ui"))]

@@ -12,7 +12,7 @@ use super::{
     UpstreamAddr, every, limits, millis, secs, spelled, valid_sd_id,
 };
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{AddrParseError, SocketAddr};
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
@@ -144,14 +144,14 @@ impl Checker<'_> {
         &mut self,
         v: &S<String>,
         key: &str,
-        parse: impl FnOnce(&str) -> Result<T, String>,
+        parse: impl FnOnce(&str) -> Result<T, ValueError>,
         default: T,
     ) -> T {
         let Some(s) = v else { return default };
         match parse(s.get_ref()) {
             Ok(t) => t,
-            Err(message) => {
-                self.problem(s, key, message);
+            Err(e) => {
+                self.problem(s, key, e.to_string());
                 default
             }
         }
@@ -170,7 +170,10 @@ impl Checker<'_> {
             spelled(all, as_str, s).ok_or_else(|| {
                 let allowed: Vec<String> =
                     all.iter().map(|&t| format!("{:?}", as_str(t))).collect();
-                format!("{s:?} is not one of {}", allowed.join(", "))
+                ValueError::NotOneOf {
+                    value: s.to_owned(),
+                    allowed: allowed.join(", "),
+                }
             })
         };
         self.parsed(v, key, parse, default)
@@ -196,7 +199,7 @@ impl Checker<'_> {
     fn path(&mut self, v: &S<String>, key: &str, default: PathBuf) -> PathBuf {
         let parse = |s: &str| {
             if s.trim().is_empty() {
-                Err("must not be empty (a file path)".to_owned())
+                Err(ValueError::EmptyPath)
             } else {
                 Ok(PathBuf::from(s))
             }
@@ -283,7 +286,11 @@ fn listen(c: &mut Checker, raw: &RawListen) -> Listen {
         "listen.address",
         |s| {
             s.parse::<SocketAddr>()
-                .map_err(|_| format!("{s:?} is not an IP:port address (e.g. \"{}\")", d.address))
+                .map_err(|source| ValueError::NotListenAddress {
+                    value: s.to_owned(),
+                    example: d.address,
+                    source,
+                })
         },
         d.address,
     );
@@ -458,7 +465,9 @@ fn ui(c: &mut Checker, raw: &RawUi) -> Ui {
         "ui.kill_shortcut",
         |s| {
             if s.trim().is_empty() {
-                Err(format!("must not be empty (e.g. {:?})", d.kill_shortcut))
+                Err(ValueError::EmptyShortcut {
+                    example: d.kill_shortcut.clone(),
+                })
             } else {
                 Ok(s.to_owned())
             }
@@ -529,28 +538,64 @@ fn allow_entry(s: &str) -> Option<AllowEntry> {
     None
 }
 
-fn upstream_addr(s: &str) -> Result<UpstreamAddr, String> {
+/// Why a key's value was refused. Its text is the problem's message that
+/// `accord policy check` prints and administrators search for: keep it word
+/// for word (pinned by `policy::tests::value_messages_are_pinned`).
+#[derive(Debug, thiserror::Error)]
+enum ValueError {
+    #[error("{value:?} is not one of {allowed}")]
+    NotOneOf { value: String, allowed: String },
+    #[error("must not be empty (a file path)")]
+    EmptyPath,
+    #[error("{value:?} is not an IP:port address (e.g. \"{example}\")")]
+    NotListenAddress {
+        value: String,
+        example: SocketAddr,
+        #[source]
+        source: AddrParseError,
+    },
+    #[error("{0:?}: a Unix socket needs an absolute path, e.g. \"unix:/run/user/1000/vnc.sock\"")]
+    RelativeSocket(String),
+    /// A VNC server reachable from the network would bypass consent.
+    #[error(
+        "{0} is not a loopback address: the VNC server must only be reachable locally (127.0.0.1:5900 or unix:/path)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("{value:?} is not \"IP:port\" or \"unix:/path\" (e.g. \"127.0.0.1:5900\")")]
+    NotUpstreamAddress {
+        value: String,
+        #[source]
+        source: AddrParseError,
+    },
+    #[error("{0:?} is not \"tls://host:port\" (e.g. \"tls://siem.example:6514\")")]
+    NotTlsTarget(String),
+    #[error(
+        "{0:?} is not an SD-ID: expected name@<your enterprise number>, e.g. \"accord@61234\" (at most 32 characters, no space, =, ] or \")"
+    )]
+    NotSdId(String),
+    #[error("must not be empty (e.g. {example:?})")]
+    EmptyShortcut { example: String },
+}
+
+fn upstream_addr(s: &str) -> Result<UpstreamAddr, ValueError> {
     if let Some(p) = s.strip_prefix("unix:") {
         if p.is_empty() || !p.starts_with('/') {
-            return Err(format!(
-                "{s:?}: a Unix socket needs an absolute path, e.g. \"unix:/run/user/1000/vnc.sock\""
-            ));
+            return Err(ValueError::RelativeSocket(s.to_owned()));
         }
         return Ok(UpstreamAddr::Unix(PathBuf::from(p)));
     }
     match s.parse::<SocketAddr>() {
         Ok(a) if a.ip().is_loopback() => Ok(UpstreamAddr::Tcp(a)),
-        Ok(a) => Err(format!(
-            "{a} is not a loopback address: the VNC server must only be reachable locally (127.0.0.1:5900 or unix:/path)"
-        )),
-        Err(_) => Err(format!(
-            "{s:?} is not \"IP:port\" or \"unix:/path\" (e.g. \"127.0.0.1:5900\")"
-        )),
+        Ok(a) => Err(ValueError::NotLoopback(a)),
+        Err(source) => Err(ValueError::NotUpstreamAddress {
+            value: s.to_owned(),
+            source,
+        }),
     }
 }
 
-fn forward_target(s: &str) -> Result<ForwardTarget, String> {
-    let bad = || format!("{s:?} is not \"tls://host:port\" (e.g. \"tls://siem.example:6514\")");
+fn forward_target(s: &str) -> Result<ForwardTarget, ValueError> {
+    let bad = || ValueError::NotTlsTarget(s.to_owned());
     let rest = s.strip_prefix("tls://").ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -564,13 +609,11 @@ fn forward_target(s: &str) -> Result<ForwardTarget, String> {
     })
 }
 
-fn sd_id(s: &str) -> Result<String, String> {
+fn sd_id(s: &str) -> Result<String, ValueError> {
     if valid_sd_id(s) {
         Ok(s.to_owned())
     } else {
-        Err(format!(
-            "{s:?} is not an SD-ID: expected name@<your enterprise number>, e.g. \"accord@61234\" (at most 32 characters, no space, =, ] or \")"
-        ))
+        Err(ValueError::NotSdId(s.to_owned()))
     }
 }
 

@@ -256,3 +256,81 @@ fn single_seat_names_its_users() {
     let again = Policy::parse_str(&ok.to_toml(), None).unwrap();
     assert_eq!(again.service, ok.service);
 }
+
+/// The value parsers' messages, word for word: `accord policy check` prints
+/// them and administrators search for them.
+#[test]
+fn value_messages_are_pinned() {
+    for (src, key, want) in [
+        (
+            "[listen]\naddress = \"nope\"\n",
+            "listen.address",
+            r#""nope" is not an IP:port address (e.g. "0.0.0.0:5988")"#,
+        ),
+        (
+            "[listen]\ncert = \" \"\n",
+            "listen.cert",
+            "must not be empty (a file path)",
+        ),
+        (
+            "[upstream]\nvnc = \"unix:rel\"\n",
+            "upstream.vnc",
+            r#""unix:rel": a Unix socket needs an absolute path, e.g. "unix:/run/user/1000/vnc.sock""#,
+        ),
+        (
+            "[upstream]\nvnc = \"unix:\"\n",
+            "upstream.vnc",
+            r#""unix:": a Unix socket needs an absolute path, e.g. "unix:/run/user/1000/vnc.sock""#,
+        ),
+        (
+            "[upstream]\nvnc = \"10.0.0.5:5900\"\n",
+            "upstream.vnc",
+            "10.0.0.5:5900 is not a loopback address: the VNC server must only be reachable locally (127.0.0.1:5900 or unix:/path)",
+        ),
+        (
+            "[upstream]\nvnc = \"localhost\"\n",
+            "upstream.vnc",
+            r#""localhost" is not "IP:port" or "unix:/path" (e.g. "127.0.0.1:5900")"#,
+        ),
+        (
+            "[audit]\nforward = \"udp://x:514\"\n",
+            "audit.forward",
+            r#""udp://x:514" is not "tls://host:port" (e.g. "tls://siem.example:6514")"#,
+        ),
+        (
+            "[audit]\nforward = \"tls://x\"\n",
+            "audit.forward",
+            r#""tls://x" is not "tls://host:port" (e.g. "tls://siem.example:6514")"#,
+        ),
+        (
+            "[audit]\nforward = \"tls://x:port\"\n",
+            "audit.forward",
+            r#""tls://x:port" is not "tls://host:port" (e.g. "tls://siem.example:6514")"#,
+        ),
+        (
+            "[audit]\nforward = \"tls://:6514\"\n",
+            "audit.forward",
+            r#""tls://:6514" is not "tls://host:port" (e.g. "tls://siem.example:6514")"#,
+        ),
+        (
+            "[audit]\nsd_id = \"bad id\"\n",
+            "audit.sd_id",
+            r#""bad id" is not an SD-ID: expected name@<your enterprise number>, e.g. "accord@61234" (at most 32 characters, no space, =, ] or ")"#,
+        ),
+        (
+            "[ui]\nkill_shortcut = \" \"\n",
+            "ui.kill_shortcut",
+            r#"must not be empty (e.g. "Ctrl+Alt+Pause")"#,
+        ),
+        (
+            "[ui]\nlanguage = \"de\"\n",
+            "ui.language",
+            r#""de" is not one of "auto", "fr", "en""#,
+        ),
+    ] {
+        let p = problems(src);
+        assert_eq!(p.len(), 1, "{src}: {p:?}");
+        assert_eq!(p[0].key, key, "{src}");
+        assert_eq!(p[0].message, want, "{src}");
+    }
+}

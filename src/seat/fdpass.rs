@@ -169,26 +169,46 @@ pub async fn send_line(stream: &UnixStream, line: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Why a descriptor a helper handed over cannot be a session's server leg
+/// (the helper is cut off and the session's record says why).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ServerSocketError {
+    #[error("not a socket: {0}")]
+    NotASocket(#[source] rustix::io::Errno),
+    #[error("not a Unix socket")]
+    NotUnix,
+    /// The kernel would not say the socket's type.
+    #[error("{0}")]
+    Type(#[source] rustix::io::Errno),
+    #[error("not a stream socket")]
+    NotStream,
+    #[error("not connected: {0}")]
+    NotConnected(#[source] rustix::io::Errno),
+    /// A server of another user: its screen is not the consenting user's.
+    #[error("its other end runs as uid {peer}, not as the helper's user ({uid})")]
+    ForeignPeer { peer: u32, uid: u32 },
+}
+
 /// What a received descriptor must be to serve as a session's server leg:
 /// a connected Unix stream socket whose other end is a process of `uid`
 /// (the server the consenting user's helper started), not anything else a
 /// helper could send.
-pub fn check_server_socket(fd: &OwnedFd, uid: u32) -> Result<(), String> {
+pub fn check_server_socket(fd: &OwnedFd, uid: u32) -> Result<(), ServerSocketError> {
     use rustix::net::{AddressFamily, SocketType, sockopt};
     let fd = fd.as_fd();
-    let family = sockopt::socket_domain(fd).map_err(|e| format!("not a socket: {e}"))?;
+    let family = sockopt::socket_domain(fd).map_err(ServerSocketError::NotASocket)?;
     if family != AddressFamily::UNIX {
-        return Err("not a Unix socket".into());
+        return Err(ServerSocketError::NotUnix);
     }
-    if sockopt::socket_type(fd).map_err(|e| e.to_string())? != SocketType::STREAM {
-        return Err("not a stream socket".into());
+    if sockopt::socket_type(fd).map_err(ServerSocketError::Type)? != SocketType::STREAM {
+        return Err(ServerSocketError::NotStream);
     }
-    let peer = sockopt::socket_peercred(fd).map_err(|e| format!("not connected: {e}"))?;
+    let peer = sockopt::socket_peercred(fd).map_err(ServerSocketError::NotConnected)?;
     if peer.uid.as_raw() != uid {
-        return Err(format!(
-            "its other end runs as uid {}, not as the helper's user ({uid})",
-            peer.uid.as_raw()
-        ));
+        return Err(ServerSocketError::ForeignPeer {
+            peer: peer.uid.as_raw(),
+            uid,
+        });
     }
     Ok(())
 }
@@ -220,7 +240,13 @@ mod tests {
         // SAFETY: getuid has no preconditions.
         let me = unsafe { libc::getuid() };
         assert_eq!(check_server_socket(&fd, me), Ok(()));
-        assert!(check_server_socket(&fd, me + 1).is_err());
+        assert_eq!(
+            check_server_socket(&fd, me + 1),
+            Err(ServerSocketError::ForeignPeer {
+                peer: me,
+                uid: me + 1
+            })
+        );
         drop(a);
         assert!(!r.read_line(&b, &mut line).await.unwrap());
     }
@@ -242,11 +268,9 @@ mod tests {
         }
         assert!(matches!(err, Some(FdLineError::TooManyFds)), "{err:?}");
         let file: OwnedFd = std::fs::File::open("/dev/null").unwrap().into();
-        assert!(
-            check_server_socket(&file, 0)
-                .unwrap_err()
-                .contains("not a socket")
-        );
+        let e = check_server_socket(&file, 0).unwrap_err();
+        assert!(matches!(e, ServerSocketError::NotASocket(_)), "{e:?}");
+        assert!(e.to_string().starts_with("not a socket: "), "{e}");
     }
 
     #[tokio::test]

@@ -27,21 +27,49 @@ pub struct LoginSession {
 
 impl LoginSession {
     /// A graphical session of a real user, local, not locked.
-    pub fn can_answer(&self) -> Result<(), &'static str> {
+    pub fn can_answer(&self) -> Result<(), NoUser> {
         if self.remote {
-            return Err("the active session is remote");
+            return Err(NoUser::Remote);
         }
         if self.class != "user" {
-            return Err("the active session is not a user's (login screen?)");
+            return Err(NoUser::NotAUser);
         }
         if !is_graphical(&self.kind) {
-            return Err("the active session is not graphical");
+            return Err(NoUser::NotGraphical);
         }
         if self.locked {
-            return Err("the screen is locked");
+            return Err(NoUser::Locked);
         }
         Ok(())
     }
+}
+
+/// Why nobody can be asked: the request is refused `no_user`, and this text
+/// is what the technician and the audit log read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoUser {
+    #[error("no session is active on the seat")]
+    NoActiveSession,
+    /// Whoever is at the other end of an SSH or remote-desktop login is not
+    /// in front of the screen.
+    #[error("the active session is remote")]
+    Remote,
+    #[error("the active session is not a user's (login screen?)")]
+    NotAUser,
+    #[error("the active session is not graphical")]
+    NotGraphical,
+    /// logind's `LockedHint`.
+    #[error("the screen is locked")]
+    Locked,
+    #[error("no Accord helper runs in the session in front of the screen")]
+    NoHelper,
+    /// The one helper's screen saver is active (no `LockedHint` from it).
+    #[error("the screen is locked")]
+    ScreenSaver,
+    /// Asking one of them could ask someone else than the person in front
+    /// of the screen.
+    #[error("{0} helpers could answer: nobody can tell who is in front of the screen")]
+    Several(usize),
 }
 
 /// logind's session `Type` of a graphical session.
@@ -143,15 +171,15 @@ pub fn choose<'a>(
     mode: SeatMode,
     seat: &SeatView,
     helpers: impl IntoIterator<Item = &'a HelperId>,
-) -> Result<&'a HelperId, String> {
+) -> Result<&'a HelperId, NoUser> {
     let helpers: Vec<&HelperId> = helpers.into_iter().collect();
     let candidates: Vec<&HelperId> = match mode {
         SeatMode::Single => helpers.iter().copied().filter(|h| !h.unavailable).collect(),
         SeatMode::Logind => {
             let Some(active) = &seat.active else {
-                return Err("no session is active on the seat".into());
+                return Err(NoUser::NoActiveSession);
             };
-            active.can_answer().map_err(str::to_string)?;
+            active.can_answer()?;
             helpers
                 .iter()
                 .copied()
@@ -160,13 +188,10 @@ pub fn choose<'a>(
         }
     };
     match candidates.as_slice() {
-        [] => Err("no Accord helper runs in the session in front of the screen".into()),
-        [one] if one.screensaver => Err("the screen is locked".into()),
+        [] => Err(NoUser::NoHelper),
+        [one] if one.screensaver => Err(NoUser::ScreenSaver),
         [one] => Ok(one),
-        _ => Err(format!(
-            "{} helpers could answer: nobody can tell who is in front of the screen",
-            candidates.len()
-        )),
+        _ => Err(NoUser::Several(candidates.len())),
     }
 }
 
@@ -230,21 +255,40 @@ mod tests {
         assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
     }
 
+    /// Each refusal says why, in the words the technician and the audit
+    /// log read.
     #[test]
     fn locked_remote_greeter_tty_and_nobody_refuse() {
         let hs = [helper(1, 1001, "3")];
-        for edit in [
-            (|s: &mut LoginSession| s.locked = true) as fn(&mut LoginSession),
-            |s| s.remote = true,
-            |s| s.class = "greeter".into(),
-            |s| s.kind = "tty".into(),
+        for (edit, why) in [
+            (
+                (|s: &mut LoginSession| s.locked = true) as fn(&mut LoginSession),
+                "the screen is locked",
+            ),
+            (|s| s.remote = true, "the active session is remote"),
+            (
+                |s| s.class = "greeter".into(),
+                "the active session is not a user's (login screen?)",
+            ),
+            (
+                |s| s.kind = "tty".into(),
+                "the active session is not graphical",
+            ),
         ] {
             let mut s = session("3", 1001);
             edit(&mut s);
             let seat = seat(s);
-            assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
+            let e = choose(SeatMode::Logind, &seat, &hs).unwrap_err();
+            assert_eq!(e.to_string(), why);
         }
-        assert!(choose(SeatMode::Logind, &SeatView::default(), &hs).is_err());
+        assert_eq!(
+            choose(SeatMode::Logind, &SeatView::default(), &hs).map_err(|e| e.to_string()),
+            Err("no session is active on the seat".into())
+        );
+        assert_eq!(
+            choose(SeatMode::Single, &SeatView::default(), &[]).map_err(|e| e.to_string()),
+            Err("no Accord helper runs in the session in front of the screen".into())
+        );
     }
 
     #[test]
@@ -253,7 +297,10 @@ mod tests {
         let hs = [helper(1, 1001, "3"), helper(2, 1001, "3")];
         assert!(choose(SeatMode::Logind, &seat, &hs).is_err());
         let single = [helper(1, 1000, "x"), helper(2, 1001, "y")];
-        assert!(choose(SeatMode::Single, &SeatView::default(), &single).is_err());
+        assert_eq!(
+            choose(SeatMode::Single, &SeatView::default(), &single).map_err(|e| e.to_string()),
+            Err("2 helpers could answer: nobody can tell who is in front of the screen".into())
+        );
         assert_eq!(
             choose(SeatMode::Single, &SeatView::default(), &single[..1]).map(|h| h.conn),
             Ok(1)
@@ -266,7 +313,10 @@ mod tests {
         let seat = seat(session("3", 1001));
         let mut h = helper(1, 1001, "3");
         h.screensaver = true;
-        assert!(choose(SeatMode::Logind, &seat, std::slice::from_ref(&h)).is_err());
+        assert_eq!(
+            choose(SeatMode::Logind, &seat, std::slice::from_ref(&h)).map_err(|e| e.to_string()),
+            Err("the screen is locked".into())
+        );
         h.screensaver = false;
         h.unavailable = true;
         assert!(choose(SeatMode::Logind, &seat, std::slice::from_ref(&h)).is_err());

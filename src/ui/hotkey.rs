@@ -9,7 +9,7 @@
 //! end the session.
 
 use super::banner::SessionActions;
-use global_hotkey::hotkey::HotKey;
+use global_hotkey::hotkey::{HotKey, HotKeyParseError};
 use global_hotkey::{GlobalHotKeyEvent, GlobalHotKeyManager, HotKeyState};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -53,9 +53,48 @@ pub struct KillShortcut {
     _manager: GlobalHotKeyManager,
 }
 
+/// Why a kill shortcut does not work. Said in the log and by `accord
+/// policy check`; the banner's "Terminer" and the tray still end the
+/// session.
+#[derive(Debug, thiserror::Error)]
+pub enum ShortcutError {
+    #[error("kill shortcut {shortcut:?}: {source}")]
+    Parse {
+        shortcut: String,
+        #[source]
+        source: HotKeyParseError,
+    },
+    /// global-hotkey grabs keys on X11 only.
+    #[error("global shortcuts need X11 (DISPLAY unset, Wayland alone)")]
+    NoX11,
+    #[error("global shortcuts: {0}")]
+    Manager(#[source] global_hotkey::Error),
+    /// Another program holds it, most often.
+    #[error("kill shortcut {shortcut:?}: {source}")]
+    Register {
+        shortcut: String,
+        #[source]
+        source: global_hotkey::Error,
+    },
+    /// Every shortcut failed, each for its own reason.
+    #[error("{}", joined(.0))]
+    NoneRegistered(Vec<ShortcutError>),
+}
+
+fn joined(errors: &[ShortcutError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Parses a shortcut the way the policy writes it (`Ctrl+Alt+Pause`).
-pub fn parse(shortcut: &str) -> Result<HotKey, String> {
-    HotKey::from_str(shortcut).map_err(|e| format!("kill shortcut {shortcut:?}: {e}"))
+pub fn parse(shortcut: &str) -> Result<HotKey, ShortcutError> {
+    HotKey::from_str(shortcut).map_err(|source| ShortcutError::Parse {
+        shortcut: shortcut.to_string(),
+        source,
+    })
 }
 
 /// Registers the shortcuts; pressing one ends the session. Those that
@@ -63,14 +102,14 @@ pub fn parse(shortcut: &str) -> Result<HotKey, String> {
 pub fn register(
     shortcuts: &[String],
     control: Arc<dyn SessionActions>,
-) -> Result<(KillShortcut, Vec<String>), String> {
+) -> Result<(KillShortcut, Vec<ShortcutError>), ShortcutError> {
     // global-hotkey grabs keys on X11; without an X display its thread ends
     // and every registration still reports success.
     #[cfg(all(unix, not(target_os = "macos")))]
     if std::env::var_os("DISPLAY").is_none_or(|d| d.is_empty()) {
-        return Err("global shortcuts need X11 (DISPLAY unset, Wayland alone)".into());
+        return Err(ShortcutError::NoX11);
     }
-    let manager = GlobalHotKeyManager::new().map_err(|e| format!("global shortcuts: {e}"))?;
+    let manager = GlobalHotKeyManager::new().map_err(ShortcutError::Manager)?;
     let mut ids = Vec::new();
     let mut failed = Vec::new();
     for s in shortcuts {
@@ -78,14 +117,17 @@ pub fn register(
             manager
                 .register(h)
                 .map(|()| h.id())
-                .map_err(|e| format!("kill shortcut {s:?}: {e}"))
+                .map_err(|source| ShortcutError::Register {
+                    shortcut: s.clone(),
+                    source,
+                })
         }) {
             Ok(id) => ids.push(id),
             Err(e) => failed.push(e),
         }
     }
     if ids.is_empty() {
-        return Err(failed.join("; "));
+        return Err(ShortcutError::NoneRegistered(failed));
     }
     GlobalHotKeyEvent::set_event_handler(Some(move |ev: GlobalHotKeyEvent| {
         if ids.contains(&ev.id) && ev.state == HotKeyState::Pressed {
@@ -109,5 +151,24 @@ mod tests {
             parse(s).unwrap();
         }
         assert_eq!(display(&v, "Fin", " ou "), "Ctrl+Alt+Pause ou Ctrl+Alt+Fin");
+    }
+
+    /// The log and `accord policy check` name the shortcut that failed, and
+    /// every one when none works.
+    #[test]
+    fn a_failed_shortcut_is_named() {
+        let e = parse("Ctrl+Alt+Nope").unwrap_err();
+        assert!(matches!(e, ShortcutError::Parse { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("kill shortcut \"Ctrl+Alt+Nope\": "),
+            "{e}"
+        );
+        let none = ShortcutError::NoneRegistered(vec![ShortcutError::NoX11, e]);
+        assert!(
+            none.to_string()
+                .starts_with("global shortcuts need X11 (DISPLAY unset, Wayland alone); kill shortcut \"Ctrl+Alt+Nope\": "),
+            "{none}"
+        );
     }
 }

@@ -82,19 +82,35 @@ pub fn pause_item(s: &AgentState) -> Option<bool> {
     }
 }
 
+/// Why an embedded icon could not be decoded (the tray then goes without it).
+#[derive(Debug, thiserror::Error)]
+pub enum IconError {
+    #[error("{0}")]
+    Decode(#[from] png::DecodingError),
+    #[error("image too large")]
+    TooLarge,
+    /// Not 8-bit RGBA after expansion: the tray would read it wrong.
+    #[error("unexpected PNG format {color:?}")]
+    Format {
+        color: png::ColorType,
+        depth: png::BitDepth,
+    },
+}
+
 /// Decodes an embedded PNG into the RGBA the tray wants.
-pub fn decode_png(bytes: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+pub fn decode_png(bytes: &[u8]) -> Result<(Vec<u8>, u32, u32), IconError> {
     let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     dec.set_transformations(png::Transformations::EXPAND | png::Transformations::ALPHA);
-    let mut reader = dec.read_info().map_err(|e| e.to_string())?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| "image too large".to_string())?;
+    let mut reader = dec.read_info()?;
+    let size = reader.output_buffer_size().ok_or(IconError::TooLarge)?;
     let mut buf = vec![0; size];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    let info = reader.next_frame(&mut buf)?;
     buf.truncate(info.buffer_size());
     if info.color_type != png::ColorType::Rgba || info.bit_depth != png::BitDepth::Eight {
-        return Err(format!("unexpected PNG format {:?}", info.color_type));
+        return Err(IconError::Format {
+            color: info.color_type,
+            depth: info.bit_depth,
+        });
     }
     Ok((buf, info.width, info.height))
 }

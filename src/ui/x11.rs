@@ -12,6 +12,31 @@
 //! missing one only means "one banner" (the caller falls back to the monitor
 //! egui reports).
 
+use std::ffi::CStr;
+
+/// Why the monitors could not be read or the banners cannot be raised: the
+/// caller falls back (one banner; "always on top" alone) and logs why.
+#[derive(Debug, thiserror::Error)]
+pub enum X11Error {
+    /// libX11 or libXrandr is not installed (or not the expected soname).
+    #[error("cannot load {}", .0.to_string_lossy())]
+    Load(&'static CStr),
+    #[error("no symbol {}", .0.to_string_lossy())]
+    Symbol(&'static CStr),
+    #[error("cannot open the X display")]
+    NoDisplay,
+    #[error("XRRGetMonitors failed (RandR < 1.5?)")]
+    NoRandr,
+    #[error("RandR lists no monitor")]
+    NoMonitor,
+    #[cfg(not(target_os = "linux"))]
+    #[error("monitor list not implemented on this platform")]
+    NoMonitorList,
+    #[cfg(not(target_os = "linux"))]
+    #[error("not implemented on this platform")]
+    NoRaiser,
+}
+
 /// One monitor, in X screen pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Monitor {
@@ -25,11 +50,11 @@ pub struct Monitor {
 /// The monitors of `$DISPLAY`, primary first; an error says why they could
 /// not be read.
 #[cfg(target_os = "linux")]
-pub fn monitors() -> Result<Vec<Monitor>, String> {
+pub fn monitors() -> Result<Vec<Monitor>, X11Error> {
     let mut v = ffi::monitors()?;
     v.retain(|m| m.width > 0 && m.height > 0);
     if v.is_empty() {
-        return Err("RandR lists no monitor".into());
+        return Err(X11Error::NoMonitor);
     }
     // Primary first, then left to right, top to bottom.
     v.sort_by_key(|m| (!m.primary, m.x, m.y));
@@ -37,8 +62,8 @@ pub fn monitors() -> Result<Vec<Monitor>, String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn monitors() -> Result<Vec<Monitor>, String> {
-    Err("monitor list not implemented on this platform".into())
+pub fn monitors() -> Result<Vec<Monitor>, X11Error> {
+    Err(X11Error::NoMonitorList)
 }
 
 /// Raises this process's managed windows (those in the window manager's
@@ -51,7 +76,7 @@ pub struct Raiser(ffi::Raiser);
 
 #[cfg(target_os = "linux")]
 impl Raiser {
-    pub fn new() -> Result<Raiser, String> {
+    pub fn new() -> Result<Raiser, X11Error> {
         ffi::Raiser::new().map(Raiser)
     }
 
@@ -66,8 +91,8 @@ pub struct Raiser;
 
 #[cfg(not(target_os = "linux"))]
 impl Raiser {
-    pub fn new() -> Result<Raiser, String> {
-        Err("not implemented on this platform".into())
+    pub fn new() -> Result<Raiser, X11Error> {
+        Err(X11Error::NoRaiser)
     }
     pub fn raise(&self) -> usize {
         0
@@ -76,7 +101,7 @@ impl Raiser {
 
 #[cfg(target_os = "linux")]
 mod ffi {
-    use super::Monitor;
+    use super::{Monitor, X11Error};
     use std::ffi::{CStr, c_char, c_int, c_ulong, c_void};
 
     #[repr(C)]
@@ -105,12 +130,12 @@ mod ffi {
     struct Lib(*mut c_void);
 
     impl Lib {
-        fn open(name: &CStr) -> Result<Lib, String> {
+        fn open(name: &'static CStr) -> Result<Lib, X11Error> {
             // SAFETY: `name` is a valid C string; dlopen has no other
             // precondition. The library's initialisers are those winit runs.
             let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
             if h.is_null() {
-                Err(format!("cannot load {}", name.to_string_lossy()))
+                Err(X11Error::Load(name))
             } else {
                 Ok(Lib(h))
             }
@@ -118,11 +143,11 @@ mod ffi {
 
         /// # Safety
         /// `T` must be the function pointer type of the symbol `name`.
-        unsafe fn sym<T: Copy>(&self, name: &CStr) -> Result<T, String> {
+        unsafe fn sym<T: Copy>(&self, name: &'static CStr) -> Result<T, X11Error> {
             // SAFETY: the handle is open; `name` is a valid C string.
             let p = unsafe { libc::dlsym(self.0, name.as_ptr()) };
             if p.is_null() {
-                return Err(format!("no symbol {}", name.to_string_lossy()));
+                return Err(X11Error::Symbol(name));
             }
             debug_assert_eq!(size_of::<T>(), size_of::<*mut c_void>());
             // SAFETY: the caller names the symbol's true type; a function
@@ -142,7 +167,7 @@ mod ffi {
         }
     }
 
-    pub(super) fn monitors() -> Result<Vec<Monitor>, String> {
+    pub(super) fn monitors() -> Result<Vec<Monitor>, X11Error> {
         let x11 = Lib::open(c"libX11.so.6")?;
         let xrandr = Lib::open(c"libXrandr.so.2")?;
         // SAFETY: each type matches the Xlib / Xrandr prototype of its symbol.
@@ -161,7 +186,7 @@ mod ffi {
         unsafe {
             let dpy = open(std::ptr::null());
             if dpy.is_null() {
-                return Err("cannot open the X display".into());
+                return Err(X11Error::NoDisplay);
             }
             let mut n: c_int = 0;
             let info = get(dpy, root(dpy), 1, &mut n);
@@ -181,7 +206,7 @@ mod ffi {
             }
             close(dpy);
             if info.is_null() {
-                return Err("XRRGetMonitors failed (RandR < 1.5?)".into());
+                return Err(X11Error::NoRandr);
             }
             Ok(out)
         }
@@ -226,7 +251,7 @@ mod ffi {
     const XA_CARDINAL: c_ulong = 6;
 
     impl Raiser {
-        pub(super) fn new() -> Result<Raiser, String> {
+        pub(super) fn new() -> Result<Raiser, X11Error> {
             let x11 = Lib::open(c"libX11.so.6")?;
             // SAFETY: each type matches the Xlib prototype of its symbol.
             let (open, close, root, intern, get_prop, free, raise, flush) = unsafe {
@@ -244,7 +269,7 @@ mod ffi {
             // SAFETY: null means $DISPLAY; the display is closed on drop.
             let dpy = unsafe { open(std::ptr::null()) };
             if dpy.is_null() {
-                return Err("cannot open the X display".into());
+                return Err(X11Error::NoDisplay);
             }
             // SAFETY: `dpy` is open; the names are valid C strings.
             let (root, client_list, wm_pid) = unsafe {
@@ -332,5 +357,23 @@ mod ffi {
                 (self.close)(self.dpy);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The log names the library or symbol that is missing.
+    #[test]
+    fn a_missing_library_or_symbol_is_named() {
+        assert_eq!(
+            X11Error::Load(c"libXrandr.so.2").to_string(),
+            "cannot load libXrandr.so.2"
+        );
+        assert_eq!(
+            X11Error::Symbol(c"XRRGetMonitors").to_string(),
+            "no symbol XRRGetMonitors"
+        );
     }
 }

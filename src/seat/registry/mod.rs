@@ -77,7 +77,21 @@ struct HistoryAsks {
 }
 
 /// The server connection a helper handed over, or why it could not.
-type Opened = Result<(OwnedFd, String), String>;
+type Opened = Result<(OwnedFd, String), OpenError>;
+
+/// Why a session has no server connection from its helper; the text goes
+/// to the broker, which ends the session and records it.
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    /// `opened` came without a descriptor: also a breach (the helper is cut off).
+    #[error("opened session {0} without its connection")]
+    NoConnection(Uuid),
+    /// The helper's own words (`open_failed`), cut to 600 characters.
+    #[error("{0}")]
+    Failed(String),
+    #[error("refused the connection handed over: {0}")]
+    Refused(#[source] super::fdpass::ServerSocketError),
+}
 
 struct Opening {
     conn: u64,
@@ -357,12 +371,17 @@ impl Helpers {
                 None => {
                     // The session fails on this, before the cut-off helper
                     // ends it `ui_lost`.
-                    let why = format!("opened session {session} without its connection");
-                    self.on_opened(conn, session, Err(why.clone()))?;
-                    Err(Violation(why))
+                    let why = OpenError::NoConnection(session);
+                    let breach = Violation(why.to_string());
+                    self.on_opened(conn, session, Err(why))?;
+                    Err(breach)
                 }
             },
-            F::OpenFailed { session, why } => self.on_opened(conn, session, Err(why)),
+            F::OpenFailed { session, why } => {
+                // The helper's words, bounded before they reach the record.
+                let why = OpenError::Failed(why.chars().take(600).collect());
+                self.on_opened(conn, session, Err(why))
+            }
             F::Hello { .. } => Err(Violation("hello sent twice".into())),
             F::Answer { id, answer } => self.on_answer(conn, id, answer.into()),
             F::End {} => {
@@ -469,15 +488,14 @@ impl Helpers {
             Ok((fd, server)) => match super::fdpass::check_server_socket(&fd, o.uid) {
                 Ok(()) => Ok((fd, server.chars().take(64).collect())),
                 Err(why) => {
-                    let _ = o
-                        .reply
-                        .send(Err(format!("refused the connection handed over: {why}")));
-                    return Err(Violation(format!(
+                    let breach = Violation(format!(
                         "handed over a connection for session {session} that is not its server's: {why}"
-                    )));
+                    ));
+                    let _ = o.reply.send(Err(OpenError::Refused(why)));
+                    return Err(breach);
                 }
             },
-            Err(why) => Err(why.chars().take(600).collect()),
+            Err(e) => Err(e),
         };
         let _ = o.reply.send(result);
         Ok(())
@@ -554,7 +572,7 @@ impl Helpers {
         ))
     }
 
-    fn choose(&self) -> Result<u64, String> {
+    fn choose(&self) -> Result<u64, rule::NoUser> {
         let seat = self.seat.borrow().clone();
         let r = self.reg();
         rule::choose(self.mode, &seat, r.conns.values().map(|c| &c.id)).map(|h| h.conn)

@@ -38,7 +38,9 @@ impl Prompter for HelperPrompter {
         let mut req = req;
         async move {
             helpers.refuse_unsupported()?;
-            let conn = helpers.choose().map_err(PromptError::NoUser)?;
+            let conn = helpers
+                .choose()
+                .map_err(|e| PromptError::NoUser(e.to_string()))?;
             let (tx, mut rx) = oneshot::channel();
             let id = req.id;
             {
@@ -150,7 +152,7 @@ impl Prompter for HelperPrompter {
             helpers.send(conn, ToHelper::Open(WireOpen::from_request(&req)));
             let (fd, server) = match tokio::time::timeout(OPEN_TIMEOUT, rx).await {
                 Ok(Ok(Ok(opened))) => opened,
-                Ok(Ok(Err(why))) => return Err(ScreenError(why)),
+                Ok(Ok(Err(why))) => return Err(ScreenError(why.to_string())),
                 Ok(Err(_)) => {
                     return Err(ScreenError(
                         "the session helper went away while starting the VNC server".into(),

@@ -8,12 +8,12 @@
 //! the keyboard gate, the arming delay and the banner keeper do not know
 //! which process they run in.
 
-use super::proto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
-use super::run::{self, WindowEvents, WindowsConfig};
+use super::proto::{FromWindow, MAX_LINE, ProtoError, ToWindow, encode, parse};
+use super::run::{self, WindowError, WindowEvents, WindowsConfig};
 use crate::seat::proto::WireAnswer;
 use crate::ui::banner::SessionActions;
 use crate::ui::hub::Hub;
-use crate::ui::strings::{Lang, Strings};
+use crate::ui::strings::{Lang, Strings, StringsError};
 use std::io::{BufRead, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -56,10 +56,31 @@ impl WindowEvents for Parent {
     }
 }
 
+/// Why the window process stops in error: its parent fails closed.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    #[error("{0}")]
+    Strings(#[from] StringsError),
+    /// A thread (the parent's reader, a prompt's answer) could not start.
+    #[error("{0}")]
+    Thread(#[source] std::io::Error),
+    #[error("the window thread panicked")]
+    Panicked,
+    #[error("{0}")]
+    Window(#[from] WindowError),
+    #[error("a line longer than {MAX_LINE} bytes or cut short")]
+    LineTooLong,
+    #[error("{0}")]
+    Stdin(#[source] std::io::Error),
+    /// A line the parent should never send: the versions differ, or it lies.
+    #[error("{0}")]
+    BadLine(#[from] ProtoError),
+}
+
 /// Runs the window process until its parent says quit or goes away.
 /// `Err` when no window could be opened (the parent fails closed).
-pub fn run(lang: Lang, shortcut: String) -> Result<(), String> {
-    let strings = Arc::new(Strings::load(lang).map_err(|e| e.to_string())?);
+pub fn run(lang: Lang, shortcut: String) -> Result<(), ChildError> {
+    let strings = Arc::new(Strings::load(lang)?);
     let hub = Hub::new();
     let parent = Parent(Arc::new(Mutex::new(std::io::stdout())));
     {
@@ -73,7 +94,7 @@ pub fn run(lang: Lang, shortcut: String) -> Result<(), String> {
                 }
                 hub.quit();
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(ChildError::Thread)?;
     }
     let cfg = WindowsConfig {
         strings,
@@ -82,13 +103,13 @@ pub fn run(lang: Lang, shortcut: String) -> Result<(), String> {
         events: Some(Arc::new(parent)),
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::run(&hub, &cfg))) {
-        Ok(r) => r,
-        Err(_) => Err("the window thread panicked".into()),
+        Ok(r) => r.map_err(ChildError::from),
+        Err(_) => Err(ChildError::Panicked),
     }
 }
 
 /// Applies the parent's lines to the hub until `quit` or end of input.
-fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(), String> {
+fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(), ChildError> {
     let mut input = input.take(0);
     let mut line = Vec::new();
     loop {
@@ -96,17 +117,15 @@ fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(
         input.set_limit(u64::try_from(MAX_LINE).unwrap_or(u64::MAX));
         match input.read_until(b'\n', &mut line) {
             Ok(0) => return Ok(()),
-            Ok(_) if !line.ends_with(b"\n") => {
-                return Err(format!("a line longer than {MAX_LINE} bytes or cut short"));
-            }
+            Ok(_) if !line.ends_with(b"\n") => return Err(ChildError::LineTooLong),
             Ok(_) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(ChildError::Stdin(e)),
         }
-        let msg = parse::<ToWindow>(&line).map_err(|e| e.to_string())?;
+        let msg = parse::<ToWindow>(&line)?;
         let now = Instant::now();
         match msg {
             ToWindow::Ask(a) => {
-                let req = a.to_request(now).map_err(|e| e.to_string())?;
+                let req = a.to_request(now)?;
                 let id = req.id;
                 let (tx, rx) = oneshot::channel();
                 if hub.post(req, tx).is_err() {
@@ -125,14 +144,11 @@ fn read_parent(hub: &Arc<Hub>, parent: &Parent, input: impl BufRead) -> Result<(
                             });
                         }
                     })
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ChildError::Thread)?;
             }
             ToWindow::Withdraw { id } => hub.withdraw(id),
             ToWindow::Session { session } => {
-                let info = session
-                    .map(|s| s.to_info(now))
-                    .transpose()
-                    .map_err(|e| e.to_string())?;
+                let info = session.map(|s| s.to_info(now)).transpose()?;
                 hub.set_session(info);
             }
             ToWindow::History { lines } => {

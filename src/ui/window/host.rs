@@ -23,7 +23,7 @@
 //! connected to the display but without window or GL (see [`run`]): a
 //! prompt does not wait for a process to start nor for the X connection.
 
-use super::proto::{FromWindow, MAX_LINE, ToWindow, encode, parse};
+use super::proto::{FromWindow, MAX_LINE, ProtoError, ToWindow, encode, parse};
 use super::run::LAST_PROMPT_LATENCY_US;
 use crate::broker::SessionInfo;
 use crate::seat::proto::{WireAsk, WireSession};
@@ -33,7 +33,7 @@ use crate::ui::strings::Lang;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,6 +43,30 @@ use uuid::Uuid;
 pub const LINGER: Duration = Duration::from_secs(3);
 /// How long a window process may take to quit before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Why the window processes failed while something was to be shown (or
+/// none could be started): the caller marks the UI dead (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[cfg(not(target_os = "linux"))]
+    #[error("cannot find the accord binary: {0}")]
+    NoBinary(#[source] std::io::Error),
+    #[error("cannot start the window process: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the window process has no pipes")]
+    NoPipes,
+    /// The thread that reads the window process's answers.
+    #[error("{0}")]
+    Thread(#[source] std::io::Error),
+    /// It does not speak this version's protocol, or lies.
+    #[error("the window process sent a bad line: {0}")]
+    BadLine(#[source] ProtoError),
+    #[error("the window process stopped ({0})")]
+    Stopped(ExitStatus),
+    /// It stopped, and why could not be read.
+    #[error("the window process stopped ({0})")]
+    Unwaited(#[source] std::io::Error),
+}
 
 /// How to start window processes.
 #[derive(Clone)]
@@ -66,7 +90,7 @@ pub struct HostConfig {
 /// pages shared with this process. It has no window and no GL (the GL
 /// driver is what weighs ~100 MB). A spare found dead is replaced, not
 /// mourned: nothing was shown.
-pub fn run(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<(), String> {
+pub fn run(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<(), HostError> {
     let mut spare = start_spare(hub, cfg);
     loop {
         {
@@ -98,7 +122,7 @@ struct Seen {
     gone: bool,
     history_closed: bool,
     /// Why the child's output was refused, if it was.
-    bad: Option<String>,
+    bad: Option<ProtoError>,
 }
 
 struct WindowProcess {
@@ -108,7 +132,7 @@ struct WindowProcess {
     reader: Option<std::thread::JoinHandle<()>>,
 }
 
-fn program(cfg: &HostConfig) -> Result<PathBuf, String> {
+fn program(cfg: &HostConfig) -> Result<PathBuf, HostError> {
     if let Some(p) = &cfg.program {
         return Ok(p.clone());
     }
@@ -117,11 +141,11 @@ fn program(cfg: &HostConfig) -> Result<PathBuf, String> {
     #[cfg(target_os = "linux")]
     return Ok(PathBuf::from("/proc/self/exe"));
     #[cfg(not(target_os = "linux"))]
-    std::env::current_exe().map_err(|e| format!("cannot find the accord binary: {e}"))
+    std::env::current_exe().map_err(HostError::NoBinary)
 }
 
 impl WindowProcess {
-    fn start(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<WindowProcess, String> {
+    fn start(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<WindowProcess, HostError> {
         let lang = match cfg.lang {
             Lang::Fr => "fr",
             Lang::En => "en",
@@ -132,11 +156,11 @@ impl WindowProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("cannot start the window process: {e}"))?;
+            .map_err(HostError::Spawn)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err("the window process has no pipes".into());
+            return Err(HostError::NoPipes);
         };
         tracing::debug!("window process {} started", child.id());
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -145,7 +169,7 @@ impl WindowProcess {
             std::thread::Builder::new()
                 .name("accord-window-out".into())
                 .spawn(move || read_child(&hub, &seen, actions.as_ref(), stdout))
-                .map_err(|e| e.to_string())?
+                .map_err(HostError::Thread)?
         };
         Ok(WindowProcess {
             child,
@@ -175,7 +199,7 @@ impl WindowProcess {
 
     /// Keeps the child in step with the hub until it is no longer needed
     /// (`Ok`) or fails while needed (`Err`).
-    fn serve(&mut self, hub: &Arc<Hub>) -> Result<(), String> {
+    fn serve(&mut self, hub: &Arc<Hub>) -> Result<(), HostError> {
         let mut sent: HashSet<Uuid> = HashSet::new();
         let mut session_sent: Option<Option<SessionInfo>> = None;
         let mut history_open = false;
@@ -214,7 +238,7 @@ impl WindowProcess {
                 (s.gone, std::mem::take(&mut s.history_closed), s.bad.take())
             };
             if let Some(bad) = bad {
-                return Err(format!("the window process sent a bad line: {bad}"));
+                return Err(HostError::BadLine(bad));
             }
             if quit {
                 return Ok(());
@@ -243,13 +267,11 @@ impl WindowProcess {
                 || session_sent.as_ref().is_some_and(Option::is_some)
                 || history_open;
             if gone || self.stdin.is_none() {
-                let status = self
-                    .child
-                    .wait()
-                    .map_or_else(|e| e.to_string(), |s| s.to_string());
+                let status = self.child.wait();
                 if needed {
-                    return Err(format!("the window process stopped ({status})"));
+                    return Err(status.map_or_else(HostError::Unwaited, HostError::Stopped));
                 }
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 tracing::info!("idle window process stopped ({status})");
                 return Ok(());
             }
@@ -345,7 +367,7 @@ fn read_child(hub: &Hub, seen: &Mutex<Seen>, actions: &dyn SessionActions, out: 
                     .history_closed = true;
             }
             Err(e) => {
-                seen.lock().unwrap_or_else(|p| p.into_inner()).bad = Some(e.to_string());
+                seen.lock().unwrap_or_else(|p| p.into_inner()).bad = Some(e);
                 break;
             }
         }

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use winit::application::ApplicationHandler;
+use winit::error::EventLoopError;
 use winit::event::WindowEvent;
 use winit::event_loop::{ActiveEventLoop, EventLoop};
 use winit::platform::pump_events::{EventLoopExtPumpEvents, PumpStatus};
@@ -399,6 +400,19 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
     a.raise
 }
 
+/// Why no window can be shown (no display, no GL): the caller marks the UI
+/// dead, and every prompt is refused (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum WindowError {
+    #[error("cannot use the display: {0}")]
+    NoDisplay(#[source] EventLoopError),
+    #[error("{0}")]
+    EventLoop(#[source] EventLoopError),
+    /// Not one frame painted: eframe's only sign of no GL or no window.
+    #[error("the window could not be opened or drawn")]
+    NeverPainted,
+}
+
 /// Runs windows until the core quits. `Err` when a window cannot be opened
 /// (no display, no GL): the caller marks the UI dead.
 ///
@@ -408,7 +422,7 @@ fn banner_frame(ui: &mut egui::Ui, st: &mut BannerState, keeper: &mut Keeper) ->
 /// connection and keymap (~20 ms). Until its first window the loop is
 /// drained every [`DRAIN_EVERY`] so the server's events (keyboard state
 /// changes) do not pile up for a process that may wait all day.
-pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
+pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), WindowError> {
     let mut builder = EventLoop::<eframe::UserEvent>::with_user_event();
     // X11 (or XWayland) whenever there is one: only there does a window stay
     // on top. winit alone would take Wayland as soon as WAYLAND_DISPLAY is
@@ -423,9 +437,7 @@ pub fn run(hub: &Arc<Hub>, cfg: &WindowsConfig) -> Result<(), String> {
             builder.with_wayland();
         }
     }
-    let mut event_loop = builder
-        .build()
-        .map_err(|e| format!("cannot use the display: {e}"))?;
+    let mut event_loop = builder.build().map_err(WindowError::NoDisplay)?;
     let mut fresh = true;
     let needed = |s: &HubState| s.over() || s.needs_window();
     loop {
@@ -493,7 +505,7 @@ fn open(
     cfg: &WindowsConfig,
     kind: Kind,
     event_loop: &mut EventLoop<eframe::UserEvent>,
-) -> Result<(), String> {
+) -> Result<(), WindowError> {
     let s = &cfg.strings;
     let (viewport, centered) = match &kind {
         Kind::Prompt(_) => {
@@ -556,14 +568,14 @@ fn open(
         );
         event_loop
             .run_app_on_demand(&mut winit_app)
-            .map_err(|e| e.to_string())
+            .map_err(WindowError::EventLoop)
     };
     hub.lock().ctx = None;
     // eframe keeps its own errors (no GL, no window) to itself on this
     // path: a window that never painted one frame is the sign (fail closed).
     let result = result.and_then(|()| {
         if FRAMES.load(Ordering::Relaxed) == frames {
-            Err("the window could not be opened or drawn".to_string())
+            Err(WindowError::NeverPainted)
         } else {
             Ok(())
         }
