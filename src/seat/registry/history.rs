@@ -1,7 +1,9 @@
 //! A helper's `history` request: her own past sessions, from the audit
 //! log, at most once a second per helper.
 
-use super::*;
+use super::{HISTORY_INTERVAL, Helpers};
+use crate::seat::proto::{MAX_HISTORY, ToHelper, WireHistory};
+use std::sync::Arc;
 
 impl Helpers {
     /// `history`: answered by a task of this helper's, at once if none runs,

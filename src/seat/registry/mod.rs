@@ -11,19 +11,18 @@
 //! session disconnecting ⇒ `ui_lost`; the seat switching to another session
 //! ⇒ `user_switched`; the screen locking ⇒ `screen_locked`.
 
-use super::proto::{MAX_HISTORY, ToHelper, WireAsk, WireHistory, WireNotice, WireOpen, WireState};
+use super::proto::{ToHelper, WireNotice, WireState};
 use super::rule::{self, HelperId, SeatView};
 use crate::broker::{
-    Activity, Answer, EndReason, Event, Journal, LocalUser, Notice, PromptError, PromptRequest,
-    Prompter, ReplacedHelper, Screen, ScreenError, ScreenRequest, SessionControl,
+    Activity, Answer, Event, Journal, LocalUser, Notice, PromptError, ReplacedHelper,
+    SessionControl,
 };
 use crate::policy::SeatMode;
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 

@@ -2,7 +2,12 @@
 //! ends when its consent no longer holds, and every helper hears the
 //! broker's state.
 
-use super::*;
+use super::Helpers;
+use crate::broker::{Activity, EndReason};
+use crate::policy::SeatMode;
+use crate::seat::proto::{ToHelper, WireNotice};
+use crate::seat::rule;
+use std::sync::Arc;
 
 impl Helpers {
     /// Ends the running session when its consent no longer holds: its

@@ -1,7 +1,15 @@
 //! The broker's [`Prompter`] in `accord service`: asks the one helper the
 //! seat's rule picks, and opens the screen through it.
 
-use super::*;
+use super::{ASKED_USERS, Asking, Helpers, OPEN_TIMEOUT, Opening};
+use crate::broker::{
+    Answer, LocalUser, PromptError, PromptRequest, Prompter, Screen, ScreenError, ScreenRequest,
+};
+use crate::seat::proto::{ToHelper, WireAsk, WireOpen};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+use uuid::Uuid;
 
 /// The broker's [`Prompter`] in `accord service`.
 #[derive(Clone)]
