@@ -327,14 +327,20 @@ struct Live {
     server_exited: bool,
 }
 
-/// A relay's end ([`Input::RelayEnded`]) waiting for its reason.
+/// A relay's end as [`Input::RelayEnded`] tells it.
 #[derive(Debug)]
-struct RelayOver {
-    until: Instant,
+struct RelayEnd {
     why: EndReason,
     detail: Option<String>,
     bytes_to_server: u64,
     bytes_to_technician: u64,
+}
+
+/// A relay's end waiting for its reason.
+#[derive(Debug)]
+struct RelayOver {
+    until: Instant,
+    end: RelayEnd,
 }
 
 impl Live {
@@ -522,10 +528,12 @@ impl Consent {
             } => self.relay_ended(
                 now,
                 session,
-                why,
-                detail,
-                bytes_to_server,
-                bytes_to_technician,
+                RelayEnd {
+                    why,
+                    detail,
+                    bytes_to_server,
+                    bytes_to_technician,
+                },
             ),
             Input::End(why) => {
                 // An ending told while the relay's end is held back is the
@@ -1500,43 +1508,25 @@ impl Consent {
 
     /// The relay is over: recorded at once, or held back a moment when all
     /// it says is that the server closed and no ending was asked for.
-    fn relay_ended(
-        &mut self,
-        now: Instant,
-        session: Uuid,
-        why: EndReason,
-        detail: Option<String>,
-        bytes_to_server: u64,
-        bytes_to_technician: u64,
-    ) {
+    fn relay_ended(&mut self, now: Instant, session: Uuid, end: RelayEnd) {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
         if live.info.id != session || live.relay_over.is_some() {
             return;
         }
-        if why == EndReason::Upstream
+        if end.why == EndReason::Upstream
             && live.ending.is_none()
             && !live.server_exited
             && !self.rules.upstream_grace.is_zero()
         {
             live.relay_over = Some(RelayOver {
                 until: now + self.rules.upstream_grace,
-                why,
-                detail,
-                bytes_to_server,
-                bytes_to_technician,
+                end,
             });
             return;
         }
-        self.session_over(
-            now,
-            session,
-            why,
-            detail,
-            bytes_to_server,
-            bytes_to_technician,
-        );
+        self.session_over(now, end);
     }
 
     /// Records a relay's end held back, if any.
@@ -1544,18 +1534,9 @@ impl Consent {
         let Stage::Running(live) = &mut self.stage else {
             return;
         };
-        let Some(r) = live.relay_over.take() else {
-            return;
-        };
-        let session = live.info.id;
-        self.session_over(
-            now,
-            session,
-            r.why,
-            r.detail,
-            r.bytes_to_server,
-            r.bytes_to_technician,
-        );
+        if let Some(r) = live.relay_over.take() {
+            self.session_over(now, r.end);
+        }
     }
 
     /// The running session is over: recorded, told to her, the watch and
@@ -1563,15 +1544,17 @@ impl Consent {
     fn session_over(
         &mut self,
         now: Instant,
-        session: Uuid,
-        why: EndReason,
-        detail: Option<String>,
-        bytes_to_server: u64,
-        bytes_to_technician: u64,
+        RelayEnd {
+            why,
+            detail,
+            bytes_to_server,
+            bytes_to_technician,
+        }: RelayEnd,
     ) {
         let Stage::Running(mut live) = std::mem::replace(&mut self.stage, Stage::Idle) else {
             return;
         };
+        let session = live.info.id;
         self.drop_question(live.question.take());
         let why = live.ending.unwrap_or(why);
         self.push(Effect::Record {
