@@ -337,3 +337,188 @@ async fn mutter_absent_is_an_error_not_a_hang() {
         .expect("no Mutter on the bus");
     assert!(matches!(err, MutterError::Call { .. }), "{err}");
 }
+
+mod clipboard {
+    //! `accord::mutter::clipboard` against the fake: what each grant lets
+    //! through, in which direction, and that a view-only session has none.
+
+    use super::*;
+    use accord::mutter::clipboard::Clipboard;
+    use accord::policy::Clipboard as Grant;
+    use accord::rfb::MAX_CUT_TEXT;
+
+    const UTF8: &str = "text/plain;charset=utf-8";
+
+    async fn control(grant: Grant) -> Option<(Bus, FakeMutter, MutterSession, Clipboard)> {
+        let (bus, mutter, conn) = setup().await?;
+        let session = MutterSession::open(&conn, Mode::Control, Options::default())
+            .await
+            .expect("control session");
+        let mut clip = Clipboard::new(grant);
+        clip.enable(&session).await.expect("clipboard enabled");
+        Some((bus, mutter, session, clip))
+    }
+
+    fn clipboard_calls(mutter: &FakeMutter) -> Vec<Seen> {
+        mutter
+            .seen()
+            .into_iter()
+            .filter(Seen::is_clipboard)
+            .collect()
+    }
+
+    /// Nothing reaches the viewer within a while.
+    async fn nothing_for_the_viewer(clip: &mut Clipboard) {
+        let got = tokio::time::timeout(Duration::from_millis(400), clip.from_desktop()).await;
+        assert!(got.is_err(), "sent to the viewer: {got:?}");
+    }
+
+    async fn for_the_viewer(clip: &mut Clipboard) -> Vec<u8> {
+        tokio::time::timeout(Duration::from_secs(5), clip.from_desktop())
+            .await
+            .expect("the desktop's selection reaches the viewer")
+    }
+
+    #[tokio::test]
+    async fn grant_none_enables_nothing_and_offers_nothing() {
+        let Some((_bus, mutter, _session, mut clip)) = control(Grant::None).await else {
+            return;
+        };
+        assert!(!clip.is_enabled());
+        clip.from_viewer(b"h\xe9llo")
+            .await
+            .expect("dropped quietly");
+        mutter.desktop_copies(&[UTF8], b"secret").await;
+        nothing_for_the_viewer(&mut clip).await;
+        assert_eq!(clipboard_calls(&mutter), []);
+    }
+
+    #[tokio::test]
+    async fn to_workstation_offers_the_technicians_text_and_reads_nothing() {
+        let Some((_bus, mutter, _session, mut clip)) = control(Grant::ToWorkstation).await else {
+            return;
+        };
+        assert!(clip.is_enabled());
+        clip.from_viewer(b"h\xe9llo").await.expect("offered");
+        mutter.desktop_pastes(UTF8, 7).await;
+        mutter
+            .wait_for(|s| matches!(s, Seen::SelectionWriteDone { serial: 7, .. }))
+            .await;
+        assert_eq!(mutter.written(7).await, "héllo".as_bytes());
+
+        mutter
+            .desktop_copies(&[UTF8, "text/plain"], b"patient")
+            .await;
+        nothing_for_the_viewer(&mut clip).await;
+        assert_eq!(
+            clipboard_calls(&mutter),
+            [
+                Seen::EnableClipboard,
+                Seen::SetSelection {
+                    mime_types: vec![UTF8.into(), "text/plain".into()]
+                },
+                Seen::SelectionWrite(7),
+                Seen::SelectionWriteDone {
+                    serial: 7,
+                    success: true
+                },
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_paste_of_nothing_offered_is_refused() {
+        let Some((_bus, mutter, _session, _clip)) = control(Grant::ToWorkstation).await else {
+            return;
+        };
+        mutter.desktop_pastes(UTF8, 3).await;
+        let done = mutter
+            .wait_for(|s| matches!(s, Seen::SelectionWriteDone { .. }))
+            .await;
+        assert_eq!(
+            done,
+            Seen::SelectionWriteDone {
+                serial: 3,
+                success: false
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn both_sends_the_desktops_text_as_latin1() {
+        let Some((_bus, mutter, _session, mut clip)) = control(Grant::Both).await else {
+            return;
+        };
+        // The session's own selection (Mutter announces it) is not read.
+        clip.from_viewer(b"mine").await.expect("offered");
+        nothing_for_the_viewer(&mut clip).await;
+        assert!(
+            !mutter
+                .seen()
+                .iter()
+                .any(|s| matches!(s, Seen::SelectionRead(_)))
+        );
+
+        mutter
+            .desktop_copies(&["text/plain", UTF8], "€ and é".as_bytes())
+            .await;
+        assert_eq!(for_the_viewer(&mut clip).await, b"? and \xe9");
+        assert!(mutter.seen().contains(&Seen::SelectionRead(UTF8.into())));
+
+        // Not text: not read.
+        mutter.desktop_copies(&["image/png"], b"\x89PNG").await;
+        nothing_for_the_viewer(&mut clip).await;
+        let reads = mutter
+            .seen()
+            .iter()
+            .filter(|s| matches!(s, Seen::SelectionRead(_)))
+            .count();
+        assert_eq!(reads, 1);
+    }
+
+    #[tokio::test]
+    async fn view_only_has_no_clipboard_until_control() {
+        let Some((_bus, mutter, conn)) = setup().await else {
+            return;
+        };
+        let mut session = MutterSession::open(&conn, Mode::View, Options::default())
+            .await
+            .unwrap();
+        let mut clip = Clipboard::new(Grant::Both);
+        clip.enable(&session).await.expect("nothing to enable");
+        assert!(!clip.is_enabled());
+        clip.from_viewer(b"typed blind").await.expect("dropped");
+        nothing_for_the_viewer(&mut clip).await;
+        let seen = mutter.seen();
+        assert!(
+            !seen.iter().any(Seen::is_remote_desktop),
+            "a view-only session reached the RemoteDesktop API: {seen:?}"
+        );
+
+        // Control granted: the clipboard comes with the RemoteDesktop side.
+        session.grant_control().await.expect("control");
+        clip.enable(&session).await.expect("enabled");
+        assert!(clip.is_enabled());
+        assert_eq!(clipboard_calls(&mutter), [Seen::EnableClipboard]);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_desktop_selection_is_dropped_and_the_next_one_goes() {
+        let Some((_bus, mutter, session, mut clip)) = control(Grant::Both).await else {
+            return;
+        };
+        mutter
+            .desktop_copies(&[UTF8], &vec![b'a'; MAX_CUT_TEXT + 1])
+            .await;
+        mutter
+            .wait_for(|s| matches!(s, Seen::SelectionRead(_)))
+            .await;
+        nothing_for_the_viewer(&mut clip).await;
+
+        let at_the_limit = vec![b'b'; MAX_CUT_TEXT];
+        mutter.desktop_copies(&[UTF8], &at_the_limit).await;
+        assert_eq!(for_the_viewer(&mut clip).await, at_the_limit);
+        let waited = tokio::time::timeout(Duration::from_millis(100), session.closed()).await;
+        assert!(waited.is_err(), "the session ended: {waited:?}");
+    }
+}

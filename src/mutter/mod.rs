@@ -5,6 +5,9 @@
 //!
 //! - [`input`]: RFB pointer and key events → Mutter's `Notify*` calls
 //!   (sans-IO).
+//! - [`clipboard`]: cut text between the viewer and the session's
+//!   selection, as far as the policy grants (D-Bus part: feature `mutter`,
+//!   Linux).
 //! - `session`: the D-Bus side, [`session::MutterSession`] (feature
 //!   `mutter`).
 //! - `frames`: the screen cast's frames from PipeWire (feature `mutter`,
@@ -12,6 +15,7 @@
 //! - `server`: `accord screen-server`, the process that joins them to
 //!   Accord's RFB server side (feature `mutter`, Linux).
 
+pub mod clipboard;
 #[cfg(all(feature = "mutter", target_os = "linux"))]
 pub mod frames;
 pub mod input;

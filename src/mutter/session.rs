@@ -173,6 +173,12 @@ impl MutterSession {
         &self.pair.stream
     }
 
+    /// The RemoteDesktop session, in control only: the clipboard goes
+    /// through it.
+    pub(crate) fn remote_desktop(&self) -> Option<&RemoteDesktopSessionProxy<'static>> {
+        self.pair.remote.as_ref()
+    }
+
     /// From view only to control: opens a RemoteDesktop + screen cast pair,
     /// then stops the view-only screen cast, and returns the new stream,
     /// which the caller must read from now on. In control already: the

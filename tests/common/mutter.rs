@@ -4,7 +4,9 @@
 //! session must be started before input and `Stop`; a screen cast tied to
 //! one cannot be started or stopped on its own; absolute motion names a
 //! stream of the tied screen cast; only the creating connection may use a
-//! session). It records every call it receives, refused ones included.
+//! session; the clipboard calls need a started session with the clipboard
+//! enabled, and transfers go through real pipes). It records every call it
+//! receives, refused ones included.
 #![cfg(feature = "mutter")]
 
 use std::collections::HashMap;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue, Value};
 use zbus::{Connection, ObjectServer, fdo, interface};
 
 use super::bus::Bus;
@@ -56,6 +58,17 @@ pub enum Seen {
         axis: u32,
         steps: i32,
     },
+    EnableClipboard,
+    DisableClipboard,
+    SetSelection {
+        mime_types: Vec<String>,
+    },
+    SelectionRead(String),
+    SelectionWrite(u32),
+    SelectionWriteDone {
+        serial: u32,
+        success: bool,
+    },
 }
 
 impl Seen {
@@ -69,6 +82,24 @@ impl Seen {
                 | Seen::Motion { .. }
                 | Seen::Button { .. }
                 | Seen::Axis { .. }
+                | Seen::EnableClipboard
+                | Seen::DisableClipboard
+                | Seen::SetSelection { .. }
+                | Seen::SelectionRead(_)
+                | Seen::SelectionWrite(_)
+                | Seen::SelectionWriteDone { .. }
+        )
+    }
+
+    pub fn is_clipboard(&self) -> bool {
+        matches!(
+            self,
+            Seen::EnableClipboard
+                | Seen::DisableClipboard
+                | Seen::SetSelection { .. }
+                | Seen::SelectionRead(_)
+                | Seen::SelectionWrite(_)
+                | Seen::SelectionWriteDone { .. }
         )
     }
 }
@@ -80,6 +111,7 @@ struct Remote {
     closed: bool,
     /// Path of the tied screen cast.
     cast: Option<String>,
+    clipboard: bool,
 }
 
 struct Cast {
@@ -97,6 +129,11 @@ struct State {
     next: u32,
     remotes: HashMap<String, Remote>,
     casts: HashMap<String, Cast>,
+    /// What the desktop's selection holds (`SelectionRead` gives it).
+    desktop: Vec<u8>,
+    /// What was written through `SelectionWrite`'s fd, by serial, once its
+    /// writer closed it.
+    written: HashMap<u32, Vec<u8>>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -197,6 +234,7 @@ impl RdManager {
                     started: false,
                     closed: false,
                     cast: None,
+                    clipboard: false,
                 },
             );
             p
@@ -211,6 +249,20 @@ impl RdManager {
 struct RdSession(Shared, String);
 
 impl RdSession {
+    /// A clipboard call: as input, and the clipboard enabled.
+    fn can_clip(&self, header: &Header<'_>, seen: Seen) -> fdo::Result<()> {
+        self.can_notify(header, seen)?;
+        let enabled = lock(&self.0)
+            .remotes
+            .get(&self.1)
+            .is_some_and(|r| r.clipboard);
+        if enabled {
+            Ok(())
+        } else {
+            Err(failed("Clipboard not enabled"))
+        }
+    }
+
     /// Mutter's `meta_remote_desktop_session_check_can_notify`.
     fn can_notify(&self, header: &Header<'_>, seen: Seen) -> fdo::Result<()> {
         let mut s = lock(&self.0);
@@ -372,6 +424,123 @@ impl RdSession {
             Err(failed("Unknown stream"))
         }
     }
+
+    fn enable_clipboard(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        _options: HashMap<String, OwnedValue>,
+    ) -> fdo::Result<()> {
+        self.can_notify(&header, Seen::EnableClipboard)?;
+        let mut s = lock(&self.0);
+        let r = s
+            .remotes
+            .get_mut(&self.1)
+            .ok_or_else(|| fdo::Error::UnknownObject(self.1.clone()))?;
+        if r.clipboard {
+            return Err(failed("Already enabled"));
+        }
+        r.clipboard = true;
+        Ok(())
+    }
+
+    fn disable_clipboard(&self, #[zbus(header)] header: Header<'_>) -> fdo::Result<()> {
+        self.can_clip(&header, Seen::DisableClipboard)?;
+        if let Some(r) = lock(&self.0).remotes.get_mut(&self.1) {
+            r.clipboard = false;
+        }
+        Ok(())
+    }
+
+    /// As Mutter, announces the session's own selection.
+    async fn set_selection(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        options: HashMap<String, OwnedValue>,
+    ) -> fdo::Result<()> {
+        let mime_types = options
+            .get("mime-types")
+            .map(|v| Vec::<String>::try_from(v.try_clone().expect("clone")))
+            .transpose()
+            .map_err(|e| fdo::Error::InvalidArgs(e.to_string()))?
+            .unwrap_or_default();
+        self.can_clip(
+            &header,
+            Seen::SetSelection {
+                mime_types: mime_types.clone(),
+            },
+        )?;
+        emit_owner_changed(conn, &self.1, &mime_types, true).await;
+        Ok(())
+    }
+
+    /// The desktop's selection, written into a pipe by a thread.
+    fn selection_read(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        mime_type: String,
+    ) -> fdo::Result<OwnedFd> {
+        self.can_clip(&header, Seen::SelectionRead(mime_type))?;
+        let content = lock(&self.0).desktop.clone();
+        let (reader, mut writer) = std::io::pipe().map_err(|e| failed(&e.to_string()))?;
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            // The reader may stop early (a selection too long): EPIPE.
+            let _ = writer.write_all(&content);
+        });
+        Ok(OwnedFd::from(std::os::fd::OwnedFd::from(reader)))
+    }
+
+    /// A pipe whose other end a thread reads to its end into `written`.
+    fn selection_write(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        serial: u32,
+    ) -> fdo::Result<OwnedFd> {
+        self.can_clip(&header, Seen::SelectionWrite(serial))?;
+        let (mut reader, writer) = std::io::pipe().map_err(|e| failed(&e.to_string()))?;
+        let state = self.0.clone();
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut got = Vec::new();
+            let _ = reader.read_to_end(&mut got);
+            lock(&state).written.insert(serial, got);
+        });
+        Ok(OwnedFd::from(std::os::fd::OwnedFd::from(writer)))
+    }
+
+    fn selection_write_done(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        serial: u32,
+        success: bool,
+    ) -> fdo::Result<()> {
+        self.can_clip(&header, Seen::SelectionWriteDone { serial, success })
+    }
+
+    #[zbus(signal)]
+    async fn selection_owner_changed(
+        emitter: &SignalEmitter<'_>,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn selection_transfer(
+        emitter: &SignalEmitter<'_>,
+        mime_type: &str,
+        serial: u32,
+    ) -> zbus::Result<()>;
+}
+
+async fn emit_owner_changed(conn: &Connection, p: &str, mime_types: &[String], own: bool) {
+    let emitter = SignalEmitter::new(conn, p.to_owned()).expect("path");
+    let options = HashMap::from([
+        ("mime-types", Value::from(mime_types.to_vec())),
+        ("session-is-owner", Value::from(own)),
+    ]);
+    RdSession::selection_owner_changed(&emitter, options)
+        .await
+        .expect("SelectionOwnerChanged sent");
 }
 
 struct ScManager(Shared);
@@ -623,6 +792,52 @@ impl FakeMutter {
         }
         for p in casts {
             close_cast(&self.conn, &self.state, &p).await;
+        }
+    }
+
+    /// RemoteDesktop sessions with the clipboard enabled.
+    fn clipboard_sessions(&self) -> Vec<String> {
+        lock(&self.state)
+            .remotes
+            .iter()
+            .filter(|(_, r)| !r.closed && r.clipboard)
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// A desktop application copies `content` as `mime_types`:
+    /// `SelectionOwnerChanged` (not the session's) on every session with the
+    /// clipboard enabled.
+    pub async fn desktop_copies(&self, mime_types: &[&str], content: &[u8]) {
+        lock(&self.state).desktop = content.to_vec();
+        let types: Vec<String> = mime_types.iter().map(|m| m.to_string()).collect();
+        for p in self.clipboard_sessions() {
+            emit_owner_changed(&self.conn, &p, &types, false).await;
+        }
+    }
+
+    /// A desktop application pastes the session's selection: a
+    /// `SelectionTransfer` of `serial` on every session with the clipboard
+    /// enabled.
+    pub async fn desktop_pastes(&self, mime_type: &str, serial: u32) {
+        for p in self.clipboard_sessions() {
+            let emitter = SignalEmitter::new(&self.conn, p).expect("path");
+            RdSession::selection_transfer(&emitter, mime_type, serial)
+                .await
+                .expect("SelectionTransfer sent");
+        }
+    }
+
+    /// What was written for `serial`, once the writer closed its fd (up to
+    /// 5 s).
+    pub async fn written(&self, serial: u32) -> Vec<u8> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(w) = lock(&self.state).written.get(&serial) {
+                return w.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "nothing written");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
