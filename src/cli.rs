@@ -79,6 +79,11 @@ pub struct ScreenServerArgs {
     /// become control); without it no input reaches GNOME at all.
     #[arg(long)]
     pub input: bool,
+    /// What the server itself shares of the clipboard, in the policy's
+    /// spelling: `none`, `to_workstation` or `both` (Accord's relay filters
+    /// it too).
+    #[arg(long, value_name = "GRANT", default_value = "none")]
+    pub clipboard: String,
 }
 
 #[derive(Args, Debug, Default)]

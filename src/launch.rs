@@ -417,6 +417,8 @@ fn args(server: Server, opts: &Options, socket: &Path, x0_has_clipboard: bool) -
                 &sock,
                 "--mode",
                 opts.mode.as_str(),
+                "--clipboard",
+                opts.clipboard.as_str(),
             ]);
             if opts.input {
                 a.push("--input".into());
@@ -1051,7 +1053,7 @@ mod tests {
     }
 
     #[test]
-    fn the_mutter_server_gets_the_mode_and_input_and_no_display() {
+    fn the_mutter_server_gets_the_mode_clipboard_and_input_and_no_display() {
         let sock = Path::new("/run/user/1000/accord-vnc-x/vnc.sock");
         let mut o = Options {
             display: String::new(),
@@ -1062,13 +1064,14 @@ mod tests {
         };
         assert_eq!(
             args(Server::Mutter, &o, sock, false).join(" "),
-            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode view"
+            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode view --clipboard none"
         );
         o.input = true;
         o.mode = Mode::Control;
+        o.clipboard = Clipboard::Both;
         assert_eq!(
             args(Server::Mutter, &o, sock, false).join(" "),
-            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode control --input"
+            "screen-server --socket /run/user/1000/accord-vnc-x/vnc.sock --mode control --clipboard both --input"
         );
     }
 

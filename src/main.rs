@@ -432,6 +432,12 @@ fn screen_server(a: accord::cli::ScreenServerArgs) -> anyhow::Result<ExitCode> {
         "view" => Mode::View,
         m => anyhow::bail!("--mode {m:?}: expected control or view"),
     };
+    let Some(clipboard) = accord::policy::Clipboard::parse(&a.clipboard) else {
+        anyhow::bail!(
+            "--clipboard {:?}: expected none, to_workstation or both",
+            a.clipboard
+        );
+    };
     // One thread: the server is one connection, and the frame lock it
     // takes is held only between awaits.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -441,6 +447,7 @@ fn screen_server(a: accord::cli::ScreenServerArgs) -> anyhow::Result<ExitCode> {
     let opts = ServeOptions {
         mode,
         input: a.input,
+        clipboard,
     };
     match rt.block_on(server::run(&a.socket, opts))? {
         Outcome::ViewerLeft => Ok(ExitCode::SUCCESS),

@@ -15,8 +15,12 @@
 //! the first one to arrive is the first after she granted control.
 //! Without `--input` nothing ever opens it.
 //!
-//! Clipboard: none yet (GNOME 43's Mutter has no selection transfer on this
-//! API); the viewer's cut text is dropped and none is sent.
+//! Clipboard ([`super::clipboard`]): only what `--clipboard` grants (the
+//! policy's `[session] clipboard`), and only through the RemoteDesktop
+//! session, enabled as soon as it exists: a view-only session has no
+//! clipboard, and cut text that arrives before control is dropped (it never
+//! opens the RemoteDesktop side). Its failures are logged; the session goes
+//! on.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::clipboard::Clipboard;
 use super::frames::{Capture, FramesError, Latest, Taken};
 use super::input::{Call, Input};
 use super::session::{End, MutterError, MutterSession, Options};
@@ -50,6 +55,8 @@ pub struct ServeOptions {
     /// Whether the session may ever inject input (control now, or a view
     /// that may become control).
     pub input: bool,
+    /// What the server itself shares of the clipboard.
+    pub clipboard: crate::policy::Clipboard,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +133,10 @@ pub async fn run(socket: &Path, opts: ServeOptions) -> Result<Outcome, ServerErr
     // directory when the session ends.
     drop(listener);
     let host = Host::new(width, height, NAME)?;
+    let mut clipboard = Clipboard::new(opts.clipboard);
+    if let Err(e) = clipboard.enable(&session).await {
+        tracing::warn!("no clipboard: {e}");
+    }
     let mut server = Server {
         session,
         capture: Some(capture),
@@ -134,6 +145,7 @@ pub async fn run(socket: &Path, opts: ServeOptions) -> Result<Outcome, ServerErr
         input: Input::new(),
         may_control: opts.input,
         refused_input: false,
+        clipboard,
     };
     let result = server.serve(stream).await;
     server.finish().await;
@@ -163,6 +175,7 @@ struct Server {
     may_control: bool,
     /// Input was dropped once (logged once).
     refused_input: bool,
+    clipboard: Clipboard,
 }
 
 impl Server {
@@ -223,6 +236,11 @@ impl Server {
                     }
                     Taken::Ended(e) => return Err(e.into()),
                 },
+                text = self.clipboard.from_desktop() => {
+                    if let Err(e) = self.host.send_cut_text(&text) {
+                        tracing::warn!("clipboard to the viewer: {e}");
+                    }
+                }
                 end = &mut closed => return match end {
                     End::Closed => Ok(Outcome::StoppedInGnome),
                     other => Err(ServerError::MutterEnded(other)),
@@ -245,7 +263,12 @@ impl Server {
 
     /// One input event from the viewer.
     async fn event(&mut self, event: HostEvent) -> Result<(), ServerError> {
-        if matches!(event, HostEvent::CutText(_)) {
+        // Before anything that could open the RemoteDesktop side: cut
+        // text never grants control.
+        if let HostEvent::CutText(text) = &event {
+            if let Err(e) = self.clipboard.from_viewer(text).await {
+                tracing::warn!("clipboard to the desktop: {e}");
+            }
             return Ok(());
         }
         if self.session.mode() == Mode::View {
@@ -294,6 +317,9 @@ impl Server {
         // the session is up, and the technician acts on what is shown.
         next_frame(&self.latest, before).await?;
         tracing::debug!("the RemoteDesktop session's stream is up");
+        if let Err(e) = self.clipboard.enable(&self.session).await {
+            tracing::warn!("no clipboard: {e}");
+        }
         Ok(())
     }
 
