@@ -47,7 +47,9 @@ mod dbus {
     use zbus::export::futures_core::Stream;
     use zbus::zvariant::{OwnedValue, Value};
 
-    use super::super::proxy::remote_desktop::RemoteDesktopSessionProxy;
+    use super::super::proxy::remote_desktop::{
+        RemoteDesktopSessionProxy, SelectionOwnerChanged, SelectionTransfer,
+    };
     use super::super::session::{CALL_TIMEOUT, MutterError, MutterSession};
     use super::{latin1_to_utf8, utf8_to_latin1};
     use crate::policy::Clipboard as Grant;
@@ -319,8 +321,6 @@ mod dbus {
             Ok(text)
         }
     }
-
-    use super::super::proxy::remote_desktop::{SelectionOwnerChanged, SelectionTransfer};
 
     /// `session-is-owner`: the selection is the technician's own (absent:
     /// it is not).
