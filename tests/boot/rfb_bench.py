@@ -18,18 +18,21 @@ answering one line each on stdout ("ok ..." or "error ..."):
                           changed pixels, to the end of the last one that
                           did (the change wholly shown), and the pixels it
                           changed in all
-  stream SECONDS PID,...  incremental updates requested as fast as they come
+  stream SECONDS PID,... [COUNTFILE]
+                          incremental updates requested as fast as they come
                           for SECONDS (one request outstanding, the next
                           sent when an update has been read): "ok stream
-                          enc=E updates=U bytes=B secs=S cpu=PID:TICKS,..."
-                          with TICKS the utime+stime (clock ticks) of each
+                          enc=E updates=U bytes=B secs=S changes=C cpu=PID:TICKS,..."
+                          with C the lines COUNTFILE gained and TICKS the utime+stime (clock ticks) of each
                           PID over the same interval (/proc/PID/stat)
                           (the last measure: its updates are not decoded)
   quit                    closes the connection
 
 Times are taken when the last byte of an update has been read; the pixels
 are decoded afterwards, so decoding in Python is not in the figures.
-`rfb_bench.py x11-root #RRGGBB` instead sets the X root window's colour.
+`rfb_bench.py x11-root #RRGGBB` instead sets the X root window's colour;
+`rfb_bench.py change x11|gnome PAUSE STOPFILE COUNTFILE COLOUR...` changes
+the whole screen's colour in turn until STOPFILE exists (see change()).
 The first line it prints is "ok WIDTHxHEIGHT NAME" after the handshake.
 Only the Python standard library.
 """
@@ -249,7 +252,7 @@ class Viewer:
             self.apply(rects)
         self.pending = []
 
-    def drain(self, quiet=QUIET, most=10.0):
+    def drain(self, quiet=QUIET, most=10.0, decode=True):
         """Updates requested and read until none for `quiet` seconds."""
         end = time.monotonic() + most
         while time.monotonic() < end:
@@ -258,8 +261,10 @@ class Viewer:
             u = self.read_update(quiet)
             if u is None:
                 break
-            self.pending.append(u)
-        self.catch_up()
+            if decode:
+                self.pending.append(u)
+        if decode:
+            self.catch_up()
 
     def pointer(self, mask, x, y):
         self.s.sendall(struct.pack(">BBHH", 5, mask, x, y))
@@ -299,8 +304,13 @@ class Viewer:
         self.drain()
         return first, whole, total
 
-    def stream(self, secs, pids):
-        self.drain(quiet=0.2, most=2.0)
+    def stream(self, secs, pids, count):
+        # undecoded from here on: decoding whole-screen changes in Python
+        # took seconds, during which the server's updates waited
+        self.catch_up()
+        self.stale = True
+        self.drain(quiet=0.2, most=2.0, decode=False)
+        n0 = lines(count)
         c0 = {p: cpu_ticks(p) for p in pids}
         b0 = self.nbytes
         t0 = time.monotonic()
@@ -317,42 +327,84 @@ class Viewer:
                 break
         t1 = time.monotonic()
         cpu = {p: cpu_ticks(p) - c0[p] for p in pids}
+        changes = lines(count) - n0
         nbytes = self.nbytes - b0
-        # its updates were not decoded (the ZRLE zlib stream went on without
-        # this decoder): the framebuffer is stale from here on
-        self.stale = True
-        return n, nbytes, t1 - t0, cpu
+        return n, nbytes, t1 - t0, cpu, changes
+
+
+def lines(path):
+    if not path:
+        return 0
+    with open(path, "rb") as f:
+        return f.read().count(b"\n")
 
 
 def ms(v):
     return "-" if v is None else "%.1f" % (v * 1000)
 
 
-def x11_root(colour):
-    """`rfb_bench.py x11-root #RRGGBB`: the X root window's background set to
-    that colour and cleared, as `xsetroot -solid` (the root has no
+class X11Root:
+    """The X root window's background (as `xsetroot -solid`; the root has no
     xsetroot): libX11 through ctypes, on $DISPLAY (24-bit TrueColor)."""
-    import ctypes
-    x = ctypes.CDLL("libX11.so.6")
-    x.XOpenDisplay.restype = ctypes.c_void_p
-    x.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    x.XDefaultRootWindow.restype = ctypes.c_ulong
-    x.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
-    x.XSetWindowBackground.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
-    x.XClearWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
-    x.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    d = x.XOpenDisplay(None)
-    if not d:
-        raise OSError("cannot open display %s" % os.environ.get("DISPLAY"))
-    root = x.XDefaultRootWindow(d)
-    x.XSetWindowBackground(d, root, int(colour.lstrip("#"), 16))
-    x.XClearWindow(d, root)
-    x.XCloseDisplay(d)  # flushes
+
+    def __init__(self):
+        import ctypes
+        x = ctypes.CDLL("libX11.so.6")
+        x.XOpenDisplay.restype = ctypes.c_void_p
+        x.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x.XDefaultRootWindow.restype = ctypes.c_ulong
+        x.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        x.XSetWindowBackground.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+        x.XClearWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        x.XFlush.argtypes = [ctypes.c_void_p]
+        x.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self.x = x
+        self.d = x.XOpenDisplay(None)
+        if not self.d:
+            raise OSError("cannot open display %s" % os.environ.get("DISPLAY"))
+        self.root = x.XDefaultRootWindow(self.d)
+
+    def set(self, colour):
+        self.x.XSetWindowBackground(self.d, self.root, int(colour.lstrip("#"), 16))
+        self.x.XClearWindow(self.d, self.root)
+        self.x.XFlush(self.d)
+
+
+class GnomeBackground:
+    """GNOME's background colour (gsettings primary-color) through Gio."""
+
+    def __init__(self):
+        from gi.repository import Gio
+        self.gio = Gio
+        self.s = Gio.Settings.new("org.gnome.desktop.background")
+
+    def set(self, colour):
+        self.s.set_string("primary-color", colour)
+        self.gio.Settings.sync()
+
+
+def change(kind, pause, stop, count, colours):
+    """`rfb_bench.py change x11|gnome PAUSE STOPFILE COUNTFILE COLOUR...`:
+    the whole screen's colour changed to each COLOUR in turn, PAUSE seconds
+    apart, until STOPFILE exists; a line appended to COUNTFILE per change.
+    One process throughout, so that both desktops get the same rate."""
+    target = X11Root() if kind == "x11" else GnomeBackground()
+    with open(count, "a") as out:
+        i = 0
+        while not os.path.exists(stop):
+            target.set(colours[i % len(colours)])
+            out.write("%.3f\n" % time.monotonic())
+            out.flush()
+            i += 1
+            time.sleep(pause)
 
 
 def main():
     if sys.argv[1] == "x11-root":
-        x11_root(sys.argv[2])
+        X11Root().set(sys.argv[2])
+        return
+    if sys.argv[1] == "change":
+        change(sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6:])
         return
     v = Viewer(sys.argv[1])
     # the first whole screen
@@ -384,9 +436,10 @@ def main():
             elif cmd == "stream":
                 pids = [int(p) for p in words[2].split(",")] if len(words) > 2 else []
                 v.encs = set()
-                n, nbytes, secs, cpu = v.stream(float(words[1]), pids)
-                print("ok stream enc=%s updates=%d bytes=%d secs=%.3f cpu=%s" % (
-                    v.enc_name(), n, nbytes, secs,
+                n, nbytes, secs, cpu, changes = v.stream(
+                    float(words[1]), pids, words[3] if len(words) > 3 else None)
+                print("ok stream enc=%s updates=%d bytes=%d secs=%.3f changes=%d cpu=%s" % (
+                    v.enc_name(), n, nbytes, secs, changes,
                     ",".join("%d:%d" % (p, c) for p, c in cpu.items())), flush=True)
             elif cmd == "quit":
                 v.s.close()

@@ -11,10 +11,11 @@
 #                closes it). From the click to the end of the first update
 #                that changed pixels ("first") and of the last one ("whole",
 #                the change wholly shown): median/max in ms
-#   updates/s    the whole screen alternating between two solid colours as
-#   KiB/s        fast as a shell loop drives it (GNOME: gsettings
-#                primary-color of the background; Xvfb: the root
-#                window's colour, as xsetroot -solid, by rfb_bench.py x11-root), BENCH_CHANGE_PAUSE s between changes,
+#   updates/s    the whole screen alternating between two solid colours,
+#   KiB/s        BENCH_CHANGE_PAUSE s apart, by one process (rfb_bench.py
+#                change; GNOME: gsettings primary-color of the background
+#                through Gio; Xvfb: the root window's colour as xsetroot
+#                -solid, libX11 through ctypes),
 #                incremental updates requested as fast as they come for
 #                SECONDS: updates and bytes per second
 #   CPU/update   the server's utime+stime over that interval (/proc/PID/stat)
@@ -23,8 +24,8 @@
 #
 # usage: tests/boot/wayland-bench.sh target/debian/accord_X_ARCH.deb   (make bench-wayland)
 # env:   BENCH_ROUNDS (10) BENCH_SECONDS (10) BENCH_CHANGE_PAUSE (0.1: s
-#        slept after each colour change; without it gsettings drove 40
-#        changes/s and gnome-shell took the two cores)
+#        slept after each colour change; with none, a gsettings loop drove
+#        40 changes/s and gnome-shell took the two cores)
 #        ACCORD_TEST_CACHE, BOOT_MIRROR, BOOT_ROOT_TMPFS as for wayland-test.sh
 #        BOOT_TEST_WORK (target/bench-wayland): root, logs, bench.txt
 # Must run as root. Not part of `make test`.
@@ -192,18 +193,20 @@ stats() {
             m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
             printf "%.0f/%.0f%s\n", m, a[NR], (NR < all ? sprintf(" (%d/%d)", NR, all) : "") }'
 }
-# changer_start COMMAND1 COMMAND2 [session]: alternates them until $HB/stop-change,
-# a line in $HB/changes per change
+# changer_start KIND: the whole screen alternating between two colours,
+# PAUSE s apart (rfb_bench.py change KIND: gnome in clin's session, x11 on
+# :9), until $HB/stop-change; a line in $HB/changes per change
 changer_start() {
-    rm -f "$HB/stop-change"; : >"$HB/changes"; chmod 666 "$HB/changes"
-    local loop="while [ ! -e $B/stop-change ]; do $1; echo >>$B/changes; sleep $PAUSE; $2; echo >>$B/changes; sleep $PAUSE; done"
-    if [ "${3:-}" = session ]; then
-        in_session "$loop"
+    rm -f "$HB/stop-change"; : >"$HB/changes"; : >"$HB/change-$1.err"
+    chmod 666 "$HB/changes" "$HB/change-$1.err"
+    local cmd="python3 $B/rfb_bench.py change $1 $PAUSE $B/stop-change $B/changes '$BG2_HEX' '$BG_HEX' 2>$B/change-$1.err"
+    if [ "$1" = gnome ]; then
+        in_session "$cmd"
     else
-        in_c sh -c "$loop" {RFB_FD}>&- &
+        in_c sh -c "DISPLAY=:9 exec $cmd" {RFB_FD}>&- &
     fi
     CHANGER=1
-    wait_for 10 test -s "$HB/changes" || die "the changing loop changes nothing: $1"
+    wait_for 10 test -s "$HB/changes" || die "the colour changer ($1) changes nothing: $(cat "$HB/change-$1.err")"
 }
 changer_stop() {
     touch "$HB/stop-change"
@@ -215,25 +218,22 @@ changer_stop() {
 # measure NAME SERVER_PID OTHER_PID: clicks then stream; sets RESULT_NAME
 RESULTS=()
 measure() {
-    local name=$1 spid=$2 opid=$3 x=$4 y=$5 button=$6 c1=$7 c2=$8 how=${9:-}
+    local name=$1 spid=$2 opid=$3 x=$4 y=$5 button=$6 kind=$7
     rfb 300 clicks "$ROUNDS" "$x" "$y" "$button" 0xff1b
     local enc first whole px
     enc=$(field enc); first=$(field first); whole=$(field whole); px=$(field px)
     note "$name: click rounds: enc=$enc first(ms)=$first whole(ms)=$whole pixels=$px"
-    local c0
-    changer_start "$c1" "$c2" "$how"
-    c0=$(wc -l <"$HB/changes")
-    rfb $((SECONDS_ + 60)) stream "$SECONDS_" "$spid,$opid"
-    local c1n; c1n=$(wc -l <"$HB/changes")
+    changer_start "$kind"
+    rfb $((SECONDS_ + 60)) stream "$SECONDS_" "$spid,$opid" "$B/changes"
     changer_stop
     local senc updates bytes secs cpu
     senc=$(field enc); updates=$(field updates); bytes=$(field bytes); secs=$(field secs); cpu=$(field cpu)
-    note "$name: stream: $REPLY; changes driven: $((c1n - c0))"
+    note "$name: stream: $REPLY"
     local sticks oticks
     sticks=$(tr ',' '\n' <<<"$cpu" | awk -F: -v p="$spid" '$1 == p { print $2 }')
     oticks=$(tr ',' '\n' <<<"$cpu" | awk -F: -v p="$opid" '$1 == p { print $2 }')
     RESULTS+=("$(awk -v n="$name" -v e="$enc/$senc" -v f="$(stats "$first")" -v w="$(stats "$whole")" \
-        -v u="$updates" -v b="$bytes" -v s="$secs" -v st="$sticks" -v ot="$oticks" -v hz="$CLK_TCK" -v d="$((c1n - c0))" '
+        -v u="$updates" -v b="$bytes" -v s="$secs" -v st="$sticks" -v ot="$oticks" -v hz="$CLK_TCK" -v d="$(field changes)" '
         BEGIN {
             ups = u / s; kib = b / 1024 / s
             sc = u ? sprintf("%.1f", st * 1000 / hz / u) : "-"
@@ -252,9 +252,7 @@ ACCORD_PID=$(in_c pgrep -u "$U" -f "^accord screen-server --socket $PRIV/bench.s
 viewer_start accord "$PRIV/bench.sock" session
 # GNOME Shell starts in the overview: Escape leaves it
 rfb 30 key 0xff1b
-measure "accord ${ACCORD_V%%-*} (Mutter ${MUTTER_V%%-*})" "$ACCORD_PID" "$SHELL_PID" 40 15 1 \
-    "gsettings set org.gnome.desktop.background primary-color '$BG2_HEX'" \
-    "gsettings set org.gnome.desktop.background primary-color '$BG_HEX'" session
+measure "accord ${ACCORD_V%%-*} (Mutter ${MUTTER_V%%-*})" "$ACCORD_PID" "$SHELL_PID" 40 15 1 gnome
 viewer_stop
 wait_for 10 test -s "$HB/$U/accord.rc" || die "accord screen-server still runs 10 s after its viewer left"
 lap "accord screen-server"
@@ -264,8 +262,7 @@ in_c systemd-run -q --unit=bench-xvfb Xvfb :9 -screen 0 1280x800x24 -nolisten tc
 wait_for 10 in_c test -S /tmp/.X11-unix/X9 || die "Xvfb :9 did not start"
 in_c systemd-run -q --unit=bench-openbox -E DISPLAY=:9 openbox
 # the root has no xsetroot: rfb_bench.py x11-root does its -solid (libX11 through ctypes)
-XROOT="python3 $B/rfb_bench.py x11-root"
-in_c env DISPLAY=:9 $XROOT "$BG_HEX" || die "could not set the X root window's colour"
+in_c env DISPLAY=:9 python3 $B/rfb_bench.py x11-root "$BG_HEX" || die "could not set the X root window's colour"
 in_c systemd-run -q --unit=bench-x11vnc -p StandardError=file:$B/x11vnc.log \
     x11vnc -display :9 -unixsock $B/x11vnc.sock -rfbport 0 -nopw -forever -shared
 wait_for 15 in_c test -S $B/x11vnc.sock || die "x11vnc: no socket in 15 s: $(tail -n 5 "$HB/x11vnc.log")"
@@ -274,8 +271,7 @@ X11VNC_PID=$(in_c systemctl show -p MainPID --value bench-x11vnc)
 viewer_start x11vnc "$B/x11vnc.sock" root
 rfb 30 key 0xff1b
 XVFB_V=${XVFB_V#*:}
-measure "x11vnc ${X11VNC_V%%-*} (Xvfb ${XVFB_V%%-*})" "$X11VNC_PID" "$XVFB_PID" 640 400 3 \
-    "DISPLAY=:9 $XROOT '$BG2_HEX'" "DISPLAY=:9 $XROOT '$BG_HEX'"
+measure "x11vnc ${X11VNC_V%%-*} (Xvfb ${XVFB_V%%-*})" "$X11VNC_PID" "$XVFB_PID" 640 400 3 x11
 viewer_stop
 in_c systemctl stop bench-x11vnc bench-openbox bench-xvfb
 lap "x11vnc"
