@@ -29,6 +29,8 @@
 #        ACCORD_TEST_CACHE, BOOT_MIRROR, BOOT_ROOT_TMPFS as for wayland-test.sh
 #        BOOT_TEST_WORK (target/bench-wayland): root, logs, bench.txt
 # Must run as root. Not part of `make test`.
+# (dpkg-query's formats and sh -c's scripts are single-quoted on purpose)
+# shellcheck disable=SC2016
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
