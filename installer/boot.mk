@@ -15,6 +15,11 @@
 #                    `make test` after boot-test (same .deb, same base
 #                    root). BOOT_DEB=path/to.deb tests that .deb instead of
 #                    building one.
+#   make bench-wayland   not in `make test`: figures for Accord's GNOME screen
+#                    server against x11vnc on Xvfb in the same container and
+#                    run (click to frame, updates and bytes per second, CPU
+#                    per update; tests/boot/wayland-bench.sh). Root only;
+#                    BOOT_DEB as for boot-wayland-test.
 #
 # The container's root is built once (debootstrap + apt-get, a few minutes)
 # and cached outside the tree in $(ACCORD_TEST_CACHE), keyed by suite and
@@ -23,8 +28,9 @@
 export ACCORD_TEST_CACHE ?= /var/cache/accord-tests
 export BOOT_TEST_WORK ?= $(PKG_TARGET_DIR)/boot-test
 BOOT_WAYLAND_WORK ?= $(PKG_TARGET_DIR)/boot-wayland-test
+BENCH_WAYLAND_WORK ?= $(PKG_TARGET_DIR)/bench-wayland
 
-.PHONY: boot-test boot-wayland-test boot-tools
+.PHONY: boot-test boot-wayland-test bench-wayland boot-tools
 
 boot-tools:
 	@installer/ensure-tools.sh systemd-nspawn:systemd-container debootstrap:debootstrap \
@@ -43,3 +49,10 @@ boot-wayland-test: $(if $(BOOT_DEB),,deb) boot-tools
 	@if [ -n "$(BOOT_DEB)" ]; then deb="$(BOOT_DEB)"; elif [ -f "$(DEB_FILE)" ]; then deb="$(DEB_FILE)"; \
 	    else deb="$(DEB_TEST_DEBS)/$(notdir $(DEB_FILE))"; fi; \
 	    echo "tests/boot/wayland-test.sh $$deb"; BOOT_TEST_WORK="$(BOOT_WAYLAND_WORK)" tests/boot/wayland-test.sh "$$deb"
+
+# The same root and .deb as boot-wayland-test; prints a table (also in
+# $(BENCH_WAYLAND_WORK)/bench.txt).
+bench-wayland: $(if $(BOOT_DEB),,deb) boot-tools
+	@if [ -n "$(BOOT_DEB)" ]; then deb="$(BOOT_DEB)"; elif [ -f "$(DEB_FILE)" ]; then deb="$(DEB_FILE)"; \
+	    else deb="$(DEB_TEST_DEBS)/$(notdir $(DEB_FILE))"; fi; \
+	    echo "tests/boot/wayland-bench.sh $$deb"; BOOT_TEST_WORK="$(BENCH_WAYLAND_WORK)" tests/boot/wayland-bench.sh "$$deb"
