@@ -84,12 +84,13 @@ pub struct HostConfig {
 /// caller marks the UI dead).
 ///
 /// One window process is kept started ahead of need (the spare): it has
-/// its display connection and event loop ready and waits for its first
-/// line, so the next prompt does not pay for exec, start-up and the X
-/// connection (~50 ms on Xvfb), for ~14 MB RSS, most of it the binary's
-/// pages shared with this process. It has no window and no GL (the GL
-/// driver is what weighs ~100 MB). A spare found dead is replaced, not
-/// mourned: nothing was shown.
+/// its display connection, event loop and GL driver ready and waits for its
+/// first line, so the next prompt does not pay for exec, start-up, the X
+/// connection and the driver's loading (together most of a first window's
+/// time, over 100 ms beside a build). It costs ~55 MB RSS, of which ~15 MB
+/// private: the rest is the binary's and the driver's code, shared pages.
+/// It has no window (a window's GL buffers are what weigh). A spare found
+/// dead is replaced, not mourned: nothing was shown.
 pub fn run(hub: &Arc<Hub>, cfg: &HostConfig) -> Result<(), HostError> {
     let mut spare = start_spare(hub, cfg);
     loop {
