@@ -334,11 +334,19 @@ mod dbus {
     /// The text type to ask for, UTF-8 first; `None` when the selection
     /// has no text.
     fn text_type(options: &HashMap<String, OwnedValue>) -> Option<&'static str> {
-        let types: Vec<String> = options
-            .get("mime-types")
-            .and_then(|v| v.try_clone().ok())
-            .and_then(|v| Vec::<String>::try_from(v).ok())?;
+        let types = mime_types(options.get("mime-types")?)?;
         OFFERED.into_iter().find(|t| types.iter().any(|m| m == t))
+    }
+
+    /// The types of `SelectionOwnerChanged`: Mutter sends them inside a
+    /// tuple, `(as)` (while `SetSelection` takes a bare `as`); a bare list
+    /// is taken too.
+    fn mime_types(v: &OwnedValue) -> Option<Vec<String>> {
+        let list = match &**v {
+            Value::Structure(s) => s.fields().first()?.try_clone().ok()?,
+            other => other.try_clone().ok()?,
+        };
+        Vec::<String>::try_from(list).ok()
     }
 
     fn lock(offered: &Offered) -> std::sync::MutexGuard<'_, Option<String>> {
@@ -383,6 +391,14 @@ mod dbus {
             assert_eq!(text_type(&o), Some("text/plain;charset=utf-8"));
             let o = opts(vec![("mime-types", Value::from(vec!["text/plain"]))]);
             assert_eq!(text_type(&o), Some("text/plain"));
+            // Mutter's signal: the list in a tuple.
+            let o = opts(vec![(
+                "mime-types",
+                Value::from(zbus::zvariant::Structure::from((vec![
+                    "text/plain;charset=utf-8",
+                ],))),
+            )]);
+            assert_eq!(text_type(&o), Some("text/plain;charset=utf-8"));
             let o = opts(vec![("mime-types", Value::from(vec!["image/png"]))]);
             assert_eq!(text_type(&o), None);
             assert_eq!(

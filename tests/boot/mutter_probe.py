@@ -13,16 +13,26 @@ with one line, `ok ...` or `err ...`:
   click X Y      pointer to (X, Y) of the stream, left button down and up
   key KEYSYM     a key pressed and released (X keysym: a name from the table
                  below, 0xff1b, or one character)
+  clipread       the desktop's clipboard as UTF-8 text, printed as hex
+                 (`ok clip HEX`; SelectionRead through this session's
+                 clipboard, as any application pasting would get it)
+  clipset HEX S  this session owns the clipboard with the UTF-8 text HEX
+                 (as an application copying it would) and serves whoever
+                 pastes it for S seconds (`ok clipset served N`)
   quit           stops the session and exits (end of stdin too)
 
 The Mutter sessions live as long as this D-Bus connection: the process stays
 up between commands.
 usage: mutter_probe.py [CONNECTOR]
 """
+import os
+import select
 import subprocess
 import sys
 
 from gi.repository import Gio, GLib
+
+TEXT_MIME = "text/plain;charset=utf-8"
 
 BUS_TIMEOUT_MS = 10000
 RD = ("org.gnome.Mutter.RemoteDesktop", "/org/gnome/Mutter/RemoteDesktop")
@@ -100,6 +110,66 @@ class Probe:
         self.rd_call("NotifyKeyboardKeysym", GLib.Variant("(ub)", (sym, False)))
         return sym
 
+    def enable_clipboard(self):
+        if not getattr(self, "clipboard", False):
+            self.rd_call("EnableClipboard", GLib.Variant("(a{sv})", ({},)))
+            self.clipboard = True
+
+    def fd_call(self, method, params):
+        """A call whose answer is one Unix fd (SelectionRead, SelectionWrite)."""
+        r, fds = self.bus.call_with_unix_fd_list_sync(
+            RD[0], self.rd, RD[0] + ".Session", method, params, GLib.VariantType.new("(h)"),
+            Gio.DBusCallFlags.NONE, BUS_TIMEOUT_MS, None, None)
+        return fds.get(r.unpack()[0])
+
+    def clip_read(self):
+        self.enable_clipboard()
+        fd = self.fd_call("SelectionRead", GLib.Variant("(s)", (TEXT_MIME,)))
+        data = b""
+        try:
+            while True:
+                ready, _, _ = select.select([fd], [], [], 5)
+                if not ready:
+                    raise RuntimeError("the clipboard's owner wrote nothing in 5 s")
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    return data
+                data += chunk
+        finally:
+            os.close(fd)
+
+    def clip_set(self, text, seconds):
+        self.enable_clipboard()
+        served = []
+
+        def on_transfer(_conn, _sender, _path, _iface, _signal, params):
+            _mime, serial = params.unpack()
+            ok = True
+            try:
+                fd = self.fd_call("SelectionWrite", GLib.Variant("(u)", (serial,)))
+                try:
+                    os.write(fd, text)
+                finally:
+                    os.close(fd)
+            except (GLib.Error, OSError):
+                ok = False
+            self.rd_call("SelectionWriteDone", GLib.Variant("(ub)", (serial, ok)))
+            served.append(ok)
+
+        sub_id = self.bus.signal_subscribe(RD[0], RD[0] + ".Session", "SelectionTransfer",
+                                           self.rd, None, Gio.DBusSignalFlags.NONE, on_transfer)
+        try:
+            self.rd_call("SetSelection", GLib.Variant(
+                "(a{sv})", ({"mime-types": GLib.Variant("as", [TEXT_MIME, "text/plain"])},)))
+            ctx = GLib.MainContext.default()
+            done = []
+            GLib.timeout_add(int(seconds * 1000), lambda: done.append(1) or False)
+            while not done:
+                ctx.iteration(True)
+        finally:
+            self.bus.signal_unsubscribe(sub_id)
+        return sum(1 for ok in served if ok)
+
     def stop(self):
         try:
             self.rd_call("Stop")
@@ -130,9 +200,13 @@ def main():
                 say("ok click %s %s" % (args[0], args[1]))
             elif cmd == "key" and len(args) == 1:
                 say("ok key %s 0x%x" % (args[0], probe.key(args[0])))
+            elif cmd == "clipread" and not args:
+                say("ok clip %s" % probe.clip_read().hex())
+            elif cmd == "clipset" and len(args) == 2:
+                say("ok clipset served %d" % probe.clip_set(bytes.fromhex(args[0]), float(args[1])))
             else:
                 say("err unknown command: %s" % line.strip())
-        except (GLib.Error, RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+        except (GLib.Error, RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as e:
             say("err %s: %s" % (cmd, e))
     probe.stop()
     say("ok quit")

@@ -9,6 +9,9 @@ on stdout ("ok ..." or "error ..."):
   click X Y      left button pressed and released at (X, Y)
   key SYM        a key (X keysym, hex like 0xff1b) pressed and released
   press SYM      a key pressed and left down
+  cut HEX        ClientCutText with these bytes (Latin-1, as RFB says)
+  cutwait S      the next ServerCutText within S seconds: "ok cut HEX", or
+                 "ok nocut" when none came
   quit           closes the connection
 
 The first line it prints is "ok WIDTHxHEIGHT NAME" after the handshake.
@@ -58,6 +61,7 @@ class Viewer:
         self.name = recv_exact(self.s, ln).decode("latin-1")
         self.w, self.h = w, h
         self.fb = bytearray(w * h * 4)
+        self.cuts = []
         # 32 bpp, depth 24, little endian, true colour, max 255, shifts R16 G8 B0
         pf = struct.pack(">BBBBHHHBBB3x", 32, 24, 0, 1, 255, 255, 255, 16, 8, 0)
         self.s.sendall(b"\x00\x00\x00\x00" + pf)
@@ -83,9 +87,9 @@ class Viewer:
                 return n
             elif t == 2:  # Bell
                 continue
-            elif t == 3:  # ServerCutText
+            elif t == 3:  # ServerCutText, kept for cutwait
                 ln = struct.unpack(">3xI", recv_exact(self.s, 7))[0]
-                recv_exact(self.s, ln)
+                self.cuts.append(recv_exact(self.s, ln))
             else:
                 raise ValueError("unexpected server message %d" % t)
 
@@ -100,6 +104,26 @@ class Viewer:
 
     def pointer(self, mask, x, y):
         self.s.sendall(struct.pack(">BBHH", 5, mask, x, y))
+
+    def cut(self, text):
+        self.s.sendall(struct.pack(">BxxxI", 6, len(text)) + text)
+
+    def cut_wait(self, seconds):
+        """The next ServerCutText within `seconds`, or None; updates that
+        come meanwhile are read (none is asked for)."""
+        old = self.s.gettimeout()
+        self.s.settimeout(seconds)
+        try:
+            while not self.cuts:
+                try:
+                    self.read_update()
+                except socket.timeout:
+                    # read_update keeps reading past a ServerCutText, for
+                    # an update that was never asked
+                    break
+        finally:
+            self.s.settimeout(old)
+        return self.cuts.pop(0) if self.cuts else None
 
     def key(self, down, sym):
         self.s.sendall(struct.pack(">BBxxI", 4, 1 if down else 0, sym))
@@ -131,6 +155,12 @@ def main():
                 if cmd == "key":
                     v.key(False, sym)
                 print("ok", flush=True)
+            elif cmd == "cut":
+                v.cut(bytes.fromhex(words[1]))
+                print("ok", flush=True)
+            elif cmd == "cutwait":
+                got = v.cut_wait(float(words[1]))
+                print("ok nocut" if got is None else "ok cut %s" % got.hex(), flush=True)
             elif cmd == "quit":
                 v.s.close()
                 print("ok", flush=True)

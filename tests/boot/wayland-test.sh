@@ -23,7 +23,10 @@
 #      control opens RemoteDesktop at the first click, which opens the
 #      overview, and Escape closes it; SIGKILLed with Super held down, its
 #      Mutter sessions end with it and the key goes up (GNOME opens the
-#      overview on Super's release)
+#      overview on Super's release); the clipboard, per grant: the
+#      technician's text pasted by a desktop application (the probe) as
+#      UTF-8, the desktop's copy sent to the technician as Latin-1 with
+#      `both`, never with `to_workstation`
 #   4. its helper started as GNOME starts it (XDG autostart under clin's
 #      systemd instance), `accord connect --view-only` from the technician's
 #      side: the prompt on the screen as a Wayland window (the one light box
@@ -394,6 +397,42 @@ frames released-super "$OVERVIEW" \
 probe key Escape
 frames after-released-super "$DESKTOP" || die "Escape did not close the overview after the released Super ($SHOTS/after-released-super.png)"
 ok "3c: accord screen-server killed (SIGKILL) mid-session with Super held: its RemoteDesktop and ScreenCast sessions ended with it ($(mutter_sessions) left = the probe's own), and the key went up (GNOME opened the overview on Super's release: $SHOTS/released-super.png)"
+
+# 3d. the clipboard through Mutter's RemoteDesktop session, as granted. The
+# test's probe stands for the applications of the desktop: it pastes
+# (SelectionRead) and copies (SetSelection, serving SelectionTransfer).
+hexof() { printf '%b' "$1" | od -An -tx1 | tr -d ' \n'; }
+clip_round() { # NAME GRANT: CUT is what the viewer got, SERVED how often the copy was read
+    server_start "$1" --mode control --input --clipboard "$2"
+    viewer_start "$1"
+    rfb key 0xffe1   # Shift: the first input opens the RemoteDesktop side
+    sleep 0.5
+    rfb cut "$(hexof 'Bonjour \xe9')"   # "Bonjour é" in Latin-1, as RFB has it
+    sleep 0.5
+    probe clipread
+    [ "$REPLY" = "ok clip $(hexof 'Bonjour \xc3\xa9')" ] \
+        || die "clipboard ($2): the technician's \"Bonjour é\" did not reach a paste on the desktop as UTF-8: $REPLY ($(cat "$HB/$U/$1.err"))"
+    echo "clipset $(hexof 'Dossier n\xc2\xb0 42 \xe2\x82\xac') 4" >&"$PROBE_FD"
+    rfb cutwait 5
+    CUT=$REPLY
+    probe_reply
+    case $REPLY in "ok clipset served "*) ;; *) die "mutter_probe.py: clipset: $REPLY" ;; esac
+    SERVED=${REPLY##* }
+    viewer_stop
+    server_rc "$1" 10
+    [ "$rc" = 0 ] || die "clipboard ($2): the screen server exited $rc after its viewer left: $(cat "$HB/$U/$1.err")"
+}
+clip_round clipboth both
+SERVED_BOTH=$SERVED
+[ "$CUT" = "ok cut $(hexof 'Dossier n\xb0 42 ?')" ] \
+    || die "clipboard (both): the desktop's copy \"Dossier n° 42 €\" did not reach the technician as Latin-1 (€ as ?): $CUT (served $SERVED; the server said: $(tail -n 15 "$HB/$U/clipboth.err"))"
+ok "3d: clipboard both: the technician's text pasted on the desktop as UTF-8, the desktop's copy received by the technician as Latin-1"
+clip_round clipto to_workstation
+# Mutter itself reads a new selection once (its clipboard manager keeps a
+# copy): the server's own read would be one more, as with "both".
+[ "$CUT" = "ok nocut" ] && [ "$SERVED" -lt "$SERVED_BOTH" ] \
+    || die "clipboard (to_workstation): the desktop's copy left the workstation: $CUT (the copy was read $SERVED times, $SERVED_BOTH with both)"
+ok "3d: clipboard to_workstation: the technician's text pasted on the desktop; the desktop's copy not read by the server ($SERVED read(s), Mutter's own, against $SERVED_BOTH with both) and nothing sent"
 lap "screen server: control"
 
 boot_demo_pki

@@ -535,7 +535,12 @@ impl RdSession {
 async fn emit_owner_changed(conn: &Connection, p: &str, mime_types: &[String], own: bool) {
     let emitter = SignalEmitter::new(conn, p.to_owned()).expect("path");
     let options = HashMap::from([
-        ("mime-types", Value::from(mime_types.to_vec())),
+        // As Mutter sends it: the list inside a tuple, `(as)` (SetSelection
+        // takes a bare `as`).
+        (
+            "mime-types",
+            Value::from(zbus::zvariant::Structure::from((mime_types.to_vec(),))),
+        ),
         ("session-is-owner", Value::from(own)),
     ]);
     RdSession::selection_owner_changed(&emitter, options)
