@@ -162,6 +162,11 @@ pub struct SessionWindow {
     raiser: Option<x11::Raiser>,
     /// The question asked during the session, over the banners.
     over: Option<Box<Asked>>,
+    /// Raise our windows at the next frame: the banners' "always on top"
+    /// sent again this frame is carried out by eframe after the frame, and
+    /// the window manager raises a window it is told so; raised before
+    /// that, the question would end under a banner.
+    raise_next: bool,
 }
 
 impl SessionWindow {
@@ -211,6 +216,7 @@ impl SessionWindow {
             guess_home,
             raiser,
             over: None,
+            raise_next: false,
         }
     }
 
@@ -258,6 +264,13 @@ impl SessionWindow {
                 self.guess_home = false;
             }
         }
+        if std::mem::take(&mut self.raise_next)
+            && let Some(r) = &self.raiser
+        {
+            // Ours in the order they were mapped: the banners, then the
+            // question over them, which stays on top.
+            r.raise();
+        }
         let title = cfg.strings.banner.title.clone();
         let mut raise = false;
         let mut rest = self.each.iter_mut();
@@ -297,10 +310,9 @@ impl SessionWindow {
                 ui.ctx().request_repaint();
             }
         }
-        if raise && let Some(r) = &self.raiser {
-            // Ours in the order they were mapped: the banners, then the
-            // question over them, which stays on top.
-            r.raise();
+        if raise && self.raiser.is_some() {
+            self.raise_next = true;
+            ui.ctx().request_repaint();
         }
         Shown::Keep
     }
