@@ -34,7 +34,8 @@
 #      once armed; the audit log names the session's server `mutter`; a raw
 #      viewer on connect's loopback port gets the screen the test sees; its
 #      click opens no RemoteDesktop session; `accord end`: connect exits 0,
-#      no screen server, no Mutter session left.
+#      no screen server, no Mutter session left; a second session whose
+#      helper is SIGKILLed ends, its screen server and Mutter sessions gone.
 #   5. a click on the × of GNOME's own sharing indicator makes the screen
 #      server exit 10 (the helper's cue to end the session, reason user)
 #   No process of the container and no mount is left at the end.
@@ -466,30 +467,37 @@ HELPER_STATE=$(as_user systemctl --user show -p ActiveState --value app-accord@a
 HELPER_SAYS=$(in_c journalctl --no-pager -o cat _SYSTEMD_USER_UNIT=app-accord@autostart.service _UID="$UIDOF" 2>/dev/null | tail -n 1)
 note "the autostarted helper: $HELPER_STATE${HELPER_SAYS:+ ($HELPER_SAYS)}"
 
-in_c timeout 60 accord connect "127.0.0.1:$PORT" --ca $B/pki/ca.pem --cert $B/pki/technician.pem \
-    --key $B/pki/technician.key --ticket BOOT-W1 --reason "wayland-test" --view-only >"$WORK/connect-w1.log" 2>&1 &
-CPID=$!
-prompt_shown() { frame prompt-w1; awk -v f="${FRAME_INFO##* }" 'BEGIN { exit !(f < 0.9) }'; }
-wait_for 30 prompt_shown || die "no prompt on the screen 30 s after the request ($SHOTS/prompt-w1.png): $(cat "$WORK/connect-w1.log")"
-# The prompt is the one light window on the background: its box, then
-# "Allow view only", bottom left, once the buttons are armed.
-# (below GNOME's top bar, whose white text would count)
-BOX=$(in_c convert "$B/$U/prompt-w1.png" -alpha off -crop 1280x760+0+40 +repage -fuzz 2% -fill black +opaque '#f8f8f8' -format '%@' info:) \
-    || die "convert could not find the prompt in $SHOTS/prompt-w1.png"
-read -r PW PH PX PY <<<"$(tr 'x+' '  ' <<<"$BOX")"
-PY=$((PY + 40))
-[ "$PW" -gt 400 ] && [ "$PH" -gt 300 ] || die "the prompt's box is ${PW}x$PH at $PX,$PY: not a prompt ($SHOTS/prompt-w1.png)"
-sleep 3   # the arm delay (the buttons are inactive at first)
-frame prompt-armed
-probe click $((PX + 70)) $((PY + PH - 35))
-wait_for 20 grep -q 'accepted (' "$WORK/connect-w1.log" \
-    || die "no 'accepted' from accord connect after the click on \"Allow view only\" at $((PX + 70)),$((PY + PH - 35)) ($SHOTS/prompt-armed.png): $(cat "$WORK/connect-w1.log")"
-SID=$(grep -F '"BOOT-W1"' "$ROOT/var/lib/accord/audit.jsonl" | grep '"decision"' | grep -o '"session":"[^"]*"' | head -n1)
-[ -n "$SID" ] || die "no decision record for BOOT-W1: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
-wait_for 10 sh -c "grep -F '$SID' '$ROOT/var/lib/accord/audit.jsonl' | grep -q '\"session_started\"'" \
-    || die "no session_started for BOOT-W1 ($SID) in the audit log: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
-grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep '"session_started"' | grep -q 'mutter (started for the session' \
-    || die "the session's upstream is not Accord's Mutter server: $(grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep session_started)"
+# consented_view TICKET NAME: `accord connect --view-only` (its PID in
+# CPID), the prompt found on the screen and "Allow view only" clicked once
+# armed; the session (SID) started on Accord's Mutter server.
+consented_view() {
+    local ticket=$1 name=$2
+    in_c timeout 60 accord connect "127.0.0.1:$PORT" --ca $B/pki/ca.pem --cert $B/pki/technician.pem \
+        --key $B/pki/technician.key --ticket "$ticket" --reason "wayland-test" --view-only >"$WORK/connect-$name.log" 2>&1 &
+    CPID=$!
+    prompt_shown() { frame "prompt-$name"; awk -v f="${FRAME_INFO##* }" 'BEGIN { exit !(f < 0.9) }'; }
+    wait_for 30 prompt_shown || die "no prompt on the screen 30 s after the request ($SHOTS/prompt-$name.png): $(cat "$WORK/connect-$name.log")"
+    # The prompt is the one light window on the background: its box, then
+    # "Allow view only", bottom left, once the buttons are armed.
+    # (below GNOME's top bar, whose white text would count)
+    BOX=$(in_c convert "$B/$U/prompt-$name.png" -alpha off -crop 1280x760+0+40 +repage -fuzz 2% -fill black +opaque '#f8f8f8' -format '%@' info:) \
+        || die "convert could not find the prompt in $SHOTS/prompt-$name.png"
+    read -r PW PH PX PY <<<"$(tr 'x+' '  ' <<<"$BOX")"
+    PY=$((PY + 40))
+    [ "$PW" -gt 400 ] && [ "$PH" -gt 300 ] || die "the prompt's box is ${PW}x$PH at $PX,$PY: not a prompt ($SHOTS/prompt-$name.png)"
+    sleep 3   # the arm delay (the buttons are inactive at first)
+    frame "prompt-$name-armed"
+    probe click $((PX + 70)) $((PY + PH - 35))
+    wait_for 20 grep -q 'accepted (' "$WORK/connect-$name.log" \
+        || die "no 'accepted' from accord connect after the click on \"Allow view only\" at $((PX + 70)),$((PY + PH - 35)) ($SHOTS/prompt-$name-armed.png): $(cat "$WORK/connect-$name.log")"
+    SID=$(grep -F "\"$ticket\"" "$ROOT/var/lib/accord/audit.jsonl" | grep '"decision"' | grep -o '"session":"[^"]*"' | head -n1)
+    [ -n "$SID" ] || die "no decision record for $ticket: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
+    wait_for 10 sh -c "grep -F '$SID' '$ROOT/var/lib/accord/audit.jsonl' | grep -q '\"session_started\"'" \
+        || die "no session_started for $ticket ($SID) in the audit log: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
+    grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep '"session_started"' | grep -q 'mutter (started for the session' \
+        || die "the session's upstream is not Accord's Mutter server: $(grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep session_started)"
+}
+consented_view BOOT-W1 w1
 ok "4: accord connect --view-only: the prompt shown on GNOME Wayland ($SHOTS/prompt-w1.png, ${PW}x$PH at $PX,$PY), \"Allow view only\" clicked through RemoteDesktop: accepted, upstream = mutter (audit log)"
 # The technician's viewer on accord connect's loopback port
 mkfifo -m 0600 "$HB/tech.in"
@@ -525,6 +533,25 @@ viewer_stop
 wait_for 10 sh -c "! kill -0 $TECH_VIEWER 2>/dev/null" || die "the technician's viewer still runs 10 s after quit"
 wait "$TECH_VIEWER" || true
 ok "4: view only through accord connect: a click on Activities opened no RemoteDesktop session; accord end: connect exit 0, the screen server and its Mutter sessions gone"
+# The helper killed mid-session: the screen server it started dies with it
+# (PR_SET_PDEATHSIG, and its unit's cgroup) and takes its Mutter sessions
+# along; the session ends and the technician is told.
+consented_view BOOT-W2 w2
+HELPER_MAIN=$(as_user systemctl --user show -p MainPID --value app-accord@autostart.service)
+[ "${HELPER_MAIN:-0}" -gt 0 ] || die "no main process for app-accord@autostart.service"
+CONNECTED=$(in_c journalctl -u accord -o cat --no-pager | grep -c 'session helper connected' || true)
+in_c kill -KILL "$HELPER_MAIN"
+wait_for 20 sh -c "! kill -0 $CPID 2>/dev/null" || die "accord connect still runs 20 s after the helper was killed: $(cat "$WORK/connect-w2.log")"
+wait "$CPID" || true
+wait_for 10 sessions_back || die "the helper was killed: Mutter sessions are $(mutter_sessions), expected $BASE_SESSIONS"
+wait_for 10 sh -c "! nsenter -t $PID1 -a pgrep -f '^accord screen-server' >/dev/null" || die "accord screen-server still runs after its helper was killed"
+W2_WHY=$(grep -F "$SID" "$ROOT/var/lib/accord/audit.jsonl" | grep '"session_ended"' | grep -o '"why":"[^"]*"' || true)
+[ -n "$W2_WHY" ] || die "no session_ended for BOOT-W2 ($SID) after its helper was killed: $(tail -n 3 "$ROOT/var/lib/accord/audit.jsonl")"
+ok "4: the helper SIGKILLed mid-session: accord connect ended, the screen server and its Mutter sessions gone ($(mutter_sessions) left = the probe's own), session_ended $W2_WHY"
+# Started again, as the next login would.
+as_user systemctl --user start app-accord@autostart.service
+wait_for 20 sh -c "[ \$(nsenter -t $PID1 -a journalctl -u accord -o cat --no-pager | grep -c 'session helper connected') -gt $CONNECTED ]" \
+    || die "the helper started again did not connect to the service"
 frame after-connect
 ok "4: the screen after the request: $SHOTS/after-connect.png (${FRAME_INFO##* } background)"
 lap "accord connect"
