@@ -50,7 +50,7 @@ mod dbus {
     use super::super::proxy::remote_desktop::{
         RemoteDesktopSessionProxy, SelectionOwnerChanged, SelectionTransfer,
     };
-    use super::super::session::{CALL_TIMEOUT, MutterError, MutterSession};
+    use super::super::session::{MutterError, MutterSession, bounded};
     use super::{latin1_to_utf8, utf8_to_latin1};
     use crate::policy::Clipboard as Grant;
     use crate::rfb::MAX_CUT_TEXT;
@@ -355,20 +355,6 @@ mod dbus {
 
     async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
         poll_fn(|cx| Pin::new(&mut *s).poll_next(cx)).await
-    }
-
-    async fn bounded<T>(
-        call: &'static str,
-        future: impl Future<Output = zbus::Result<T>>,
-    ) -> Result<T, MutterError> {
-        match tokio::time::timeout(CALL_TIMEOUT, future).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(source)) => Err(MutterError::Call { call, source }),
-            Err(_) => Err(MutterError::Timeout {
-                call,
-                timeout: CALL_TIMEOUT,
-            }),
-        }
     }
 
     #[cfg(test)]

@@ -581,7 +581,7 @@ where
     bounded(call, builder.build()).await
 }
 
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     call: &'static str,
     future: impl Future<Output = zbus::Result<T>>,
 ) -> Result<T, MutterError> {
